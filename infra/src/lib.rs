@@ -1,0 +1,27 @@
+//! The local AWS stack, built from `template.yaml` so local and deployed stacks cannot drift:
+//!
+//! - [`moto`]: starts `infra/moto_server.py` (moto behind one lock) on a free loopback port.
+//! - [`template`]: reads the template's resources, functions, routes and environment.
+//! - [`stack`]: creates every table, queue, bucket and secret the template declares, under a
+//!   name prefix (one per test), and resolves each function's environment against them.
+//! - [`functions`]: the registry of function binaries and their routers.
+//! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
+//!   router of the function that owns it, with an API Gateway-like request context.
+
+pub mod functions;
+pub mod gateway;
+pub mod moto;
+pub mod stack;
+pub mod template;
+
+use std::path::PathBuf;
+
+/// The workspace root (where `template.yaml` is), found from this crate's location at build time
+/// or from `LUMI_ROOT`.
+pub fn workspace_root() -> PathBuf {
+    if let Ok(root) = std::env::var("LUMI_ROOT") {
+        return PathBuf::from(root);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}

@@ -1,0 +1,67 @@
+//! The few lines between a function's `main` and the Lambda runtime:
+//!
+//! ```no_run
+//! # fn routes(_: std::sync::Arc<lumi_shared::Platform>) -> axum::Router { axum::Router::new() }
+//! #[tokio::main]
+//! async fn main() -> Result<(), lumi_shared::bootstrap::BootError> {
+//!     lumi_shared::bootstrap::run_http("health", routes).await
+//! }
+//! ```
+//!
+//! Once per cold start: JSON logging, the typed config (a bad one stops the container with a
+//! message naming the variable), the AWS clients; then the router, behind the shared edge, is
+//! handed to `lambda_http::run`. The local gateway builds the same router with [`app`].
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::{
+    config::{Config, ConfigError, Env},
+    platform::Platform,
+    telemetry::{self, Stdout},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the Lambda runtime stopped: {0}")]
+    Runtime(lambda_http::Error),
+}
+
+/// Builds a function's platform from its environment, with logging installed.
+pub async fn platform(function_name: &str, env: &Env) -> Result<Arc<Platform>, BootError> {
+    let config = match Config::from_env(function_name, env) {
+        Ok(config) => config,
+        Err(error) => {
+            telemetry::log::init(function_name, tracing::Level::INFO, false, Arc::new(Stdout));
+            tracing::error!(%error, "invalid configuration; the function cannot start");
+            return Err(error.into());
+        }
+    };
+    telemetry::log::init(
+        function_name,
+        config.log_level,
+        config.tracing_enabled,
+        Arc::new(Stdout),
+    );
+    Ok(Platform::new(config).await)
+}
+
+/// A function's routes behind the shared edge, its start-up marked complete.
+pub fn app(platform: Arc<Platform>, routes: impl FnOnce(Arc<Platform>) -> Router) -> Router {
+    let router = crate::http::serve(platform.clone(), routes(platform.clone()));
+    platform.mark_started();
+    router
+}
+
+/// Runs an HTTP function on Lambda: the whole of its `main`.
+pub async fn run_http(
+    function_name: &str,
+    routes: impl FnOnce(Arc<Platform>) -> Router,
+) -> Result<(), BootError> {
+    let platform = platform(function_name, &Env::from_process()).await?;
+    let router = app(platform, routes);
+    lambda_http::run(router).await.map_err(BootError::Runtime)
+}

@@ -1,0 +1,233 @@
+//! Typed configuration, read once per cold start from an [`Env`] and validated before the first
+//! request: a missing or malformed variable stops the container with a message naming it.
+//!
+//! The environment is passed in rather than read from the process so that the local gateway can
+//! host several functions in one process, each with the environment `template.yaml` gives it.
+
+use std::{collections::HashMap, str::FromStr, time::Duration};
+
+use http::{HeaderName, HeaderValue};
+
+/// A function's environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment (what Lambda gives a function).
+    pub fn from_process() -> Self {
+        Self { vars: std::env::vars().collect() }
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars.get(key).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.vars.insert(key.into(), value.into());
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    fn required(&self, key: &'static str) -> Result<String, ConfigError> {
+        self.get(key).map(str::to_owned).ok_or(ConfigError::Missing(key))
+    }
+
+    fn parsed<T: FromStr>(&self, key: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                var: key,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn millis(&self, key: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.parsed(key, default_ms)?;
+        if ms == 0 {
+            return Err(ConfigError::Invalid { var: key, reason: "must be greater than 0".into() });
+        }
+        Ok(Duration::from_millis(ms))
+    }
+
+    fn flag(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::Invalid { var: key, reason: format!("`{v}` is not a boolean") }),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// The DynamoDB tables a function may touch, by the logical id `template.yaml` gives them.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    /// `AppTable`: the single application table (users, catalog, orders, settings, ...).
+    pub app: String,
+}
+
+impl Tables {
+    /// Every table with its logical id: what readiness checks.
+    pub fn all(&self) -> Vec<(&'static str, &str)> {
+        vec![("AppTable", self.app.as_str())]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CorsConfig {
+    /// Exact origins allowed; empty means no cross-origin access at all.
+    pub allowed_origins: Vec<HeaderValue>,
+    pub exposed_headers: Vec<HeaderName>,
+}
+
+/// Everything a function reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The function's name, as in `template.yaml` (`health`, `orders`, ...): logs and metrics.
+    pub function_name: String,
+    /// `local`, `dev`, `staging`, `prod`: tags logs and metrics.
+    pub stage: String,
+    pub region: String,
+    /// Set locally (the moto server); unset in AWS.
+    pub aws_endpoint_url: Option<String>,
+    pub tables: Tables,
+    pub config_secret_id: String,
+    pub secrets_cache_ttl: Duration,
+    pub cors: CorsConfig,
+    pub max_body_bytes: usize,
+    pub query_timeout: Duration,
+    pub slow_query_threshold: Duration,
+    pub health_check_timeout: Duration,
+    pub tracing_enabled: bool,
+    pub log_level: tracing::Level,
+}
+
+impl Config {
+    /// Reads and validates the configuration of `function_name`.
+    pub fn from_env(function_name: &str, env: &Env) -> Result<Self, ConfigError> {
+        let cors = CorsConfig {
+            allowed_origins: csv(env.get("CORS_ALLOWED_ORIGINS").unwrap_or(""))
+                .map(|origin| {
+                    HeaderValue::from_str(origin).map_err(|_| ConfigError::Invalid {
+                        var: "CORS_ALLOWED_ORIGINS",
+                        reason: format!("`{origin}` is not a valid origin"),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            exposed_headers: csv(env.get("CORS_EXPOSED_HEADERS").unwrap_or("X-Request-Id,X-API-Version"))
+                .map(|name| {
+                    HeaderName::from_str(name).map_err(|_| ConfigError::Invalid {
+                        var: "CORS_EXPOSED_HEADERS",
+                        reason: format!("`{name}` is not a header name"),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let log_level = env.get("LOG_LEVEL").unwrap_or("info");
+        let health_check_timeout = env.millis("HEALTH_CHECK_TIMEOUT_MS", 1500)?;
+        if health_check_timeout >= Duration::from_secs(2) {
+            return Err(ConfigError::Invalid {
+                var: "HEALTH_CHECK_TIMEOUT_MS",
+                reason: "must stay under the 2 s health-check timeout of the load balancer".into(),
+            });
+        }
+        Ok(Self {
+            function_name: function_name.to_owned(),
+            stage: env.get("STAGE").unwrap_or("local").to_owned(),
+            region: env
+                .get("AWS_REGION")
+                .or_else(|| env.get("AWS_DEFAULT_REGION"))
+                .unwrap_or("us-east-1")
+                .to_owned(),
+            aws_endpoint_url: env.get("AWS_ENDPOINT_URL").map(str::to_owned),
+            tables: Tables { app: env.required("APP_TABLE")? },
+            config_secret_id: env.required("CONFIG_SECRET_ID")?,
+            secrets_cache_ttl: Duration::from_secs(env.parsed("SECRETS_CACHE_TTL_SECONDS", 300)?),
+            cors,
+            max_body_bytes: env.parsed("MAX_BODY_BYTES", 1024 * 1024)?,
+            query_timeout: env.millis("QUERY_TIMEOUT_MS", 5000)?,
+            slow_query_threshold: env.millis("DATABASE_SLOW_QUERY_THRESHOLD_MS", 100)?,
+            health_check_timeout,
+            tracing_enabled: env.flag("TRACING_ENABLED", false)?,
+            log_level: log_level.parse().map_err(|_| ConfigError::Invalid {
+                var: "LOG_LEVEL",
+                reason: format!("`{log_level}` is not one of trace, debug, info, warn, error"),
+            })?,
+        })
+    }
+}
+
+fn csv(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Env {
+        Env::from_pairs([("APP_TABLE", "t-app"), ("CONFIG_SECRET_ID", "t-config")])
+    }
+
+    #[test]
+    fn defaults_follow_the_runbook() {
+        let config = Config::from_env("health", &minimal()).unwrap();
+        assert_eq!(config.query_timeout, Duration::from_millis(5000));
+        assert_eq!(config.slow_query_threshold, Duration::from_millis(100));
+        assert_eq!(config.secrets_cache_ttl, Duration::from_secs(300));
+        assert_eq!(config.cors.exposed_headers, ["x-request-id", "x-api-version"]);
+        assert!(config.cors.allowed_origins.is_empty());
+        assert!(!config.tracing_enabled);
+    }
+
+    #[test]
+    fn missing_and_invalid_variables_are_named() {
+        let err = Config::from_env("health", &Env::default()).unwrap_err();
+        assert!(err.to_string().contains("APP_TABLE"), "{err}");
+
+        let mut env = minimal();
+        env.set("QUERY_TIMEOUT_MS", "soon");
+        let err = Config::from_env("health", &env).unwrap_err();
+        assert!(err.to_string().contains("QUERY_TIMEOUT_MS"), "{err}");
+
+        let mut env = minimal();
+        env.set("TRACING_ENABLED", "maybe");
+        assert!(Config::from_env("health", &env).is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_comma_separated() {
+        let mut env = minimal();
+        env.set(
+            "CORS_ALLOWED_ORIGINS",
+            "https://app.lumi-commerce.com, https://admin.lumi-commerce.com,",
+        );
+        let config = Config::from_env("health", &env).unwrap();
+        assert_eq!(
+            config.cors.allowed_origins,
+            ["https://app.lumi-commerce.com", "https://admin.lumi-commerce.com"]
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! The outermost layer of every function: see the [module above](super) for what it guarantees.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    body::Body,
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, header};
+use http_body::Body as _;
+use lambda_http::request::RequestContext;
+use tracing::Instrument as _;
+
+use super::{X_API_VERSION, X_REQUEST_ID, extract::{BodyLimit, ClientIp, RequestId}};
+use crate::{
+    error::{ApiError, PROBLEM_CONTENT_TYPE, Problem},
+    platform::Platform,
+    telemetry::metrics::{HTTP_REQUESTS_TOTAL, MetricSet, status_class},
+};
+
+/// API Gateway's id, else the caller's if well-formed, else a new UUID.
+pub fn resolve_request_id(request: &Request) -> String {
+    if let Some(RequestContext::ApiGatewayV2(context)) = request.extensions().get::<RequestContext>()
+        && let Some(id) = context.request_id.as_deref().filter(|id| is_valid_request_id(id))
+    {
+        return id.to_owned();
+    }
+    request
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| is_valid_request_id(id))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// 1 to 128 characters of letters, digits and `-_.:`: safe in a header, a log line and a URL.
+pub fn is_valid_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The caller's address as API Gateway saw it (`requestContext.http.sourceIp`); headers such as
+/// `X-Forwarded-For` are the caller's to forge and are not read.
+pub fn resolve_client_ip(request: &Request) -> String {
+    match request.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .http
+            .source_ip
+            .clone()
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned()),
+        _ => "unknown".to_owned(),
+    }
+}
+
+pub async fn edge(State(platform): State<Arc<Platform>>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = resolve_request_id(&request);
+    let client_ip = resolve_client_ip(&request);
+    let cold_start = platform.take_cold_start();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let metrics = MetricSet::default();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        function = %platform.config.function_name,
+        cold_start,
+        method = %method,
+        route = %route,
+    );
+
+    request.extensions_mut().insert(RequestId(request_id.clone()));
+    request.extensions_mut().insert(ClientIp(client_ip));
+    request.extensions_mut().insert(metrics.clone());
+
+    let limit = platform.config.max_body_bytes;
+    request.extensions_mut().insert(BodyLimit(limit));
+    let mut response = if body_exceeds(&request, limit) {
+        ApiError::PayloadTooLarge { limit }.into_response()
+    } else {
+        next.run(request).instrument(span.clone()).await
+    };
+
+    finish_problem(&mut response, &request_id);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+    headers.insert(X_API_VERSION, HeaderValue::from_static(crate::API_VERSION));
+
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            "request completed"
+        );
+    });
+    let route_label = format!("{method} {route}");
+    metrics.count(
+        HTTP_REQUESTS_TOTAL,
+        &[
+            ("function", &platform.config.function_name),
+            ("route", &route_label),
+            ("status_class", status_class(status)),
+        ],
+        1.0,
+    );
+    metrics.flush(platform.metrics_sink.as_ref(), &[("request_id", &request_id)]);
+    response
+}
+
+/// By the declared length, or by the buffered body's exact size (Lambda bodies are buffered).
+fn body_exceeds(request: &Request, limit: usize) -> bool {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let buffered = request.body().size_hint().lower();
+    declared.unwrap_or(0).max(buffered) > limit as u64
+}
+
+/// Every error leaves as problem+json carrying the request id: problems made by our handlers are
+/// re-rendered with it; bodiless errors from routing (404, 405) or layers become problems. An
+/// error response that already has a body of its own (readiness's 503 report) is left alone.
+fn finish_problem(response: &mut Response, request_id: &str) {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return;
+    }
+    let problem = match response.extensions_mut().remove::<Problem>() {
+        Some(problem) => problem,
+        None if response.body().size_hint().exact() == Some(0) => Problem::for_status(status),
+        None => return,
+    };
+    *response.body_mut() = Body::from(problem.to_json(Some(request_id)).to_string());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+    headers.remove(header::CONTENT_LENGTH);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_validated() {
+        assert!(is_valid_request_id("c6af9ac6-7b61-11e6-9a41-93e8deadbeef"));
+        assert!(is_valid_request_id("Root=1-abc:2"));
+        assert!(!is_valid_request_id(""));
+        assert!(!is_valid_request_id("evil\nheader"));
+        assert!(!is_valid_request_id("<script>"));
+        assert!(!is_valid_request_id(&"a".repeat(129)));
+    }
+}

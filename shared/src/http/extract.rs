@@ -1,0 +1,98 @@
+//! Extractors: [`Json`] (rejections are problem+json with the right status), and what the edge
+//! puts on every request ([`RequestId`], [`ClientIp`], the request's [`MetricSet`]).
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request},
+    body::Bytes,
+};
+use http::{header, request::Parts};
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use crate::{error::ApiError, telemetry::metrics::MetricSet};
+
+/// The request id the edge settled on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// The body limit in force, put on the request by the edge for the extractors' messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub usize);
+
+/// The caller's IP address as API Gateway saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIp(pub String);
+
+fn from_extensions<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Result<T, ApiError> {
+    parts.extensions.get::<T>().cloned().ok_or_else(|| {
+        ApiError::internal(format!("{} missing: the edge layer is not installed", std::any::type_name::<T>()))
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        from_extensions(parts)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        from_extensions(parts)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MetricSet {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        from_extensions(parts)
+    }
+}
+
+/// A JSON body: 415 unless the content type is JSON, 413 past the body limit, 400 when the text
+/// is not JSON, 422 when it is JSON of the wrong shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+fn is_json(parts: &Request) -> bool {
+    parts
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(&request) {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as application/json".into(),
+            ));
+        }
+        let limit = request.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::bad_request(rejection.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(Json).map_err(|error| match error.classify() {
+            Category::Data => ApiError::Validation {
+                detail: format!("the body does not have the expected shape: {error}").into(),
+                errors: Vec::new(),
+            },
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::MalformedJson(format!("the body is not valid JSON: {error}"))
+            }
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! The HTTP edge every function's router is served behind, in Lambda and in the local gateway
+//! alike (see [`serve`]):
+//!
+//! - [`edge`]: request id (API Gateway's, else a valid incoming `X-Request-Id`, else a new one),
+//!   client IP from the API Gateway request context, the request span (request id, function,
+//!   cold start), `X-Request-Id` and `X-API-Version` on every response, the body size limit (413),
+//!   every error response as problem+json with the request id, an access log line and the
+//!   `lumi_http_requests_total` metric flushed per invocation.
+//! - CORS from `CORS_ALLOWED_ORIGINS` (tower-http), with preflights from other origins refused
+//!   (403); HSTS, `nosniff` and `no-store` on every response.
+//! - [`extract`]: the JSON extractor whose rejections are problem+json, and the request id,
+//!   client IP and metric set of the request.
+
+pub mod edge;
+pub mod extract;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use http::{HeaderName, HeaderValue, Method, header};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    set_header::SetResponseHeaderLayer,
+};
+
+pub use extract::{ClientIp, Json, RequestId};
+
+use crate::{config::CorsConfig, error::ApiError, platform::Platform};
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_API_VERSION: HeaderName = HeaderName::from_static("x-api-version");
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// A function's routes behind the edge: what `lambda_http::run` and the local gateway serve.
+pub fn serve(platform: Arc<Platform>, routes: Router) -> Router {
+    let cors = platform.config.cors.clone();
+    routes
+        .fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(platform.config.max_body_bytes))
+        .layer(cors_layer(&cors))
+        .layer(middleware::from_fn_with_state(Arc::new(cors), refuse_foreign_preflight))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains; preload"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(middleware::from_fn_with_state(platform, edge::edge))
+}
+
+async fn unknown_route(method: Method, uri: http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route matches {method} {}", uri.path()))
+}
+
+fn cors_layer(cors: &CorsConfig) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(cors.allowed_origins.iter().cloned()))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            IDEMPOTENCY_KEY,
+            X_REQUEST_ID,
+        ])
+        .expose_headers(cors.exposed_headers.clone())
+        .max_age(Duration::from_secs(600))
+}
+
+/// tower-http answers a preflight from an unlisted origin with a 200 that merely lacks
+/// `Access-Control-Allow-Origin`; say plainly that it is refused.
+async fn refuse_foreign_preflight(
+    State(cors): State<Arc<CorsConfig>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let is_preflight = request.method() == Method::OPTIONS
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if let Some(origin) = headers.get(header::ORIGIN).filter(|_| is_preflight)
+        && !cors.allowed_origins.contains(origin)
+    {
+        return ApiError::Forbidden("this origin is not allowed to call the API".into())
+            .into_response();
+    }
+    next.run(request).await
+}

@@ -1,0 +1,178 @@
+//! DynamoDB access for every function: each call has a timeout (`QUERY_TIMEOUT_MS`, default
+//! 5000), is a `dynamodb` span (written with `TRACING_ENABLED=1`), and logs a warning when slower
+//! than `DATABASE_SLOW_QUERY_THRESHOLD_MS` (default 100). Items are Rust types mapped with
+//! serde_dynamo; the application table keys every item by `pk` and `sk`.
+
+use std::{collections::HashMap, future::Future, time::Duration};
+
+use aws_sdk_dynamodb::{
+    Client,
+    config::retry::RetryConfig,
+    error::{ProvideErrorMetadata, SdkError},
+    types::AttributeValue,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::error::ApiError;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The key of an application-table item.
+pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk.into())),
+        ("sk".to_owned(), AttributeValue::S(sk.into())),
+    ])
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB {op} on {table} timed out after {after:?}")]
+    Timeout { op: &'static str, table: String, after: Duration },
+    #[error("DynamoDB {op} on {table}: condition not met")]
+    ConditionFailed { op: &'static str, table: String },
+    #[error("DynamoDB {op} on {table} failed: {code}: {message}")]
+    Service { op: &'static str, table: String, code: String, message: String },
+    #[error("an item of {table} does not have the expected shape")]
+    Item {
+        table: String,
+        #[source]
+        source: serde_dynamo::Error,
+    },
+}
+
+impl StoreError {
+    /// The service's error code (`ResourceNotFoundException`, ...), when it gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Service { code, .. } => Some(code),
+            Self::ConditionFailed { .. } => Some("ConditionalCheckFailedException"),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Item { .. } => ApiError::internal(error),
+            StoreError::ConditionFailed { .. } => {
+                ApiError::Conflict("the item changed or already exists".into())
+            }
+            StoreError::Timeout { .. } | StoreError::Service { .. } => {
+                ApiError::unavailable("the database is unavailable; retry shortly", error)
+            }
+        }
+    }
+}
+
+/// DynamoDB with this container's timeouts.
+#[derive(Debug, Clone)]
+pub struct Db {
+    client: Client,
+    timeout: Duration,
+    slow: Duration,
+}
+
+impl Db {
+    pub fn new(client: Client, timeout: Duration, slow: Duration) -> Self {
+        Self { client, timeout, slow }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs one SDK call under the timeout, the span and the slow-call warning.
+    pub async fn call<T, E, R>(
+        &self,
+        op: &'static str,
+        table: &str,
+        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, StoreError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let span = tracing::debug_span!("dynamodb", op, table);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, call).instrument(span).await;
+        let elapsed = started.elapsed();
+        if elapsed >= self.slow {
+            tracing::warn!(
+                op,
+                table,
+                elapsed_ms = elapsed.as_millis() as u64,
+                threshold_ms = self.slow.as_millis() as u64,
+                "slow DynamoDB call"
+            );
+        }
+        match outcome {
+            Err(_) => Err(StoreError::Timeout { op, table: table.to_owned(), after: self.timeout }),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                let code = error.code().unwrap_or("Unknown").to_owned();
+                if code == "ConditionalCheckFailedException" {
+                    return Err(StoreError::ConditionFailed { op, table: table.to_owned() });
+                }
+                let message =
+                    error.message().map_or_else(|| crate::error::error_chain(&error), str::to_owned);
+                Err(StoreError::Service { op, table: table.to_owned(), code, message })
+            }
+        }
+    }
+
+    /// Reads one item as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, table: &str, key: Item) -> Result<Option<T>, StoreError> {
+        let request = self.client.get_item().table_name(table).set_key(Some(key)).send();
+        let output = self.call("GetItem", table, request).await?;
+        output
+            .item
+            .map(|item| serde_dynamo::from_item(item))
+            .transpose()
+            .map_err(|source| StoreError::Item { table: table.to_owned(), source })
+    }
+
+    /// Writes one item (replacing any with the same key).
+    pub async fn put<T: Serialize>(&self, table: &str, item: &T) -> Result<(), StoreError> {
+        let item: Item = serde_dynamo::to_item(item)
+            .map_err(|source| StoreError::Item { table: table.to_owned(), source })?;
+        let request = self.client.put_item().table_name(table).set_item(Some(item)).send();
+        self.call("PutItem", table, request).await.map(drop)
+    }
+
+    /// Writes one item only if no item has its key yet (`ConditionFailed` otherwise).
+    pub async fn put_new<T: Serialize>(&self, table: &str, item: &T) -> Result<(), StoreError> {
+        let item: Item = serde_dynamo::to_item(item)
+            .map_err(|source| StoreError::Item { table: table.to_owned(), source })?;
+        let request = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send();
+        self.call("PutItem", table, request).await.map(drop)
+    }
+
+    /// DescribeTable once, without retries (readiness wants the first answer), returning the
+    /// table's status (`ACTIVE`, ...).
+    pub async fn describe_table(&self, table: &str) -> Result<String, StoreError> {
+        let request = self
+            .client
+            .describe_table()
+            .table_name(table)
+            .customize()
+            .config_override(
+                aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
+            .send();
+        let output = self.call("DescribeTable", table, request).await?;
+        Ok(output
+            .table
+            .and_then(|t| t.table_status)
+            .map_or_else(|| "UNKNOWN".to_owned(), |s| s.as_str().to_owned()))
+    }
+}

@@ -1,0 +1,281 @@
+//! JSON-line logging: one object per event with `timestamp`, `level`, `message`, the fields of
+//! the enclosing spans (the edge's request span brings `request_id`, `function`, `cold_start`)
+//! and the event's own fields.
+//!
+//! Values of sensitive keys (password, token, secret, authorization, cookie, ...) are replaced by
+//! `[REDACTED]` before the line is written, also inside JSON-looking string values and in
+//! `Bearer` credentials embedded in text. With `TRACING_ENABLED=1` every closed span is written
+//! too, with its duration: the runbook's "lightweight spans".
+
+use std::{fmt, sync::Arc, time::Instant};
+
+use serde_json::{Map, Value};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use tracing::{
+    Event, Id, Level, Subscriber,
+    field::{Field, Visit},
+    span::{Attributes, Record},
+};
+use tracing_subscriber::{
+    Layer, filter::LevelFilter, layer::Context, prelude::*, registry::LookupSpan,
+};
+
+use super::LineSink;
+
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Key fragments whose values never reach a log line.
+const SENSITIVE_KEY_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+    "private_key",
+    "credential",
+    "signature",
+];
+
+pub fn is_sensitive_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SENSITIVE_KEY_PARTS.iter().any(|part| key.contains(part))
+}
+
+/// Redacts sensitive keys anywhere in a JSON value, and bearer credentials inside strings.
+pub fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if is_sensitive_key(key) {
+                    *value = Value::String(REDACTED.into());
+                } else {
+                    redact(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::String(text) => {
+            if let Some(clean) = redact_text(text) {
+                *text = clean;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A string field may itself be JSON (a logged body) or carry `Bearer <token>`.
+fn redact_text(text: &str) -> Option<String> {
+    let trimmed = text.trim_start();
+    if (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && let Ok(mut inner) = serde_json::from_str::<Value>(trimmed)
+    {
+        let before = inner.clone();
+        redact(&mut inner);
+        return (inner != before).then(|| inner.to_string());
+    }
+    let lower = text.to_ascii_lowercase();
+    let at = lower.find("bearer ")?;
+    let start = at + "bearer ".len();
+    let end = text[start..].find(|c: char| c.is_whitespace() || c == '"' || c == ',').map_or(text.len(), |n| start + n);
+    Some(format!("{}{REDACTED}{}", &text[..start], &text[end..]))
+}
+
+/// Installs the JSON logger as the process's subscriber (once; later calls keep the first).
+pub fn init(function_name: &str, level: Level, spans_enabled: bool, sink: Arc<dyn LineSink>) {
+    let layer = JsonLogLayer::new(function_name, spans_enabled, sink);
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(LevelFilter::from_level(level)))
+        .try_init();
+}
+
+/// The tracing layer that writes JSON lines.
+pub struct JsonLogLayer {
+    function_name: String,
+    spans_enabled: bool,
+    sink: Arc<dyn LineSink>,
+}
+
+impl JsonLogLayer {
+    pub fn new(function_name: &str, spans_enabled: bool, sink: Arc<dyn LineSink>) -> Self {
+        Self { function_name: function_name.to_owned(), spans_enabled, sink }
+    }
+
+    fn write(&self, mut object: Map<String, Value>) {
+        let mut value = Value::Object(std::mem::take(&mut object));
+        redact(&mut value);
+        self.sink.write_line(&value.to_string());
+    }
+}
+
+/// The fields of a span, kept in its extensions.
+struct SpanFields(Map<String, Value>);
+struct SpanStarted(Instant);
+
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().into(), Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), Value::String(value.into()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let chain = crate::error::error_chain(value);
+        self.0.insert(field.name().into(), Value::String(chain));
+    }
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}
+
+impl<S> Layer<S> for JsonLogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = Map::new();
+        attrs.record(&mut JsonVisitor(&mut fields));
+        let mut extensions = span.extensions_mut();
+        extensions.insert(SpanFields(fields));
+        if self.spans_enabled {
+            extensions.insert(SpanStarted(Instant::now()));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if let Some(SpanFields(fields)) = span.extensions_mut().get_mut::<SpanFields>() {
+            values.record(&mut JsonVisitor(fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut line = Map::new();
+        line.insert("timestamp".into(), Value::String(now_rfc3339()));
+        line.insert("level".into(), Value::String(event.metadata().level().to_string()));
+        line.insert("function".into(), Value::String(self.function_name.clone()));
+        // Outer spans first, so inner spans' fields win.
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
+                    line.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+        }
+        let mut fields = Map::new();
+        event.record(&mut JsonVisitor(&mut fields));
+        let message = fields.remove("message").unwrap_or(Value::String(String::new()));
+        line.insert("message".into(), message);
+        line.extend(fields);
+        line.insert("target".into(), Value::String(event.metadata().target().into()));
+        self.write(line);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if !self.spans_enabled {
+            return;
+        }
+        let Some(span) = ctx.span(&id) else { return };
+        let extensions = span.extensions();
+        let Some(SpanStarted(started)) = extensions.get::<SpanStarted>() else { return };
+        let mut line = Map::new();
+        line.insert("timestamp".into(), Value::String(now_rfc3339()));
+        line.insert("level".into(), Value::String("TRACE".into()));
+        line.insert("function".into(), Value::String(self.function_name.clone()));
+        line.insert("type".into(), Value::String("span".into()));
+        line.insert("span".into(), Value::String(span.name().into()));
+        line.insert("duration_ms".into(), Value::from(started.elapsed().as_secs_f64() * 1e3));
+        if let Some(parent) = span.parent()
+            && let Some(SpanFields(fields)) = parent.extensions().get::<SpanFields>()
+            && let Some(request_id) = fields.get("request_id")
+        {
+            line.insert("request_id".into(), request_id.clone());
+        }
+        if let Some(SpanFields(fields)) = extensions.get::<SpanFields>() {
+            line.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        line.insert("message".into(), Value::String(format!("span {} closed", span.name())));
+        self.write(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::CapturedLines;
+
+    fn capture(spans: bool, f: impl FnOnce()) -> Vec<Value> {
+        let lines = CapturedLines::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLogLayer::new(
+            "health",
+            spans,
+            Arc::new(lines.clone()),
+        ));
+        tracing::subscriber::with_default(subscriber, f);
+        lines.json()
+    }
+
+    #[test]
+    fn lines_carry_span_fields_and_redact_secrets() {
+        let lines = capture(false, || {
+            let span = tracing::info_span!("request", request_id = "req-42", cold_start = true);
+            let _guard = span.enter();
+            tracing::info!(
+                password = "hunter2",
+                authorization = "Bearer abc.def",
+                body = r#"{"email":"a@b.c","refreshToken":"r-1"}"#,
+                note = "sent Bearer xyz to upstream",
+                status = 200,
+                "login attempt"
+            );
+        });
+        let line = &lines[0];
+        assert_eq!(line["message"], "login attempt");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["function"], "health");
+        assert_eq!(line["request_id"], "req-42");
+        assert_eq!(line["cold_start"], true);
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["password"], REDACTED);
+        assert_eq!(line["authorization"], REDACTED);
+        let body: Value = serde_json::from_str(line["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["refreshToken"], REDACTED);
+        assert_eq!(body["email"], "a@b.c");
+        assert_eq!(line["note"], "sent Bearer [REDACTED] to upstream");
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+        let raw = line.to_string();
+        assert!(!raw.contains("hunter2") && !raw.contains("abc.def") && !raw.contains("r-1"));
+    }
+
+    #[test]
+    fn spans_are_written_only_when_tracing_is_enabled() {
+        let emit = || {
+            let span = tracing::info_span!("dynamodb", op = "GetItem");
+            span.in_scope(|| tracing::debug!("inside"));
+        };
+        assert!(capture(false, emit).iter().all(|l| l.get("type").is_none()));
+        let lines = capture(true, emit);
+        let span = lines.iter().find(|l| l["type"] == "span").unwrap();
+        assert_eq!(span["span"], "dynamodb");
+        assert_eq!(span["op"], "GetItem");
+        assert!(span["duration_ms"].as_f64().unwrap() >= 0.0);
+    }
+}

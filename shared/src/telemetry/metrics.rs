@@ -1,0 +1,119 @@
+//! Metrics as CloudWatch Embedded Metric Format: each invocation collects its counts in a
+//! [`MetricSet`] and flushes them as EMF lines when it ends, so CloudWatch derives the metrics
+//! from the log stream with no API call on the request path.
+//!
+//! Names are the runbooks' (`lumi_http_requests_total`, `order_created_total`, ...); the
+//! namespace is `Lumi`.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::{Map, Value, json};
+
+use super::LineSink;
+
+pub const NAMESPACE: &str = "Lumi";
+
+/// Every HTTP request, by function, route and status class.
+pub const HTTP_REQUESTS_TOTAL: &str = "lumi_http_requests_total";
+
+type Dimensions = BTreeMap<String, String>;
+
+/// The counts of one invocation. Cheap to clone: clones share the same set.
+#[derive(Debug, Clone, Default)]
+pub struct MetricSet {
+    counts: Arc<Mutex<BTreeMap<(String, Dimensions), f64>>>,
+}
+
+impl MetricSet {
+    /// Adds `value` to the counter `name` with these dimensions.
+    pub fn count(&self, name: &str, dimensions: &[(&str, &str)], value: f64) {
+        let dims = dimensions.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry((name.to_owned(), dims)).or_insert(0.0) += value;
+        }
+    }
+
+    /// Writes one EMF document per counter and dimension set, then empties the set.
+    /// `properties` (the request id, say) are added to each document for search, not as
+    /// dimensions.
+    pub fn flush(&self, sink: &dyn LineSink, properties: &[(&str, &str)]) {
+        let drained = match self.counts.lock() {
+            Ok(mut counts) => std::mem::take(&mut *counts),
+            Err(_) => return,
+        };
+        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        for ((name, dims), value) in drained {
+            let mut doc = Map::new();
+            doc.insert(
+                "_aws".into(),
+                json!({
+                    "Timestamp": timestamp as i64,
+                    "CloudWatchMetrics": [{
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [dims.keys().collect::<Vec<_>>()],
+                        "Metrics": [{ "Name": name, "Unit": "Count" }],
+                    }],
+                }),
+            );
+            for (key, value) in properties {
+                doc.insert((*key).to_owned(), Value::String((*value).to_owned()));
+            }
+            for (key, value) in dims {
+                doc.insert(key, Value::String(value));
+            }
+            doc.insert(name, Value::from(value));
+            sink.write_line(&Value::Object(doc).to_string());
+        }
+    }
+}
+
+/// `2xx`, `4xx`, ...: the status class dimension.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::CapturedLines;
+
+    #[test]
+    fn flush_writes_emf_and_empties_the_set() {
+        let set = MetricSet::default();
+        let dims = [("function", "health"), ("route", "GET /x"), ("status_class", "2xx")];
+        set.count(HTTP_REQUESTS_TOTAL, &dims, 1.0);
+        set.count(HTTP_REQUESTS_TOTAL, &dims, 1.0);
+        set.count("order_created_total", &[("function", "orders")], 1.0);
+        let sink = CapturedLines::default();
+        set.flush(&sink, &[("request_id", "r-1")]);
+        let docs = sink.json();
+        assert_eq!(docs.len(), 2);
+        let http = docs.iter().find(|d| d.get(HTTP_REQUESTS_TOTAL).is_some()).unwrap();
+        assert_eq!(http[HTTP_REQUESTS_TOTAL], 2.0);
+        assert_eq!(http["route"], "GET /x");
+        assert_eq!(http["request_id"], "r-1");
+        let directive = &http["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        assert_eq!(directive["Dimensions"][0], json!(["function", "route", "status_class"]));
+        assert_eq!(directive["Metrics"][0]["Name"], HTTP_REQUESTS_TOTAL);
+
+        set.flush(&sink, &[]);
+        assert_eq!(sink.json().len(), 2, "a flushed set writes nothing again");
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(429), "4xx");
+        assert_eq!(status_class(503), "5xx");
+    }
+}
