@@ -14,5 +14,8 @@ pub fn http_functions() -> Vec<(&'static str, RoutesFn)> {
 }
 
 pub fn routes_of(binary: &str) -> Option<RoutesFn> {
-    http_functions().into_iter().find(|(name, _)| *name == binary).map(|(_, routes)| routes)
+    http_functions()
+        .into_iter()
+        .find(|(name, _)| *name == binary)
+        .map(|(_, routes)| routes)
 }

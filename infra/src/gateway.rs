@@ -43,10 +43,12 @@ pub struct Gateway {
 /// API Gateway path syntax to axum's: `{proxy+}` is axum's `{*proxy}`.
 pub fn axum_path(path: &str) -> String {
     path.split('/')
-        .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
-            Some(name) => format!("{{*{name}}}"),
-            None => segment.to_owned(),
-        })
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
+                Some(name) => format!("{{*{name}}}"),
+                None => segment.to_owned(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -71,7 +73,12 @@ fn gateway_request_id() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-async fn forward(app: Router, route_key: String, peer: Option<SocketAddr>, mut request: Request) -> Response {
+async fn forward(
+    app: Router,
+    route_key: String,
+    peer: Option<SocketAddr>,
+    mut request: Request,
+) -> Response {
     let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
     http.method = request.method().clone();
     http.path = Some(request.uri().path().to_owned());
@@ -90,7 +97,13 @@ async fn forward(app: Router, route_key: String, peer: Option<SocketAddr>, mut r
     context.apiid = Some("local".to_owned());
     context.time_epoch = time_epoch_ms();
     context.http = http;
-    request.extensions_mut().insert(RequestContext::ApiGatewayV2(context));
+    request
+        .extensions_mut()
+        .insert(RequestContext::ApiGatewayV2(context));
+    // The function's router matches the path itself, as it does in Lambda.
+    request
+        .extensions_mut()
+        .remove::<axum::extract::MatchedPath>();
     match app.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -106,9 +119,15 @@ fn time_epoch_ms() -> i64 {
 type Forward = std::pin::Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// The handler for one route key: forwards to `app` with the request context added.
-fn forwarding(app: Router, route_key: String) -> impl Fn(Request) -> Forward + Clone + Send + Sync + 'static {
+fn forwarding(
+    app: Router,
+    route_key: String,
+) -> impl Fn(Request) -> Forward + Clone + Send + Sync + 'static {
     move |request: Request| {
-        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
         Box::pin(forward(app.clone(), route_key.clone(), peer, request))
     }
 }
@@ -124,7 +143,10 @@ impl Gateway {
                 continue;
             }
             let routes_fn = functions::routes_of(&route.function).ok_or_else(|| {
-                anyhow!("template.yaml routes to {}, which infra/src/functions.rs does not know", route.function)
+                anyhow!(
+                    "template.yaml routes to {}, which infra/src/functions.rs does not know",
+                    route.function
+                )
             })?;
             let mut env = stack.function_env(&route.function)?;
             for (key, value) in &options.env_overrides {
@@ -132,9 +154,15 @@ impl Gateway {
             }
             let config = Config::from_env(&route.function, &env)
                 .with_context(|| format!("configuring {}", route.function))?;
-            let sink = options.metrics_sink.clone().unwrap_or_else(|| Arc::new(lumi_shared::telemetry::Stdout));
+            let sink = options
+                .metrics_sink
+                .clone()
+                .unwrap_or_else(|| Arc::new(lumi_shared::telemetry::Stdout));
             let platform = Platform::with_metrics_sink(config, sink).await;
-            apps.insert(route.function.clone(), bootstrap::app(platform.clone(), routes_fn));
+            apps.insert(
+                route.function.clone(),
+                bootstrap::app(platform.clone(), routes_fn),
+            );
             platforms.insert(route.function.clone(), platform);
         }
 
@@ -147,7 +175,10 @@ impl Gateway {
             .and_then(|r| apps.get(&r.function).cloned());
         let mut by_path: BTreeMap<String, MethodRouter> = BTreeMap::new();
         for route in &routes {
-            let app = apps.get(&route.function).cloned().ok_or_else(|| anyhow!("no app"))?;
+            let app = apps
+                .get(&route.function)
+                .cloned()
+                .ok_or_else(|| anyhow!("no app"))?;
             let handler = forwarding(app.clone(), format!("{} {}", route.method, route.path));
             let entry = by_path.remove(&route.path).unwrap_or_default();
             let entry = match method_filter(&route.method)? {
@@ -166,7 +197,11 @@ impl Gateway {
             // `/{proxy+}` matches `/` too in API Gateway.
             router = router.fallback(forwarding(app, "ANY /{proxy+}".to_owned()));
         }
-        Ok(Self { router, routes, platforms })
+        Ok(Self {
+            router,
+            routes,
+            platforms,
+        })
     }
 
     /// Serves on `listener` until `shutdown` completes.
@@ -175,9 +210,13 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 
@@ -188,6 +227,9 @@ mod tests {
     #[test]
     fn greedy_paths_become_wildcards() {
         assert_eq!(axum_path("/{proxy+}"), "/{*proxy}");
-        assert_eq!(axum_path("/api/v1/orders/{reference}/track"), "/api/v1/orders/{reference}/track");
+        assert_eq!(
+            axum_path("/api/v1/orders/{reference}/track"),
+            "/api/v1/orders/{reference}/track"
+        );
     }
 }

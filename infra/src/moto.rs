@@ -40,7 +40,10 @@ impl MotoServer {
     pub fn start(options: &MotoOptions) -> anyhow::Result<Self> {
         let python = python();
         if !python.exists() {
-            bail!("{} not found: run `make venv` (make dev and make test do it)", python.display());
+            bail!(
+                "{} not found: run `make venv` (make dev and make test do it)",
+                python.display()
+            );
         }
         let script = crate::workspace_root().join("infra/moto_server.py");
         let mut command = Command::new(&python);
@@ -57,8 +60,13 @@ impl MotoServer {
         } else {
             command.stdin(Stdio::null());
         }
-        let mut child = command.spawn().with_context(|| format!("starting {}", script.display()))?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("moto's stdout is not piped"))?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", script.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("moto's stdout is not piped"))?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use anyhow::{Context as _, anyhow, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -61,8 +61,11 @@ impl LocalStack {
         let sdk_config = local_sdk_config(endpoint).await;
         let mut parameters = template.parameters();
         parameters.extend(parameter_overrides);
-        let mut names =
-            Names { stack_name: prefix.to_owned(), parameters, ..Names::default() };
+        let mut names = Names {
+            stack_name: prefix.to_owned(),
+            parameters,
+            ..Names::default()
+        };
 
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config);
         for table in template.of_kind("AWS::DynamoDB::Table") {
@@ -78,12 +81,21 @@ impl LocalStack {
             set_redrive(&sqs, queue, &names).await?;
         }
         let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(true).build(),
+            aws_sdk_s3::config::Builder::from(&sdk_config)
+                .force_path_style(true)
+                .build(),
         );
         for bucket in template.of_kind("AWS::S3::Bucket") {
             let name = format!("{prefix}-{}", bucket.logical_id).to_ascii_lowercase();
-            s3.create_bucket().bucket(&name).send().await.with_context(|| format!("creating bucket {name}"))?;
-            names.attributes.insert(format!("{}.Arn", bucket.logical_id), format!("arn:aws:s3:::{name}"));
+            s3.create_bucket()
+                .bucket(&name)
+                .send()
+                .await
+                .with_context(|| format!("creating bucket {name}"))?;
+            names.attributes.insert(
+                format!("{}.Arn", bucket.logical_id),
+                format!("arn:aws:s3:::{name}"),
+            );
             names.refs.insert(bucket.logical_id.clone(), name);
         }
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
@@ -96,7 +108,9 @@ impl LocalStack {
                 .send()
                 .await
                 .with_context(|| format!("creating secret {name}"))?;
-            let arn = created.arn.ok_or_else(|| anyhow!("secret {name} has no ARN"))?;
+            let arn = created
+                .arn
+                .ok_or_else(|| anyhow!("secret {name} has no ARN"))?;
             names.refs.insert(secret.logical_id.clone(), arn);
         }
         // Any other resource (functions, log groups, alarms, the API) has no local counterpart,
@@ -177,7 +191,9 @@ fn text(value: &Value, key: &str) -> anyhow::Result<String> {
 }
 
 fn key_schema(value: Option<&Value>) -> anyhow::Result<Vec<KeySchemaElement>> {
-    let items = value.and_then(Value::as_sequence).ok_or_else(|| anyhow!("missing KeySchema"))?;
+    let items = value
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| anyhow!("missing KeySchema"))?;
     items
         .iter()
         .map(|item| {
@@ -201,15 +217,25 @@ async fn create_table(
         .table_name(&name)
         .billing_mode(BillingMode::PayPerRequest)
         .set_key_schema(Some(key_schema(prop(table, "KeySchema"))?));
-    for definition in prop(table, "AttributeDefinitions").and_then(Value::as_sequence).into_iter().flatten() {
+    for definition in prop(table, "AttributeDefinitions")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
         request = request.attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(text(definition, "AttributeName")?)
-                .attribute_type(ScalarAttributeType::from(text(definition, "AttributeType")?.as_str()))
+                .attribute_type(ScalarAttributeType::from(
+                    text(definition, "AttributeType")?.as_str(),
+                ))
                 .build()?,
         );
     }
-    for index in prop(table, "GlobalSecondaryIndexes").and_then(Value::as_sequence).into_iter().flatten() {
+    for index in prop(table, "GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
         let projection = index.get("Projection");
         let projection_type = projection
             .and_then(|p| p.get("ProjectionType"))
@@ -218,7 +244,13 @@ async fn create_table(
         let non_key: Option<Vec<String>> = projection
             .and_then(|p| p.get("NonKeyAttributes"))
             .and_then(Value::as_sequence)
-            .map(|attrs| attrs.iter().filter_map(Value::as_str).map(str::to_owned).collect());
+            .map(|attrs| {
+                attrs
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            });
         request = request.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(text(index, "IndexName")?)
@@ -236,11 +268,16 @@ async fn create_table(
         request = request.stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
-                .stream_view_type(StreamViewType::from(text(stream, "StreamViewType")?.as_str()))
+                .stream_view_type(StreamViewType::from(
+                    text(stream, "StreamViewType")?.as_str(),
+                ))
                 .build()?,
         );
     }
-    let created = request.send().await.with_context(|| format!("creating table {name}"))?;
+    let created = request
+        .send()
+        .await
+        .with_context(|| format!("creating table {name}"))?;
     if let Some(ttl) = prop(table, "TimeToLiveSpecification")
         && ttl.get("Enabled").and_then(Value::as_bool) == Some(true)
     {
@@ -263,9 +300,13 @@ async fn create_table(
         .and_then(|d| d.table_arn.clone())
         .unwrap_or_else(|| format!("arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{name}"));
     if let Some(stream_arn) = description.and_then(|d| d.latest_stream_arn) {
-        names.attributes.insert(format!("{}.StreamArn", table.logical_id), stream_arn);
+        names
+            .attributes
+            .insert(format!("{}.StreamArn", table.logical_id), stream_arn);
     }
-    names.attributes.insert(format!("{}.Arn", table.logical_id), arn);
+    names
+        .attributes
+        .insert(format!("{}.Arn", table.logical_id), arn);
     names.refs.insert(table.logical_id.clone(), name);
     Ok(())
 }
@@ -277,12 +318,22 @@ async fn create_queue(
     names: &mut Names,
 ) -> anyhow::Result<()> {
     let fifo = prop(queue, "FifoQueue").and_then(Value::as_bool) == Some(true);
-    let name = format!("{prefix}-{}{}", queue.logical_id, if fifo { ".fifo" } else { "" });
+    let name = format!(
+        "{prefix}-{}{}",
+        queue.logical_id,
+        if fifo { ".fifo" } else { "" }
+    );
     let mut request = client.create_queue().queue_name(&name);
     for (property, attribute) in [
         ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-        ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
-        ("ReceiveMessageWaitTimeSeconds", QueueAttributeName::ReceiveMessageWaitTimeSeconds),
+        (
+            "MessageRetentionPeriod",
+            QueueAttributeName::MessageRetentionPeriod,
+        ),
+        (
+            "ReceiveMessageWaitTimeSeconds",
+            QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+        ),
         ("DelaySeconds", QueueAttributeName::DelaySeconds),
     ] {
         if let Some(value) = prop(queue, property) {
@@ -304,16 +355,27 @@ async fn create_queue(
         format!("arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{name}"),
     );
     names.attributes.insert(format!("{id}.QueueName"), name);
-    names.attributes.insert(format!("{id}.QueueUrl"), url.clone());
+    names
+        .attributes
+        .insert(format!("{id}.QueueUrl"), url.clone());
     names.refs.insert(id.clone(), url);
     Ok(())
 }
 
-async fn set_redrive(client: &aws_sdk_sqs::Client, queue: &Resource, names: &Names) -> anyhow::Result<()> {
-    let Some(policy) = prop(queue, "RedrivePolicy") else { return Ok(()) };
-    let target = policy
-        .get("deadLetterTargetArn")
-        .ok_or_else(|| anyhow!("{}: RedrivePolicy needs deadLetterTargetArn", queue.logical_id))?;
+async fn set_redrive(
+    client: &aws_sdk_sqs::Client,
+    queue: &Resource,
+    names: &Names,
+) -> anyhow::Result<()> {
+    let Some(policy) = prop(queue, "RedrivePolicy") else {
+        return Ok(());
+    };
+    let target = policy.get("deadLetterTargetArn").ok_or_else(|| {
+        anyhow!(
+            "{}: RedrivePolicy needs deadLetterTargetArn",
+            queue.logical_id
+        )
+    })?;
     let max_receive = policy
         .get("maxReceiveCount")
         .ok_or_else(|| anyhow!("{}: RedrivePolicy needs maxReceiveCount", queue.logical_id))?;
@@ -321,7 +383,10 @@ async fn set_redrive(client: &aws_sdk_sqs::Client, queue: &Resource, names: &Nam
         "deadLetterTargetArn": names.resolve(target)?,
         "maxReceiveCount": names.resolve(max_receive)?,
     });
-    let url = names.refs.get(&queue.logical_id).ok_or_else(|| anyhow!("queue not created"))?;
+    let url = names
+        .refs
+        .get(&queue.logical_id)
+        .ok_or_else(|| anyhow!("queue not created"))?;
     client
         .set_queue_attributes()
         .queue_url(url)

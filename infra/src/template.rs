@@ -44,8 +44,8 @@ fn str_of<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 
 impl Template {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text)
     }
 
@@ -62,7 +62,9 @@ impl Template {
             .and_then(Value::as_mapping)
             .ok_or_else(|| anyhow!("template.yaml has no Resources"))?;
         for (id, body) in mapping {
-            let logical_id = id.as_str().ok_or_else(|| anyhow!("resource id is not a string"))?;
+            let logical_id = id
+                .as_str()
+                .ok_or_else(|| anyhow!("resource id is not a string"))?;
             let kind = str_of(body, "Type")
                 .ok_or_else(|| anyhow!("resource {logical_id} has no Type"))?
                 .to_owned();
@@ -109,7 +111,12 @@ impl Template {
             .get("BuildProperties")
             .and_then(|p| str_of(p, "Binary"))
             .map(str::to_owned)
-            .ok_or_else(|| anyhow!("function {} has no Metadata.BuildProperties.Binary", function.logical_id))
+            .ok_or_else(|| {
+                anyhow!(
+                    "function {} has no Metadata.BuildProperties.Binary",
+                    function.logical_id
+                )
+            })
     }
 
     /// The functions: (logical id, binary).
@@ -123,7 +130,11 @@ impl Template {
     pub fn http_routes(&self) -> anyhow::Result<Vec<Route>> {
         let mut routes = Vec::new();
         for function in self.of_kind("AWS::Serverless::Function") {
-            let Some(events) = function.properties.get("Events").and_then(Value::as_mapping) else {
+            let Some(events) = function
+                .properties
+                .get("Events")
+                .and_then(Value::as_mapping)
+            else {
                 continue;
             };
             for (name, event) in events {
@@ -133,7 +144,10 @@ impl Template {
                 let props = event.get("Properties").unwrap_or(&Value::Null);
                 let (Some(method), Some(path)) = (str_of(props, "Method"), str_of(props, "Path"))
                 else {
-                    bail!("HttpApi event {name:?} of {} needs Method and Path", function.logical_id);
+                    bail!(
+                        "HttpApi event {name:?} of {} needs Method and Path",
+                        function.logical_id
+                    );
                 };
                 routes.push(Route {
                     method: method.to_ascii_uppercase(),
@@ -205,7 +219,10 @@ impl Names {
     }
 
     fn attribute(&self, spec: &str) -> anyhow::Result<String> {
-        self.attributes.get(spec).cloned().ok_or_else(|| anyhow!("!GetAtt {spec}: not known locally"))
+        self.attributes
+            .get(spec)
+            .cloned()
+            .ok_or_else(|| anyhow!("!GetAtt {spec}: not known locally"))
     }
 
     /// Resolves a template value to a string.
@@ -237,9 +254,16 @@ impl Names {
     }
 
     fn split(&self, args: &Value) -> anyhow::Result<Vec<String>> {
-        let items = args.as_sequence().filter(|s| s.len() == 2).ok_or_else(|| anyhow!("!Split takes [sep, text]"))?;
+        let items = args
+            .as_sequence()
+            .filter(|s| s.len() == 2)
+            .ok_or_else(|| anyhow!("!Split takes [sep, text]"))?;
         let sep = self.resolve(&items[0])?;
-        Ok(self.resolve(&items[1])?.split(sep.as_str()).map(str::to_owned).collect())
+        Ok(self
+            .resolve(&items[1])?
+            .split(sep.as_str())
+            .map(str::to_owned)
+            .collect())
     }
 
     fn intrinsic(&self, name: &str, args: &Value) -> anyhow::Result<String> {
@@ -261,7 +285,10 @@ impl Names {
                         let mut vars = HashMap::new();
                         if let Some(map) = items[1].as_mapping() {
                             for (k, v) in map {
-                                vars.insert(k.as_str().unwrap_or_default().to_owned(), self.resolve(v)?);
+                                vars.insert(
+                                    k.as_str().unwrap_or_default().to_owned(),
+                                    self.resolve(v)?,
+                                );
                             }
                         }
                         (text, vars)
@@ -271,7 +298,10 @@ impl Names {
                 self.substitute(&text, &vars)
             }
             "Join" => {
-                let items = args.as_sequence().filter(|s| s.len() == 2).ok_or_else(|| anyhow!("!Join takes [sep, list]"))?;
+                let items = args
+                    .as_sequence()
+                    .filter(|s| s.len() == 2)
+                    .ok_or_else(|| anyhow!("!Join takes [sep, list]"))?;
                 let sep = self.resolve(&items[0])?;
                 Ok(self.resolve_list(&items[1])?.join(&sep))
             }
@@ -284,7 +314,10 @@ impl Names {
         let mut rest = text;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
-            let end = rest[start..].find('}').ok_or_else(|| anyhow!("unclosed ${{ in !Sub"))? + start;
+            let end = rest[start..]
+                .find('}')
+                .ok_or_else(|| anyhow!("unclosed ${{ in !Sub"))?
+                + start;
             let name = &rest[start + 2..end];
             let value = match vars.get(name) {
                 Some(v) => v.clone(),
@@ -312,15 +345,28 @@ mod tests {
             attributes: HashMap::from([("AppTable.Arn".into(), "arn:t".into())]),
         };
         let value = |yaml: &str| -> Value { serde_norway::from_str(yaml).unwrap() };
-        assert_eq!(names.resolve(&value("!Ref AppTable")).unwrap(), "t1-AppTable");
-        assert_eq!(names.resolve(&value("!GetAtt AppTable.Arn")).unwrap(), "arn:t");
-        assert_eq!(names.resolve(&value("{ Ref: AppTable }")).unwrap(), "t1-AppTable");
         assert_eq!(
-            names.resolve(&value("!Sub /aws/${AWS::StackName}/${AppTable}")).unwrap(),
+            names.resolve(&value("!Ref AppTable")).unwrap(),
+            "t1-AppTable"
+        );
+        assert_eq!(
+            names.resolve(&value("!GetAtt AppTable.Arn")).unwrap(),
+            "arn:t"
+        );
+        assert_eq!(
+            names.resolve(&value("{ Ref: AppTable }")).unwrap(),
+            "t1-AppTable"
+        );
+        assert_eq!(
+            names
+                .resolve(&value("!Sub /aws/${AWS::StackName}/${AppTable}"))
+                .unwrap(),
             "/aws/t1/t1-AppTable"
         );
         assert_eq!(
-            names.resolve_list(&value(r#"!Split [",", !Ref Origins]"#)).unwrap(),
+            names
+                .resolve_list(&value(r#"!Split [",", !Ref Origins]"#))
+                .unwrap(),
             ["https://a", "https://b"]
         );
         assert!(names.resolve(&value("!Ref Nope")).is_err());
@@ -330,7 +376,9 @@ mod tests {
     fn the_project_template_declares_functions_and_routes() {
         let template = Template::project().unwrap();
         let routes = template.http_routes().unwrap();
-        assert!(routes.iter().any(|r| r.method == "GET" && r.path == "/api/v1/health/live" && r.function == "health"));
+        assert!(routes.iter().any(|r| r.method == "GET"
+            && r.path == "/api/v1/health/live"
+            && r.function == "health"));
         assert!(template.of_kind("AWS::DynamoDB::Table").count() >= 1);
     }
 }

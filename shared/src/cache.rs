@@ -29,12 +29,18 @@ pub struct TtlCache<T> {
 
 impl<T> TtlCache<T> {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, slot: RwLock::new(None), refreshing: Mutex::new(()) }
+        Self {
+            ttl,
+            slot: RwLock::new(None),
+            refreshing: Mutex::new(()),
+        }
     }
 
     fn fresh(&self) -> Option<Arc<T>> {
         let slot = self.slot.read().ok()?;
-        slot.as_ref().filter(|e| Instant::now() < e.fresh_until).map(|e| e.value.clone())
+        slot.as_ref()
+            .filter(|e| Instant::now() < e.fresh_until)
+            .map(|e| e.value.clone())
     }
 
     fn any(&self) -> Option<Arc<T>> {
@@ -43,7 +49,10 @@ impl<T> TtlCache<T> {
 
     fn store(&self, value: Arc<T>, fresh_for: Duration) {
         if let Ok(mut slot) = self.slot.write() {
-            *slot = Some(Entry { value, fresh_until: Instant::now() + fresh_for });
+            *slot = Some(Entry {
+                value,
+                fresh_until: Instant::now() + fresh_for,
+            });
         }
     }
 
@@ -132,18 +141,40 @@ mod tests {
     #[tokio::test]
     async fn expired_values_are_fetched_again() {
         let cache = TtlCache::<u32>::new(Duration::ZERO);
-        let first = cache.get_with(|| async { Ok::<_, String>(1) }).await.unwrap();
-        let second = cache.get_with(|| async { Ok::<_, String>(2) }).await.unwrap();
+        let first = cache
+            .get_with(|| async { Ok::<_, String>(1) })
+            .await
+            .unwrap();
+        let second = cache
+            .get_with(|| async { Ok::<_, String>(2) })
+            .await
+            .unwrap();
         assert_eq!((*first, *second), (1, 2));
     }
 
     #[tokio::test]
     async fn a_failed_refresh_serves_the_stale_value_but_a_cold_failure_is_an_error() {
         let cache = TtlCache::<u32>::new(Duration::ZERO);
-        assert!(cache.get_with(|| async { Err::<u32, _>("down") }).await.is_err());
-        cache.get_with(|| async { Ok::<_, String>(1) }).await.unwrap();
-        let stale = cache.get_with(|| async { Err::<u32, _>("down") }).await.unwrap();
+        assert!(
+            cache
+                .get_with(|| async { Err::<u32, _>("down") })
+                .await
+                .is_err()
+        );
+        cache
+            .get_with(|| async { Ok::<_, String>(1) })
+            .await
+            .unwrap();
+        let stale = cache
+            .get_with(|| async { Err::<u32, _>("down") })
+            .await
+            .unwrap();
         assert_eq!(*stale, 1);
-        assert!(cache.refresh_with(|| async { Err::<u32, _>("down") }).await.is_err());
+        assert!(
+            cache
+                .refresh_with(|| async { Err::<u32, _>("down") })
+                .await
+                .is_err()
+        );
     }
 }

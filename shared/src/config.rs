@@ -17,15 +17,27 @@ pub struct Env {
 impl Env {
     /// The process environment (what Lambda gives a function).
     pub fn from_process() -> Self {
-        Self { vars: std::env::vars().collect() }
+        Self {
+            vars: std::env::vars().collect(),
+        }
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars.get(key).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
@@ -37,7 +49,9 @@ impl Env {
     }
 
     fn required(&self, key: &'static str) -> Result<String, ConfigError> {
-        self.get(key).map(str::to_owned).ok_or(ConfigError::Missing(key))
+        self.get(key)
+            .map(str::to_owned)
+            .ok_or(ConfigError::Missing(key))
     }
 
     fn parsed<T: FromStr>(&self, key: &'static str, default: T) -> Result<T, ConfigError>
@@ -46,17 +60,23 @@ impl Env {
     {
         match self.get(key) {
             None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-                var: key,
-                reason: e.to_string(),
-            }),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    var: key,
+                    reason: e.to_string(),
+                }),
         }
     }
 
     fn millis(&self, key: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
         let ms: u64 = self.parsed(key, default_ms)?;
         if ms == 0 {
-            return Err(ConfigError::Invalid { var: key, reason: "must be greater than 0".into() });
+            return Err(ConfigError::Invalid {
+                var: key,
+                reason: "must be greater than 0".into(),
+            });
         }
         Ok(Duration::from_millis(ms))
     }
@@ -67,7 +87,10 @@ impl Env {
             Some(v) => match v.as_str() {
                 "1" | "true" | "yes" | "on" => Ok(true),
                 "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError::Invalid { var: key, reason: format!("`{v}` is not a boolean") }),
+                _ => Err(ConfigError::Invalid {
+                    var: key,
+                    reason: format!("`{v}` is not a boolean"),
+                }),
             },
         }
     }
@@ -136,14 +159,16 @@ impl Config {
                     })
                 })
                 .collect::<Result<_, _>>()?,
-            exposed_headers: csv(env.get("CORS_EXPOSED_HEADERS").unwrap_or("X-Request-Id,X-API-Version"))
-                .map(|name| {
-                    HeaderName::from_str(name).map_err(|_| ConfigError::Invalid {
-                        var: "CORS_EXPOSED_HEADERS",
-                        reason: format!("`{name}` is not a header name"),
-                    })
+            exposed_headers: csv(env
+                .get("CORS_EXPOSED_HEADERS")
+                .unwrap_or("X-Request-Id,X-API-Version"))
+            .map(|name| {
+                HeaderName::from_str(name).map_err(|_| ConfigError::Invalid {
+                    var: "CORS_EXPOSED_HEADERS",
+                    reason: format!("`{name}` is not a header name"),
                 })
-                .collect::<Result<_, _>>()?,
+            })
+            .collect::<Result<_, _>>()?,
         };
         let log_level = env.get("LOG_LEVEL").unwrap_or("info");
         let health_check_timeout = env.millis("HEALTH_CHECK_TIMEOUT_MS", 1500)?;
@@ -162,7 +187,9 @@ impl Config {
                 .unwrap_or("us-east-1")
                 .to_owned(),
             aws_endpoint_url: env.get("AWS_ENDPOINT_URL").map(str::to_owned),
-            tables: Tables { app: env.required("APP_TABLE")? },
+            tables: Tables {
+                app: env.required("APP_TABLE")?,
+            },
             config_secret_id: env.required("CONFIG_SECRET_ID")?,
             secrets_cache_ttl: Duration::from_secs(env.parsed("SECRETS_CACHE_TTL_SECONDS", 300)?),
             cors,
@@ -197,7 +224,10 @@ mod tests {
         assert_eq!(config.query_timeout, Duration::from_millis(5000));
         assert_eq!(config.slow_query_threshold, Duration::from_millis(100));
         assert_eq!(config.secrets_cache_ttl, Duration::from_secs(300));
-        assert_eq!(config.cors.exposed_headers, ["x-request-id", "x-api-version"]);
+        assert_eq!(
+            config.cors.exposed_headers,
+            ["x-request-id", "x-api-version"]
+        );
         assert!(config.cors.allowed_origins.is_empty());
         assert!(!config.tracing_enabled);
     }
@@ -227,7 +257,10 @@ mod tests {
         let config = Config::from_env("health", &env).unwrap();
         assert_eq!(
             config.cors.allowed_origins,
-            ["https://app.lumi-commerce.com", "https://admin.lumi-commerce.com"]
+            [
+                "https://app.lumi-commerce.com",
+                "https://admin.lumi-commerce.com"
+            ]
         );
     }
 }

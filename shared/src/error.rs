@@ -50,12 +50,22 @@ pub enum ApiError {
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(Cow<'static, str>),
     #[error("validation failed: {detail}")]
-    Validation { detail: Cow<'static, str>, errors: Vec<FieldError> },
+    Validation {
+        detail: Cow<'static, str>,
+        errors: Vec<FieldError>,
+    },
     #[error("too many requests")]
-    TooManyRequests { retry_after_secs: u64, policy: String },
+    TooManyRequests {
+        retry_after_secs: u64,
+        policy: String,
+    },
     /// A dependency (DynamoDB, Secrets Manager, ...) failed or timed out: retry later.
     #[error("service unavailable: {detail}")]
-    Unavailable { detail: Cow<'static, str>, #[source] source: Option<BoxError> },
+    Unavailable {
+        detail: Cow<'static, str>,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A bug or an unexpected state: logged with its chain, shown as a bare 500.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -69,7 +79,10 @@ impl ApiError {
         Self::NotFound(detail.into())
     }
     pub fn unavailable(detail: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
-        Self::Unavailable { detail: detail.into(), source: Some(source.into()) }
+        Self::Unavailable {
+            detail: detail.into(),
+            source: Some(source.into()),
+        }
     }
     pub fn internal(source: impl Into<BoxError>) -> Self {
         Self::Internal(source.into())
@@ -102,17 +115,21 @@ impl ApiError {
             Self::Unauthorized(d) => ("unauthorized", d.to_string()),
             Self::Forbidden(d) => ("forbidden", d.to_string()),
             Self::NotFound(d) => ("not-found", d.to_string()),
-            Self::MethodNotAllowed => {
-                ("method-not-allowed", "this route does not accept that method".into())
-            }
+            Self::MethodNotAllowed => (
+                "method-not-allowed",
+                "this route does not accept that method".into(),
+            ),
             Self::Conflict(d) => ("conflict", d.to_string()),
             Self::PreconditionFailed(d) => ("precondition-failed", d.to_string()),
-            Self::PayloadTooLarge { limit } => {
-                ("payload-too-large", format!("the request body is larger than {limit} bytes"))
-            }
+            Self::PayloadTooLarge { limit } => (
+                "payload-too-large",
+                format!("the request body is larger than {limit} bytes"),
+            ),
             Self::UnsupportedMediaType(d) => ("unsupported-media-type", d.to_string()),
             Self::Validation { detail, .. } => ("validation-failed", detail.to_string()),
-            Self::TooManyRequests { retry_after_secs, .. } => (
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => (
                 "rate-limited",
                 format!("too many requests; retry after {retry_after_secs} s"),
             ),
@@ -125,10 +142,14 @@ impl ApiError {
         let mut problem = Problem::new(status, slug, detail);
         match self {
             Self::Validation { errors, .. } => {
-                problem.extensions.insert("errors".into(), serde_json::json!(errors));
+                problem
+                    .extensions
+                    .insert("errors".into(), serde_json::json!(errors));
             }
             Self::TooManyRequests { policy, .. } => {
-                problem.extensions.insert("policy".into(), Value::String(policy.clone()));
+                problem
+                    .extensions
+                    .insert("policy".into(), Value::String(policy.clone()));
             }
             _ => {}
         }
@@ -143,14 +164,22 @@ impl IntoResponse for ApiError {
             Self::Internal(source) => {
                 tracing::error!(error = %error_chain(source.as_ref()), "request failed")
             }
-            Self::Unavailable { source: Some(source), detail } => {
+            Self::Unavailable {
+                source: Some(source),
+                detail,
+            } => {
                 tracing::warn!(error = %error_chain(source.as_ref()), %detail, "dependency unavailable")
             }
             _ => {}
         }
         let mut response = self.to_problem().into_response();
-        if let Self::TooManyRequests { retry_after_secs, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        if let Self::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
     }
@@ -179,13 +208,21 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, slug, detail: detail.into(), extensions: Map::new() }
+        Self {
+            status,
+            slug,
+            detail: detail.into(),
+            extensions: Map::new(),
+        }
     }
 
     /// The body, with the request id when the edge knows it.
     pub fn to_json(&self, request_id: Option<&str>) -> Value {
         let mut body = Map::new();
-        body.insert("type".into(), Value::String(format!("{PROBLEM_TYPE_BASE}{}", self.slug)));
+        body.insert(
+            "type".into(),
+            Value::String(format!("{PROBLEM_TYPE_BASE}{}", self.slug)),
+        );
         body.insert(
             "title".into(),
             Value::String(self.status.canonical_reason().unwrap_or("Error").to_owned()),
@@ -204,19 +241,22 @@ impl Problem {
     /// A problem for an error response some layer produced without a body (404, 405, ...).
     pub fn for_status(status: StatusCode) -> Self {
         let (slug, detail) = match status {
-            StatusCode::NOT_FOUND => ("not-found", "no route matches this path"),
-            StatusCode::METHOD_NOT_ALLOWED => {
-                ("method-not-allowed", "this route does not accept that method")
-            }
+            StatusCode::NOT_FOUND => ("route-not-found", "no route matches this path"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method-not-allowed",
+                "this route does not accept that method",
+            ),
             StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "the request body is too large"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                ("unsupported-media-type", "the request body's content type is not accepted here")
-            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "unsupported-media-type",
+                "the request body's content type is not accepted here",
+            ),
             StatusCode::FORBIDDEN => ("forbidden", "this request is not allowed"),
             StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
-            s if s.is_server_error() => {
-                ("internal", "the request failed on our side; quote the request id when reporting it")
-            }
+            s if s.is_server_error() => (
+                "internal",
+                "the request failed on our side; quote the request id when reporting it",
+            ),
             _ => ("http-error", "the request could not be served"),
         };
         Self::new(status, slug, detail)
@@ -227,9 +267,10 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = self.to_json(None).to_string();
         let mut response = (self.status, body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+        );
         response.extensions_mut().insert(self);
         response
     }
@@ -245,9 +286,21 @@ mod tests {
             (ApiError::bad_request("x"), 400, "bad-request"),
             (ApiError::MalformedJson("x".into()), 400, "malformed-json"),
             (ApiError::NotFound("x".into()), 404, "not-found"),
-            (ApiError::PayloadTooLarge { limit: 10 }, 413, "payload-too-large"),
-            (ApiError::UnsupportedMediaType("x".into()), 415, "unsupported-media-type"),
-            (ApiError::internal(std::io::Error::other("disk on fire")), 500, "internal"),
+            (
+                ApiError::PayloadTooLarge { limit: 10 },
+                413,
+                "payload-too-large",
+            ),
+            (
+                ApiError::UnsupportedMediaType("x".into()),
+                415,
+                "unsupported-media-type",
+            ),
+            (
+                ApiError::internal(std::io::Error::other("disk on fire")),
+                500,
+                "internal",
+            ),
         ];
         for (error, status, slug) in cases {
             let body = error.to_problem().to_json(Some("req-1"));
@@ -261,14 +314,20 @@ mod tests {
     fn internal_errors_say_nothing_of_internals() {
         let error = ApiError::internal(std::io::Error::other("password=hunter2 at db-7"));
         let body = error.to_problem().to_json(None).to_string();
-        assert!(!body.contains("hunter2") && !body.contains("db-7"), "{body}");
+        assert!(
+            !body.contains("hunter2") && !body.contains("db-7"),
+            "{body}"
+        );
     }
 
     #[test]
     fn validation_errors_name_their_fields() {
         let error = ApiError::Validation {
             detail: "1 field is invalid".into(),
-            errors: vec![FieldError { field: "email".into(), message: "not an email".into() }],
+            errors: vec![FieldError {
+                field: "email".into(),
+                message: "not an email".into(),
+            }],
         };
         let body = error.to_problem().to_json(None);
         assert_eq!(body["status"], 422);

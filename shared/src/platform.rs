@@ -86,7 +86,13 @@ pub async fn sdk_config(config: &Config) -> SdkConfig {
     if let Some(endpoint) = &config.aws_endpoint_url {
         loader = loader
             .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new("lumi-local", "lumi-local", None, None, "local"));
+            .credentials_provider(Credentials::new(
+                "lumi-local",
+                "lumi-local",
+                None,
+                None,
+                "local",
+            ));
     }
     loader.load().await
 }

@@ -25,8 +25,11 @@ pub struct AppSecrets {
 
 impl AppSecrets {
     /// The names of the keys, for the bootstrap and the secrets-init command.
-    pub const KEYS: &'static [&'static str] =
-        &["cookie_secret", "session_fingerprint_secret", "config_encryption_key"];
+    pub const KEYS: &'static [&'static str] = &[
+        "cookie_secret",
+        "session_fingerprint_secret",
+        "config_encryption_key",
+    ];
 
     /// Parses and validates the secret's JSON.
     pub fn parse(raw: &str) -> Result<Self, SecretsError> {
@@ -34,7 +37,10 @@ impl AppSecrets {
             .map_err(|e| SecretsError::Invalid(format!("not the expected JSON object: {e}")))?;
         for (name, value) in [
             ("cookie_secret", &secrets.cookie_secret),
-            ("session_fingerprint_secret", &secrets.session_fingerprint_secret),
+            (
+                "session_fingerprint_secret",
+                &secrets.session_fingerprint_secret,
+            ),
             ("config_encryption_key", &secrets.config_encryption_key),
         ] {
             if value.expose_secret().len() < MIN_KEY_LEN {
@@ -67,7 +73,12 @@ pub struct SecretStore {
 
 impl SecretStore {
     pub fn new(client: Client, secret_id: String, ttl: Duration, timeout: Duration) -> Self {
-        Self { client, secret_id, timeout, cache: TtlCache::new(ttl) }
+        Self {
+            client,
+            secret_id,
+            timeout,
+            cache: TtlCache::new(ttl),
+        }
     }
 
     pub fn secret_id(&self) -> &str {
@@ -85,13 +96,15 @@ impl SecretStore {
     }
 
     async fn fetch(&self) -> Result<AppSecrets, SecretsError> {
-        let call = self.client.get_secret_value().secret_id(&self.secret_id).send();
+        let call = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send();
         let output = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| SecretsError::Timeout(self.timeout))?
-            .map_err(|e| {
-                SecretsError::Unavailable(crate::error::error_chain(&e))
-            })?;
+            .map_err(|e| SecretsError::Unavailable(crate::error::error_chain(&e)))?;
         let raw = output
             .secret_string()
             .ok_or_else(|| SecretsError::Invalid("the secret has no string value".into()))?;
@@ -114,7 +127,10 @@ mod tests {
         assert!(!format!("{secrets:?}").contains(&key));
 
         let short = raw.replace(&key, "short");
-        assert!(matches!(AppSecrets::parse(&short), Err(SecretsError::Invalid(_))));
+        assert!(matches!(
+            AppSecrets::parse(&short),
+            Err(SecretsError::Invalid(_))
+        ));
         assert!(AppSecrets::parse(r#"{"cookie_secret":"x"}"#).is_err());
     }
 }

@@ -30,11 +30,20 @@ pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("DynamoDB {op} on {table} timed out after {after:?}")]
-    Timeout { op: &'static str, table: String, after: Duration },
+    Timeout {
+        op: &'static str,
+        table: String,
+        after: Duration,
+    },
     #[error("DynamoDB {op} on {table}: condition not met")]
     ConditionFailed { op: &'static str, table: String },
     #[error("DynamoDB {op} on {table} failed: {code}: {message}")]
-    Service { op: &'static str, table: String, code: String, message: String },
+    Service {
+        op: &'static str,
+        table: String,
+        code: String,
+        message: String,
+    },
     #[error("an item of {table} does not have the expected shape")]
     Item {
         table: String,
@@ -78,7 +87,11 @@ pub struct Db {
 
 impl Db {
     pub fn new(client: Client, timeout: Duration, slow: Duration) -> Self {
-        Self { client, timeout, slow }
+        Self {
+            client,
+            timeout,
+            slow,
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -98,7 +111,9 @@ impl Db {
     {
         let span = tracing::debug_span!("dynamodb", op, table);
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, call).instrument(span).await;
+        let outcome = tokio::time::timeout(self.timeout, call)
+            .instrument(span)
+            .await;
         let elapsed = started.elapsed();
         if elapsed >= self.slow {
             tracing::warn!(
@@ -110,43 +125,84 @@ impl Db {
             );
         }
         match outcome {
-            Err(_) => Err(StoreError::Timeout { op, table: table.to_owned(), after: self.timeout }),
+            Err(_) => Err(StoreError::Timeout {
+                op,
+                table: table.to_owned(),
+                after: self.timeout,
+            }),
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(SdkError::TimeoutError(_))) => {
+                Err(StoreError::Timeout { op, table: table.to_owned(), after: self.timeout })
+            }
             Ok(Err(error)) => {
-                let code = error.code().unwrap_or("Unknown").to_owned();
-                if code == "ConditionalCheckFailedException" {
-                    return Err(StoreError::ConditionFailed { op, table: table.to_owned() });
+                let code = match &error {
+                    SdkError::DispatchFailure(_) => "Unreachable",
+                    _ => error.code().unwrap_or("Unknown"),
                 }
-                let message =
-                    error.message().map_or_else(|| crate::error::error_chain(&error), str::to_owned);
-                Err(StoreError::Service { op, table: table.to_owned(), code, message })
+                .to_owned();
+                if code == "ConditionalCheckFailedException" {
+                    return Err(StoreError::ConditionFailed {
+                        op,
+                        table: table.to_owned(),
+                    });
+                }
+                let message = error
+                    .message()
+                    .map_or_else(|| crate::error::error_chain(&error), str::to_owned);
+                Err(StoreError::Service {
+                    op,
+                    table: table.to_owned(),
+                    code,
+                    message,
+                })
             }
         }
     }
 
     /// Reads one item as `T`.
-    pub async fn get<T: DeserializeOwned>(&self, table: &str, key: Item) -> Result<Option<T>, StoreError> {
-        let request = self.client.get_item().table_name(table).set_key(Some(key)).send();
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: Item,
+    ) -> Result<Option<T>, StoreError> {
+        let request = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .send();
         let output = self.call("GetItem", table, request).await?;
         output
             .item
             .map(|item| serde_dynamo::from_item(item))
             .transpose()
-            .map_err(|source| StoreError::Item { table: table.to_owned(), source })
+            .map_err(|source| StoreError::Item {
+                table: table.to_owned(),
+                source,
+            })
     }
 
     /// Writes one item (replacing any with the same key).
     pub async fn put<T: Serialize>(&self, table: &str, item: &T) -> Result<(), StoreError> {
-        let item: Item = serde_dynamo::to_item(item)
-            .map_err(|source| StoreError::Item { table: table.to_owned(), source })?;
-        let request = self.client.put_item().table_name(table).set_item(Some(item)).send();
+        let item: Item = serde_dynamo::to_item(item).map_err(|source| StoreError::Item {
+            table: table.to_owned(),
+            source,
+        })?;
+        let request = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send();
         self.call("PutItem", table, request).await.map(drop)
     }
 
     /// Writes one item only if no item has its key yet (`ConditionFailed` otherwise).
     pub async fn put_new<T: Serialize>(&self, table: &str, item: &T) -> Result<(), StoreError> {
-        let item: Item = serde_dynamo::to_item(item)
-            .map_err(|source| StoreError::Item { table: table.to_owned(), source })?;
+        let item: Item = serde_dynamo::to_item(item).map_err(|source| StoreError::Item {
+            table: table.to_owned(),
+            source,
+        })?;
         let request = self
             .client
             .put_item()

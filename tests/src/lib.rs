@@ -1,1 +1,196 @@
-//! placeholder
+//! The end-to-end harness: real moto (one request at a time) on a free loopback port, a stack
+//! bootstrapped from `template.yaml` under a unique prefix per test, the local gateway on port 0,
+//! and real HTTP calls. Tests share one moto server per test binary (each has its own tables,
+//! queues and secrets), except tests that stop their server, which get one of their own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use lumi_infra::{
+    gateway::{Gateway, GatewayOptions},
+    moto::{MotoOptions, MotoServer},
+    stack::{self, LocalStack},
+    template::Template,
+};
+use lumi_shared::{Platform, telemetry::CapturedLines};
+use tokio::{net::TcpListener, sync::oneshot};
+
+/// The moto server this test binary shares; it exits with the process.
+pub fn shared_moto() -> &'static str {
+    static MOTO: OnceLock<MotoServer> = OnceLock::new();
+    &MOTO
+        .get_or_init(|| {
+            MotoServer::start(&MotoOptions {
+                tie_to_parent: true,
+                ..MotoOptions::default()
+            })
+            .expect("starting moto (run `make venv` first)")
+        })
+        .endpoint
+}
+
+/// A name prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A stack of this test's own on the shared server.
+pub async fn bootstrap_stack(endpoint: &str) -> LocalStack {
+    LocalStack::bootstrap(
+        Template::project().unwrap(),
+        endpoint,
+        &unique_prefix(),
+        stack::local_parameters(),
+    )
+    .await
+    .expect("bootstrapping the stack from template.yaml")
+}
+
+#[derive(Default)]
+pub struct TestAppBuilder {
+    own_moto: bool,
+    env: Vec<(String, String)>,
+}
+
+impl TestAppBuilder {
+    /// A moto server for this test alone (to stop it).
+    pub fn own_moto(mut self) -> Self {
+        self.own_moto = true;
+        self
+    }
+
+    /// An environment variable for every function, after the template's.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let moto = self.own_moto.then(|| {
+            MotoServer::start(&MotoOptions {
+                tie_to_parent: true,
+                ..MotoOptions::default()
+            })
+            .unwrap()
+        });
+        let endpoint = moto
+            .as_ref()
+            .map_or_else(|| shared_moto().to_owned(), |m| m.endpoint.clone());
+        let stack = bootstrap_stack(&endpoint).await;
+        let metrics = CapturedLines::default();
+        let options = GatewayOptions {
+            metrics_sink: Some(Arc::new(metrics.clone())),
+            env_overrides: self.env,
+        };
+        let gateway = Gateway::build(&stack, &options)
+            .await
+            .expect("building the gateway");
+        let platforms = gateway.platforms.clone();
+        let routes = gateway.routes.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(gateway.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            base_url,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            stack,
+            metrics,
+            moto,
+            platforms,
+            routes,
+            _shutdown: shutdown,
+        }
+    }
+}
+
+/// The whole API of one test, served at `base_url`.
+pub struct TestApp {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub stack: LocalStack,
+    /// Every EMF line the functions wrote.
+    pub metrics: CapturedLines,
+    pub moto: Option<MotoServer>,
+    pub platforms: std::collections::BTreeMap<String, Arc<Platform>>,
+    pub routes: Vec<lumi_infra::template::Route>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::builder().spawn().await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// The physical name of a template resource (`AppTable` -> `t1234-AppTable`).
+    pub fn resource(&self, logical_id: &str) -> String {
+        self.stack.names.refs[logical_id].clone()
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.stack.sdk_config)
+    }
+}
+
+/// A TCP server that accepts connections and never answers: a hung dependency.
+pub async fn hanging_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{address}")
+}
+
+/// Asserts the response is problem+json with this status, and returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert_eq!(
+        body["request_id"],
+        request_id.as_str(),
+        "the body quotes the request id"
+    );
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://lumi-commerce.com/problems/")
+    );
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}

@@ -36,7 +36,11 @@ async fn live() -> Json<serde_json::Value> {
 
 async fn ready(State(platform): State<Arc<Platform>>, request_id: RequestId) -> Response {
     let report = readiness::check(&platform).await;
-    let status = if report.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let mut body = serde_json::to_value(&report).unwrap_or_else(|_| json!({ "ok": false }));
     if !report.ok {
         body["request_id"] = json!(request_id.0);

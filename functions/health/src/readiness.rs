@@ -33,8 +33,16 @@ where
     let outcome = tokio::time::timeout(limit, probe).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     match outcome {
-        Ok(Ok(())) => Check { ok: true, latency_ms, error: None },
-        Ok(Err(error)) => Check { ok: false, latency_ms, error: Some(error) },
+        Ok(Ok(())) => Check {
+            ok: true,
+            latency_ms,
+            error: None,
+        },
+        Ok(Err(error)) => Check {
+            ok: false,
+            latency_ms,
+            error: Some(error),
+        },
         Err(_) => Check {
             ok: false,
             latency_ms,
@@ -67,24 +75,35 @@ pub async fn check(platform: &Platform) -> Report {
     });
     let secret_check = async {
         let check = timed(limit, async {
-            platform.secrets.refresh().await.map(drop).map_err(|e| e.to_string())
+            platform
+                .secrets
+                .refresh()
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         })
         .await;
         ("secretsmanager:ConfigSecret".to_owned(), check)
     };
-    let (mut checks, secret) =
-        tokio::join!(futures::future::join_all(table_checks), secret_check);
+    let (mut checks, secret) = tokio::join!(futures::future::join_all(table_checks), secret_check);
     checks.push(secret);
 
     let checks: BTreeMap<String, Check> = checks.into_iter().collect();
-    let failed: Vec<String> =
-        checks.iter().filter(|(_, c)| !c.ok).map(|(name, _)| name.clone()).collect();
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|(_, c)| !c.ok)
+        .map(|(name, _)| name.clone())
+        .collect();
     for name in &failed {
         tracing::warn!(check = %name, error = ?checks[name].error, "readiness check failed");
     }
     Report {
         ok: failed.is_empty(),
-        status: if failed.is_empty() { "ready" } else { "not_ready" },
+        status: if failed.is_empty() {
+            "ready"
+        } else {
+            "not_ready"
+        },
         failed,
         checks,
     }

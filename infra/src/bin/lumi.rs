@@ -16,7 +16,10 @@ use lumi_infra::{
 use tokio::net::TcpListener;
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 #[tokio::main]
@@ -35,26 +38,44 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn dev(args: &[String]) -> anyhow::Result<()> {
-    let port: u16 = flag(args, "--port").unwrap_or_else(|| "3000".into()).parse()?;
-    let moto_port: u16 = flag(args, "--moto-port").unwrap_or_else(|| "4566".into()).parse()?;
+    let port: u16 = flag(args, "--port")
+        .unwrap_or_else(|| "3000".into())
+        .parse()?;
+    let moto_port: u16 = flag(args, "--moto-port")
+        .unwrap_or_else(|| "4566".into())
+        .parse()?;
     lumi_shared::telemetry::log::init(
         "local-gateway",
         tracing::Level::INFO,
         std::env::var("TRACING_ENABLED").is_ok_and(|v| v == "1"),
         std::sync::Arc::new(lumi_shared::telemetry::Stdout),
     );
-    let mut moto = MotoServer::start(&MotoOptions { port: moto_port, ..MotoOptions::default() })?;
-    let stack =
-        LocalStack::bootstrap(Template::project()?, &moto.endpoint, "lumi", stack::local_parameters())
-            .await?;
+    let mut moto = MotoServer::start(&MotoOptions {
+        port: moto_port,
+        ..MotoOptions::default()
+    })?;
+    let stack = LocalStack::bootstrap(
+        Template::project()?,
+        &moto.endpoint,
+        "lumi",
+        stack::local_parameters(),
+    )
+    .await?;
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("port {port} is taken: is another `make dev` running?"))?;
     let base = format!("http://127.0.0.1:{port}");
-    println!("\nLumi is serving {} routes at {base} (local AWS at {})", gateway.routes.len(), moto.endpoint);
+    println!(
+        "\nLumi is serving {} routes at {base} (local AWS at {})",
+        gateway.routes.len(),
+        moto.endpoint
+    );
     for route in &gateway.routes {
-        println!("  {:6} {:40} -> {}", route.method, route.path, route.function);
+        println!(
+            "  {:6} {:40} -> {}",
+            route.method, route.path, route.function
+        );
     }
     println!("\nTry:\n  curl -i {base}/api/v1/health/live\n  curl -i {base}/api/v1/health/ready");
     println!("Resources: tables, queues, buckets and secrets are named lumi-<LogicalId>.");

@@ -13,7 +13,10 @@ use http_body::Body as _;
 use lambda_http::request::RequestContext;
 use tracing::Instrument as _;
 
-use super::{X_API_VERSION, X_REQUEST_ID, extract::{BodyLimit, ClientIp, RequestId}};
+use super::{
+    X_API_VERSION, X_REQUEST_ID,
+    extract::{BodyLimit, ClientIp, RequestId},
+};
 use crate::{
     error::{ApiError, PROBLEM_CONTENT_TYPE, Problem},
     platform::Platform,
@@ -22,8 +25,12 @@ use crate::{
 
 /// API Gateway's id, else the caller's if well-formed, else a new UUID.
 pub fn resolve_request_id(request: &Request) -> String {
-    if let Some(RequestContext::ApiGatewayV2(context)) = request.extensions().get::<RequestContext>()
-        && let Some(id) = context.request_id.as_deref().filter(|id| is_valid_request_id(id))
+    if let Some(RequestContext::ApiGatewayV2(context)) =
+        request.extensions().get::<RequestContext>()
+        && let Some(id) = context
+            .request_id
+            .as_deref()
+            .filter(|id| is_valid_request_id(id))
     {
         return id.to_owned();
     }
@@ -35,10 +42,13 @@ pub fn resolve_request_id(request: &Request) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
-/// 1 to 128 characters of letters, digits and `-_.:`: safe in a header, a log line and a URL.
+/// 1 to 128 characters of letters, digits and `-_.:=+/` (API Gateway's ids are base64): safe in
+/// a header and a log line.
 pub fn is_valid_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && id.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'=' | b'+' | b'/')
+        })
 }
 
 /// The caller's address as API Gateway saw it (`requestContext.http.sourceIp`); headers such as
@@ -55,16 +65,20 @@ pub fn resolve_client_ip(request: &Request) -> String {
     }
 }
 
-pub async fn edge(State(platform): State<Arc<Platform>>, mut request: Request, next: Next) -> Response {
+pub async fn edge(
+    State(platform): State<Arc<Platform>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = resolve_request_id(&request);
     let client_ip = resolve_client_ip(&request);
     let cold_start = platform.take_cold_start();
+    // The route template, not the raw path: metric dimensions must stay few.
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+        .map(|p| p.as_str().to_owned());
     let method = request.method().clone();
     let metrics = MetricSet::default();
     let span = tracing::info_span!(
@@ -73,10 +87,12 @@ pub async fn edge(State(platform): State<Arc<Platform>>, mut request: Request, n
         function = %platform.config.function_name,
         cold_start,
         method = %method,
-        route = %route,
+        route = route.as_deref().unwrap_or("unmatched"),
     );
 
-    request.extensions_mut().insert(RequestId(request_id.clone()));
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     request.extensions_mut().insert(ClientIp(client_ip));
     request.extensions_mut().insert(metrics.clone());
 
@@ -103,7 +119,7 @@ pub async fn edge(State(platform): State<Arc<Platform>>, mut request: Request, n
             "request completed"
         );
     });
-    let route_label = format!("{method} {route}");
+    let route_label = route.map_or_else(|| "unmatched".to_owned(), |r| format!("{method} {r}"));
     metrics.count(
         HTTP_REQUESTS_TOTAL,
         &[
@@ -113,7 +129,10 @@ pub async fn edge(State(platform): State<Arc<Platform>>, mut request: Request, n
         ],
         1.0,
     );
-    metrics.flush(platform.metrics_sink.as_ref(), &[("request_id", &request_id)]);
+    metrics.flush(
+        platform.metrics_sink.as_ref(),
+        &[("request_id", &request_id)],
+    );
     response
 }
 
@@ -143,7 +162,10 @@ fn finish_problem(response: &mut Response, request_id: &str) {
     };
     *response.body_mut() = Body::from(problem.to_json(Some(request_id)).to_string());
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+    );
     headers.remove(header::CONTENT_LENGTH);
 }
 
@@ -155,6 +177,7 @@ mod tests {
     fn request_ids_are_validated() {
         assert!(is_valid_request_id("c6af9ac6-7b61-11e6-9a41-93e8deadbeef"));
         assert!(is_valid_request_id("Root=1-abc:2"));
+        assert!(is_valid_request_id("JSfpaiXrIAMEa3w="));
         assert!(!is_valid_request_id(""));
         assert!(!is_valid_request_id("evil\nheader"));
         assert!(!is_valid_request_id("<script>"));

@@ -2,8 +2,8 @@
 //! puts on every request ([`RequestId`], [`ClientIp`], the request's [`MetricSet`]).
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Request},
     body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
 };
 use http::{header, request::Parts};
 use serde::de::DeserializeOwned;
@@ -25,7 +25,10 @@ pub struct ClientIp(pub String);
 
 fn from_extensions<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Result<T, ApiError> {
     parts.extensions.get::<T>().cloned().ok_or_else(|| {
-        ApiError::internal(format!("{} missing: the edge layer is not installed", std::any::type_name::<T>()))
+        ApiError::internal(format!(
+            "{} missing: the edge layer is not installed",
+            std::any::type_name::<T>()
+        ))
     })
 }
 
@@ -63,7 +66,8 @@ fn is_json(parts: &Request) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -78,21 +82,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             ));
         }
         let limit = request.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::bad_request(rejection.body_text())
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(Json).map_err(|error| match error.classify() {
-            Category::Data => ApiError::Validation {
-                detail: format!("the body does not have the expected shape: {error}").into(),
-                errors: Vec::new(),
-            },
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::MalformedJson(format!("the body is not valid JSON: {error}"))
-            }
-        })
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge { limit }
+                } else {
+                    ApiError::bad_request(rejection.body_text())
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|error| match error.classify() {
+                Category::Data => ApiError::Validation {
+                    detail: format!("the body does not have the expected shape: {error}").into(),
+                    errors: Vec::new(),
+                },
+                Category::Syntax | Category::Eof | Category::Io => {
+                    ApiError::MalformedJson(format!("the body is not valid JSON: {error}"))
+                }
+            })
     }
 }

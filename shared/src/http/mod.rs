@@ -30,7 +30,11 @@ use tower_http::{
 
 pub use extract::{ClientIp, Json, RequestId};
 
-use crate::{config::CorsConfig, error::ApiError, platform::Platform};
+use crate::{
+    config::CorsConfig,
+    error::{ApiError, Problem},
+    platform::Platform,
+};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_API_VERSION: HeaderName = HeaderName::from_static("x-api-version");
@@ -43,7 +47,10 @@ pub fn serve(platform: Arc<Platform>, routes: Router) -> Router {
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(platform.config.max_body_bytes))
         .layer(cors_layer(&cors))
-        .layer(middleware::from_fn_with_state(Arc::new(cors), refuse_foreign_preflight))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(cors),
+            refuse_foreign_preflight,
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=63072000; includeSubDomains; preload"),
@@ -59,8 +66,12 @@ pub fn serve(platform: Arc<Platform>, routes: Router) -> Router {
         .layer(middleware::from_fn_with_state(platform, edge::edge))
 }
 
-async fn unknown_route(method: Method, uri: http::Uri) -> ApiError {
-    ApiError::not_found(format!("no route matches {method} {}", uri.path()))
+async fn unknown_route(method: Method, uri: http::Uri) -> Problem {
+    Problem::new(
+        http::StatusCode::NOT_FOUND,
+        "route-not-found",
+        format!("no route matches {method} {}", uri.path()),
+    )
 }
 
 fn cors_layer(cors: &CorsConfig) -> CorsLayer {

@@ -79,7 +79,9 @@ fn redact_text(text: &str) -> Option<String> {
     let lower = text.to_ascii_lowercase();
     let at = lower.find("bearer ")?;
     let start = at + "bearer ".len();
-    let end = text[start..].find(|c: char| c.is_whitespace() || c == '"' || c == ',').map_or(text.len(), |n| start + n);
+    let end = text[start..]
+        .find(|c: char| c.is_whitespace() || c == '"' || c == ',')
+        .map_or(text.len(), |n| start + n);
     Some(format!("{}{REDACTED}{}", &text[..start], &text[end..]))
 }
 
@@ -100,7 +102,11 @@ pub struct JsonLogLayer {
 
 impl JsonLogLayer {
     pub fn new(function_name: &str, spans_enabled: bool, sink: Arc<dyn LineSink>) -> Self {
-        Self { function_name: function_name.to_owned(), spans_enabled, sink }
+        Self {
+            function_name: function_name.to_owned(),
+            spans_enabled,
+            sink,
+        }
     }
 
     fn write(&self, mut object: Map<String, Value>) {
@@ -118,10 +124,12 @@ struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
 impl Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().into(), Value::String(format!("{value:?}")));
+        self.0
+            .insert(field.name().into(), Value::String(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::String(value.into()));
+        self.0
+            .insert(field.name().into(), Value::String(value.into()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().into(), Value::from(value));
@@ -142,7 +150,9 @@ impl Visit for JsonVisitor<'_> {
 }
 
 fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 impl<S> Layer<S> for JsonLogLayer
@@ -170,7 +180,10 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut line = Map::new();
         line.insert("timestamp".into(), Value::String(now_rfc3339()));
-        line.insert("level".into(), Value::String(event.metadata().level().to_string()));
+        line.insert(
+            "level".into(),
+            Value::String(event.metadata().level().to_string()),
+        );
         line.insert("function".into(), Value::String(self.function_name.clone()));
         // Outer spans first, so inner spans' fields win.
         if let Some(scope) = ctx.event_scope(event) {
@@ -182,10 +195,15 @@ where
         }
         let mut fields = Map::new();
         event.record(&mut JsonVisitor(&mut fields));
-        let message = fields.remove("message").unwrap_or(Value::String(String::new()));
+        let message = fields
+            .remove("message")
+            .unwrap_or(Value::String(String::new()));
         line.insert("message".into(), message);
         line.extend(fields);
-        line.insert("target".into(), Value::String(event.metadata().target().into()));
+        line.insert(
+            "target".into(),
+            Value::String(event.metadata().target().into()),
+        );
         self.write(line);
     }
 
@@ -195,14 +213,19 @@ where
         }
         let Some(span) = ctx.span(&id) else { return };
         let extensions = span.extensions();
-        let Some(SpanStarted(started)) = extensions.get::<SpanStarted>() else { return };
+        let Some(SpanStarted(started)) = extensions.get::<SpanStarted>() else {
+            return;
+        };
         let mut line = Map::new();
         line.insert("timestamp".into(), Value::String(now_rfc3339()));
         line.insert("level".into(), Value::String("TRACE".into()));
         line.insert("function".into(), Value::String(self.function_name.clone()));
         line.insert("type".into(), Value::String("span".into()));
         line.insert("span".into(), Value::String(span.name().into()));
-        line.insert("duration_ms".into(), Value::from(started.elapsed().as_secs_f64() * 1e3));
+        line.insert(
+            "duration_ms".into(),
+            Value::from(started.elapsed().as_secs_f64() * 1e3),
+        );
         if let Some(parent) = span.parent()
             && let Some(SpanFields(fields)) = parent.extensions().get::<SpanFields>()
             && let Some(request_id) = fields.get("request_id")
@@ -212,7 +235,10 @@ where
         if let Some(SpanFields(fields)) = extensions.get::<SpanFields>() {
             line.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        line.insert("message".into(), Value::String(format!("span {} closed", span.name())));
+        line.insert(
+            "message".into(),
+            Value::String(format!("span {} closed", span.name())),
+        );
         self.write(line);
     }
 }

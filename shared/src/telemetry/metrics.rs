@@ -30,7 +30,10 @@ pub struct MetricSet {
 impl MetricSet {
     /// Adds `value` to the counter `name` with these dimensions.
     pub fn count(&self, name: &str, dimensions: &[(&str, &str)], value: f64) {
-        let dims = dimensions.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let dims = dimensions
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry((name.to_owned(), dims)).or_insert(0.0) += value;
         }
@@ -89,7 +92,11 @@ mod tests {
     #[test]
     fn flush_writes_emf_and_empties_the_set() {
         let set = MetricSet::default();
-        let dims = [("function", "health"), ("route", "GET /x"), ("status_class", "2xx")];
+        let dims = [
+            ("function", "health"),
+            ("route", "GET /x"),
+            ("status_class", "2xx"),
+        ];
         set.count(HTTP_REQUESTS_TOTAL, &dims, 1.0);
         set.count(HTTP_REQUESTS_TOTAL, &dims, 1.0);
         set.count("order_created_total", &[("function", "orders")], 1.0);
@@ -97,13 +104,19 @@ mod tests {
         set.flush(&sink, &[("request_id", "r-1")]);
         let docs = sink.json();
         assert_eq!(docs.len(), 2);
-        let http = docs.iter().find(|d| d.get(HTTP_REQUESTS_TOTAL).is_some()).unwrap();
+        let http = docs
+            .iter()
+            .find(|d| d.get(HTTP_REQUESTS_TOTAL).is_some())
+            .unwrap();
         assert_eq!(http[HTTP_REQUESTS_TOTAL], 2.0);
         assert_eq!(http["route"], "GET /x");
         assert_eq!(http["request_id"], "r-1");
         let directive = &http["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], NAMESPACE);
-        assert_eq!(directive["Dimensions"][0], json!(["function", "route", "status_class"]));
+        assert_eq!(
+            directive["Dimensions"][0],
+            json!(["function", "route", "status_class"])
+        );
         assert_eq!(directive["Metrics"][0]["Name"], HTTP_REQUESTS_TOTAL);
 
         set.flush(&sink, &[]);

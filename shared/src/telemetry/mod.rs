@@ -21,7 +21,9 @@ impl LineSink for Stdout {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
         // A log line that cannot be written has nowhere else to go.
-        let _ = out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n"));
+        let _ = out
+            .write_all(line.as_bytes())
+            .and_then(|()| out.write_all(b"\n"));
     }
 }
 
@@ -36,7 +38,10 @@ impl CapturedLines {
 
     /// The captured lines that parse as JSON objects.
     pub fn json(&self) -> Vec<serde_json::Value> {
-        self.lines().iter().filter_map(|line| serde_json::from_str(line).ok()).collect()
+        self.lines()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 }
 

@@ -1,0 +1,74 @@
+# Lumi: the two promised commands (`make dev`, `make test`) and the tools around them.
+# Everything a target needs is installed by the target itself: nothing by hand.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+export CARGO_TERM_COLOR ?= auto
+
+# One Lambda per crate under functions/, its binary named after it.
+FUNCTIONS := $(notdir $(wildcard functions/*))
+CARGO_LAMBDA := $(VENV)/bin/cargo-lambda lambda
+
+.PHONY: help
+help: ## This list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): infra/requirements.txt
+	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Python tools: moto, cfn-lint, sam, cargo-lambda, openapi validator (pinned)
+
+.PHONY: dev
+dev: $(STAMP) ## Serve the whole API on http://127.0.0.1:3000 against a local AWS stack
+	cargo build -p lumi-infra --bin lumi
+	target/debug/lumi dev --port 3000
+
+.PHONY: test
+test: $(STAMP) lint ## Formatting, clippy, template and OpenAPI lint, then every test
+	cargo test --workspace --all-targets
+
+.PHONY: lint
+lint: $(STAMP) ## rustfmt, clippy -D warnings, cfn-lint, sam validate --lint, OpenAPI
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint --template template.yaml
+	$(VENV)/bin/openapi-spec-validator docs/openapi.yaml
+
+.PHONY: build
+build: $(STAMP) ## cargo lambda build --release for every function (target/lambda/<name>/bootstrap)
+	$(CARGO_LAMBDA) build --release $(addprefix -p ,$(FUNCTIONS))
+
+.PHONY: sam-build
+sam-build: $(STAMP) ## sam build (BuildMethod rust-cargolambda) into .aws-sam/
+	$(VENV)/bin/sam build --template template.yaml
+
+.PHONY: bench
+bench: $(STAMP) ## Cold start and size of every function next to hello-world, as ratios
+	$(CARGO_LAMBDA) build --release $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
+	cargo build --release -p lumi-bench
+	target/release/lumi-bench cold-start --lambda-dir target/lambda --reference hello-lambda \
+		$(foreach f,$(FUNCTIONS),--function $(f)=$(firstword $(sort $(wildcard events/$(f)/*.json)))) \
+		--runs 30 --json target/bench-cold-start.json
+
+.PHONY: deploy
+deploy: sam-build ## sam deploy (guided the first time), then complete the config secret
+	$(VENV)/bin/sam deploy $(if $(wildcard samconfig.toml),,--guided)
+	@echo "Now run: cargo run -p lumi-infra --bin lumi -- secrets init --secret-id <ConfigSecretArn output>"
+
+.PHONY: clean
+clean: ## Remove build outputs (keeps .venv)
+	cargo clean
+	rm -rf .aws-sam

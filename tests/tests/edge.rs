@@ -1,0 +1,172 @@
+//! The shared HTTP edge, through the local gateway: request ids, version and security headers,
+//! CORS, body limits, and every error as problem+json.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::{Router, routing::post};
+use lumi_shared::{Config, Platform, http::Json};
+use lumi_tests::{TestApp, assert_problem, bootstrap_stack, shared_moto};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+const LISTED: &str = "https://app.lumi-commerce.com";
+
+#[tokio::test]
+async fn every_response_carries_request_id_and_api_version() {
+    let app = TestApp::spawn().await;
+    for (path, status) in [
+        ("/api/v1/health/live", 200),
+        ("/api/v1/health/ready", 200),
+        ("/nope", 404),
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status().as_u16(), status);
+        let headers = response.headers();
+        assert!(!headers["x-request-id"].is_empty(), "{path}");
+        assert_eq!(headers["x-api-version"], lumi_shared::API_VERSION, "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(
+            headers["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .contains("max-age=")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_request_id_wins_and_logs_can_quote_it() {
+    let app = TestApp::spawn().await;
+    // The local gateway, like API Gateway, gives each request an id; the caller's is not used
+    // when the gateway's is there.
+    let response = app
+        .http
+        .get(app.url("/api/v1/health/live"))
+        .header("x-request-id", "caller-chosen-1")
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(id, "caller-chosen-1");
+    assert!(id.ends_with('='), "API Gateway-shaped id: {id}");
+    let metric = app
+        .metrics
+        .json()
+        .into_iter()
+        .find(|d| d["request_id"] == id);
+    assert!(metric.is_some(), "the metric line carries the request id");
+}
+
+#[tokio::test]
+async fn cors_preflight_is_allowed_for_a_listed_origin_and_refused_for_another() {
+    let app = TestApp::spawn().await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/health/ready"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight(LISTED).await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(allowed.headers()["access-control-allow-origin"], LISTED);
+    assert!(!allowed.headers()["x-request-id"].is_empty());
+
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    assert_problem(refused, 403).await;
+
+    let simple = app
+        .http
+        .get(app.url("/api/v1/health/live"))
+        .header("origin", LISTED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(simple.headers()["access-control-allow-origin"], LISTED);
+    let exposed = simple.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("x-request-id") && exposed.contains("x-api-version"),
+        "{exposed}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .post(app.url("/api/v1/health/live"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 413).await;
+}
+
+#[derive(Debug, Deserialize)]
+struct Greeting {
+    #[allow(dead_code)]
+    name: String,
+}
+
+/// A router of the test's own behind the shared edge, for the JSON extractor.
+async fn json_app() -> String {
+    let stack = bootstrap_stack(shared_moto()).await;
+    let mut env = stack.function_env("health").unwrap();
+    env.set("MAX_BODY_BYTES", "1024");
+    let platform = Platform::new(Config::from_env("health", &env).unwrap()).await;
+    let routes = Router::new().route("/greet", post(|Json(_): Json<Greeting>| async { "hi" }));
+    let app = lumi_shared::http::serve(platform, routes);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/greet", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn json_bodies_are_checked_and_rejections_are_problems() {
+    let url = json_app().await;
+    let client = reqwest::Client::new();
+    let send = |content_type: &'static str, body: &'static str| {
+        client
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        send("application/json", r#"{"name":"Yuki"}"#)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let malformed =
+        assert_problem(send("application/json", r#"{"name":"#).await.unwrap(), 400).await;
+    assert_eq!(
+        malformed["type"],
+        "https://lumi-commerce.com/problems/malformed-json"
+    );
+    assert_problem(
+        send("application/json", r#"{"name":7}"#).await.unwrap(),
+        422,
+    )
+    .await;
+    assert_problem(send("text/plain", r#"{"name":"Yuki"}"#).await.unwrap(), 415).await;
+    let big: &'static str =
+        Box::leak(format!(r#"{{"name":"{}"}}"#, "x".repeat(2000)).into_boxed_str());
+    let too_big: Value = assert_problem(send("application/json", big).await.unwrap(), 413).await;
+    assert!(too_big["detail"].as_str().unwrap().contains("1024"));
+}

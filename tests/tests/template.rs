@@ -1,0 +1,172 @@
+//! `template.yaml` is the one source of truth: the gateway serves exactly its routes, every
+//! route reaches its function, the OpenAPI document describes every route, and the sample events
+//! in `events/` run through their functions' Lambda handlers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+
+use lumi_infra::template::Template;
+use lumi_tests::{TestApp, bootstrap_stack, shared_moto};
+use serde_json::Value;
+
+fn template_routes() -> BTreeSet<(String, String, String)> {
+    // Read the YAML directly, not through the gateway's reader.
+    let text = std::fs::read_to_string(lumi_infra::workspace_root().join("template.yaml")).unwrap();
+    let root: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let mut routes = BTreeSet::new();
+    for (_, resource) in root["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (_, event) in resource["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+        {
+            if event["Type"].as_str() == Some("HttpApi") {
+                let props = &event["Properties"];
+                routes.insert((
+                    props["Method"].as_str().unwrap().to_ascii_uppercase(),
+                    props["Path"].as_str().unwrap().to_owned(),
+                    binary.clone(),
+                ));
+            }
+        }
+    }
+    routes
+}
+
+#[tokio::test]
+async fn the_gateway_serves_exactly_the_template_routes_each_by_its_function() {
+    let app = TestApp::spawn().await;
+    let served: BTreeSet<_> = app
+        .routes
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone(), r.function.clone()))
+        .collect();
+    assert_eq!(served, template_routes());
+
+    for (method, path, function) in template_routes() {
+        if method == "ANY" {
+            continue;
+        }
+        let concrete = path.replace(['{', '}'], "");
+        let request = app
+            .http
+            .request(method.parse().unwrap(), app.url(&concrete));
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(
+            status != 405 && body["type"] != "https://lumi-commerce.com/problems/route-not-found",
+            "{method} {path} is not served by {function}: {status} {body}"
+        );
+    }
+}
+
+#[test]
+fn the_openapi_document_describes_every_route_and_the_api_version() {
+    let text =
+        std::fs::read_to_string(lumi_infra::workspace_root().join("docs/openapi.yaml")).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    assert_eq!(doc["openapi"].as_str().unwrap(), "3.1.0");
+    assert_eq!(
+        doc["info"]["version"].as_str().unwrap(),
+        lumi_shared::API_VERSION
+    );
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        for (method, _) in item.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            if ["get", "post", "put", "patch", "delete"].contains(&method) {
+                documented.insert((
+                    method.to_ascii_uppercase(),
+                    path.as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    let declared: BTreeSet<_> = template_routes()
+        .into_iter()
+        .filter(|(method, _, _)| method != "ANY")
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    assert_eq!(
+        documented, declared,
+        "docs/openapi.yaml and template.yaml differ"
+    );
+}
+
+#[test]
+fn every_template_function_is_known_to_the_gateway() {
+    let template = Template::project().unwrap();
+    for (logical_id, binary) in template.functions().unwrap() {
+        let has_http_routes = template
+            .http_routes()
+            .unwrap()
+            .iter()
+            .any(|r| r.function == binary);
+        if has_http_routes {
+            assert!(
+                lumi_infra::functions::routes_of(&binary).is_some(),
+                "{logical_id} ({binary})"
+            );
+        }
+    }
+}
+
+/// Every file in `events/<function>/` goes through the same adapter `lambda_http::run` uses, and
+/// answers with a 2xx API Gateway response.
+#[tokio::test]
+async fn every_sample_event_runs_through_its_function() {
+    let stack = bootstrap_stack(shared_moto()).await;
+    let events_dir = lumi_infra::workspace_root().join("events");
+    let mut seen = 0;
+    for function_dir in std::fs::read_dir(&events_dir).unwrap() {
+        let function_dir = function_dir.unwrap().path();
+        let function = function_dir
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let Some(routes) = lumi_infra::functions::routes_of(&function) else {
+            continue;
+        };
+        let env = stack.function_env(&function).unwrap();
+        let platform = lumi_shared::bootstrap::platform(&function, &env)
+            .await
+            .unwrap();
+        let app = lumi_shared::bootstrap::app(platform, routes);
+        for file in std::fs::read_dir(&function_dir).unwrap() {
+            let file = file.unwrap().path();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let request: lambda_http::request::LambdaRequest = serde_json::from_str(&text).unwrap();
+            let event =
+                lambda_runtime::LambdaEvent::new(request, lambda_runtime::Context::default());
+            let mut adapter = lambda_http::Adapter::from(app.clone());
+            let response = tower::Service::call(&mut adapter, event).await.unwrap();
+            let response = serde_json::to_value(&response).unwrap();
+            let status = response["statusCode"].as_u64().unwrap();
+            assert!(
+                (200..300).contains(&status),
+                "{}: {response}",
+                file.display()
+            );
+            let headers = &response["headers"];
+            assert_eq!(
+                headers["x-request-id"],
+                "Hx7Yk3JqoAMEbXw=",
+                "{}",
+                file.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "only {seen} events found");
+}
