@@ -131,9 +131,11 @@ impl Db {
                 after: self.timeout,
             }),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(SdkError::TimeoutError(_))) => {
-                Err(StoreError::Timeout { op, table: table.to_owned(), after: self.timeout })
-            }
+            Ok(Err(SdkError::TimeoutError(_))) => Err(StoreError::Timeout {
+                op,
+                table: table.to_owned(),
+                after: self.timeout,
+            }),
             Ok(Err(error)) => {
                 let code = match &error {
                     SdkError::DispatchFailure(_) => "Unreachable",

@@ -62,6 +62,7 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
     )
     .await?;
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
+    let env_dir = write_env_files(&stack)?;
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("port {port} is taken: is another `make dev` running?"))?;
@@ -79,6 +80,11 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
     }
     println!("\nTry:\n  curl -i {base}/api/v1/health/live\n  curl -i {base}/api/v1/health/ready");
     println!("Resources: tables, queues, buckets and secrets are named lumi-<LogicalId>.");
+    println!(
+        "Each function's environment is in {}/<function>.env, for\n  cargo lambda watch -A 127.0.0.1 --env-file {}/health.env\n  cargo lambda invoke health --data-file events/health/live.json",
+        env_dir.display(),
+        env_dir.display()
+    );
     println!("Press Ctrl-C to stop (moto stops with it).\n");
     let served = gateway
         .serve(listener, async {
@@ -87,6 +93,21 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         .await;
     moto.stop();
     served.context("serving the API")
+}
+
+/// `target/local-env/<function>.env`: what `cargo lambda watch --env-file` needs to run a
+/// function against this stack.
+fn write_env_files(stack: &LocalStack) -> anyhow::Result<std::path::PathBuf> {
+    let dir = lumi_infra::workspace_root().join("target/local-env");
+    std::fs::create_dir_all(&dir)?;
+    for (_, binary) in stack.template.functions()? {
+        let env = stack.function_env(&binary)?;
+        let mut vars: Vec<(&str, &str)> = env.iter().collect();
+        vars.sort();
+        let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(dir.join(format!("{binary}.env")), text)?;
+    }
+    Ok(dir)
 }
 
 async fn secrets_init(secret_id: &str) -> anyhow::Result<()> {
