@@ -5,12 +5,14 @@
 //! - [`stack`]: creates every table, queue, bucket and secret the template declares, under a
 //!   name prefix (one per test), and resolves each function's environment against them.
 //! - [`functions`]: the registry of function binaries and their routers.
+//! - [`seed`]: the demo accounts `make dev` creates.
 //! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
 //!   router of the function that owns it, with an API Gateway-like request context.
 
 pub mod functions;
 pub mod gateway;
 pub mod moto;
+pub mod seed;
 pub mod stack;
 pub mod template;
 

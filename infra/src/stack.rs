@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -13,8 +13,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use lumi_shared::{Env, secrets::AppSecrets};
-use rand::distr::{Alphanumeric, SampleString as _};
+use lumi_shared::Env;
 use serde_norway::Value;
 
 use crate::template::{LOCAL_ACCOUNT, LOCAL_REGION, Names, Resource, Template};
@@ -154,28 +153,9 @@ impl LocalStack {
     }
 }
 
-/// The secret's JSON with every key the functions need: those in `existing` are kept, missing
-/// ones get 64 random alphanumerics (the secrets-init command and the local stack).
+/// The secret's JSON with every key the functions need (see `lumi_shared::secrets`).
 pub fn complete_secret_value(existing: Option<&str>) -> anyhow::Result<String> {
-    let mut object = match existing {
-        Some(text) => match serde_json::from_str::<serde_json::Value>(text)? {
-            serde_json::Value::Object(map) => map,
-            _ => bail!("the secret's value is not a JSON object"),
-        },
-        None => serde_json::Map::new(),
-    };
-    object.entry("schema").or_insert(serde_json::json!(1));
-    for key in AppSecrets::KEYS {
-        let long_enough = object
-            .get(*key)
-            .and_then(|v| v.as_str())
-            .is_some_and(|v| v.len() >= lumi_shared::secrets::MIN_KEY_LEN);
-        if !long_enough {
-            let value = Alphanumeric.sample_string(&mut rand::rng(), 64);
-            object.insert((*key).to_owned(), serde_json::Value::String(value));
-        }
-    }
-    Ok(serde_json::Value::Object(object).to_string())
+    Ok(lumi_shared::secrets::complete_secret_json(existing)?)
 }
 
 fn prop<'a>(resource: &'a Resource, key: &str) -> Option<&'a Value> {

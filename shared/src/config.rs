@@ -125,6 +125,33 @@ pub struct CorsConfig {
     pub exposed_headers: Vec<HeaderName>,
 }
 
+/// Sessions and tokens.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `iss` of access tokens (`JWT_ISSUER`, default `lumi`).
+    pub issuer: String,
+    /// `aud` of access tokens (`JWT_AUDIENCE`, default `lumi-api`).
+    pub audience: String,
+    /// `ACCESS_TOKEN_TTL_SECONDS`, default 900 (15 minutes).
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_DAYS`, default 30: a login's absolute lifetime.
+    pub refresh_token_ttl: Duration,
+    /// `REFRESH_IDLE_TIMEOUT_HOURS`, default 168 (7 days) without a rotation ends the session.
+    pub refresh_idle_timeout: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "lumi".into(),
+            audience: "lumi-api".into(),
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_idle_timeout: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
 /// Everything a function reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -145,6 +172,7 @@ pub struct Config {
     pub health_check_timeout: Duration,
     pub tracing_enabled: bool,
     pub log_level: tracing::Level,
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -178,7 +206,29 @@ impl Config {
                 reason: "must stay under the 2 s health-check timeout of the load balancer".into(),
             });
         }
+        let defaults = AuthConfig::default();
+        let auth = AuthConfig {
+            issuer: env.get("JWT_ISSUER").unwrap_or(&defaults.issuer).to_owned(),
+            audience: env
+                .get("JWT_AUDIENCE")
+                .unwrap_or(&defaults.audience)
+                .to_owned(),
+            access_token_ttl: Duration::from_secs(env.parsed("ACCESS_TOKEN_TTL_SECONDS", 900)?),
+            refresh_token_ttl: Duration::from_secs(
+                env.parsed::<u64>("REFRESH_TOKEN_TTL_DAYS", 30)? * 24 * 3600,
+            ),
+            refresh_idle_timeout: Duration::from_secs(
+                env.parsed::<u64>("REFRESH_IDLE_TIMEOUT_HOURS", 168)? * 3600,
+            ),
+        };
+        if auth.access_token_ttl.is_zero() || auth.refresh_token_ttl.is_zero() {
+            return Err(ConfigError::Invalid {
+                var: "ACCESS_TOKEN_TTL_SECONDS",
+                reason: "token lifetimes must be greater than 0".into(),
+            });
+        }
         Ok(Self {
+            auth,
             function_name: function_name.to_owned(),
             stage: env.get("STAGE").unwrap_or("local").to_owned(),
             region: env

@@ -173,6 +173,12 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = self.to_problem().into_response();
+        if let Self::Unauthorized(_) = self {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"lumi\""),
+            );
+        }
         if let Self::TooManyRequests {
             retry_after_secs, ..
         } = self

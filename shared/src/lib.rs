@@ -13,8 +13,12 @@
 //!   problem+json for every error, metrics) and extractors (JSON, client IP, request id).
 //! - [`error`]: the one error type the edge maps to `application/problem+json` (RFC 9457).
 //! - [`telemetry`]: JSON-line logs with redaction, and CloudWatch Embedded Metric Format metrics.
+//! - [`auth`]: accounts, sessions, access tokens and the extractors that check them.
+//! - [`audit`]: the append-only audit log.
 //! - [`bootstrap`]: the few lines between `main` and `lambda_http::run`.
 
+pub mod audit;
+pub mod auth;
 pub mod bootstrap;
 pub mod cache;
 pub mod config;

@@ -13,18 +13,28 @@ use crate::cache::TtlCache;
 
 /// Fewest characters a key may have: 256 bits of base64.
 pub const MIN_KEY_LEN: usize = 43;
+/// JWT keys kept in the secret: the current one signs, the previous one still verifies.
+pub const JWT_KEYS_KEPT: usize = 2;
 
-/// The keys of the config secret (the runbook's `COOKIE_SECRET`, `SESSION_FINGERPRINT_SECRET`,
-/// `CONFIG_ENCRYPTION_KEY`; the auth issue adds the JWT signing keys).
+/// One JWT signing key (HS256), named by its `kid`.
+#[derive(Debug, Deserialize)]
+pub struct JwtKey {
+    pub kid: String,
+    pub secret: SecretString,
+}
+
+/// The keys of the config secret: the runbook's `COOKIE_SECRET`, `SESSION_FINGERPRINT_SECRET`,
+/// `CONFIG_ENCRYPTION_KEY` and `JWT_*_SECRET` (as a key list, newest first, for rotation).
 #[derive(Debug, Deserialize)]
 pub struct AppSecrets {
     pub cookie_secret: SecretString,
     pub session_fingerprint_secret: SecretString,
     pub config_encryption_key: SecretString,
+    pub jwt_keys: Vec<JwtKey>,
 }
 
 impl AppSecrets {
-    /// The names of the keys, for the bootstrap and the secrets-init command.
+    /// The names of the single-value keys.
     pub const KEYS: &'static [&'static str] = &[
         "cookie_secret",
         "session_fingerprint_secret",
@@ -49,8 +59,98 @@ impl AppSecrets {
                 )));
             }
         }
+        if secrets.jwt_keys.is_empty() {
+            return Err(SecretsError::Invalid("jwt_keys is empty".into()));
+        }
+        for (i, key) in secrets.jwt_keys.iter().enumerate() {
+            if key.secret.expose_secret().len() < MIN_KEY_LEN || key.kid.is_empty() {
+                return Err(SecretsError::Invalid(format!(
+                    "jwt_keys[{i}] is too short or has no kid"
+                )));
+            }
+            if secrets.jwt_keys[..i].iter().any(|k| k.kid == key.kid) {
+                return Err(SecretsError::Invalid(format!(
+                    "jwt_keys has kid {} twice",
+                    key.kid
+                )));
+            }
+        }
         Ok(secrets)
     }
+
+    /// The key that signs new tokens.
+    pub fn signing_key(&self) -> &JwtKey {
+        // parse() refuses an empty list.
+        &self.jwt_keys[0]
+    }
+
+    pub fn jwt_key(&self, kid: &str) -> Option<&JwtKey> {
+        self.jwt_keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+fn random_key() -> String {
+    use rand::distr::{Alphanumeric, SampleString as _};
+    Alphanumeric.sample_string(&mut rand::rng(), 64)
+}
+
+fn new_jwt_key() -> serde_json::Value {
+    let kid = format!(
+        "k{}-{}",
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    serde_json::json!({ "kid": kid, "secret": random_key() })
+}
+
+fn as_object(
+    existing: Option<&str>,
+) -> Result<serde_json::Map<String, serde_json::Value>, SecretsError> {
+    match existing.map(serde_json::from_str::<serde_json::Value>) {
+        None => Ok(serde_json::Map::new()),
+        Some(Ok(serde_json::Value::Object(map))) => Ok(map),
+        Some(_) => Err(SecretsError::Invalid(
+            "the secret's value is not a JSON object".into(),
+        )),
+    }
+}
+
+/// The secret's JSON with every key the functions need: keys already present and long enough are
+/// kept; missing ones get 64 random alphanumerics (the local stack and `lumi secrets init`).
+pub fn complete_secret_json(existing: Option<&str>) -> Result<String, SecretsError> {
+    let mut object = as_object(existing)?;
+    object.entry("schema").or_insert(serde_json::json!(1));
+    for key in AppSecrets::KEYS {
+        let long_enough = object
+            .get(*key)
+            .and_then(|v| v.as_str())
+            .is_some_and(|v| v.len() >= MIN_KEY_LEN);
+        if !long_enough {
+            object.insert((*key).to_owned(), serde_json::Value::String(random_key()));
+        }
+    }
+    let has_jwt_keys = object
+        .get("jwt_keys")
+        .and_then(|v| v.as_array())
+        .is_some_and(|k| !k.is_empty());
+    if !has_jwt_keys {
+        object.insert("jwt_keys".into(), serde_json::json!([new_jwt_key()]));
+    }
+    Ok(serde_json::Value::Object(object).to_string())
+}
+
+/// The secret's JSON with a new current JWT key; the former current key stays as the previous
+/// one (tokens it signed verify until they expire), older ones are dropped. Returns the new kid.
+pub fn rotate_jwt_key_json(existing: &str) -> Result<(String, String), SecretsError> {
+    let mut object = as_object(Some(existing))?;
+    let key = new_jwt_key();
+    let kid = key["kid"].as_str().unwrap_or_default().to_owned();
+    let mut keys = vec![key];
+    if let Some(serde_json::Value::Array(old)) = object.remove("jwt_keys") {
+        keys.extend(old.into_iter().take(JWT_KEYS_KEPT - 1));
+    }
+    object.insert("jwt_keys".into(), serde_json::Value::Array(keys));
+    Ok((serde_json::Value::Object(object).to_string(), kid))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,12 +163,16 @@ pub enum SecretsError {
     Invalid(String),
 }
 
+/// Forced refreshes for an unknown `kid` happen at most this often per container.
+const UNKNOWN_KID_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The config secret of this container.
 pub struct SecretStore {
     client: Client,
     secret_id: String,
     timeout: Duration,
     cache: TtlCache<AppSecrets>,
+    last_forced: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl SecretStore {
@@ -78,6 +182,7 @@ impl SecretStore {
             secret_id,
             timeout,
             cache: TtlCache::new(ttl),
+            last_forced: std::sync::Mutex::new(None),
         }
     }
 
@@ -93,6 +198,28 @@ impl SecretStore {
     /// Fetches now (readiness, or after a rotation) and refreshes the cache.
     pub async fn refresh(&self) -> Result<Arc<AppSecrets>, SecretsError> {
         self.cache.refresh_with(|| self.fetch()).await
+    }
+
+    /// A token named a key this container does not know: the secret may have been rotated.
+    /// Reads it again, but at most once per 30 s, so a flood of forged `kid`s costs one read.
+    pub async fn refresh_for_unknown_key(&self) -> Result<Arc<AppSecrets>, SecretsError> {
+        let due = {
+            let now = tokio::time::Instant::now();
+            let mut last = self
+                .last_forced
+                .lock()
+                .map_err(|_| SecretsError::Invalid("lock poisoned".into()))?;
+            let due = last.is_none_or(|at| now.duration_since(at) >= UNKNOWN_KID_REFRESH_INTERVAL);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            self.refresh().await
+        } else {
+            self.get().await
+        }
     }
 
     async fn fetch(&self) -> Result<AppSecrets, SecretsError> {
@@ -121,6 +248,7 @@ mod tests {
         let key = "k".repeat(MIN_KEY_LEN);
         let raw = serde_json::json!({
             "cookie_secret": key, "session_fingerprint_secret": key, "config_encryption_key": key,
+            "jwt_keys": [{ "kid": "a", "secret": key }],
         })
         .to_string();
         let secrets = AppSecrets::parse(&raw).unwrap();
@@ -132,5 +260,29 @@ mod tests {
             Err(SecretsError::Invalid(_))
         ));
         assert!(AppSecrets::parse(r#"{"cookie_secret":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn completion_keeps_existing_keys_and_rotation_keeps_one_previous() {
+        let first = complete_secret_json(None).unwrap();
+        let secrets = AppSecrets::parse(&first).unwrap();
+        let again = complete_secret_json(Some(&first)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&again).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&first).unwrap()
+        );
+        let original_kid = secrets.signing_key().kid.clone();
+
+        let (rotated, kid) = rotate_jwt_key_json(&first).unwrap();
+        let rotated_secrets = AppSecrets::parse(&rotated).unwrap();
+        assert_eq!(rotated_secrets.signing_key().kid, kid);
+        assert!(rotated_secrets.jwt_key(&original_kid).is_some());
+        let (twice, _) = rotate_jwt_key_json(&rotated).unwrap();
+        let twice = AppSecrets::parse(&twice).unwrap();
+        assert_eq!(twice.jwt_keys.len(), JWT_KEYS_KEPT);
+        assert!(
+            twice.jwt_key(&original_kid).is_none(),
+            "the oldest key is dropped"
+        );
     }
 }

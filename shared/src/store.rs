@@ -19,6 +19,22 @@ use crate::error::ApiError;
 
 pub type Item = HashMap<String, AttributeValue>;
 
+/// Maps a raw item to `T`, naming the table when it does not fit.
+pub fn from_item<T: DeserializeOwned>(table: &str, item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|source| StoreError::Item {
+        table: table.to_owned(),
+        source,
+    })
+}
+
+/// Maps `T` to a raw item.
+pub fn to_item<T: Serialize>(table: &str, value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|source| StoreError::Item {
+        table: table.to_owned(),
+        source,
+    })
+}
+
 /// The key of an application-table item.
 pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([
@@ -142,7 +158,11 @@ impl Db {
                     _ => error.code().unwrap_or("Unknown"),
                 }
                 .to_owned();
-                if code == "ConditionalCheckFailedException" {
+                let cancelled_by_condition = code == "TransactionCanceledException"
+                    && error
+                        .message()
+                        .is_some_and(|m| m.contains("ConditionalCheckFailed"));
+                if code == "ConditionalCheckFailedException" || cancelled_by_condition {
                     return Err(StoreError::ConditionFailed {
                         op,
                         table: table.to_owned(),
@@ -213,6 +233,75 @@ impl Db {
             .condition_expression("attribute_not_exists(pk)")
             .send();
         self.call("PutItem", table, request).await.map(drop)
+    }
+
+    /// Reads one item with a strongly consistent read.
+    pub async fn get_consistent<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: Item,
+    ) -> Result<Option<T>, StoreError> {
+        let request = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send();
+        let output = self.call("GetItem", table, request).await?;
+        output.item.map(|item| from_item(table, item)).transpose()
+    }
+
+    /// Reads several items of one table in one round trip (strongly consistent), in no order.
+    pub async fn batch_get(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Service {
+                    op: "BatchGetItem",
+                    table: table.to_owned(),
+                    code: "InvalidRequest".into(),
+                    message: e.to_string(),
+                })?,
+        );
+        let mut items = Vec::new();
+        // DynamoDB may return some keys as unprocessed under load: ask again for those.
+        while let Some(request_items) = pending.take() {
+            let request = self
+                .client
+                .batch_get_item()
+                .request_items(table, request_items)
+                .send();
+            let mut output = self.call("BatchGetItem", table, request).await?;
+            if let Some(mut responses) = output.responses.take() {
+                items.extend(responses.remove(table).unwrap_or_default());
+            }
+            pending = output
+                .unprocessed_keys
+                .and_then(|mut unprocessed| unprocessed.remove(table))
+                .filter(|k| !k.keys().is_empty());
+        }
+        Ok(items)
+    }
+
+    /// Writes several items atomically (TransactWriteItems): all or none. A failed condition
+    /// is `ConditionFailed`.
+    pub async fn transact(
+        &self,
+        table: &str,
+        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    ) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send();
+        self.call("TransactWriteItems", table, request)
+            .await
+            .map(drop)
     }
 
     /// DescribeTable once, without retries (readiness wants the first answer), returning the

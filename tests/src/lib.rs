@@ -33,6 +33,22 @@ pub fn shared_moto() -> &'static str {
         .endpoint
 }
 
+/// Every log line of this test binary (installed as the global logger by the first app).
+/// Tests search it for their own unique values, so sharing it keeps them isolated.
+pub fn logs() -> &'static CapturedLines {
+    static LOGS: OnceLock<CapturedLines> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let lines = CapturedLines::default();
+        lumi_shared::telemetry::log::init(
+            "test",
+            tracing::Level::DEBUG,
+            true,
+            Arc::new(lines.clone()),
+        );
+        lines
+    })
+}
+
 /// A name prefix no other test uses.
 pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
@@ -70,6 +86,7 @@ impl TestAppBuilder {
     }
 
     pub async fn spawn(self) -> TestApp {
+        let _ = logs();
         let moto = self.own_moto.then(|| {
             MotoServer::start(&MotoOptions {
                 tie_to_parent: true,
@@ -141,6 +158,88 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// POSTs `body` as JSON.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A request with `Authorization: Bearer <token>`.
+    pub async fn with_bearer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers an account with a unique email; returns (email, password).
+    pub async fn register_user(&self) -> (String, String) {
+        let email = format!("{}@example.com", unique_prefix());
+        let password = format!("pw-{}-9", unique_prefix());
+        let response = self
+            .post_json(
+                "/api/v1/auth/register",
+                &serde_json::json!({ "email": email, "password": password, "name": "Test User" }),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        (email, password)
+    }
+
+    /// Logs in; returns the token response.
+    pub async fn login(&self, email: &str, password: &str) -> serde_json::Value {
+        let response = self
+            .post_json(
+                "/api/v1/auth/login",
+                &serde_json::json!({ "email": email, "password": password }),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// A new customer, logged in: (tokens, email, password).
+    pub async fn signed_in_customer(&self) -> (serde_json::Value, String, String) {
+        let (email, password) = self.register_user().await;
+        (self.login(&email, &password).await, email, password)
+    }
+
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.stack.sdk_config)
+    }
+
+    /// The config secret's JSON as stored now.
+    pub async fn secret_json(&self) -> String {
+        self.secrets_manager()
+            .get_secret_value()
+            .secret_id(self.resource("ConfigSecret"))
+            .send()
+            .await
+            .unwrap()
+            .secret_string
+            .unwrap()
+    }
+
+    /// The stack's database, as the functions see it.
+    pub fn db(&self) -> lumi_shared::store::Db {
+        lumi_shared::store::Db::new(
+            self.dynamodb(),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
     }
 
     /// The physical name of a template resource (`AppTable` -> `t1234-AppTable`).

@@ -1,48 +1,109 @@
 //! `lumi`: the project's own command line, for local development and operations.
 //!
-//! - `lumi dev [--port 3000] [--moto-port 4566]`: starts moto, creates the stack from
-//!   `template.yaml`, serves the whole API, prints how to call it; Ctrl-C stops everything.
-//! - `lumi secrets init --secret-id <id>`: completes the config secret of a deployed stack with
-//!   every key the functions need, keeping the keys already there (uses the default AWS
-//!   credentials and region, or `AWS_ENDPOINT_URL`).
+//! Local: `lumi dev [--port 3000] [--moto-port 4566]` starts moto, creates the stack from
+//! `template.yaml`, seeds demo accounts, serves the whole API, prints how to call it; Ctrl-C
+//! stops everything.
+//!
+//! Operations (against AWS with the default credentials and region, or against the local stack
+//! with `AWS_ENDPOINT_URL=http://127.0.0.1:4566`; `--table` is the stack's `AppTableName` output,
+//! `--secret-id` its `ConfigSecretArn`):
+//!
+//! - `lumi secrets init --secret-id <id>`: completes the config secret, keeping existing keys.
+//! - `lumi secrets rotate-jwt --secret-id <id>`: a new signing key; the previous one keeps
+//!   verifying until its tokens expire.
+//! - `lumi users create-admin --table <t> --email <e> --name <n>`: the first admin; the password
+//!   is read from standard input.
+//! - `lumi sessions purge --table <t> --user <id>`: deletes every session row of a user.
+//! - `lumi sessions revoke-all --table <t> --user <id>`: ends every session of a user at once.
+
+use std::io::Read as _;
 
 use anyhow::{Context as _, bail};
 use lumi_infra::{
     gateway::{Gateway, GatewayOptions},
     moto::{MotoOptions, MotoServer},
+    seed,
     stack::{self, LocalStack},
     template::Template,
 };
+use lumi_shared::{
+    auth::{self, Role, Tier, users::NewUser},
+    store::Db,
+};
 use tokio::net::TcpListener;
 
-fn flag(args: &[String], name: &str) -> Option<String> {
+const USAGE: &str = "usage:
+  lumi dev [--port 3000] [--moto-port 4566]
+  lumi secrets init --secret-id <id>
+  lumi secrets rotate-jwt --secret-id <id>
+  lumi users create-admin --table <table> --email <email> --name <name>   (password on stdin)
+  lumi sessions purge --table <table> --user <user id>
+  lumi sessions revoke-all --table <table> --user <user id>";
+
+fn flag(args: &[String], name: &str) -> anyhow::Result<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .cloned()
+        .with_context(|| format!("{name} is required\n{USAGE}"))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("dev") => dev(&args).await,
-        Some("secrets") if args.get(1).map(String::as_str) == Some("init") => {
-            let secret_id = flag(&args, "--secret-id").context("--secret-id is required")?;
-            secrets_init(&secret_id).await
+    let words: Vec<&str> = args.iter().take(2).map(String::as_str).collect();
+    match words.as_slice() {
+        ["dev", ..] => dev(&args).await,
+        ["secrets", "init"] => secrets_init(&flag(&args, "--secret-id")?).await,
+        ["secrets", "rotate-jwt"] => secrets_rotate_jwt(&flag(&args, "--secret-id")?).await,
+        ["users", "create-admin"] => {
+            create_admin(
+                &flag(&args, "--table")?,
+                &flag(&args, "--email")?,
+                &flag(&args, "--name")?,
+            )
+            .await
         }
-        _ => bail!(
-            "usage: lumi dev [--port 3000] [--moto-port 4566]\n       lumi secrets init --secret-id <id>"
-        ),
+        ["sessions", "purge"] => {
+            let (table, user) = (flag(&args, "--table")?, flag(&args, "--user")?);
+            let deleted = auth::sessions::purge(&db().await, &table, &user).await?;
+            println!("deleted {deleted} session row(s) of user {user}");
+            Ok(())
+        }
+        ["sessions", "revoke-all"] => {
+            let (table, user) = (flag(&args, "--table")?, flag(&args, "--user")?);
+            if !auth::users::end_all_sessions(&db().await, &table, &user, auth::now_ms()).await? {
+                bail!("no user {user} in {table}");
+            }
+            println!("every session of user {user} has ended");
+            Ok(())
+        }
+        _ => bail!("{USAGE}"),
     }
+}
+
+async fn sdk_config() -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+async fn db() -> Db {
+    Db::new(
+        aws_sdk_dynamodb::Client::new(&sdk_config().await),
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(1),
+    )
 }
 
 async fn dev(args: &[String]) -> anyhow::Result<()> {
     let port: u16 = flag(args, "--port")
-        .unwrap_or_else(|| "3000".into())
+        .unwrap_or_else(|_| "3000".into())
         .parse()?;
     let moto_port: u16 = flag(args, "--moto-port")
-        .unwrap_or_else(|| "4566".into())
+        .unwrap_or_else(|_| "4566".into())
         .parse()?;
     lumi_shared::telemetry::log::init(
         "local-gateway",
@@ -61,6 +122,7 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         stack::local_parameters(),
     )
     .await?;
+    let accounts = seed::seed(&stack).await?;
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
     let env_dir = write_env_files(&stack)?;
     let listener = TcpListener::bind(("127.0.0.1", port))
@@ -78,12 +140,30 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
             route.method, route.path, route.function
         );
     }
-    println!("\nTry:\n  curl -i {base}/api/v1/health/live\n  curl -i {base}/api/v1/health/ready");
-    println!("Resources: tables, queues, buckets and secrets are named lumi-<LogicalId>.");
+    println!("\nDemo accounts:");
+    for account in accounts {
+        println!(
+            "  {:?}: {} / {}",
+            account.role, account.email, account.password
+        );
+    }
+    let customer = &accounts[accounts.len() - 1];
     println!(
-        "Each function's environment is in {}/<function>.env, for\n  cargo lambda watch -A 127.0.0.1 --env-file {}/health.env\n  cargo lambda invoke health --data-file events/health/live.json",
-        env_dir.display(),
-        env_dir.display()
+        "\nTry:
+  curl -i {base}/api/v1/health/ready
+  curl -s {base}/api/v1/auth/login -H 'content-type: application/json' \\
+       -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'
+  curl -s {base}/api/v1/auth/me -H \"authorization: Bearer $ACCESS\"
+  curl -s -X POST {base}/api/v1/auth/rotate -H \"authorization: Bearer $REFRESH\"
+  curl -s -X POST {base}/api/v1/auth/revoke-all -H \"authorization: Bearer $ACCESS\"",
+        customer.email, customer.password
+    );
+    println!("\nResources are named lumi-<LogicalId> (the table: lumi-AppTable).");
+    println!(
+        "Each function's environment is in {dir}/<function>.env, for
+  cargo lambda watch -A 127.0.0.1 --env-file {dir}/health.env
+  cargo lambda invoke health --data-file events/health/live.json",
+        dir = env_dir.display()
     );
     println!("Press Ctrl-C to stop (moto stops with it).\n");
     let served = gateway
@@ -110,21 +190,34 @@ fn write_env_files(stack: &LocalStack) -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-async fn secrets_init(secret_id: &str) -> anyhow::Result<()> {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-        loader = loader.endpoint_url(endpoint);
+async fn read_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+) -> anyhow::Result<Option<String>> {
+    match client.get_secret_value().secret_id(secret_id).send().await {
+        Ok(out) => Ok(out.secret_string),
+        Err(error) => {
+            let service = error
+                .as_service_error()
+                .map(|e| e.is_resource_not_found_exception());
+            if service == Some(true) {
+                bail!("no secret {secret_id}")
+            }
+            // A secret created without a value has no AWSCURRENT version yet.
+            Ok(None)
+        }
     }
-    let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
-    let current = client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .send()
-        .await
-        .ok()
-        .and_then(|out| out.secret_string);
+}
+
+async fn secrets_init(secret_id: &str) -> anyhow::Result<()> {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let current = read_secret(&client, secret_id).await?;
     let completed = stack::complete_secret_value(current.as_deref())?;
-    if current.as_deref() == Some(completed.as_str()) {
+    let unchanged = current
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        == serde_json::from_str::<serde_json::Value>(&completed).ok();
+    if unchanged {
         println!("{secret_id} already has every key");
         return Ok(());
     }
@@ -136,5 +229,61 @@ async fn secrets_init(secret_id: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("writing {secret_id}"))?;
     println!("{secret_id}: every key is present (existing keys kept)");
+    Ok(())
+}
+
+async fn secrets_rotate_jwt(secret_id: &str) -> anyhow::Result<()> {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let current = read_secret(&client, secret_id)
+        .await?
+        .context("the secret has no value: run `lumi secrets init` first")?;
+    let (rotated, kid) = lumi_shared::secrets::rotate_jwt_key_json(&current)?;
+    client
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(rotated)
+        .send()
+        .await
+        .with_context(|| format!("writing {secret_id}"))?;
+    println!(
+        "new signing key {kid}; the previous key verifies until its tokens expire (at most 15 minutes).\n\
+         Containers pick it up within SECRETS_CACHE_TTL_SECONDS (300 s), or at once when they meet a token it signed."
+    );
+    Ok(())
+}
+
+async fn create_admin(table: &str, email: &str, name: &str) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("reading the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("send the new admin's password on standard input");
+    }
+    let user = auth::users::create(
+        &db().await,
+        table,
+        NewUser {
+            email: email.into(),
+            name: name.into(),
+            password,
+            role: Role::Admin,
+            tier: Tier::Standard,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        auth::users::CreateUserError::Invalid(errors) => anyhow::anyhow!(
+            "invalid: {}",
+            errors
+                .iter()
+                .map(|e| format!("{} {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => anyhow::anyhow!(other),
+    })?;
+    println!("admin {} created with id {}", user.email, user.id);
     Ok(())
 }

@@ -9,7 +9,10 @@ use http::{header, request::Parts};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
-use crate::{error::ApiError, telemetry::metrics::MetricSet};
+use crate::{
+    error::{ApiError, FieldError},
+    telemetry::metrics::MetricSet,
+};
 
 /// The request id the edge settled on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,16 +94,45 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                     ApiError::bad_request(rejection.body_text())
                 }
             })?;
-        serde_json::from_slice(&bytes)
-            .map(Json)
-            .map_err(|error| match error.classify() {
-                Category::Data => ApiError::Validation {
-                    detail: format!("the body does not have the expected shape: {error}").into(),
-                    errors: Vec::new(),
-                },
-                Category::Syntax | Category::Eof | Category::Io => {
-                    ApiError::MalformedJson(format!("the body is not valid JSON: {error}"))
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_rejection)?;
+        deserializer
+            .end()
+            .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+        Ok(Json(value))
+    }
+}
+
+/// 400 when the text is not JSON; 422 naming the field when it is JSON of the wrong shape.
+fn json_rejection(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    match inner.classify() {
+        Category::Data => {
+            let message = inner.to_string();
+            // "missing field `email` at line 1 column 9": the path is the parent object's.
+            let field = match message.split('`').nth(1) {
+                Some(name) if message.starts_with("missing field") => {
+                    if path == "." {
+                        name.to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    }
                 }
-            })
+                _ => path,
+            };
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_owned();
+            ApiError::Validation {
+                detail: format!("`{field}`: {message}").into(),
+                errors: vec![FieldError { field, message }],
+            }
+        }
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::MalformedJson(format!("the body is not valid JSON: {inner}"))
+        }
     }
 }

@@ -1,0 +1,163 @@
+//! The auth function: accounts and sessions over HTTP. The work is in `lumi_shared::auth`
+//! (the admin function and the `lumi` CLI use the same code); these handlers parse, call it, and
+//! shape the answer.
+//!
+//! | route | auth | answer |
+//! | --- | --- | --- |
+//! | `POST /api/v1/auth/register` `{email, password, name}` | none | 201 the account |
+//! | `POST /api/v1/auth/login` `{email, password}` | none | 200 access + refresh token |
+//! | `POST /api/v1/auth/rotate` (also `/api/auth/rotate`) | Bearer refresh token | 200 the next pair |
+//! | `POST /api/v1/auth/revoke-all` (also `/api/auth/revoke-all`) | Bearer access token | 200; every session ends |
+//! | `POST /api/v1/auth/logout` | Bearer access token | 204; this session ends |
+//! | `GET /api/v1/auth/me` | Bearer access token | 200 the account |
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, request::Parts},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use lumi_shared::{
+    ApiResult, Platform,
+    audit::{self, AuditEvent},
+    auth::{
+        Authenticated, Role, Tier,
+        extract::bearer,
+        now_ms,
+        sessions::{self, IssuedTokens, RequestMeta},
+        users::{self, NewUser},
+    },
+    http::{ClientIp, Json, RequestId},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn routes(platform: Arc<Platform>) -> Router {
+    Router::new()
+        .route("/api/v1/auth/register", post(register))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/rotate", post(rotate))
+        .route("/api/auth/rotate", post(rotate))
+        .route("/api/v1/auth/revoke-all", post(revoke_all))
+        .route("/api/auth/revoke-all", post(revoke_all))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
+        .with_state(platform)
+}
+
+fn meta(request_id: RequestId, ip: ClientIp) -> RequestMeta {
+    RequestMeta {
+        request_id: Some(request_id.0),
+        client_ip: Some(ip.0),
+    }
+}
+
+#[derive(Deserialize)]
+struct Register {
+    email: String,
+    password: String,
+    name: String,
+}
+
+async fn register(
+    State(platform): State<Arc<Platform>>,
+    Json(body): Json<Register>,
+) -> ApiResult<Response> {
+    let user = users::create(
+        &platform.db,
+        &platform.config.tables.app,
+        NewUser {
+            email: body.email,
+            name: body.name,
+            password: body.password,
+            role: Role::Customer,
+            tier: Tier::Standard,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+}
+
+#[derive(Deserialize)]
+struct Login {
+    email: String,
+    password: String,
+}
+
+async fn login(
+    State(platform): State<Arc<Platform>>,
+    request_id: RequestId,
+    ip: ClientIp,
+    Json(body): Json<Login>,
+) -> ApiResult<axum::Json<IssuedTokens>> {
+    let tokens = sessions::login(
+        &platform,
+        &body.email,
+        &body.password,
+        &meta(request_id, ip),
+    )
+    .await?;
+    Ok(axum::Json(tokens))
+}
+
+async fn rotate(
+    State(platform): State<Arc<Platform>>,
+    request_id: RequestId,
+    ip: ClientIp,
+    parts: Parts,
+) -> ApiResult<axum::Json<IssuedTokens>> {
+    let refresh_token = bearer(&parts)?;
+    let tokens = sessions::rotate(&platform, refresh_token, &meta(request_id, ip)).await?;
+    Ok(axum::Json(tokens))
+}
+
+async fn revoke_all(
+    State(platform): State<Arc<Platform>>,
+    request_id: RequestId,
+    ip: ClientIp,
+    user: Authenticated,
+) -> ApiResult<Response> {
+    let table = &platform.config.tables.app;
+    let now = now_ms();
+    users::end_all_sessions(&platform.db, table, &user.user.id, now).await?;
+    audit::record(
+        &platform.db,
+        table,
+        AuditEvent {
+            actor: format!("user:{}", user.user.id),
+            action: "auth.revoke_all".into(),
+            target: format!("user:{}", user.user.id),
+            summary: json!({
+                "before": { "sessions_valid_after_ms": user.account.sessions_valid_after_ms },
+                "after": { "sessions_valid_after_ms": now },
+            }),
+            request_id: Some(request_id.0),
+            client_ip: Some(ip.0),
+            at: String::new(),
+        },
+    )
+    .await?;
+    Ok(axum::Json(json!({ "revoked": true, "sessions_valid_after_ms": now })).into_response())
+}
+
+async fn logout(
+    State(platform): State<Arc<Platform>>,
+    user: Authenticated,
+) -> ApiResult<StatusCode> {
+    sessions::end(
+        &platform.db,
+        &platform.config.tables.app,
+        &user.user.id,
+        &user.session_id,
+        "logout",
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(user: Authenticated) -> axum::Json<lumi_shared::auth::User> {
+    axum::Json(user.user)
+}

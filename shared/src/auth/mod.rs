@@ -1,0 +1,28 @@
+//! Accounts, sessions and the authentication layer every function shares.
+//!
+//! - [`password`]: argon2id hashing, the password policy, a constant-effort check for unknown
+//!   accounts.
+//! - [`tokens`]: access JWTs (HS256, `kid` among the secret's current and previous keys).
+//! - [`users`]: the user item (role, tier, locked flag, sessions-valid-after) and its writes.
+//! - [`sessions`]: login sessions and their opaque refresh tokens, rotation with reuse
+//!   detection, logout, revoke-all, purge.
+//! - [`extract`]: `Authenticated` and `AdminUser`, the extractors handlers use.
+//!
+//! Revocation is immediate in every container because the layer reads the user and the session
+//! (one BatchGetItem, strongly consistent) on every request: a revoked session, a
+//! sessions-valid-after instant later than the session's start, or a locked account refuses the
+//! token at its next use.
+
+pub mod extract;
+pub mod password;
+pub mod sessions;
+pub mod tokens;
+pub mod users;
+
+pub use extract::{AdminUser, Authenticated};
+pub use users::{Role, Tier, User};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}

@@ -1,0 +1,338 @@
+//! Users: the account item and the writes that change it.
+//!
+//! An account is two items written in one transaction: `USER#<id>`/`PROFILE` and the email claim
+//! `EMAIL#<email>`/`EMAIL`, each conditional on not existing yet, so two concurrent
+//! registrations of one email cannot both win.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+
+use super::password;
+use crate::{
+    error::{ApiError, FieldError},
+    store::{Db, StoreError, key, to_item},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Customer,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    #[default]
+    Standard,
+    /// Rate-limit quotas are multiplied for premium users.
+    Premium,
+}
+
+/// The stored account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserItem {
+    pub pk: String,
+    pub sk: String,
+    /// `USERS` / email: lists and searches accounts by email.
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub role: Role,
+    #[serde(default)]
+    pub tier: Tier,
+    #[serde(default)]
+    pub locked: bool,
+    #[serde(default)]
+    pub locked_reason: Option<String>,
+    /// Sessions started before this instant (ms) are over: revoke-all and lock set it.
+    #[serde(default)]
+    pub sessions_valid_after_ms: i64,
+    pub created_at: String,
+}
+
+/// What callers may see of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub tier: Tier,
+    pub locked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_reason: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&UserItem> for User {
+    fn from(item: &UserItem) -> Self {
+        Self {
+            id: item.user_id.clone(),
+            email: item.email.clone(),
+            name: item.name.clone(),
+            role: item.role,
+            tier: item.tier,
+            locked: item.locked,
+            locked_reason: item.locked_reason.clone(),
+            created_at: item.created_at.clone(),
+        }
+    }
+}
+
+pub fn user_key(user_id: &str) -> crate::store::Item {
+    key(format!("USER#{user_id}"), "PROFILE")
+}
+
+fn email_key(email: &str) -> crate::store::Item {
+    key(format!("EMAIL#{email}"), "EMAIL")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EmailClaim {
+    pk: String,
+    sk: String,
+    user_id: String,
+}
+
+/// Trimmed and lower-cased, or why it is not an email address.
+pub fn normalize_email(raw: &str) -> Result<String, FieldError> {
+    let email = raw.trim().to_lowercase();
+    let invalid = |message: &str| FieldError {
+        field: "email".into(),
+        message: message.into(),
+    };
+    if email.len() > 254 {
+        return Err(invalid("must be at most 254 characters"));
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err(invalid("is not an email address"));
+    };
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+    if local.is_empty() || local.contains(char::is_whitespace) || !domain_ok {
+        return Err(invalid("is not an email address"));
+    }
+    Ok(email)
+}
+
+/// A new account, as submitted.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub password: String,
+    pub role: Role,
+    pub tier: Tier,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("invalid account details")]
+    Invalid(Vec<FieldError>),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("hashing the password failed: {0}")]
+    Hash(String),
+}
+
+impl From<CreateUserError> for ApiError {
+    fn from(error: CreateUserError) -> Self {
+        match error {
+            CreateUserError::Invalid(errors) => ApiError::Validation {
+                detail: format!("{} field(s) are invalid", errors.len()).into(),
+                errors,
+            },
+            CreateUserError::EmailTaken => {
+                ApiError::Conflict("an account with this email already exists".into())
+            }
+            CreateUserError::Store(error) => error.into(),
+            CreateUserError::Hash(reason) => ApiError::internal(reason),
+        }
+    }
+}
+
+/// Validates, hashes and writes a new account.
+pub async fn create(db: &Db, table: &str, new: NewUser) -> Result<User, CreateUserError> {
+    let mut errors = Vec::new();
+    let email = normalize_email(&new.email)
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
+    let name = new.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        errors.push(FieldError {
+            field: "name".into(),
+            message: "must be 1 to 100 characters".into(),
+        });
+    }
+    if let Err(error) = password::check_policy(&new.password, &email) {
+        errors.push(error);
+    }
+    if !errors.is_empty() {
+        return Err(CreateUserError::Invalid(errors));
+    }
+    let password = new.password;
+    let password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| CreateUserError::Hash(e.to_string()))?
+        .map_err(|e| CreateUserError::Hash(e.to_string()))?;
+    let user_id = uuid::Uuid::new_v4().simple().to_string();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let item = UserItem {
+        pk: format!("USER#{user_id}"),
+        sk: "PROFILE".into(),
+        gsi1pk: "USERS".into(),
+        gsi1sk: email.clone(),
+        user_id: user_id.clone(),
+        email: email.clone(),
+        name,
+        password_hash,
+        role: new.role,
+        tier: new.tier,
+        locked: false,
+        locked_reason: None,
+        sessions_valid_after_ms: 0,
+        created_at: now,
+    };
+    let claim = EmailClaim {
+        pk: format!("EMAIL#{email}"),
+        sk: "EMAIL".into(),
+        user_id,
+    };
+    let put = |item: crate::store::Item| -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Service {
+                op: "TransactWriteItems",
+                table: table.to_owned(),
+                code: "InvalidRequest".into(),
+                message: e.to_string(),
+            })?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    };
+    let writes = vec![put(to_item(table, &item)?)?, put(to_item(table, &claim)?)?];
+    match db.transact(table, writes).await {
+        Ok(()) => Ok(User::from(&item)),
+        Err(StoreError::ConditionFailed { .. }) => Err(CreateUserError::EmailTaken),
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub async fn get(db: &Db, table: &str, user_id: &str) -> Result<Option<UserItem>, StoreError> {
+    db.get_consistent(table, user_key(user_id)).await
+}
+
+/// The account of a (normalized) email address.
+pub async fn find_by_email(
+    db: &Db,
+    table: &str,
+    email: &str,
+) -> Result<Option<UserItem>, StoreError> {
+    let Some(claim) = db
+        .get_consistent::<EmailClaim>(table, email_key(email))
+        .await?
+    else {
+        return Ok(None);
+    };
+    get(db, table, &claim.user_id).await
+}
+
+/// Ends every session of the user at once: sessions started before `now_ms` are refused from
+/// their next use, in every container. Returns false when the user does not exist.
+pub async fn end_all_sessions(
+    db: &Db,
+    table: &str,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let request = db
+        .client()
+        .update_item()
+        .table_name(table)
+        .set_key(Some(user_key(user_id)))
+        .update_expression("SET sessions_valid_after_ms = :now")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+        .send();
+    match db.call("UpdateItem", table, request).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::ConditionFailed { .. }) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Locks (with a reason, ending every session) or unlocks an account. Returns the account as it
+/// was before, or None when it does not exist.
+pub async fn set_locked(
+    db: &Db,
+    table: &str,
+    user_id: &str,
+    lock: Option<&str>,
+    now_ms: i64,
+) -> Result<Option<UserItem>, StoreError> {
+    let mut request = db
+        .client()
+        .update_item()
+        .table_name(table)
+        .set_key(Some(user_key(user_id)))
+        .condition_expression("attribute_exists(pk)")
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
+    request = match lock {
+        Some(reason) => request
+            .update_expression(
+                "SET locked = :t, locked_reason = :r, sessions_valid_after_ms = :now",
+            )
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":r", AttributeValue::S(reason.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string())),
+        None => request
+            .update_expression("SET locked = :f REMOVE locked_reason")
+            .expression_attribute_values(":f", AttributeValue::Bool(false)),
+    };
+    match db.call("UpdateItem", table, request.send()).await {
+        Ok(output) => output
+            .attributes
+            .map(|item| crate::store::from_item(table, item))
+            .transpose(),
+        Err(StoreError::ConditionFailed { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(
+            normalize_email("  Yuki@Example.COM ").unwrap(),
+            "yuki@example.com"
+        );
+        for bad in [
+            "",
+            "yuki",
+            "yuki@",
+            "@example.com",
+            "yuki@example",
+            "yu ki@example.com",
+            "a@.com",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
+}
