@@ -209,7 +209,10 @@ async fn run_once(api: &RuntimeApi, target: &Target, seq: u64) -> Result<Duratio
         event: target.event.clone(),
     });
 
-    let mut command = Command::new(&target.bootstrap);
+    // Absolute: the child runs in the binary's own folder, where a relative path would not resolve.
+    let program = std::path::absolute(&target.bootstrap)
+        .with_context(|| format!("resolving {}", target.bootstrap.display()))?;
+    let mut command = Command::new(&program);
     command
         .env_clear()
         .envs(lambda_env(api, &target.name))

@@ -4,6 +4,7 @@
 //! everything around the router is here, so every function behaves the same at the edge:
 //!
 //! - [`config`]: typed configuration from the environment, validated once per cold start.
+//! - [`aws`]: SDK settings and clients built on first use.
 //! - [`platform`]: what a container builds once (config, AWS clients, secret cache, store) and
 //!   shares with every request.
 //! - [`secrets`]: the Secrets Manager secret, cached per container with a TTL and refreshed by one
@@ -19,6 +20,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod aws;
 pub mod bootstrap;
 pub mod cache;
 pub mod config;

@@ -1,18 +1,18 @@
 //! What a container builds once, at cold start, and shares with every request: the validated
 //! config, the AWS SDK config and clients, the secret cache and the store.
 //!
-//! Nothing here does I/O while being built: the SDK resolves credentials and opens connections
-//! on the first call, so a cold start that serves a route without I/O (liveness) pays for none.
+//! Nothing here does I/O while being built: the SDK clients are built on their first call (see
+//! [`crate::aws`]), so a cold start that serves a route without I/O (liveness) pays for none.
 
 use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
 };
 
-use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
-use aws_credential_types::Credentials;
+use aws_config::SdkConfig;
 
 use crate::{
+    aws::LazyClient,
     config::Config,
     secrets::SecretStore,
     store::Db,
@@ -38,11 +38,11 @@ impl Platform {
     }
 
     pub async fn with_metrics_sink(config: Config, metrics_sink: Arc<dyn LineSink>) -> Arc<Self> {
-        let sdk_config = sdk_config(&config).await;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config);
-        let secretsmanager = aws_sdk_secretsmanager::Client::new(&sdk_config);
+        let sdk_config = crate::aws::sdk_config(&config);
+        let dynamodb = LazyClient::new(&sdk_config, aws_sdk_dynamodb::Client::new);
+        let secretsmanager = LazyClient::new(&sdk_config, aws_sdk_secretsmanager::Client::new);
         Arc::new(Self {
-            db: Db::new(dynamodb, config.query_timeout, config.slow_query_threshold),
+            db: Db::lazy(dynamodb, config.query_timeout, config.slow_query_threshold),
             secrets: SecretStore::new(
                 secretsmanager,
                 config.config_secret_id.clone(),
@@ -70,29 +70,4 @@ impl Platform {
     pub fn is_started(&self) -> bool {
         self.started.load(Ordering::Acquire)
     }
-}
-
-/// The SDK settings: the region from config; locally the endpoint of the moto server and
-/// placeholder credentials (moto accepts any), in AWS the default credential chain.
-pub async fn sdk_config(config: &Config) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(config.region.clone()))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(std::time::Duration::from_secs(1))
-                .operation_timeout(config.query_timeout)
-                .build(),
-        );
-    if let Some(endpoint) = &config.aws_endpoint_url {
-        loader = loader
-            .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new(
-                "lumi-local",
-                "lumi-local",
-                None,
-                None,
-                "local",
-            ));
-    }
-    loader.load().await
 }

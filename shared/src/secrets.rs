@@ -9,7 +9,7 @@ use aws_sdk_secretsmanager::Client;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::cache::TtlCache;
+use crate::{aws::LazyClient, cache::TtlCache};
 
 /// Fewest characters a key may have: 256 bits of base64.
 pub const MIN_KEY_LEN: usize = 43;
@@ -168,7 +168,7 @@ const UNKNOWN_KID_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The config secret of this container.
 pub struct SecretStore {
-    client: Client,
+    client: LazyClient<Client>,
     secret_id: String,
     timeout: Duration,
     cache: TtlCache<AppSecrets>,
@@ -176,7 +176,12 @@ pub struct SecretStore {
 }
 
 impl SecretStore {
-    pub fn new(client: Client, secret_id: String, ttl: Duration, timeout: Duration) -> Self {
+    pub fn new(
+        client: LazyClient<Client>,
+        secret_id: String,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Self {
         Self {
             client,
             secret_id,
@@ -225,6 +230,7 @@ impl SecretStore {
     async fn fetch(&self) -> Result<AppSecrets, SecretsError> {
         let call = self
             .client
+            .get()
             .get_secret_value()
             .secret_id(&self.secret_id)
             .send();

@@ -15,7 +15,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::error::ApiError;
+use crate::{aws::LazyClient, error::ApiError};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -96,13 +96,22 @@ impl From<StoreError> for ApiError {
 /// DynamoDB with this container's timeouts.
 #[derive(Debug, Clone)]
 pub struct Db {
-    client: Client,
+    client: LazyClient<Client>,
     timeout: Duration,
     slow: Duration,
 }
 
 impl Db {
     pub fn new(client: Client, timeout: Duration, slow: Duration) -> Self {
+        Self {
+            client: LazyClient::ready(client, Client::new),
+            timeout,
+            slow,
+        }
+    }
+
+    /// A store whose client is built on its first call.
+    pub fn lazy(client: LazyClient<Client>, timeout: Duration, slow: Duration) -> Self {
         Self {
             client,
             timeout,
@@ -111,7 +120,7 @@ impl Db {
     }
 
     pub fn client(&self) -> &Client {
-        &self.client
+        self.client.get()
     }
 
     /// Runs one SDK call under the timeout, the span and the slow-call warning.
@@ -188,7 +197,7 @@ impl Db {
         key: Item,
     ) -> Result<Option<T>, StoreError> {
         let request = self
-            .client
+            .client()
             .get_item()
             .table_name(table)
             .set_key(Some(key))
@@ -211,7 +220,7 @@ impl Db {
             source,
         })?;
         let request = self
-            .client
+            .client()
             .put_item()
             .table_name(table)
             .set_item(Some(item))
@@ -226,7 +235,7 @@ impl Db {
             source,
         })?;
         let request = self
-            .client
+            .client()
             .put_item()
             .table_name(table)
             .set_item(Some(item))
@@ -242,7 +251,7 @@ impl Db {
         key: Item,
     ) -> Result<Option<T>, StoreError> {
         let request = self
-            .client
+            .client()
             .get_item()
             .table_name(table)
             .set_key(Some(key))
@@ -271,7 +280,7 @@ impl Db {
         // DynamoDB may return some keys as unprocessed under load: ask again for those.
         while let Some(request_items) = pending.take() {
             let request = self
-                .client
+                .client()
                 .batch_get_item()
                 .request_items(table, request_items)
                 .send();
@@ -295,7 +304,7 @@ impl Db {
         items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
     ) -> Result<(), StoreError> {
         let request = self
-            .client
+            .client()
             .transact_write_items()
             .set_transact_items(Some(items))
             .send();
@@ -308,7 +317,7 @@ impl Db {
     /// table's status (`ACTIVE`, ...).
     pub async fn describe_table(&self, table: &str) -> Result<String, StoreError> {
         let request = self
-            .client
+            .client()
             .describe_table()
             .table_name(table)
             .customize()
