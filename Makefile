@@ -55,12 +55,18 @@ build: $(STAMP) ## cargo lambda build --release for every function (target/lambd
 sam-build: $(STAMP) ## sam build (BuildMethod rust-cargolambda) into .aws-sam/
 	$(VENV)/bin/sam build --template template.yaml
 
+# The event each function's cold start is measured with: one that needs no AWS call, since
+# the bench serves only the Lambda Runtime API.
+BENCH_EVENT_health := events/health/live.json
+BENCH_EVENT_auth   := events/auth/03-me.401.json
+bench_event = $(or $(BENCH_EVENT_$(1)),$(firstword $(sort $(wildcard events/$(1)/*.json))))
+
 .PHONY: bench
 bench: $(STAMP) ## Cold start and size of every function next to hello-world, as ratios
 	$(CARGO_LAMBDA) build --release $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	cargo build --release -p lumi-bench
 	target/release/lumi-bench cold-start --lambda-dir target/lambda --reference hello-lambda \
-		$(foreach f,$(FUNCTIONS),--function $(f)=$(firstword $(sort $(wildcard events/$(f)/*.json)))) \
+		$(foreach f,$(FUNCTIONS),--function $(f)=$(call bench_event,$(f))) \
 		--runs 30 --json target/bench-cold-start.json
 
 .PHONY: deploy

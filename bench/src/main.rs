@@ -84,8 +84,9 @@ struct Target {
     is_reference: bool,
     event_path: Option<PathBuf>,
     event: Bytes,
-    /// An API Gateway v2 event must be answered with `statusCode` 200 to count.
-    expect_status_200: bool,
+    /// The `statusCode` an API Gateway v2 event must be answered with to count: 200, or the
+    /// status the event's file name gives (`me.401.json`), as in the events test.
+    expect_status: Option<u64>,
     samples: Vec<Duration>,
 }
 
@@ -98,15 +99,21 @@ impl Target {
                 bootstrap.display()
             );
         }
-        let (event, expect_status_200) = match event_path {
-            None => (Bytes::from_static(b"{}"), false),
+        let (event, expect_status) = match event_path {
+            None => (Bytes::from_static(b"{}"), None),
             Some(path) => {
                 let text = std::fs::read(path).with_context(|| {
                     format!("reading {} (the event for {name})", path.display())
                 })?;
                 let json: Value = serde_json::from_slice(&text)
                     .with_context(|| format!("{} is not JSON", path.display()))?;
-                (Bytes::from(text), is_api_gateway_v2(&json))
+                let named = path
+                    .file_stem()
+                    .and_then(|stem| stem.to_str())
+                    .and_then(|stem| stem.rsplit_once('.'))
+                    .and_then(|(_, status)| status.parse::<u64>().ok());
+                let expect = is_api_gateway_v2(&json).then_some(named.unwrap_or(200));
+                (Bytes::from(text), expect)
             }
         };
         Ok(Target {
@@ -115,7 +122,7 @@ impl Target {
             is_reference: event_path.is_none(),
             event_path: event_path.map(Path::to_path_buf),
             event,
-            expect_status_200,
+            expect_status,
             samples: Vec::new(),
         })
     }
@@ -252,13 +259,13 @@ async fn run_once(api: &RuntimeApi, target: &Target, seq: u64) -> Result<Duratio
             kind: ArrivalKind::Response,
             body,
         }) => {
-            if target.expect_status_200 {
+            if let Some(expected) = target.expect_status {
                 let status = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|response| response["statusCode"].as_u64());
-                if status != Some(200) {
+                if status != Some(expected) {
                     bail!(
-                        "answered {} instead of statusCode 200: {}{}",
+                        "answered {} instead of statusCode {expected}: {}{}",
                         status.map_or("no statusCode".to_owned(), |s| format!("statusCode {s}")),
                         String::from_utf8_lossy(&body),
                         output.await

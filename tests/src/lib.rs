@@ -69,6 +69,7 @@ pub async fn bootstrap_stack(endpoint: &str) -> LocalStack {
 #[derive(Default)]
 pub struct TestAppBuilder {
     own_moto: bool,
+    request_log: Option<std::path::PathBuf>,
     env: Vec<(String, String)>,
 }
 
@@ -76,6 +77,15 @@ impl TestAppBuilder {
     /// A moto server for this test alone (to stop it).
     pub fn own_moto(mut self) -> Self {
         self.own_moto = true;
+        self
+    }
+
+    /// A moto server of its own that logs every AWS call (to count them): see
+    /// [`TestApp::aws_calls`].
+    pub fn counting_aws_calls(mut self) -> Self {
+        self.own_moto = true;
+        let file = std::env::temp_dir().join(format!("{}-aws-calls.jsonl", unique_prefix()));
+        self.request_log = Some(file);
         self
     }
 
@@ -87,9 +97,11 @@ impl TestAppBuilder {
 
     pub async fn spawn(self) -> TestApp {
         let _ = logs();
+        let request_log = self.request_log.clone();
         let moto = self.own_moto.then(|| {
             MotoServer::start(&MotoOptions {
                 tie_to_parent: true,
+                request_log: request_log.clone(),
                 ..MotoOptions::default()
             })
             .unwrap()
@@ -123,6 +135,7 @@ impl TestAppBuilder {
             stack,
             metrics,
             moto,
+            request_log,
             platforms,
             routes,
             _shutdown: shutdown,
@@ -138,6 +151,7 @@ pub struct TestApp {
     /// Every EMF line the functions wrote.
     pub metrics: CapturedLines,
     pub moto: Option<MotoServer>,
+    request_log: Option<std::path::PathBuf>,
     pub platforms: std::collections::BTreeMap<String, Arc<Platform>>,
     pub routes: Vec<lumi_infra::template::Route>,
     _shutdown: oneshot::Sender<()>,
@@ -150,6 +164,25 @@ impl TestApp {
 
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder::default()
+    }
+
+    /// The AWS calls made so far whose `X-Amz-Target` ends with `operation`
+    /// (`GetSecretValue`, `BatchGetItem`, ...); needs [`TestAppBuilder::counting_aws_calls`].
+    pub fn aws_calls(&self, operation: &str) -> usize {
+        let log = self
+            .request_log
+            .as_ref()
+            .expect("built with counting_aws_calls()");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|call| {
+                call["target"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(&format!(".{operation}")))
+            })
+            .count()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -464,3 +464,30 @@ async fn passwords_and_tokens_never_reach_the_logs() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_reads_the_secret_once_and_a_request_costs_one_state_read() {
+    let app = TestApp::builder().counting_aws_calls().spawn().await;
+    let (tokens, _, _) = app.signed_in_customer().await;
+    let (_, secret) = current_key(&app).await;
+    let reads_before = app.aws_calls("GetSecretValue");
+    for i in 0..5 {
+        let forged = sign(&claims(&tokens), &format!("k-forged-{i}"), &secret);
+        assert_problem(me(&app, &forged).await, 401).await;
+    }
+    assert_eq!(
+        app.aws_calls("GetSecretValue") - reads_before,
+        1,
+        "one refresh, not one per request"
+    );
+
+    // The common path: a valid token costs one DynamoDB round trip for user and session.
+    let batch_before = app.aws_calls("BatchGetItem");
+    let items_before = app.aws_calls("GetItem");
+    assert_eq!(
+        me(&app, token_of(&tokens, "access_token")).await.status(),
+        200
+    );
+    assert_eq!(app.aws_calls("BatchGetItem") - batch_before, 1);
+    assert_eq!(app.aws_calls("GetItem") - items_before, 0);
+}
