@@ -162,7 +162,7 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
     println!(
         "Each function's environment is in {dir}/<function>.env, for
   cargo lambda watch -A 127.0.0.1 --env-file {dir}/health.env
-  cargo lambda invoke health --data-file events/health/live.json",
+  cargo lambda invoke -A 127.0.0.1 health --data-file events/health/live.json",
         dir = env_dir.display()
     );
     println!("Press Ctrl-C to stop (moto stops with it).\n");
