@@ -190,58 +190,13 @@ impl Db {
         }
     }
 
-    /// Reads one item as `T`.
+    /// Reads one item as `T` (eventually consistent: the cheaper read).
     pub async fn get<T: DeserializeOwned>(
         &self,
         table: &str,
         key: Item,
     ) -> Result<Option<T>, StoreError> {
-        let request = self
-            .client()
-            .get_item()
-            .table_name(table)
-            .set_key(Some(key))
-            .send();
-        let output = self.call("GetItem", table, request).await?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item(item))
-            .transpose()
-            .map_err(|source| StoreError::Item {
-                table: table.to_owned(),
-                source,
-            })
-    }
-
-    /// Writes one item (replacing any with the same key).
-    pub async fn put<T: Serialize>(&self, table: &str, item: &T) -> Result<(), StoreError> {
-        let item: Item = serde_dynamo::to_item(item).map_err(|source| StoreError::Item {
-            table: table.to_owned(),
-            source,
-        })?;
-        let request = self
-            .client()
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            .send();
-        self.call("PutItem", table, request).await.map(drop)
-    }
-
-    /// Writes one item only if no item has its key yet (`ConditionFailed` otherwise).
-    pub async fn put_new<T: Serialize>(&self, table: &str, item: &T) -> Result<(), StoreError> {
-        let item: Item = serde_dynamo::to_item(item).map_err(|source| StoreError::Item {
-            table: table.to_owned(),
-            source,
-        })?;
-        let request = self
-            .client()
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send();
-        self.call("PutItem", table, request).await.map(drop)
+        self.get_item(table, key, false).await
     }
 
     /// Reads one item with a strongly consistent read.
@@ -250,15 +205,55 @@ impl Db {
         table: &str,
         key: Item,
     ) -> Result<Option<T>, StoreError> {
+        self.get_item(table, key, true).await
+    }
+
+    async fn get_item<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: Item,
+        consistent: bool,
+    ) -> Result<Option<T>, StoreError> {
         let request = self
             .client()
             .get_item()
             .table_name(table)
             .set_key(Some(key))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send();
         let output = self.call("GetItem", table, request).await?;
         output.item.map(|item| from_item(table, item)).transpose()
+    }
+
+    /// Writes one item (replacing any with the same key).
+    pub async fn put<T: Serialize>(&self, table: &str, item: &T) -> Result<(), StoreError> {
+        self.put_item(table, to_item(table, item)?, None).await
+    }
+
+    /// Writes one item only if no item has its key yet (`ConditionFailed` otherwise).
+    pub async fn put_new<T: Serialize>(&self, table: &str, item: &T) -> Result<(), StoreError> {
+        self.put_item(
+            table,
+            to_item(table, item)?,
+            Some("attribute_not_exists(pk)"),
+        )
+        .await
+    }
+
+    async fn put_item(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let request = self
+            .client()
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .send();
+        self.call("PutItem", table, request).await.map(drop)
     }
 
     /// Reads several items of one table in one round trip (strongly consistent), in no order.

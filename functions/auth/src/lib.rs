@@ -30,7 +30,7 @@ use lumi_shared::{
         sessions::{self, IssuedTokens, RequestMeta},
         users::{self, NewUser},
     },
-    http::{ClientIp, Json, RequestId},
+    http::Json,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -46,13 +46,6 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
         .with_state(platform)
-}
-
-fn meta(request_id: RequestId, ip: ClientIp) -> RequestMeta {
-    RequestMeta {
-        request_id: Some(request_id.0),
-        client_ip: Some(ip.0),
-    }
 }
 
 #[derive(Deserialize)]
@@ -89,35 +82,26 @@ struct Login {
 
 async fn login(
     State(platform): State<Arc<Platform>>,
-    request_id: RequestId,
-    ip: ClientIp,
+    meta: RequestMeta,
     Json(body): Json<Login>,
 ) -> ApiResult<axum::Json<IssuedTokens>> {
-    let tokens = sessions::login(
-        &platform,
-        &body.email,
-        &body.password,
-        &meta(request_id, ip),
-    )
-    .await?;
+    let tokens = sessions::login(&platform, &body.email, &body.password, &meta).await?;
     Ok(axum::Json(tokens))
 }
 
 async fn rotate(
     State(platform): State<Arc<Platform>>,
-    request_id: RequestId,
-    ip: ClientIp,
+    meta: RequestMeta,
     parts: Parts,
 ) -> ApiResult<axum::Json<IssuedTokens>> {
     let refresh_token = bearer(&parts)?;
-    let tokens = sessions::rotate(&platform, refresh_token, &meta(request_id, ip)).await?;
+    let tokens = sessions::rotate(&platform, refresh_token, &meta).await?;
     Ok(axum::Json(tokens))
 }
 
 async fn revoke_all(
     State(platform): State<Arc<Platform>>,
-    request_id: RequestId,
-    ip: ClientIp,
+    meta: RequestMeta,
     user: Authenticated,
 ) -> ApiResult<Response> {
     let table = &platform.config.tables.app;
@@ -134,8 +118,8 @@ async fn revoke_all(
                 "before": { "sessions_valid_after_ms": user.account.sessions_valid_after_ms },
                 "after": { "sessions_valid_after_ms": now },
             }),
-            request_id: Some(request_id.0),
-            client_ip: Some(ip.0),
+            request_id: meta.request_id,
+            client_ip: meta.client_ip,
             at: String::new(),
         },
     )

@@ -53,11 +53,24 @@ pub fn session_key(user_id: &str, session_id: &str) -> Item {
     key(format!("USER#{user_id}"), format!("SESSION#{session_id}"))
 }
 
-/// Who is calling: for audit events and session records.
+/// Who is calling: for audit events and session records. An extractor too (from what the edge
+/// put on the request).
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
     pub request_id: Option<String>,
     pub client_ip: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        use crate::http::{ClientIp, RequestId};
+        Ok(Self {
+            request_id: parts.extensions.get::<RequestId>().map(|id| id.0.clone()),
+            client_ip: parts.extensions.get::<ClientIp>().map(|ip| ip.0.clone()),
+        })
+    }
 }
 
 /// What a login or a rotation returns.
