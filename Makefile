@@ -37,7 +37,7 @@ dev: $(STAMP) ## Serve the whole API on http://127.0.0.1:3000 against a local AW
 
 .PHONY: test
 test: $(STAMP) lint ## Formatting, clippy, template and OpenAPI lint, then every test
-	cargo test --workspace --all-targets
+	cargo test --workspace --all-targets --no-fail-fast
 
 .PHONY: lint
 lint: $(STAMP) ## rustfmt, clippy -D warnings, cfn-lint, sam validate --lint, OpenAPI

@@ -30,6 +30,8 @@ pub struct GatewayOptions {
     pub metrics_sink: Option<Arc<dyn LineSink>>,
     /// Environment overrides applied to every function (tests point one at a broken endpoint).
     pub env_overrides: Vec<(String, String)>,
+    /// The functions' clock; the system's when unset (tests move a manual one).
+    pub clock: Option<Arc<dyn lumi_shared::clock::Clock>>,
 }
 
 pub struct Gateway {
@@ -158,7 +160,11 @@ impl Gateway {
                 .metrics_sink
                 .clone()
                 .unwrap_or_else(|| Arc::new(lumi_shared::telemetry::Stdout));
-            let platform = Platform::with_metrics_sink(config, sink).await;
+            let clock = options
+                .clock
+                .clone()
+                .unwrap_or_else(|| Arc::new(lumi_shared::clock::SystemClock));
+            let platform = Platform::build(config, sink, clock);
             apps.insert(
                 route.function.clone(),
                 bootstrap::app(platform.clone(), routes_fn),

@@ -109,13 +109,28 @@ pub enum ConfigError {
 pub struct Tables {
     /// `AppTable`: the single application table (users, catalog, orders, settings, ...).
     pub app: String,
+    /// `RateLimitTable`: the token buckets and hourly usage records of the rate limiter.
+    pub rate_limit: String,
 }
 
 impl Tables {
     /// Every table with its logical id: what readiness checks.
     pub fn all(&self) -> Vec<(&'static str, &str)> {
-        vec![("AppTable", self.app.as_str())]
+        vec![
+            ("AppTable", self.app.as_str()),
+            ("RateLimitTable", self.rate_limit.as_str()),
+        ]
     }
+}
+
+/// The rate limiter's switches (the budgets themselves are runtime settings).
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// `RATE_LIMIT_ENABLED`, default true: false turns every limit off.
+    pub enabled: bool,
+    /// `RATE_LIMIT_TIMEOUT_MS`, default 250: past it the store counts as unreachable and each
+    /// scope follows its fail mode.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +188,10 @@ pub struct Config {
     pub tracing_enabled: bool,
     pub log_level: tracing::Level,
     pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
+    /// `SETTINGS_CACHE_TTL_SECONDS`, default 30: runtime settings changes reach every container
+    /// within this (the runbook promises 60 s).
+    pub settings_cache_ttl: Duration,
 }
 
 impl Config {
@@ -239,6 +258,21 @@ impl Config {
             aws_endpoint_url: env.get("AWS_ENDPOINT_URL").map(str::to_owned),
             tables: Tables {
                 app: env.required("APP_TABLE")?,
+                rate_limit: env.required("RATE_LIMIT_TABLE")?,
+            },
+            rate_limit: RateLimitConfig {
+                enabled: env.flag("RATE_LIMIT_ENABLED", true)?,
+                timeout: env.millis("RATE_LIMIT_TIMEOUT_MS", 250)?,
+            },
+            settings_cache_ttl: {
+                let ttl = env.parsed("SETTINGS_CACHE_TTL_SECONDS", 30)?;
+                if ttl > 60 {
+                    return Err(ConfigError::Invalid {
+                        var: "SETTINGS_CACHE_TTL_SECONDS",
+                        reason: "settings changes must reach every container within 60 s".into(),
+                    });
+                }
+                Duration::from_secs(ttl)
             },
             config_secret_id: env.required("CONFIG_SECRET_ID")?,
             secrets_cache_ttl: Duration::from_secs(env.parsed("SECRETS_CACHE_TTL_SECONDS", 300)?),
@@ -265,7 +299,11 @@ mod tests {
     use super::*;
 
     fn minimal() -> Env {
-        Env::from_pairs([("APP_TABLE", "t-app"), ("CONFIG_SECRET_ID", "t-config")])
+        Env::from_pairs([
+            ("APP_TABLE", "t-app"),
+            ("RATE_LIMIT_TABLE", "t-rl"),
+            ("CONFIG_SECRET_ID", "t-config"),
+        ])
     }
 
     #[test]

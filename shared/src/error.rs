@@ -57,7 +57,10 @@ pub enum ApiError {
     #[error("too many requests")]
     TooManyRequests {
         retry_after_secs: u64,
+        /// The violated policy (scope name).
         policy: String,
+        /// The rate-limit headers of the refused request.
+        headers: Vec<(http::HeaderName, HeaderValue)>,
     },
     /// A dependency (DynamoDB, Secrets Manager, ...) failed or timed out: retry later.
     #[error("service unavailable: {detail}")]
@@ -180,9 +183,12 @@ impl IntoResponse for ApiError {
             );
         }
         if let Self::TooManyRequests {
-            retry_after_secs, ..
+            retry_after_secs,
+            headers,
+            ..
         } = self
         {
+            response.headers_mut().extend(headers);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

@@ -9,6 +9,9 @@
 //!   shares with every request.
 //! - [`secrets`]: the Secrets Manager secret, cached per container with a TTL and refreshed by one
 //!   caller at a time.
+//! - [`ratelimit`]: DynamoDB token buckets shared by every container, and their middleware.
+//! - [`settings`]: the runtime settings (`SystemSettings`), cached briefly.
+//! - [`clock`]: time, injectable for tests.
 //! - [`store`]: DynamoDB calls with a per-call timeout, slow-call warnings and serde_dynamo items.
 //! - [`http`]: the edge layers (request id, API version, CORS, security headers, body limit,
 //!   problem+json for every error, metrics) and extractors (JSON, client IP, request id).
@@ -23,11 +26,14 @@ pub mod auth;
 pub mod aws;
 pub mod bootstrap;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod platform;
+pub mod ratelimit;
 pub mod secrets;
+pub mod settings;
 pub mod store;
 pub mod telemetry;
 

@@ -13,8 +13,11 @@ use aws_config::SdkConfig;
 
 use crate::{
     aws::LazyClient,
+    clock::{Clock, SystemClock},
     config::Config,
+    ratelimit::RateLimiter,
     secrets::SecretStore,
+    settings::SettingsStore,
     store::Db,
     telemetry::{LineSink, Stdout},
 };
@@ -25,6 +28,8 @@ pub struct Platform {
     pub sdk_config: SdkConfig,
     pub db: Db,
     pub secrets: SecretStore,
+    pub settings: SettingsStore,
+    pub limiter: RateLimiter,
     /// Where EMF metric lines go (stdout in Lambda).
     pub metrics_sink: Arc<dyn LineSink>,
     cold_start: AtomicBool,
@@ -38,17 +43,39 @@ impl Platform {
     }
 
     pub async fn with_metrics_sink(config: Config, metrics_sink: Arc<dyn LineSink>) -> Arc<Self> {
+        Self::build(config, metrics_sink, Arc::new(SystemClock))
+    }
+
+    /// Everything explicit: where metrics go and what time it is (tests move a manual clock).
+    pub fn build(
+        config: Config,
+        metrics_sink: Arc<dyn LineSink>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         let sdk_config = crate::aws::sdk_config(&config);
         let dynamodb = LazyClient::new(&sdk_config, aws_sdk_dynamodb::Client::new);
         let secretsmanager = LazyClient::new(&sdk_config, aws_sdk_secretsmanager::Client::new);
+        let db = Db::lazy(dynamodb, config.query_timeout, config.slow_query_threshold);
         Arc::new(Self {
-            db: Db::lazy(dynamodb, config.query_timeout, config.slow_query_threshold),
             secrets: SecretStore::new(
                 secretsmanager,
                 config.config_secret_id.clone(),
                 config.secrets_cache_ttl,
                 config.query_timeout,
             ),
+            settings: SettingsStore::new(
+                db.clone(),
+                config.tables.app.clone(),
+                config.settings_cache_ttl,
+                config.rate_limit.timeout,
+            ),
+            limiter: RateLimiter::new(
+                db.clone(),
+                config.tables.rate_limit.clone(),
+                config.rate_limit.timeout,
+                clock,
+            ),
+            db,
             sdk_config,
             metrics_sink,
             config,

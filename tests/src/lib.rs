@@ -68,6 +68,7 @@ pub async fn bootstrap_stack(endpoint: &str) -> LocalStack {
 
 #[derive(Default)]
 pub struct TestAppBuilder {
+    clock: Option<lumi_shared::clock::ManualClock>,
     own_moto: bool,
     request_log: Option<std::path::PathBuf>,
     env: Vec<(String, String)>,
@@ -86,6 +87,12 @@ impl TestAppBuilder {
         self.own_moto = true;
         let file = std::env::temp_dir().join(format!("{}-aws-calls.jsonl", unique_prefix()));
         self.request_log = Some(file);
+        self
+    }
+
+    /// The functions' clock: a manual one the test moves.
+    pub fn clock(mut self, clock: &lumi_shared::clock::ManualClock) -> Self {
+        self.clock = Some(clock.clone());
         self
     }
 
@@ -111,9 +118,14 @@ impl TestAppBuilder {
             .map_or_else(|| shared_moto().to_owned(), |m| m.endpoint.clone());
         let stack = bootstrap_stack(&endpoint).await;
         let metrics = CapturedLines::default();
+        let clock: Option<Arc<dyn lumi_shared::clock::Clock>> = self
+            .clock
+            .clone()
+            .map(|c| Arc::new(c) as Arc<dyn lumi_shared::clock::Clock>);
         let options = GatewayOptions {
             metrics_sink: Some(Arc::new(metrics.clone())),
-            env_overrides: self.env,
+            env_overrides: self.env.clone(),
+            clock: clock.clone(),
         };
         let gateway = Gateway::build(&stack, &options)
             .await
@@ -136,6 +148,8 @@ impl TestAppBuilder {
             metrics,
             moto,
             request_log,
+            env_overrides: self.env,
+            clock,
             platforms,
             routes,
             _shutdown: shutdown,
@@ -152,6 +166,8 @@ pub struct TestApp {
     pub metrics: CapturedLines,
     pub moto: Option<MotoServer>,
     request_log: Option<std::path::PathBuf>,
+    env_overrides: Vec<(String, String)>,
+    clock: Option<Arc<dyn lumi_shared::clock::Clock>>,
     pub platforms: std::collections::BTreeMap<String, Arc<Platform>>,
     pub routes: Vec<lumi_infra::template::Route>,
     _shutdown: oneshot::Sender<()>,
@@ -183,6 +199,74 @@ impl TestApp {
                     .is_some_and(|t| t.ends_with(&format!(".{operation}")))
             })
             .count()
+    }
+
+    /// Serves `routes` behind the shared edge, like a function of this stack (same environment,
+    /// clock and metrics), for testing shared layers on routes no function has yet. The caller's
+    /// address comes from the `x-test-source-ip` header, as API Gateway's `sourceIp` would.
+    pub async fn serve_routes(&self, routes: fn(Arc<Platform>) -> axum::Router) -> String {
+        let mut env = self.stack.function_env("health").unwrap();
+        for (key, value) in &self.env_overrides {
+            env.set(key.clone(), value.clone());
+        }
+        let config = lumi_shared::Config::from_env("probe", &env).unwrap();
+        let clock = self
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(lumi_shared::clock::SystemClock));
+        let platform = Platform::build(config, Arc::new(self.metrics.clone()), clock);
+        let app = lumi_shared::bootstrap::app(platform, routes);
+        let app = axum::Router::new().fallback_service(tower::service_fn(move |mut request: axum::extract::Request| {
+            let app = app.clone();
+            async move {
+                let ip = request
+                    .headers()
+                    .get("x-test-source-ip")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("198.51.100.1")
+                    .to_owned();
+                let mut context = lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+                context.http.source_ip = Some(ip);
+                context.http.method = request.method().clone();
+                request.extensions_mut().insert(lambda_http::request::RequestContext::ApiGatewayV2(context));
+                tower::ServiceExt::oneshot(app, request).await
+            }
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// An admin account, logged in: its token response.
+    pub async fn signed_in_admin(&self) -> serde_json::Value {
+        let email = format!("{}@example.com", unique_prefix());
+        let password = format!("admin-{}-9", unique_prefix());
+        lumi_shared::auth::users::create(
+            &self.db(),
+            &self.resource("AppTable"),
+            lumi_shared::auth::users::NewUser {
+                email: email.clone(),
+                name: "Admin".into(),
+                password: password.clone(),
+                role: lumi_shared::auth::Role::Admin,
+                tier: lumi_shared::auth::Tier::Standard,
+            },
+        )
+        .await
+        .unwrap();
+        self.login(&email, &password).await
+    }
+
+    /// Writes the runtime settings as the admin API will.
+    pub async fn put_settings(&self, settings: &lumi_shared::settings::SystemSettings) {
+        let store = lumi_shared::settings::SettingsStore::new(
+            self.db(),
+            self.resource("AppTable"),
+            Duration::ZERO,
+            Duration::from_secs(5),
+        );
+        store.put(settings, 1).await.unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -6,6 +6,12 @@
 //! | --- | --- | --- |
 //! | `POST /api/v1/auth/register` `{email, password, name}` | none | 201 the account |
 //! | `POST /api/v1/auth/login` `{email, password}` | none | 200 access + refresh token |
+//!
+//! Register and login also spend the `auth` rate-limit scope (per account and per IP), which
+//! only these handlers can name, since the account is in the body.
+//!
+//! | route | auth | answer |
+//! | --- | --- | --- |
 //! | `POST /api/v1/auth/rotate` (also `/api/auth/rotate`) | Bearer refresh token | 200 the next pair |
 //! | `POST /api/v1/auth/revoke-all` (also `/api/auth/revoke-all`) | Bearer access token | 200; every session ends |
 //! | `POST /api/v1/auth/logout` | Bearer access token | 204; this session ends |
@@ -31,6 +37,8 @@ use lumi_shared::{
         users::{self, NewUser},
     },
     http::Json,
+    ratelimit::layer::{self, Headers},
+    telemetry::metrics::MetricSet,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -55,10 +63,28 @@ struct Register {
     name: String,
 }
 
+/// The `auth` scope (per account and per IP) of a login or registration.
+async fn limit_attempts(
+    platform: &Platform,
+    email: &str,
+    meta: &RequestMeta,
+    metrics: &MetricSet,
+) -> ApiResult<Headers> {
+    let ip = meta.client_ip.as_deref().unwrap_or("unknown");
+    if !platform.config.rate_limit.enabled {
+        return Ok(Vec::new());
+    }
+    let checks = layer::auth_checks(platform, email, ip).await;
+    layer::enforce(platform, &checks, Some(metrics)).await
+}
+
 async fn register(
     State(platform): State<Arc<Platform>>,
+    meta: RequestMeta,
+    metrics: MetricSet,
     Json(body): Json<Register>,
 ) -> ApiResult<Response> {
+    let headers = limit_attempts(&platform, &body.email, &meta, &metrics).await?;
     let user = users::create(
         &platform.db,
         &platform.config.tables.app,
@@ -71,7 +97,9 @@ async fn register(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+    let mut response = (StatusCode::CREATED, axum::Json(user)).into_response();
+    response.headers_mut().extend(headers);
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -83,10 +111,14 @@ struct Login {
 async fn login(
     State(platform): State<Arc<Platform>>,
     meta: RequestMeta,
+    metrics: MetricSet,
     Json(body): Json<Login>,
-) -> ApiResult<axum::Json<IssuedTokens>> {
+) -> ApiResult<Response> {
+    let headers = limit_attempts(&platform, &body.email, &meta, &metrics).await?;
     let tokens = sessions::login(&platform, &body.email, &body.password, &meta).await?;
-    Ok(axum::Json(tokens))
+    let mut response = axum::Json(tokens).into_response();
+    response.headers_mut().extend(headers);
+    Ok(response)
 }
 
 async fn rotate(

@@ -127,6 +127,7 @@ async fn issue(
         &user.user_id,
         &session.session_id,
         user.role,
+        user.tier,
         now_ms() / 1000,
     )
     .map_err(ApiError::internal)?;

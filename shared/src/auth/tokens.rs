@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
-use super::users::Role;
+use super::users::{Role, Tier};
 use crate::{config::AuthConfig, secrets::AppSecrets};
 
 /// Seconds of clock difference tolerated between containers.
@@ -19,6 +19,9 @@ pub struct Claims {
     /// The session (login) id.
     pub sid: String,
     pub role: Role,
+    /// The rate limiter multiplies quotas by tier without a database read.
+    #[serde(default)]
+    pub tier: Tier,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -45,6 +48,7 @@ pub fn issue(
     user_id: &str,
     session_id: &str,
     role: Role,
+    tier: Tier,
     now_secs: i64,
 ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
     let key = secrets.signing_key();
@@ -52,6 +56,7 @@ pub fn issue(
         sub: user_id.to_owned(),
         sid: session_id.to_owned(),
         role,
+        tier,
         iat: now_secs,
         nbf: now_secs,
         exp: now_secs + settings.access_token_ttl.as_secs() as i64,
@@ -124,8 +129,16 @@ mod tests {
     #[test]
     fn issued_tokens_verify() {
         let (secrets, settings) = setup();
-        let (token, claims) =
-            issue(&secrets, &settings, "u1", "s1", Role::Customer, now()).unwrap();
+        let (token, claims) = issue(
+            &secrets,
+            &settings,
+            "u1",
+            "s1",
+            Role::Customer,
+            Tier::Standard,
+            now(),
+        )
+        .unwrap();
         assert_eq!(verify(&token, &secrets, &settings).unwrap(), claims);
         assert_eq!(key_id(&token).unwrap(), secrets.signing_key().kid);
     }
@@ -139,6 +152,7 @@ mod tests {
             "u1",
             "s1",
             Role::Customer,
+            Tier::Standard,
             now() - 3600,
         )
         .unwrap();
@@ -151,10 +165,28 @@ mod tests {
             audience: "someone-else".into(),
             ..AuthConfig::default()
         };
-        let (foreign, _) = issue(&secrets, &other, "u1", "s1", Role::Customer, now()).unwrap();
+        let (foreign, _) = issue(
+            &secrets,
+            &other,
+            "u1",
+            "s1",
+            Role::Customer,
+            Tier::Standard,
+            now(),
+        )
+        .unwrap();
         assert!(verify(&foreign, &secrets, &settings).is_err());
 
-        let (token, _) = issue(&secrets, &settings, "u1", "s1", Role::Customer, now()).unwrap();
+        let (token, _) = issue(
+            &secrets,
+            &settings,
+            "u1",
+            "s1",
+            Role::Customer,
+            Tier::Standard,
+            now(),
+        )
+        .unwrap();
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1] = parts[1].replace('a', "b");
         assert!(verify(&parts.join("."), &secrets, &settings).is_err());

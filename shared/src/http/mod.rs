@@ -6,6 +6,7 @@
 //!   cold start), `X-Request-Id` and `X-API-Version` on every response, the body size limit (413),
 //!   every error response as problem+json with the request id, an access log line and the
 //!   `lumi_http_requests_total` metric flushed per invocation.
+//! - The rate limits of [`crate::ratelimit::layer`], with their headers.
 //! - CORS from `CORS_ALLOWED_ORIGINS` (tower-http), with preflights from other origins refused
 //!   (403); HSTS, `nosniff` and `no-store` on every response.
 //! - [`extract`]: the JSON extractor whose rejections are problem+json, and the request id,
@@ -46,6 +47,11 @@ pub fn serve(platform: Arc<Platform>, routes: Router) -> Router {
     routes
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(platform.config.max_body_bytes))
+        // Inside CORS (preflights are not limited), inside the edge (429s carry the request id).
+        .layer(middleware::from_fn_with_state(
+            platform.clone(),
+            crate::ratelimit::layer::rate_limit,
+        ))
         .layer(cors_layer(&cors))
         .layer(middleware::from_fn_with_state(
             Arc::new(cors),

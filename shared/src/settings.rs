@@ -1,0 +1,190 @@
+//! Runtime settings: the runbooks' `SystemSettings`, one item of the application table
+//! (`SETTINGS`/`SYSTEM`), read through a short per-container cache so an edit takes effect
+//! everywhere within `SETTINGS_CACHE_TTL_SECONDS` (default 30), with no redeploy.
+//!
+//! A missing item means the defaults below (the runbooks' budgets). A store that cannot be read
+//! leaves the last value in force, or the defaults on a cold container: settings never take a
+//! request down. Keys this version does not know are kept as they are (later features add theirs).
+
+use std::{sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    cache::TtlCache,
+    store::{Db, StoreError, key},
+};
+
+/// What a scope does when the rate-limit store cannot answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Admit, log a warning, count `lumi_rate_limit_store_errors_total`.
+    Open,
+    /// Refuse with 503.
+    Closed,
+}
+
+/// One scope's budget: `limit` requests per `window_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    pub limit: u32,
+    pub window_seconds: u32,
+    pub fail: FailMode,
+}
+
+/// Every scope's budget (defaults from the runbooks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimits {
+    /// Every route, per client IP, before authentication.
+    pub ip: Budget,
+    /// `/api/v1/orders`, `/api/v1/cart`, checkout: per user, per IP when anonymous.
+    pub customer: Budget,
+    /// `/api/v1/admin/*`: one budget shared by all admin tooling.
+    pub admin: Budget,
+    /// Login and register: per account and per IP.
+    pub auth: Budget,
+    /// Every authenticated request: per user per clock hour (kept as usage records).
+    pub quota: Budget,
+    /// Premium users' quota is multiplied by this.
+    pub premium_multiplier: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let budget = |limit, window_seconds, fail| Budget {
+            limit,
+            window_seconds,
+            fail,
+        };
+        Self {
+            ip: budget(600, 300, FailMode::Open),
+            customer: budget(60, 300, FailMode::Open),
+            admin: budget(300, 300, FailMode::Open),
+            auth: budget(10, 900, FailMode::Closed),
+            quota: budget(1000, 3600, FailMode::Open),
+            premium_multiplier: 2,
+        }
+    }
+}
+
+/// The settings document.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SystemSettings {
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    /// Keys of later features, kept untouched.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SettingsItem {
+    pk: String,
+    sk: String,
+    version: u64,
+    /// JSON text: the document's shape is ours to evolve without DynamoDB type juggling.
+    document: String,
+}
+
+pub fn settings_key() -> crate::store::Item {
+    key("SETTINGS", "SYSTEM")
+}
+
+/// The container's view of the settings.
+pub struct SettingsStore {
+    db: Db,
+    table: String,
+    timeout: Duration,
+    cache: TtlCache<SystemSettings>,
+}
+
+impl SettingsStore {
+    pub fn new(db: Db, table: String, ttl: Duration, timeout: Duration) -> Self {
+        Self {
+            db,
+            table,
+            timeout,
+            cache: TtlCache::new(ttl),
+        }
+    }
+
+    /// The settings in force.
+    pub async fn get(&self) -> Arc<SystemSettings> {
+        let fetched = self.cache.get_with(|| self.fetch()).await;
+        fetched.unwrap_or_else(|error| {
+            tracing::warn!(%error, "settings unreadable; using the defaults");
+            Arc::new(SystemSettings::default())
+        })
+    }
+
+    async fn fetch(&self) -> Result<SystemSettings, StoreError> {
+        let read = self
+            .db
+            .get_consistent::<SettingsItem>(&self.table, settings_key());
+        let item = tokio::time::timeout(self.timeout, read)
+            .await
+            .map_err(|_| StoreError::Timeout {
+                op: "GetItem",
+                table: self.table.clone(),
+                after: self.timeout,
+            })??;
+        match item {
+            None => Ok(SystemSettings::default()),
+            Some(item) => serde_json::from_str(&item.document).map_err(|e| StoreError::Service {
+                op: "GetItem",
+                table: self.table.clone(),
+                code: "InvalidSettings".into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Writes the settings (the admin API validates first; tests and tools use this directly).
+    pub async fn put(&self, settings: &SystemSettings, version: u64) -> Result<(), StoreError> {
+        let document = serde_json::to_string(settings).map_err(|e| StoreError::Service {
+            op: "PutItem",
+            table: self.table.clone(),
+            code: "InvalidSettings".into(),
+            message: e.to_string(),
+        })?;
+        let item = SettingsItem {
+            pk: "SETTINGS".into(),
+            sk: "SYSTEM".into(),
+            version,
+            document,
+        };
+        self.db.put(&self.table, &item).await?;
+        self.cache.invalidate();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_runbooks_budgets_and_unknown_keys_survive() {
+        let limits = RateLimits::default();
+        assert_eq!(
+            (limits.customer.limit, limits.customer.window_seconds),
+            (60, 300)
+        );
+        assert_eq!(
+            (limits.admin.limit, limits.admin.window_seconds),
+            (300, 300)
+        );
+        assert_eq!(limits.auth.fail, FailMode::Closed);
+        let doc = r#"{"rate_limits":{"customer":{"limit":5,"window_seconds":60,"fail":"open"}},"featureFlags":{"orderPayments":true}}"#;
+        let settings: SystemSettings = serde_json::from_str(doc).unwrap();
+        assert_eq!(settings.rate_limits.customer.limit, 5);
+        assert_eq!(
+            settings.rate_limits.admin.limit, 300,
+            "unnamed scopes keep their defaults"
+        );
+        let back = serde_json::to_value(&settings).unwrap();
+        assert_eq!(back["featureFlags"]["orderPayments"], true);
+    }
+}
