@@ -68,6 +68,8 @@ bench: $(STAMP) ## Cold start and size of every function next to hello-world, as
 	target/release/lumi-bench cold-start --lambda-dir target/lambda --reference hello-lambda \
 		$(foreach f,$(FUNCTIONS),--function $(f)=$(call bench_event,$(f))) \
 		--runs 30 --json target/bench-cold-start.json
+	cargo build -p lumi-infra --bin lumi
+	target/debug/lumi bench rate-limit --requests 200
 
 .PHONY: deploy
 deploy: sam-build ## sam deploy (guided the first time), then complete the config secret

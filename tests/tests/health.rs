@@ -28,7 +28,11 @@ async fn readiness_is_200_with_every_check_on_both_paths() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["ok"], true);
         assert_eq!(body["status"], "ready");
-        for check in ["dynamodb:AppTable", "secretsmanager:ConfigSecret"] {
+        for check in [
+            "dynamodb:AppTable",
+            "dynamodb:RateLimitTable",
+            "secretsmanager:ConfigSecret",
+        ] {
             assert_eq!(body["checks"][check]["ok"], true, "{check}: {body}");
             assert!(body["checks"][check]["latency_ms"].is_u64());
             assert!(body["checks"][check]["error"].is_null());

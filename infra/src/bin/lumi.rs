@@ -15,6 +15,13 @@
 //!   is read from standard input.
 //! - `lumi sessions purge --table <t> --user <id>`: deletes every session row of a user.
 //! - `lumi sessions revoke-all --table <t> --user <id>`: ends every session of a user at once.
+//! - `lumi settings show --table <t>`: the runtime settings in force.
+//! - `lumi settings rate-limit --table <t> --scope customer --limit 120 [--window 300]
+//!   [--fail open|closed]` (or `--premium-multiplier N`): changes a budget; every container
+//!   applies it within `SETTINGS_CACHE_TTL_SECONDS`.
+//!
+//! Benchmark (run by `make bench`): `lumi bench rate-limit` counts the rate limiter's DynamoDB
+//! calls per admitted request on a local stack of its own.
 
 use std::io::Read as _;
 
@@ -38,7 +45,11 @@ const USAGE: &str = "usage:
   lumi secrets rotate-jwt --secret-id <id>
   lumi users create-admin --table <table> --email <email> --name <name>   (password on stdin)
   lumi sessions purge --table <table> --user <user id>
-  lumi sessions revoke-all --table <table> --user <user id>";
+  lumi sessions revoke-all --table <table> --user <user id>
+  lumi settings show --table <table>
+  lumi settings rate-limit --table <table> --scope <ip|customer|admin|auth|quota> [--limit N] [--window SECONDS] [--fail open|closed]
+  lumi settings rate-limit --table <table> --premium-multiplier N
+  lumi bench rate-limit [--requests 200]";
 
 fn flag(args: &[String], name: &str) -> anyhow::Result<String> {
     args.iter()
@@ -63,6 +74,18 @@ async fn main() -> anyhow::Result<()> {
                 &flag(&args, "--name")?,
             )
             .await
+        }
+        ["settings", "rate-limit"] => set_rate_limit(&args).await,
+        ["settings", "show"] => {
+            let store = settings_store(&flag(&args, "--table")?).await;
+            println!("{}", serde_json::to_string_pretty(&*store.get().await)?);
+            Ok(())
+        }
+        ["bench", "rate-limit"] => {
+            let requests: u64 = flag(&args, "--requests")
+                .unwrap_or_else(|_| "200".into())
+                .parse()?;
+            bench_rate_limit(requests).await
         }
         ["sessions", "purge"] => {
             let (table, user) = (flag(&args, "--table")?, flag(&args, "--user")?);
@@ -285,5 +308,156 @@ async fn create_admin(table: &str, email: &str, name: &str) -> anyhow::Result<()
         other => anyhow::anyhow!(other),
     })?;
     println!("admin {} created with id {}", user.email, user.id);
+    Ok(())
+}
+
+/// One authenticated request through a gateway (no HTTP: the router itself).
+async fn call_me(gateway: &axum::Router, token: &str) -> anyhow::Result<u16> {
+    use tower::ServiceExt as _;
+    let request = http::Request::get("/api/v1/auth/me")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())?;
+    Ok(gateway.clone().oneshot(request).await?.status().as_u16())
+}
+
+/// The limiter's DynamoDB calls per admitted request: in one warm container (the common path),
+/// and alternating between two containers (each sees the other's writes as conflicts).
+async fn bench_rate_limit(requests: u64) -> anyhow::Result<()> {
+    use tower::ServiceExt as _;
+    let log = std::env::temp_dir().join(format!("lumi-bench-{}.jsonl", std::process::id()));
+    let moto = MotoServer::start(&MotoOptions {
+        request_log: Some(log.clone()),
+        tie_to_parent: true,
+        ..MotoOptions::default()
+    })?;
+    let stack = LocalStack::bootstrap(
+        Template::project()?,
+        &moto.endpoint,
+        "bench",
+        stack::local_parameters(),
+    )
+    .await?;
+    seed::seed(&stack).await?;
+    let quiet = GatewayOptions {
+        metrics_sink: Some(std::sync::Arc::new(
+            lumi_shared::telemetry::CapturedLines::default(),
+        )),
+        ..GatewayOptions::default()
+    };
+    let (a, b) = (
+        Gateway::build(&stack, &quiet).await?,
+        Gateway::build(&stack, &quiet).await?,
+    );
+    let user = &seed::DEMO_USERS[seed::DEMO_USERS.len() - 1];
+    let login = http::Request::post("/api/v1/auth/login")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            serde_json::json!({ "email": user.email, "password": user.password }).to_string(),
+        ))?;
+    let body =
+        axum::body::to_bytes(a.router.clone().oneshot(login).await?.into_body(), 1 << 20).await?;
+    let token = serde_json::from_slice::<serde_json::Value>(&body)?["access_token"]
+        .as_str()
+        .context("login failed")?
+        .to_owned();
+    let limiter_calls = |g: &Gateway| {
+        g.platforms
+            .get("auth")
+            .map_or(0, |p| p.limiter.round_trips())
+    };
+    let aws_calls = || {
+        std::fs::read_to_string(&log)
+            .map(|t| t.lines().count() as u64)
+            .unwrap_or(0)
+    };
+
+    // Warm the buckets and caches of container A.
+    call_me(&a.router, &token).await?;
+    let (limiter_before, aws_before) = (limiter_calls(&a), aws_calls());
+    let mut admitted = 0u64;
+    for _ in 0..requests {
+        admitted += u64::from(call_me(&a.router, &token).await? == 200);
+    }
+    let warm = (limiter_calls(&a) - limiter_before) as f64 / admitted.max(1) as f64;
+    let all_aws = (aws_calls() - aws_before) as f64 / admitted.max(1) as f64;
+
+    let before = limiter_calls(&a) + limiter_calls(&b);
+    let mut alternating = 0u64;
+    for i in 0..requests {
+        let gateway = if i % 2 == 0 { &b.router } else { &a.router };
+        alternating += u64::from(call_me(gateway, &token).await? == 200);
+    }
+    let two = (limiter_calls(&a) + limiter_calls(&b) - before) as f64 / alternating.max(1) as f64;
+    let _ = std::fs::remove_file(&log);
+    drop(moto);
+
+    println!(
+        "rate limiter: DynamoDB calls per admitted request (GET /api/v1/auth/me: scopes ip + quota)"
+    );
+    println!("  goal (common path)                     1.50");
+    println!(
+        "  one warm container (common path)       {warm:.2}   ratio to goal {:.2}   {}",
+        warm / 1.5,
+        if warm <= 1.5 { "ok" } else { "over" }
+    );
+    println!(
+        "  two containers taking turns            {two:.2}   (each turn starts with the other's write: a conflict, then a retry)"
+    );
+    println!(
+        "  all AWS calls per request, one container {all_aws:.2} (the limiter's plus authentication's one BatchGetItem)"
+    );
+    println!("  requests admitted: {admitted} of {requests}, then {alternating} of {requests}");
+    Ok(())
+}
+
+async fn settings_store(table: &str) -> lumi_shared::settings::SettingsStore {
+    lumi_shared::settings::SettingsStore::new(
+        db().await,
+        table.to_owned(),
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(10),
+    )
+}
+
+async fn set_rate_limit(args: &[String]) -> anyhow::Result<()> {
+    use lumi_shared::settings::FailMode;
+    let table = flag(args, "--table")?;
+    let store = settings_store(&table).await;
+    let mut settings = (*store.get().await).clone();
+    let limits = &mut settings.rate_limits;
+    if let Ok(multiplier) = flag(args, "--premium-multiplier") {
+        limits.premium_multiplier = multiplier
+            .parse()
+            .context("--premium-multiplier is a number")?;
+    } else {
+        let scope = flag(args, "--scope")?;
+        let budget = match scope.as_str() {
+            "ip" => &mut limits.ip,
+            "customer" => &mut limits.customer,
+            "admin" => &mut limits.admin,
+            "auth" => &mut limits.auth,
+            "quota" => &mut limits.quota,
+            other => bail!("no scope {other}: ip, customer, admin, auth or quota"),
+        };
+        if let Ok(limit) = flag(args, "--limit") {
+            budget.limit = limit.parse().context("--limit is a number")?;
+        }
+        if let Ok(window) = flag(args, "--window") {
+            budget.window_seconds = window.parse().context("--window is a number of seconds")?;
+            if budget.window_seconds == 0 {
+                bail!("--window must be at least 1 second");
+            }
+        }
+        if let Ok(fail) = flag(args, "--fail") {
+            budget.fail = match fail.as_str() {
+                "open" => FailMode::Open,
+                "closed" => FailMode::Closed,
+                other => bail!("--fail is open or closed, not {other}"),
+            };
+        }
+    }
+    store.put(&settings, 1).await?;
+    println!("{}", serde_json::to_string_pretty(&settings.rate_limits)?);
+    println!("every container applies it within SETTINGS_CACHE_TTL_SECONDS (30 s by default)");
     Ok(())
 }
