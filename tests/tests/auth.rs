@@ -495,3 +495,47 @@ async fn a_flood_of_unknown_kids_reads_the_secret_once_and_a_request_costs_one_s
     assert_eq!(app.aws_calls("BatchGetItem") - batch_before, 1);
     assert_eq!(app.aws_calls("GetItem") - items_before, 0);
 }
+
+#[tokio::test]
+async fn admin_only_routes_refuse_customers_with_403_and_admit_admins() {
+    fn routes(platform: std::sync::Arc<lumi_shared::Platform>) -> axum::Router {
+        axum::Router::new()
+            .route(
+                "/api/v1/admin/ping",
+                axum::routing::get(|admin: lumi_shared::auth::AdminUser| async move {
+                    admin.0.user.email
+                }),
+            )
+            .with_state(platform)
+    }
+    let app = TestApp::spawn().await;
+    let base = app.serve_routes(routes).await;
+    let client = reqwest::Client::new();
+    let (customer, _, _) = app.signed_in_customer().await;
+    let admin = app.signed_in_admin().await;
+    let call = |token: String| {
+        client
+            .get(format!("{base}/api/v1/admin/ping"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    let refused = call(customer["access_token"].as_str().unwrap().to_owned())
+        .await
+        .unwrap();
+    assert_problem(refused, 403).await;
+    let admitted = call(admin["access_token"].as_str().unwrap().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(admitted.status(), 200);
+    assert_eq!(
+        admitted.text().await.unwrap(),
+        admin["user"]["email"].as_str().unwrap()
+    );
+    let anonymous = client
+        .get(format!("{base}/api/v1/admin/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(anonymous, 401).await;
+}

@@ -134,8 +134,10 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         std::env::var("TRACING_ENABLED").is_ok_and(|v| v == "1"),
         std::sync::Arc::new(lumi_shared::telemetry::Stdout),
     );
+    // Tied to this process: however `lumi dev` ends, moto ends with it.
     let mut moto = MotoServer::start(&MotoOptions {
         port: moto_port,
+        tie_to_parent: true,
         ..MotoOptions::default()
     })?;
     let stack = LocalStack::bootstrap(
