@@ -10,7 +10,11 @@ use lumi_shared::Platform;
 pub type RoutesFn = fn(Arc<Platform>) -> Router;
 
 pub fn http_functions() -> Vec<(&'static str, RoutesFn)> {
-    vec![("health", health::routes), ("auth", auth::routes)]
+    vec![
+        ("health", health::routes),
+        ("auth", auth::routes),
+        ("orders", orders::routes),
+    ]
 }
 
 pub fn routes_of(binary: &str) -> Option<RoutesFn> {

@@ -79,11 +79,21 @@ async fn forward(
     app: Router,
     route_key: String,
     peer: Option<SocketAddr>,
-    mut request: Request,
+    request: Request,
 ) -> Response {
+    // A fresh request, as Lambda would build from the event: nothing of this router's own
+    // matching (matched path, path parameters) reaches the function's router.
+    let (parts, body) = request.into_parts();
+    let mut request = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .version(parts.version)
+        .body(body)
+        .unwrap_or_default();
+    *request.headers_mut() = parts.headers;
     let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
-    http.method = request.method().clone();
-    http.path = Some(request.uri().path().to_owned());
+    http.method = parts.method;
+    http.path = Some(parts.uri.path().to_owned());
     http.protocol = Some("HTTP/1.1".to_owned());
     http.source_ip = Some(peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string()));
     http.user_agent = request
@@ -102,10 +112,6 @@ async fn forward(
     request
         .extensions_mut()
         .insert(RequestContext::ApiGatewayV2(context));
-    // The function's router matches the path itself, as it does in Lambda.
-    request
-        .extensions_mut()
-        .remove::<axum::extract::MatchedPath>();
     match app.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

@@ -1,11 +1,12 @@
 //! Demo data for `make dev`: one admin and one customer with known local passwords (printed at
-//! start-up). Seeding goes through the same code as the API, so seeded data is valid data.
+//! start-up), and a small catalog. Seeding goes through the same code as the API, so seeded data is valid data.
 
 use lumi_shared::{
     auth::{
         Role, Tier,
         users::{self, CreateUserError, NewUser},
     },
+    commerce::catalog,
     store::Db,
 };
 
@@ -31,7 +32,37 @@ pub const DEMO_USERS: &[SeededUser] = &[
     },
 ];
 
-/// Creates the demo accounts (keeping any that exist already).
+/// The demo catalog: Yuki Yaki Corner's grill, prices in euro cents.
+pub fn demo_catalog() -> Vec<catalog::NewProduct<'static>> {
+    vec![
+        catalog::NewProduct {
+            id: "yaki-onigiri",
+            name: "Yaki onigiri",
+            description: "Grilled rice ball brushed with soy glaze.",
+            variants: vec![
+                ("ONI-SOY", "Soy glaze", 450, "EUR", 40),
+                ("ONI-MISO", "Miso glaze", 480, "EUR", 25),
+            ],
+        },
+        catalog::NewProduct {
+            id: "yakitori-set",
+            name: "Yakitori set",
+            description: "Five skewers from the charcoal grill.",
+            variants: vec![
+                ("YAK-TARE", "Tare", 1290, "EUR", 15),
+                ("YAK-SHIO", "Salt", 1290, "EUR", 10),
+            ],
+        },
+        catalog::NewProduct {
+            id: "matcha-dorayaki",
+            name: "Matcha dorayaki",
+            description: "Pancake sandwich with matcha cream.",
+            variants: vec![("DORA-MATCHA", "Matcha", 390, "EUR", 30)],
+        },
+    ]
+}
+
+/// Creates the demo accounts and catalog (keeping any that exist already).
 pub async fn seed(stack: &LocalStack) -> anyhow::Result<&'static [SeededUser]> {
     let db = Db::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk_config),
@@ -58,6 +89,12 @@ pub async fn seed(stack: &LocalStack) -> anyhow::Result<&'static [SeededUser]> {
         match users::create(&db, table, new).await {
             Ok(_) | Err(CreateUserError::EmailTaken) => {}
             Err(error) => return Err(anyhow::anyhow!("seeding {}: {error}", user.email)),
+        }
+    }
+    for product in demo_catalog() {
+        match catalog::create(&db, table, &product).await {
+            Ok(()) | Err(lumi_shared::store::StoreError::ConditionFailed { .. }) => {}
+            Err(error) => return Err(anyhow::anyhow!("seeding {}: {error}", product.id)),
         }
     }
     Ok(DEMO_USERS)

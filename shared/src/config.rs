@@ -189,6 +189,8 @@ pub struct Config {
     pub log_level: tracing::Level,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
+    /// `CART_RESERVATION_MINUTES`, default 15: how long a cart line holds its stock.
+    pub cart_reservation: Duration,
     /// `SETTINGS_CACHE_TTL_SECONDS`, default 30: runtime settings changes reach every container
     /// within this (the runbook promises 60 s).
     pub settings_cache_ttl: Duration,
@@ -264,6 +266,9 @@ impl Config {
                 enabled: env.flag("RATE_LIMIT_ENABLED", true)?,
                 timeout: env.millis("RATE_LIMIT_TIMEOUT_MS", 250)?,
             },
+            cart_reservation: Duration::from_secs(
+                60 * env.parsed::<u64>("CART_RESERVATION_MINUTES", 15)?.max(1),
+            ),
             settings_cache_ttl: {
                 let ttl = env.parsed("SETTINGS_CACHE_TTL_SECONDS", 30)?;
                 if ttl > 60 {

@@ -12,6 +12,7 @@
 //! - [`ratelimit`]: DynamoDB token buckets shared by every container, and their middleware.
 //! - [`settings`]: the runtime settings (`SystemSettings`), cached briefly.
 //! - [`clock`]: time, injectable for tests.
+//! - [`commerce`]: catalog, cart reservations, orders, lifecycle, idempotency.
 //! - [`store`]: DynamoDB calls with a per-call timeout, slow-call warnings and serde_dynamo items.
 //! - [`http`]: the edge layers (request id, API version, CORS, security headers, body limit,
 //!   problem+json for every error, metrics) and extractors (JSON, client IP, request id).
@@ -27,6 +28,7 @@ pub mod aws;
 pub mod bootstrap;
 pub mod cache;
 pub mod clock;
+pub mod commerce;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -30,6 +30,8 @@ pub struct Platform {
     pub secrets: SecretStore,
     pub settings: SettingsStore,
     pub limiter: RateLimiter,
+    /// What time it is for domain rules (reservation expiry, rate limits); tests move it.
+    pub clock: Arc<dyn Clock>,
     /// Where EMF metric lines go (stdout in Lambda).
     pub metrics_sink: Arc<dyn LineSink>,
     cold_start: AtomicBool,
@@ -73,8 +75,9 @@ impl Platform {
                 db.clone(),
                 config.tables.rate_limit.clone(),
                 config.rate_limit.timeout,
-                clock,
+                clock.clone(),
             ),
+            clock,
             db,
             sdk_config,
             metrics_sink,

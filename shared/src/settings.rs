@@ -69,11 +69,23 @@ impl Default for RateLimits {
     }
 }
 
+/// Feature flags (the runbook's `featureFlags`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FeatureFlags {
+    /// `featureFlags.orderPayments`: online payment providers; off means every order is paid
+    /// manually (on pickup or by invoice).
+    #[serde(rename = "orderPayments")]
+    pub order_payments: bool,
+}
+
 /// The settings document.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SystemSettings {
     #[serde(default)]
     pub rate_limits: RateLimits,
+    #[serde(default, rename = "featureFlags")]
+    pub feature_flags: FeatureFlags,
     /// Keys of later features, kept untouched.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
@@ -177,14 +189,16 @@ mod tests {
             (300, 300)
         );
         assert_eq!(limits.auth.fail, FailMode::Closed);
-        let doc = r#"{"rate_limits":{"customer":{"limit":5,"window_seconds":60,"fail":"open"}},"featureFlags":{"orderPayments":true}}"#;
+        let doc = r#"{"rate_limits":{"customer":{"limit":5,"window_seconds":60,"fail":"open"}},"featureFlags":{"orderPayments":true},"siteContent":{"banner":"hi"}}"#;
         let settings: SystemSettings = serde_json::from_str(doc).unwrap();
         assert_eq!(settings.rate_limits.customer.limit, 5);
         assert_eq!(
             settings.rate_limits.admin.limit, 300,
             "unnamed scopes keep their defaults"
         );
+        assert!(settings.feature_flags.order_payments);
         let back = serde_json::to_value(&settings).unwrap();
         assert_eq!(back["featureFlags"]["orderPayments"], true);
+        assert_eq!(back["siteContent"]["banner"], "hi");
     }
 }

@@ -258,6 +258,65 @@ impl TestApp {
         self.login(&email, &password).await
     }
 
+    /// A customer with a session, made directly in the store (no password hashing: for tests
+    /// that need many customers). Returns the token response.
+    pub async fn quick_customer(&self) -> serde_json::Value {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let email = format!("{id}@example.com");
+        let item = lumi_shared::auth::users::UserItem {
+            pk: format!("USER#{id}"),
+            sk: "PROFILE".into(),
+            gsi1pk: "USERS".into(),
+            gsi1sk: email.clone(),
+            user_id: id,
+            email,
+            name: "Quick Customer".into(),
+            password_hash: "not-a-hash".into(),
+            role: lumi_shared::auth::Role::Customer,
+            tier: lumi_shared::auth::Tier::Standard,
+            locked: false,
+            locked_reason: None,
+            sessions_valid_after_ms: 0,
+            created_at: "2026-11-22T00:00:00Z".into(),
+        };
+        self.db()
+            .put(&self.resource("AppTable"), &item)
+            .await
+            .unwrap();
+        let platform = self.platforms.values().next().unwrap();
+        let tokens = lumi_shared::auth::sessions::start(platform, &item, &Default::default())
+            .await
+            .unwrap();
+        serde_json::to_value(tokens).unwrap()
+    }
+
+    /// A product of this test's own: `(sku, price in cents, stock)` per variant.
+    pub async fn product(&self, variants: &[(&str, i64, i64)]) -> String {
+        let id = unique_prefix();
+        let variants = variants
+            .iter()
+            .map(|(sku, price, stock)| (*sku, "Variant", *price, "EUR", *stock))
+            .collect();
+        let product = lumi_shared::commerce::catalog::NewProduct {
+            id: &id,
+            name: "Test product",
+            description: "Made by a test",
+            variants,
+        };
+        lumi_shared::commerce::catalog::create(&self.db(), &self.resource("AppTable"), &product)
+            .await
+            .unwrap();
+        id
+    }
+
+    /// A variant as stored.
+    pub async fn variant(&self, sku: &str) -> lumi_shared::commerce::catalog::VariantItem {
+        lumi_shared::commerce::catalog::variant(&self.db(), &self.resource("AppTable"), sku)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// Writes the runtime settings as the admin API will.
     pub async fn put_settings(&self, settings: &lumi_shared::settings::SystemSettings) {
         let store = lumi_shared::settings::SettingsStore::new(

@@ -104,7 +104,7 @@ pub async fn edge(
         next.run(request).instrument(span.clone()).await
     };
 
-    finish_problem(&mut response, &request_id);
+    finish_problem(&mut response, &request_id).await;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(X_REQUEST_ID, value);
@@ -148,16 +148,36 @@ fn body_exceeds(request: &Request, limit: usize) -> bool {
 }
 
 /// Every error leaves as problem+json carrying the request id: problems made by our handlers are
-/// re-rendered with it; bodiless errors from routing (404, 405) or layers become problems. An
-/// error response that already has a body of its own (readiness's 503 report) is left alone.
-fn finish_problem(response: &mut Response, request_id: &str) {
+/// re-rendered with it; bodiless errors from routing (404, 405) or layers become problems, and so
+/// do axum's plain-text rejections (a path that does not parse, say). An error response with a
+/// JSON body of its own (readiness's 503 report) is left alone.
+async fn finish_problem(response: &mut Response, request_id: &str) {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return;
     }
+    let is_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None if response.body().size_hint().exact() == Some(0) => Problem::for_status(status),
+        None if is_text => {
+            let body = std::mem::take(response.body_mut());
+            let text = axum::body::to_bytes(body, 64 * 1024)
+                .await
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&text).into_owned();
+            let mut problem = Problem::for_status(status);
+            if status.is_server_error() {
+                tracing::error!(error = %text, "request failed");
+            } else {
+                problem.detail = text;
+            }
+            problem
+        }
         None => return,
     };
     *response.body_mut() = Body::from(problem.to_json(Some(request_id)).to_string());
