@@ -189,6 +189,8 @@ pub struct Config {
     pub log_level: tracing::Level,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
+    /// `REFUND_EMAIL_QUEUE_URL`: the SQS queue of refund emails (functions that send them).
+    pub refund_email_queue_url: Option<String>,
     /// `CART_RESERVATION_MINUTES`, default 15: how long a cart line holds its stock.
     pub cart_reservation: Duration,
     /// `SETTINGS_CACHE_TTL_SECONDS`, default 30: runtime settings changes reach every container
@@ -266,6 +268,7 @@ impl Config {
                 enabled: env.flag("RATE_LIMIT_ENABLED", true)?,
                 timeout: env.millis("RATE_LIMIT_TIMEOUT_MS", 250)?,
             },
+            refund_email_queue_url: env.get("REFUND_EMAIL_QUEUE_URL").map(str::to_owned),
             cart_reservation: Duration::from_secs(
                 60 * env.parsed::<u64>("CART_RESERVATION_MINUTES", 15)?.max(1),
             ),

@@ -13,6 +13,8 @@ use crate::{aws::LazyClient, cache::TtlCache};
 
 /// Fewest characters a key may have: 256 bits of base64.
 pub const MIN_KEY_LEN: usize = 43;
+/// The online payment providers whose webhooks Lumi accepts.
+pub const PAYMENT_PROVIDERS: &[&str] = &["lumipay"];
 /// JWT keys kept in the secret: the current one signs, the previous one still verifies.
 pub const JWT_KEYS_KEPT: usize = 2;
 
@@ -31,6 +33,9 @@ pub struct AppSecrets {
     pub session_fingerprint_secret: SecretString,
     pub config_encryption_key: SecretString,
     pub jwt_keys: Vec<JwtKey>,
+    /// HMAC keys of the payment providers' webhooks, by provider.
+    #[serde(default)]
+    pub payment_webhook_secrets: std::collections::HashMap<String, SecretString>,
 }
 
 impl AppSecrets {
@@ -127,6 +132,16 @@ pub fn complete_secret_json(existing: Option<&str>) -> Result<String, SecretsErr
             .is_some_and(|v| v.len() >= MIN_KEY_LEN);
         if !long_enough {
             object.insert((*key).to_owned(), serde_json::Value::String(random_key()));
+        }
+    }
+    let webhooks = object
+        .entry("payment_webhook_secrets")
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(webhooks) = webhooks.as_object_mut() {
+        for provider in PAYMENT_PROVIDERS {
+            webhooks
+                .entry(*provider)
+                .or_insert_with(|| serde_json::Value::String(random_key()));
         }
     }
     let has_jwt_keys = object

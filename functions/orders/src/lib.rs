@@ -8,32 +8,52 @@
 //! | `GET /api/v1/cart`, `POST /api/v1/cart/items`, `PATCH`/`DELETE /api/v1/cart/items/{variant}` | customer |
 //! | `POST /api/v1/orders` (Idempotency-Key), `GET /api/v1/orders` | customer |
 //! | `GET /api/v1/orders/{reference}`, `POST .../cancel` (Idempotency-Key), `GET .../track` | customer |
+//! | `POST /api/v1/payments/webhooks/{provider}` | the provider's HMAC signature |
 
 use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{Path, Query, State},
+    extract::{FromRef, Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, patch, post},
 };
 use lumi_shared::{
     ApiError, ApiResult, Platform,
-    auth::Authenticated,
+    auth::{Authenticated, users},
+    aws::LazyClient,
     commerce::{
         CART_OPERATIONS_TOTAL, ORDER_CREATED_TOTAL, ORDER_STATUS_TRANSITIONS_TOTAL, cart, catalog,
         idempotency::{self, Begin, Recorded},
         lifecycle::OrderStatus,
         orders::{self, CheckoutRequest, OrderView},
+        outbox,
+        payments::{self, Applied, Webhook},
     },
     http::Json,
+    secrets::PAYMENT_PROVIDERS,
     telemetry::metrics::MetricSet,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// The function's state: the platform, and the SQS client for refund emails (built on first use).
+#[derive(Clone)]
+pub struct OrdersState {
+    platform: Arc<Platform>,
+    sqs: LazyClient<aws_sdk_sqs::Client>,
+}
+
+impl FromRef<OrdersState> for Arc<Platform> {
+    fn from_ref(state: &OrdersState) -> Self {
+        state.platform.clone()
+    }
+}
+
 pub fn routes(platform: Arc<Platform>) -> Router {
+    let sqs = LazyClient::new(&platform.sdk_config, aws_sdk_sqs::Client::new);
+    let state = OrdersState { platform, sqs };
     Router::new()
         .route("/api/v1/products", get(list_products))
         .route("/api/v1/products/{id}", get(get_product))
@@ -47,7 +67,11 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route("/api/v1/orders/{reference}", get(get_order))
         .route("/api/v1/orders/{reference}/cancel", post(cancel_order))
         .route("/api/v1/orders/{reference}/track", get(track_order))
-        .with_state(platform)
+        .route(
+            "/api/v1/payments/webhooks/{provider}",
+            post(payment_webhook),
+        )
+        .with_state(state)
 }
 
 fn table(platform: &Platform) -> &str {
@@ -360,6 +384,7 @@ async fn cancel_order(
             actor: &actor,
             note: "cancelled by the customer",
             now_us: now,
+            extra: Vec::new(),
         };
         match orders::transition(db, table, &order, change, Some((&claim, &respond))).await {
             Ok(Ok(cancelled)) => {
@@ -383,4 +408,94 @@ async fn cancel_order(
     }
     claim.release(db, table).await;
     Err(ApiError::Conflict("the order kept changing; retry".into()))
+}
+
+async fn payment_webhook(
+    State(state): State<OrdersState>,
+    metrics: MetricSet,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let platform = &state.platform;
+    if !PAYMENT_PROVIDERS.contains(&provider.as_str()) {
+        return Err(ApiError::not_found(format!(
+            "no payment provider {provider}"
+        )));
+    }
+    let secrets = platform
+        .secrets
+        .get()
+        .await
+        .map_err(|e| ApiError::unavailable("the key store is unavailable; retry shortly", e))?;
+    let secret = secrets
+        .payment_webhook_secrets
+        .get(&provider)
+        .ok_or_else(|| {
+            ApiError::unavailable(
+                "this provider's webhook key is not configured",
+                format!("no key for {provider}"),
+            )
+        })?;
+    let now = platform.clock.now_us();
+    let signature = headers.get("lumi-signature").and_then(|v| v.to_str().ok());
+    use secrecy::ExposeSecret as _;
+    payments::verify(
+        secret.expose_secret().as_bytes(),
+        signature,
+        &body,
+        now / 1_000_000,
+    )
+    .map_err(|e| ApiError::Unauthorized(e.to_string().into()))?;
+    let webhook: Webhook = serde_json::from_slice(&body).map_err(|e| ApiError::Validation {
+        detail: format!("the event is not understood: {e}").into(),
+        errors: Vec::new(),
+    })?;
+    let db = &platform.db;
+    let table = table(platform);
+    let recipient = async |user_id: &str| -> Result<String, ApiError> {
+        let user = users::get(db, table, user_id).await?;
+        Ok(user.map(|u| u.email).unwrap_or_default())
+    };
+    let applied = payments::apply(db, table, &provider, &webhook, recipient, now).await?;
+    let (payment_status, order) = match applied {
+        Applied::Duplicate => {
+            return Ok(axum::Json(json!({ "received": true, "duplicate": true })));
+        }
+        Applied::Moved {
+            payment_status,
+            order,
+        } => (payment_status, order),
+    };
+    if let Some(order) = &order {
+        let from = order
+            .timeline
+            .last()
+            .and_then(|e| e.from)
+            .map_or("unknown", OrderStatus::as_str);
+        metrics.count(
+            ORDER_STATUS_TRANSITIONS_TOTAL,
+            &[
+                ("function", &platform.config.function_name),
+                ("from", from),
+                ("to", order.status.as_str()),
+            ],
+            1.0,
+        );
+        if order.status == OrderStatus::PaymentFailed {
+            match &platform.config.refund_email_queue_url {
+                Some(queue) => {
+                    outbox::flush(db, table, state.sqs.get(), queue).await?;
+                }
+                None => tracing::warn!(
+                    "REFUND_EMAIL_QUEUE_URL is not set; the refund email waits in the outbox"
+                ),
+            }
+        }
+    }
+    Ok(axum::Json(json!({
+        "received": true,
+        "payment_status": payment_status,
+        "order_status": order.map(|o| o.status),
+    })))
 }

@@ -18,6 +18,8 @@ pub mod catalog;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod orders;
+pub mod outbox;
+pub mod payments;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 

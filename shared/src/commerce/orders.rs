@@ -333,6 +333,11 @@ pub async fn checkout(
             to_item(table, &item)?,
             Some("attribute_not_exists(pk)"),
         )?);
+        writes.push(put(
+            table,
+            to_item(table, &super::payments::for_order(&order))?,
+            Some("attribute_not_exists(pk)"),
+        )?);
         writes.push(claim.finish(table, &recorded)?);
         match transact_reasons(db, table, writes).await? {
             Ok(()) => return Ok(order),
@@ -362,12 +367,14 @@ pub async fn checkout(
 /// Builds the response an idempotency record keeps, from the order as changed.
 pub type Respond<'a> = &'a (dyn Fn(&Order) -> Recorded + Sync);
 
-/// A status change: to what, by whom, why, when.
+/// A status change: to what, by whom, why, when, and what else must be written with it.
 pub struct Change<'a> {
     pub to: OrderStatus,
     pub actor: &'a str,
     pub note: &'a str,
     pub now_us: i64,
+    /// Written in the same transaction (a payment's status, an outbox message).
+    pub extra: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
 }
 
 /// Moves `order` to `change.to` (one conditional write with the stock it gives back), or says
@@ -385,6 +392,7 @@ pub async fn transition(
         actor,
         note,
         now_us,
+        extra,
     } = change;
     if !order.status.can_become(to) {
         return Err(ApiError::Conflict(
@@ -408,7 +416,7 @@ pub async fn transition(
     };
     next.timeline.push(event.clone());
     let restock = order.status.holds_stock() && !to.holds_stock();
-    let mut writes = Vec::new();
+    let mut writes = extra;
     if restock {
         for line in &mut next.lines {
             let units = line.quantity - line.restocked;

@@ -1,0 +1,111 @@
+//! The outbox: messages for SQS written in the same DynamoDB transaction as the change that
+//! causes them, then sent and deleted. A send that fails leaves the message in the outbox for the
+//! next flush (`lumi outbox flush`, and every later flush by the function), so a refund email is
+//! never lost between the database and the queue; the consumer deduplicates by `idempotency_id`.
+
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use serde::{Deserialize, Serialize};
+
+use super::{put, rfc3339, s};
+use crate::{
+    error::ApiError,
+    store::{Db, StoreError, from_item, key, to_item},
+};
+
+/// `sendOrderRefundEmail`'s message, version 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundEmail {
+    pub schema: u32,
+    /// `order_refund`.
+    pub kind: String,
+    /// The same for every delivery of one refund: the consumer sends once per id.
+    pub idempotency_id: String,
+    pub order_reference: String,
+    pub payment_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub recipient: String,
+    pub locale: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OutboxItem {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    /// The message, as sent.
+    body: String,
+}
+
+/// The transaction part that records `email` (once per idempotency id).
+pub fn record(
+    table: &str,
+    email: &RefundEmail,
+    now_us: i64,
+) -> Result<TransactWriteItem, StoreError> {
+    let body = serde_json::to_string(email).map_err(|e| StoreError::Service {
+        op: "TransactWriteItems",
+        table: table.to_owned(),
+        code: "InvalidRequest".into(),
+        message: e.to_string(),
+    })?;
+    let item = OutboxItem {
+        pk: format!("OUTBOX#{}", email.idempotency_id),
+        sk: "OUTBOX".into(),
+        gsi1pk: "OUTBOX".into(),
+        gsi1sk: format!("{}#{}", rfc3339(now_us), email.idempotency_id),
+        body,
+    };
+    put(
+        table,
+        to_item(table, &item)?,
+        Some("attribute_not_exists(pk)"),
+    )
+}
+
+/// Sends every pending message to `queue_url` and deletes each one sent. Returns how many were
+/// sent; a failed send stays for the next flush.
+pub async fn flush(
+    db: &Db,
+    table: &str,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<usize, ApiError> {
+    let request = db
+        .client()
+        .query()
+        .table_name(table)
+        .index_name("gsi1")
+        .key_condition_expression("gsi1pk = :outbox")
+        .expression_attribute_values(":outbox", s("OUTBOX"))
+        .send();
+    let page = db.call("Query", table, request).await?;
+    let mut sent = 0;
+    for item in page.items.unwrap_or_default() {
+        let message: OutboxItem = from_item(table, item)?;
+        let send = sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(&message.body)
+            .send();
+        match tokio::time::timeout(std::time::Duration::from_secs(5), send).await {
+            Ok(Ok(_)) => {
+                let request = db
+                    .client()
+                    .delete_item()
+                    .table_name(table)
+                    .set_key(Some(key(message.pk, message.sk)))
+                    .send();
+                db.call("DeleteItem", table, request).await?;
+                sent += 1;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %crate::error::error_chain(&error), "outbox message not sent; kept for the next flush");
+            }
+            Err(_) => tracing::warn!("outbox message not sent within 5 s; kept for the next flush"),
+        }
+    }
+    Ok(sent)
+}
