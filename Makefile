@@ -70,7 +70,7 @@ bench: $(STAMP) ## Cold start and size of every function next to hello-world, as
 		$(foreach f,$(FUNCTIONS),--function $(f)=$(call bench_event,$(f))) \
 		--runs 30 --json target/bench-cold-start.json
 	cargo build -p lumi-infra --bin lumi
-	target/debug/lumi bench rate-limit --requests 200
+	target/debug/lumi bench aws-calls --requests 200
 
 .PHONY: deploy
 deploy: sam-build ## sam deploy (guided the first time), then complete the config secret

@@ -20,8 +20,12 @@
 //!   [--fail open|closed]` (or `--premium-multiplier N`): changes a budget; every container
 //!   applies it within `SETTINGS_CACHE_TTL_SECONDS`.
 //!
-//! Benchmark (run by `make bench`): `lumi bench rate-limit` counts the rate limiter's DynamoDB
-//! calls per admitted request on a local stack of its own.
+//! Benchmark (run by `make bench`): `lumi bench aws-calls` counts, on a local stack of its own,
+//! the rate limiter's DynamoDB calls per admitted request and the AWS calls of a checkout and of
+//! an order list.
+//!
+//! - `lumi outbox flush --table <t> --queue-url <url>`: sends the messages waiting in the outbox
+//!   (refund emails whose first send failed).
 
 use std::io::Read as _;
 
@@ -46,10 +50,11 @@ const USAGE: &str = "usage:
   lumi users create-admin --table <table> --email <email> --name <name>   (password on stdin)
   lumi sessions purge --table <table> --user <user id>
   lumi sessions revoke-all --table <table> --user <user id>
+  lumi outbox flush --table <table> --queue-url <url>
   lumi settings show --table <table>
   lumi settings rate-limit --table <table> --scope <ip|customer|admin|auth|quota> [--limit N] [--window SECONDS] [--fail open|closed]
   lumi settings rate-limit --table <table> --premium-multiplier N
-  lumi bench rate-limit [--requests 200]";
+  lumi bench aws-calls [--requests 200]";
 
 fn flag(args: &[String], name: &str) -> anyhow::Result<String> {
     args.iter()
@@ -76,12 +81,21 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         ["settings", "rate-limit"] => set_rate_limit(&args).await,
+        ["outbox", "flush"] => {
+            let (table, queue) = (flag(&args, "--table")?, flag(&args, "--queue-url")?);
+            let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
+            let sent = lumi_shared::commerce::outbox::flush(&db().await, &table, &sqs, &queue)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("sent {sent} message(s) from the outbox");
+            Ok(())
+        }
         ["settings", "show"] => {
             let store = settings_store(&flag(&args, "--table")?).await;
             println!("{}", serde_json::to_string_pretty(&*store.get().await)?);
             Ok(())
         }
-        ["bench", "rate-limit"] => {
+        ["bench", "rate-limit"] | ["bench", "aws-calls"] => {
             let requests: u64 = flag(&args, "--requests")
                 .unwrap_or_else(|_| "200".into())
                 .parse()?;
@@ -390,8 +404,6 @@ async fn bench_rate_limit(requests: u64) -> anyhow::Result<()> {
         alternating += u64::from(call_me(gateway, &token).await? == 200);
     }
     let two = (limiter_calls(&a) + limiter_calls(&b) - before) as f64 / alternating.max(1) as f64;
-    let _ = std::fs::remove_file(&log);
-    drop(moto);
 
     println!(
         "rate limiter: DynamoDB calls per admitted request (GET /api/v1/auth/me: scopes ip + quota)"
@@ -409,6 +421,62 @@ async fn bench_rate_limit(requests: u64) -> anyhow::Result<()> {
         "  all AWS calls per request, one container {all_aws:.2} (the limiter's plus authentication's one BatchGetItem)"
     );
     println!("  requests admitted: {admitted} of {requests}, then {alternating} of {requests}");
+
+    // Whole requests of the orders function, everything included (rate limits, authentication,
+    // idempotency, the cart, the transaction), counted from moto's request log.
+    let send = |method: &str, path: &str, body: Option<serde_json::Value>, key: Option<String>| {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json");
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let request = request.body(axum::body::Body::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        ));
+        let router = a.router.clone();
+        async move { anyhow::Ok(router.oneshot(request?).await?.status().as_u16()) }
+    };
+    let rounds = 10u64;
+    let (mut checkout_calls, mut list_calls, mut placed) = (0, 0, 0);
+    for i in 0..rounds {
+        send(
+            "POST",
+            "/api/v1/cart/items",
+            Some(serde_json::json!({ "variant": "ONI-SOY", "quantity": 1 })),
+            None,
+        )
+        .await?;
+        let before = aws_calls();
+        placed += u64::from(
+            send(
+                "POST",
+                "/api/v1/orders",
+                Some(serde_json::json!({})),
+                Some(format!("bench-{i}")),
+            )
+            .await?
+                == 201,
+        );
+        checkout_calls += aws_calls() - before;
+        let before = aws_calls();
+        send("GET", "/api/v1/orders?limit=10", None, None).await?;
+        list_calls += aws_calls() - before;
+    }
+    println!(
+        "\norders: AWS calls per request, everything included (rate limit, authentication, idempotency)"
+    );
+    println!(
+        "  checkout (POST /api/v1/orders)         {:.2}   ({placed} of {rounds} placed; the order itself is one TransactWriteItems)",
+        checkout_calls as f64 / rounds as f64
+    );
+    println!(
+        "  order list (GET /api/v1/orders)        {:.2}",
+        list_calls as f64 / rounds as f64
+    );
+    let _ = std::fs::remove_file(&log);
     Ok(())
 }
 
