@@ -14,6 +14,7 @@ pub fn http_functions() -> Vec<(&'static str, RoutesFn)> {
         ("health", health::routes),
         ("auth", auth::routes),
         ("orders", orders::routes),
+        ("admin", admin::routes),
     ]
 }
 

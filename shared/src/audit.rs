@@ -52,3 +52,98 @@ pub async fn record(db: &Db, table: &str, mut event: AuditEvent) -> Result<(), S
     };
     db.put_new(table, &item).await
 }
+
+/// Filters of the audit-log listing.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub action: Option<String>,
+    /// Days (`YYYY-MM-DD`), inclusive; at most 31 days apart. Default: today.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+fn day_of(text: &str) -> Option<time::Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text.get(..10)?, &format).ok()
+}
+
+/// Audit events, newest first: by target (one index query), else day by day over the range;
+/// actor and action filter the results. Returns at most `limit` events.
+pub async fn list(
+    db: &Db,
+    table: &str,
+    filter: &AuditFilter,
+    limit: usize,
+) -> Result<Vec<AuditEvent>, crate::error::ApiError> {
+    use crate::{commerce::s, error::ApiError, store::from_item};
+    let today = OffsetDateTime::now_utc().date();
+    let to = filter
+        .to
+        .as_deref()
+        .map(|t| day_of(t).ok_or_else(|| ApiError::bad_request("`to` is not a date")))
+        .transpose()?
+        .unwrap_or(today);
+    let from = filter
+        .from
+        .as_deref()
+        .map(|f| day_of(f).ok_or_else(|| ApiError::bad_request("`from` is not a date")))
+        .transpose()?
+        .unwrap_or(to);
+    if from > to || (to - from).whole_days() > 31 {
+        return Err(ApiError::bad_request(
+            "the range must run forward and span at most 31 days",
+        ));
+    }
+    let partitions: Vec<(String, &str, String)> = match &filter.target {
+        Some(target) => vec![("gsi1".into(), "gsi1pk", format!("AUDIT_TARGET#{target}"))],
+        None => {
+            let mut days = Vec::new();
+            let mut day = to;
+            while day >= from {
+                days.push((String::new(), "pk", format!("AUDIT#{day}")));
+                match day.previous_day() {
+                    Some(previous) => day = previous,
+                    None => break,
+                }
+            }
+            days
+        }
+    };
+    let mut events = Vec::new();
+    for (index, key_name, key_value) in partitions {
+        let mut request = db
+            .client()
+            .query()
+            .table_name(table)
+            .key_condition_expression(format!("{key_name} = :p"))
+            .expression_attribute_values(":p", s(key_value))
+            .scan_index_forward(false);
+        if !index.is_empty() {
+            request = request.index_name(index);
+        }
+        let mut filters = Vec::new();
+        if let Some(actor) = &filter.actor {
+            filters.push("actor = :actor");
+            request = request.expression_attribute_values(":actor", s(actor.clone()));
+        }
+        if let Some(action) = &filter.action {
+            filters.push("#action = :action");
+            request = request
+                .expression_attribute_names("#action", "action")
+                .expression_attribute_values(":action", s(action.clone()));
+        }
+        if !filters.is_empty() {
+            request = request.filter_expression(filters.join(" AND "));
+        }
+        let page = db.call("Query", table, request.send()).await?;
+        for item in page.items.unwrap_or_default() {
+            events.push(from_item::<AuditEvent>(table, item)?);
+            if events.len() >= limit {
+                return Ok(events);
+            }
+        }
+    }
+    Ok(events)
+}

@@ -153,6 +153,63 @@ impl SettingsStore {
         }
     }
 
+    /// The settings as stored now and their version (0: never written), bypassing the cache.
+    pub async fn read_versioned(&self) -> Result<(SystemSettings, u64), StoreError> {
+        match self
+            .db
+            .get_consistent::<SettingsItem>(&self.table, settings_key())
+            .await?
+        {
+            None => Ok((SystemSettings::default(), 0)),
+            Some(item) => {
+                let settings =
+                    serde_json::from_str(&item.document).map_err(|e| StoreError::Service {
+                        op: "GetItem",
+                        table: self.table.clone(),
+                        code: "InvalidSettings".into(),
+                        message: e.to_string(),
+                    })?;
+                Ok((settings, item.version))
+            }
+        }
+    }
+
+    /// Writes the settings only if they are still at `expected` (optimistic concurrency):
+    /// `ConditionFailed` otherwise. Returns the new version.
+    pub async fn put_if_version(
+        &self,
+        settings: &SystemSettings,
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        let document = serde_json::to_string(settings).map_err(|e| StoreError::Service {
+            op: "PutItem",
+            table: self.table.clone(),
+            code: "InvalidSettings".into(),
+            message: e.to_string(),
+        })?;
+        let item = SettingsItem {
+            pk: "SETTINGS".into(),
+            sk: "SYSTEM".into(),
+            version: expected + 1,
+            document,
+        };
+        let request = self
+            .db
+            .client()
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(crate::store::to_item(&self.table, &item)?))
+            .condition_expression("attribute_not_exists(pk) OR version = :expected")
+            .expression_attribute_values(
+                ":expected",
+                aws_sdk_dynamodb::types::AttributeValue::N(expected.to_string()),
+            )
+            .send();
+        self.db.call("PutItem", &self.table, request).await?;
+        self.cache.invalidate();
+        Ok(expected + 1)
+    }
+
     /// Writes the settings (the admin API validates first; tests and tools use this directly).
     pub async fn put(&self, settings: &SystemSettings, version: u64) -> Result<(), StoreError> {
         let document = serde_json::to_string(settings).map_err(|e| StoreError::Service {

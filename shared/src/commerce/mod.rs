@@ -30,11 +30,11 @@ pub const CART_OPERATIONS_TOTAL: &str = "lumi_cart_operations_total";
 pub const ORDER_CREATED_TOTAL: &str = "order_created_total";
 pub const ORDER_STATUS_TRANSITIONS_TOTAL: &str = "order_status_transitions_total";
 
-pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-pub(crate) fn n(value: impl ToString) -> AttributeValue {
+pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 

@@ -79,6 +79,11 @@ struct OrderItem {
     sk: String,
     gsi1pk: String,
     gsi1sk: String,
+    /// `ORDERS` / `<created_at>#<reference>`: every order by time, for the admin.
+    #[serde(default)]
+    gsi2pk: String,
+    #[serde(default)]
+    gsi2sk: String,
     #[serde(flatten)]
     order: Order,
 }
@@ -200,6 +205,102 @@ pub async fn list_own(
     Ok((orders, next))
 }
 
+/// Filters of the admin's order list.
+#[derive(Debug, Default, Clone)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    pub customer: Option<String>,
+    /// RFC 3339 bounds on the creation time, inclusive.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+fn encode_cursor(key: Item) -> String {
+    let raw: std::collections::HashMap<String, String> = key
+        .into_iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k, v.clone())))
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&raw).unwrap_or_default())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Item, ApiError> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| ApiError::bad_request("the cursor is not valid"))?;
+    let raw: std::collections::HashMap<String, String> = serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::bad_request("the cursor is not valid"))?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::S(v)))
+        .collect())
+}
+
+/// Every customer's orders, newest first, filtered; a page and the next cursor.
+pub async fn list_all(
+    db: &Db,
+    table: &str,
+    filter: &OrderFilter,
+    limit: i32,
+    cursor: Option<&str>,
+) -> Result<(Vec<Order>, Option<String>), ApiError> {
+    let start = cursor.map(decode_cursor).transpose()?;
+    let (index, pk_name, pk) = match &filter.customer {
+        Some(customer) => ("gsi1", "gsi1pk", format!("CUSTOMER_ORDERS#{customer}")),
+        None => ("gsi2", "gsi2pk", "ORDERS".to_owned()),
+    };
+    let sk_name = if index == "gsi1" { "gsi1sk" } else { "gsi2sk" };
+    let mut condition = format!("{pk_name} = :pk");
+    let mut request = db
+        .client()
+        .query()
+        .table_name(table)
+        .index_name(index)
+        .expression_attribute_values(":pk", s(pk));
+    match (&filter.from, &filter.to) {
+        (Some(from), Some(to)) => {
+            condition.push_str(&format!(" AND {sk_name} BETWEEN :from AND :to"));
+            request = request
+                .expression_attribute_values(":from", s(from.clone()))
+                .expression_attribute_values(":to", s(format!("{to}~")));
+        }
+        (Some(from), None) => {
+            condition.push_str(&format!(" AND {sk_name} >= :from"));
+            request = request.expression_attribute_values(":from", s(from.clone()));
+        }
+        (None, Some(to)) => {
+            condition.push_str(&format!(" AND {sk_name} <= :to"));
+            request = request.expression_attribute_values(":to", s(format!("{to}~")));
+        }
+        (None, None) => {}
+    }
+    if let Some(status) = filter.status {
+        request = request
+            .filter_expression("#status = :status")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.as_str()));
+    }
+    let request = request
+        .key_condition_expression(condition)
+        .scan_index_forward(false)
+        .limit(limit)
+        .set_exclusive_start_key(start)
+        .send();
+    let page = db.call("Query", table, request).await?;
+    let orders = page
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| from_item::<OrderItem>(table, item).map(|i| i.order))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((
+        orders,
+        page.last_evaluated_key
+            .filter(|k| !k.is_empty())
+            .map(encode_cursor),
+    ))
+}
+
 /// What a checkout needs beyond the cart.
 pub struct CheckoutRequest<'a> {
     pub user: &'a str,
@@ -305,6 +406,8 @@ pub async fn checkout(
             sk: "ORDER".into(),
             gsi1pk: format!("CUSTOMER_ORDERS#{}", request.user),
             gsi1sk: format!("{created_at}#{reference}"),
+            gsi2pk: "ORDERS".into(),
+            gsi2sk: format!("{created_at}#{reference}"),
             order: order.clone(),
         };
         let recorded = Recorded {

@@ -1,0 +1,210 @@
+//! `GET`/`PUT /api/v1/admin/settings`: the runtime settings, validated against their schema
+//! (unknown keys and out-of-range values are 422 naming them), written with optimistic
+//! concurrency (`ETag` on read, `If-Match` required on write, 412 when stale), audited.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use lumi_shared::{
+    ApiError, ApiResult, Platform,
+    auth::{AdminUser, sessions::RequestMeta},
+    error::FieldError,
+    http::Json,
+    settings::{SettingsStore, SystemSettings},
+    store::StoreError,
+};
+use serde_json::{Value, json};
+
+fn store(platform: &Platform) -> SettingsStore {
+    SettingsStore::new(
+        platform.db.clone(),
+        platform.config.tables.app.clone(),
+        std::time::Duration::ZERO,
+        platform.config.query_timeout,
+    )
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"v{version}\"")).unwrap_or(HeaderValue::from_static("\"v0\""))
+}
+
+pub async fn get_settings(
+    State(platform): State<Arc<Platform>>,
+    _admin: AdminUser,
+) -> ApiResult<Response> {
+    let (settings, version) = store(&platform).read_versioned().await?;
+    let mut response = axum::Json(settings).into_response();
+    response.headers_mut().insert(header::ETAG, etag(version));
+    Ok(response)
+}
+
+const SCOPES: &[&str] = &["ip", "customer", "admin", "auth", "quota"];
+
+/// Every problem of a settings document, by path.
+pub fn validate(document: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut error = |field: String, message: &str| {
+        errors.push(FieldError {
+            field,
+            message: message.into(),
+        })
+    };
+    let Some(root) = document.as_object() else {
+        error(".".into(), "must be an object");
+        return errors;
+    };
+    for (key, value) in root {
+        match key.as_str() {
+            "rate_limits" => {
+                let Some(limits) = value.as_object() else {
+                    error(key.clone(), "must be an object");
+                    continue;
+                };
+                for (scope, budget) in limits {
+                    let path = format!("rate_limits.{scope}");
+                    if scope == "premium_multiplier" {
+                        if !budget.as_u64().is_some_and(|m| (1..=100).contains(&m)) {
+                            error(path, "must be an integer from 1 to 100");
+                        }
+                        continue;
+                    }
+                    if !SCOPES.contains(&scope.as_str()) {
+                        error(path, "is not a rate-limit scope");
+                        continue;
+                    }
+                    let Some(budget) = budget.as_object() else {
+                        error(path, "must be an object");
+                        continue;
+                    };
+                    for (field, value) in budget {
+                        let path = format!("rate_limits.{scope}.{field}");
+                        match field.as_str() {
+                            "limit"
+                                if !value
+                                    .as_u64()
+                                    .is_some_and(|v| (1..=1_000_000).contains(&v)) =>
+                            {
+                                error(path, "must be an integer from 1 to 1000000")
+                            }
+                            "window_seconds"
+                                if !value.as_u64().is_some_and(|v| (1..=86_400).contains(&v)) =>
+                            {
+                                error(path, "must be an integer from 1 to 86400")
+                            }
+                            "fail" if !matches!(value.as_str(), Some("open" | "closed")) => {
+                                error(path, "must be open or closed")
+                            }
+                            "limit" | "window_seconds" | "fail" => {}
+                            _ => error(path, "is not a budget field"),
+                        }
+                    }
+                }
+            }
+            "featureFlags" => {
+                let Some(flags) = value.as_object() else {
+                    error(key.clone(), "must be an object");
+                    continue;
+                };
+                for (flag, value) in flags {
+                    let path = format!("featureFlags.{flag}");
+                    match flag.as_str() {
+                        "orderPayments" if !value.is_boolean() => {
+                            error(path, "must be true or false")
+                        }
+                        "orderPayments" => {}
+                        _ => error(path, "is not a feature flag"),
+                    }
+                }
+            }
+            other => error(other.to_owned(), "is not a setting"),
+        }
+    }
+    errors
+}
+
+pub async fn put_settings(
+    State(platform): State<Arc<Platform>>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    Json(document): Json<Value>,
+) -> ApiResult<Response> {
+    let expected = headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.trim()
+                .trim_matches('"')
+                .strip_prefix('v')
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .ok_or_else(|| {
+            ApiError::PreconditionFailed(
+                "send If-Match with the ETag of the settings you edited".into(),
+            )
+        })?;
+    let errors = validate(&document);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation {
+            detail: format!("{} setting(s) are invalid", errors.len()).into(),
+            errors,
+        });
+    }
+    let store = store(&platform);
+    let (before, version) = store.read_versioned().await?;
+    if version != expected {
+        return Err(ApiError::PreconditionFailed(
+            "the settings changed since you read them; reload".into(),
+        ));
+    }
+    // Scopes and flags left out keep their current values.
+    let mut merged = serde_json::to_value(&before).map_err(ApiError::internal)?;
+    merge(&mut merged, document);
+    let settings: SystemSettings =
+        serde_json::from_value(merged).map_err(|e| ApiError::Validation {
+            detail: format!("the settings do not fit their schema: {e}").into(),
+            errors: Vec::new(),
+        })?;
+    let version = match store.put_if_version(&settings, expected).await {
+        Ok(version) => version,
+        Err(StoreError::ConditionFailed { .. }) => {
+            return Err(ApiError::PreconditionFailed(
+                "the settings changed since you read them; reload".into(),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let summary = json!({ "before": before, "after": settings });
+    lumi_shared::audit::record(
+        &platform.db,
+        &platform.config.tables.app,
+        lumi_shared::audit::AuditEvent {
+            actor: format!("admin:{}", admin.0.user.id),
+            action: "settings.update".into(),
+            target: "settings:system".into(),
+            summary,
+            request_id: meta.request_id,
+            client_ip: meta.client_ip,
+            at: String::new(),
+        },
+    )
+    .await?;
+    let mut response = axum::Json(settings).into_response();
+    response.headers_mut().insert(header::ETAG, etag(version));
+    Ok(response)
+}
+
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}

@@ -1,0 +1,419 @@
+//! The admin function end to end: the runbooks' emergency procedures walked through over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use lumi_shared::settings::SystemSettings;
+use lumi_tests::{TestApp, assert_problem, unique_prefix};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn token(tokens: &Value) -> String {
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = app.http.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+/// A customer's order of 2 units (stock 5); returns (customer tokens, sku, order).
+async fn customer_order(app: &TestApp) -> (Value, String, Value) {
+    let sku = format!("SKU-{}", unique_prefix());
+    app.product(&[(&sku, 1500, 5)]).await;
+    let tokens = app.quick_customer().await;
+    let t = token(&tokens);
+    let added = call(
+        app,
+        Method::POST,
+        "/api/v1/cart/items",
+        &t,
+        Some(json!({ "variant": sku, "quantity": 2 })),
+    )
+    .await;
+    assert_eq!(added.status(), 200);
+    let order = app
+        .http
+        .post(app.url("/api/v1/orders"))
+        .bearer_auth(&t)
+        .header("idempotency-key", "k")
+        .json(&json!({}));
+    let order: Value = order.send().await.unwrap().json().await.unwrap();
+    (tokens, sku, order)
+}
+
+#[tokio::test]
+async fn a_customer_token_is_403_on_every_admin_route() {
+    let app = TestApp::spawn().await;
+    let customer = token(&app.quick_customer().await);
+    let admin_routes: Vec<_> = app
+        .routes
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v1/admin"))
+        .collect();
+    assert!(admin_routes.len() >= 12);
+    for route in admin_routes {
+        let path = route.path.replace(['{', '}'], "");
+        let response = call(
+            &app,
+            route.method.parse().unwrap(),
+            &path,
+            &customer,
+            Some(json!({})),
+        )
+        .await;
+        assert_problem(response, 403).await;
+    }
+}
+
+#[tokio::test]
+async fn fraud_procedure_audit_logs_lock_the_user_and_track_the_order() {
+    let app = TestApp::spawn().await;
+    let admin = token(&app.signed_in_admin().await);
+    let (customer, _, order) = customer_order(&app).await;
+    let user_id = customer["user"]["id"].as_str().unwrap();
+    let reference = order["reference"].as_str().unwrap();
+
+    // 2. Lock the affected user: their token is refused at once.
+    let locked = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/users/{user_id}/lock"),
+        &admin,
+        Some(json!({ "reason": "chargeback on LUMI order" })),
+    )
+    .await;
+    assert_eq!(locked.status(), 200);
+    let refused = call(&app, Method::GET, "/api/v1/orders", &token(&customer), None).await;
+    assert_problem(refused, 403).await;
+    // 1. The audit log shows it, by target and by day.
+    let logs: Value = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/admin/audit-logs?target=user:{user_id}"),
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(logs["events"][0]["action"], "user.lock");
+    assert_eq!(logs["events"][0]["summary"]["after"]["locked"], true);
+    let today: Value = call(
+        &app,
+        Method::GET,
+        "/api/v1/admin/audit-logs?action=user.lock",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(!today["events"].as_array().unwrap().is_empty());
+    // 3. The order reference and its timeline for the incident entry.
+    let tracked: Value = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/admin/orders/{reference}"),
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(tracked["timeline"][0]["status"], "pending_payment");
+    // The user can be found by email, unlocked, and their sessions deleted.
+    let email = customer["user"]["email"].as_str().unwrap();
+    let found: Value = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/admin/users?email={email}"),
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(found["users"][0]["locked"], true);
+    let deleted: Value = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/admin/users/{user_id}/sessions"),
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(deleted["sessions_deleted"], 1);
+    assert_eq!(
+        call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/admin/users/{user_id}/unlock"),
+            &admin,
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_problem(
+        call(&app, Method::GET, "/api/v1/orders", &token(&customer), None).await,
+        401,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn failed_payment_procedure_identify_the_provider_mark_failed_and_queue_the_email() {
+    let app = TestApp::builder()
+        .env("SETTINGS_CACHE_TTL_SECONDS", "0")
+        .spawn()
+        .await;
+    let mut settings = SystemSettings::default();
+    settings.feature_flags.order_payments = true;
+    app.put_settings(&settings).await;
+    let admin = token(&app.signed_in_admin().await);
+    let (_, sku, order) = customer_order(&app).await;
+    let payment_id = order["payment"]["id"].as_str().unwrap();
+
+    let pending: Value = call(
+        &app,
+        Method::GET,
+        "/api/v1/admin/payments?provider=lumipay&status=pending",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let found = pending["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["payment_id"] == payment_id)
+        .unwrap();
+    assert_eq!(found["provider"], "lumipay");
+
+    let failed = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/payments/{payment_id}/fail"),
+        &admin,
+        Some(json!({ "reason": "provider outage" })),
+    )
+    .await;
+    assert_eq!(failed.status(), 200);
+    let failed: Value = failed.json().await.unwrap();
+    assert_eq!(failed["order_status"], "payment_failed");
+    assert_eq!(app.variant(&sku).await.stock, 5, "the stock came back");
+    let listed: Value = call(
+        &app,
+        Method::GET,
+        "/api/v1/admin/payments?provider=lumipay&status=failed",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        listed["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["payment_id"] == payment_id)
+    );
+    let sqs = aws_sdk_sqs::Client::new(&app.stack.sdk_config);
+    let messages = sqs
+        .receive_message()
+        .queue_url(app.resource("RefundEmailQueue"))
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].body().unwrap().contains("provider outage"));
+    let audit: Value = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/admin/audit-logs?target=payment:{payment_id}"),
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(audit["events"][0]["action"], "payment.fail");
+}
+
+#[tokio::test]
+async fn admins_move_orders_through_allowed_transitions_only() {
+    let app = TestApp::spawn().await;
+    let admin = token(&app.signed_in_admin().await);
+    let (_, _, order) = customer_order(&app).await;
+    let path = format!(
+        "/api/v1/admin/orders/{}/status",
+        order["reference"].as_str().unwrap()
+    );
+    for to in ["paid", "fulfilling"] {
+        let moved = call(
+            &app,
+            Method::POST,
+            &path,
+            &admin,
+            Some(json!({ "to": to, "note": "by the book" })),
+        )
+        .await;
+        assert_eq!(moved.status(), 200, "{to}");
+    }
+    assert_problem(
+        call(
+            &app,
+            Method::POST,
+            &path,
+            &admin,
+            Some(json!({ "to": "delivered" })),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert_problem(
+        call(
+            &app,
+            Method::POST,
+            &path,
+            &admin,
+            Some(json!({ "to": "teleported" })),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let listed: Value = call(
+        &app,
+        Method::GET,
+        "/api/v1/admin/orders?status=fulfilling",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(listed["orders"][0]["reference"], order["reference"]);
+    let metrics: f64 = app
+        .metrics
+        .json()
+        .iter()
+        .filter_map(|d| d["order_status_transitions_total"].as_f64())
+        .sum();
+    assert_eq!(metrics, 2.0);
+}
+
+#[tokio::test]
+async fn settings_are_validated_versioned_and_audited() {
+    let app = TestApp::spawn().await;
+    let admin = token(&app.signed_in_admin().await);
+    let read = call(&app, Method::GET, "/api/v1/admin/settings", &admin, None).await;
+    assert_eq!(read.headers()["etag"], "\"v0\"");
+    let put = |body: Value, etag: Option<&'static str>| {
+        let mut request = app
+            .http
+            .put(app.url("/api/v1/admin/settings"))
+            .bearer_auth(&admin)
+            .json(&body);
+        if let Some(etag) = etag {
+            request = request.header("if-match", etag);
+        }
+        request.send()
+    };
+    let invalid = put(
+        json!({ "rate_limits": { "customer": { "limit": 0 }, "bogus": {} }, "colour": "red" }),
+        Some("\"v0\""),
+    )
+    .await
+    .unwrap();
+    let body = assert_problem(invalid, 422).await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for field in ["rate_limits.customer.limit", "rate_limits.bogus", "colour"] {
+        assert!(fields.contains(&field), "{fields:?}");
+    }
+    assert_problem(
+        put(
+            json!({ "rate_limits": { "customer": { "limit": 90 } } }),
+            None,
+        )
+        .await
+        .unwrap(),
+        412,
+    )
+    .await;
+
+    let changed = put(json!({ "rate_limits": { "customer": { "limit": 90 } }, "featureFlags": { "orderPayments": true } }), Some("\"v0\"")).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.headers()["etag"], "\"v1\"");
+    let changed: Value = changed.json().await.unwrap();
+    assert_eq!(changed["rate_limits"]["customer"]["limit"], 90);
+    assert_eq!(
+        changed["rate_limits"]["customer"]["window_seconds"], 300,
+        "untouched fields stay"
+    );
+    assert_eq!(changed["featureFlags"]["orderPayments"], true);
+    assert_problem(
+        put(
+            json!({ "rate_limits": { "customer": { "limit": 10 } } }),
+            Some("\"v0\""),
+        )
+        .await
+        .unwrap(),
+        412,
+    )
+    .await;
+    let now: Value = call(&app, Method::GET, "/api/v1/admin/settings", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        now["rate_limits"]["customer"]["limit"], 90,
+        "the stale write changed nothing"
+    );
+    let audit: Value = call(
+        &app,
+        Method::GET,
+        "/api/v1/admin/audit-logs?target=settings:system",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(audit["events"].as_array().unwrap().len(), 1);
+}
