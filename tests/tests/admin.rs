@@ -417,3 +417,134 @@ async fn settings_are_validated_versioned_and_audited() {
     .unwrap();
     assert_eq!(audit["events"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn concurrent_refunds_cannot_restock_more_than_was_sold() {
+    let app = TestApp::spawn().await;
+    let admin = token(&app.signed_in_admin().await);
+    let (_, sku, order) = customer_order(&app).await;
+    let reference = order["reference"].as_str().unwrap();
+    assert_eq!(app.variant(&sku).await.stock, 3);
+    let paid = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/orders/{reference}/status"),
+        &admin,
+        Some(json!({ "to": "paid" })),
+    )
+    .await;
+    assert_eq!(paid.status(), 200);
+
+    let path = format!("/api/v1/admin/orders/{reference}/refund");
+    let attempts = (0..8).map(|i| {
+        let (app, admin, path) = (&app, &admin, &path);
+        async move {
+            app.http
+                .post(app.url(path))
+                .bearer_auth(admin)
+                .header("idempotency-key", format!("refund-{i}"))
+                .json(&json!({ "lines": [{ "line": 1, "quantity": 1, "restock": true }], "reason": "damaged in transit" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 409, 422].contains(s)),
+        "{statuses:?}"
+    );
+    let variant = app.variant(&sku).await;
+    assert_eq!(
+        (variant.stock, variant.available),
+        (5, 5),
+        "two units sold, two restocked"
+    );
+    let order: Value = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/admin/orders/{reference}"),
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(order["status"], "refunded");
+    assert_eq!(order["lines"][0]["refunded"], 2);
+    assert_eq!(order["payment"]["status"], "refunded");
+    let sqs = aws_sdk_sqs::Client::new(&app.stack.sdk_config);
+    let mut emails = 0;
+    for _ in 0..3 {
+        let batch = sqs
+            .receive_message()
+            .queue_url(app.resource("RefundEmailQueue"))
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        emails += batch.messages.unwrap_or_default().len();
+    }
+    assert_eq!(emails, 2, "one refund email per refund");
+    // A replayed key answers the same, without a third refund.
+    let again = app
+        .http
+        .post(app.url(&path))
+        .bearer_auth(&admin)
+        .header("idempotency-key", "refund-0")
+        .json(&json!({ "lines": [{ "line": 1, "quantity": 1, "restock": true }], "reason": "damaged in transit" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(again.status() == 200 || again.status() == 409 || again.status() == 422);
+    assert_eq!(app.variant(&sku).await.stock, 5);
+}
+
+#[tokio::test]
+async fn a_partial_refund_without_restock_keeps_the_order_open() {
+    let app = TestApp::spawn().await;
+    let admin = token(&app.signed_in_admin().await);
+    let (_, sku, order) = customer_order(&app).await;
+    let reference = order["reference"].as_str().unwrap();
+    call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/orders/{reference}/status"),
+        &admin,
+        Some(json!({ "to": "paid" })),
+    )
+    .await;
+    let refund = |quantity: i64, key: &'static str| {
+        app.http
+            .post(app.url(&format!("/api/v1/admin/orders/{reference}/refund")))
+            .bearer_auth(&admin)
+            .header("idempotency-key", key)
+            .json(&json!({ "lines": [{ "line": 1, "quantity": quantity, "restock": false }], "reason": "late delivery" }))
+            .send()
+    };
+    assert_problem(refund(3, "too-many").await.unwrap(), 422).await;
+    let partial: Value = refund(1, "one").await.unwrap().json().await.unwrap();
+    assert_eq!(partial["status"], "paid");
+    assert_eq!(partial["payment"]["status"], "partially_refunded");
+    assert_eq!(app.variant(&sku).await.stock, 3, "nothing restocked");
+    let audit: Value = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/admin/audit-logs?target=order:{reference}&action=order.refund"),
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(audit["events"][0]["summary"]["amount_minor"], 1500);
+}

@@ -6,6 +6,7 @@
 //! | `GET /api/v1/admin/orders` | every order, filtered by status, customer, date range; cursor |
 //! | `GET /api/v1/admin/orders/{reference}` | one order with its timeline |
 //! | `POST /api/v1/admin/orders/{reference}/status` `{to, note}` | an allowed lifecycle transition |
+//! | `POST /api/v1/admin/orders/{reference}/refund` (Idempotency-Key) `{lines, reason}` | full or partial refund, restock, refund email |
 //! | `GET /api/v1/admin/payments` | payments by provider and status |
 //! | `POST /api/v1/admin/payments/{id}/fail` `{reason}` | marks a payment failed: order, stock, refund email |
 //! | `GET /api/v1/admin/audit-logs` | audit events by actor, target, action, days |
@@ -65,6 +66,10 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route(
             "/api/v1/admin/orders/{reference}/status",
             post(change_status),
+        )
+        .route(
+            "/api/v1/admin/orders/{reference}/refund",
+            post(refund_order),
         )
         .route("/api/v1/admin/payments", get(list_payments))
         .route("/api/v1/admin/payments/{id}/fail", post(fail_payment))
@@ -528,4 +533,146 @@ async fn delete_sessions(
     )
     .await?;
     Ok(axum::Json(json!({ "id": id, "sessions_deleted": deleted })))
+}
+
+#[derive(Deserialize)]
+struct RefundBody {
+    lines: Vec<orders::RefundLine>,
+    reason: String,
+}
+
+/// `POST /api/v1/admin/orders/{reference}/refund` (Idempotency-Key): full or partial, restocking
+/// the chosen lines exactly once, marking the payment, queueing the refund email.
+pub(crate) async fn refund_order(
+    State(state): State<AdminState>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    headers: axum::http::HeaderMap,
+    Path(reference): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    use lumi_shared::commerce::idempotency::{self, Begin, Recorded};
+    let platform = &state.platform;
+    let db = &platform.db;
+    let table = table(platform);
+    let key = idempotency::parse_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))?;
+    let parsed: RefundBody = serde_json::from_slice(&body).map_err(|e| ApiError::Validation {
+        detail: format!("the refund is not understood: {e}").into(),
+        errors: Vec::new(),
+    })?;
+    if parsed.reason.trim().is_empty() {
+        return Err(ApiError::Validation {
+            detail: "give the reason".into(),
+            errors: vec![lumi_shared::error::FieldError {
+                field: "reason".into(),
+                message: "is required".into(),
+            }],
+        });
+    }
+    let hash = idempotency::hash_request(&[b"refund", reference.as_bytes(), &body]);
+    let now = platform.clock.now_us();
+    let claim = match idempotency::begin(db, table, &format!("refund:{reference}"), &key, hash, now)
+        .await?
+    {
+        Begin::Replay(recorded) => {
+            let status = axum::http::StatusCode::from_u16(recorded.status)
+                .unwrap_or(axum::http::StatusCode::OK);
+            return Ok((status, axum::Json(recorded.body)).into_response());
+        }
+        Begin::Fresh(claim) => claim,
+    };
+    let actor = format!("admin:{}", admin.0.user.id);
+    let respond = |order: &orders::Order| Recorded {
+        status: 200,
+        body: serde_json::to_value(order).unwrap_or_default(),
+    };
+    let mut outcome = Err(ApiError::Conflict("the order kept changing; retry".into()));
+    for _ in 0..5 {
+        let Some(order) = orders::get(db, table, &reference).await? else {
+            outcome = Err(ApiError::not_found(format!("no order {reference}")));
+            break;
+        };
+        let recipient = users::get(db, table, &order.user_id)
+            .await?
+            .map(|u| u.email)
+            .unwrap_or_default();
+        let amount: i64 = parsed
+            .lines
+            .iter()
+            .filter_map(|r| {
+                order
+                    .lines
+                    .iter()
+                    .find(|l| l.line == r.line)
+                    .map(|l| l.unit_price_minor * r.quantity)
+            })
+            .sum();
+        let email = outbox::RefundEmail {
+            schema: 1,
+            kind: "order_refund".into(),
+            idempotency_id: format!("{}:refund:{key}", order.payment.id),
+            order_reference: order.reference.clone(),
+            payment_id: order.payment.id.clone(),
+            amount_minor: amount,
+            currency: order.currency.clone(),
+            recipient,
+            locale: "en".into(),
+            reason: parsed.reason.clone(),
+        };
+        let change = orders::Change {
+            to: OrderStatus::Refunded,
+            actor: &actor,
+            note: "refund",
+            now_us: now,
+            extra: vec![outbox::record(table, &email, now)?],
+        };
+        match orders::refund(
+            db,
+            table,
+            &order,
+            &parsed.lines,
+            change,
+            Some((&claim, &respond)),
+        )
+        .await
+        {
+            Ok(Ok(refunded)) => {
+                outcome = Ok((order, refunded));
+                break;
+            }
+            Ok(Err(_)) => continue,
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        }
+    }
+    let (before, refunded) = match outcome {
+        Ok(done) => done,
+        Err(error) => {
+            claim.release(db, table).await;
+            return Err(error);
+        }
+    };
+    if let Some(queue) = &platform.config.refund_email_queue_url {
+        outbox::flush(db, table, state.sqs.get(), queue).await?;
+    }
+    let summary = json!({
+        "before": { "status": before.status, "lines": before.lines },
+        "after": { "status": refunded.order.status, "lines": refunded.order.lines },
+        "amount_minor": refunded.amount_minor,
+        "restocked_units": refunded.restocked_units,
+        "reason": parsed.reason,
+    });
+    record(
+        platform,
+        &admin,
+        &meta,
+        "order.refund",
+        format!("order:{reference}"),
+        summary,
+    )
+    .await?;
+    Ok(axum::Json(refunded.order).into_response())
 }

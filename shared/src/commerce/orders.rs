@@ -36,6 +36,9 @@ pub struct OrderLine {
     /// Units of this line already given back to stock (refunds restock each unit once).
     #[serde(default)]
     pub restocked: i64,
+    /// Units of this line already refunded.
+    #[serde(default)]
+    pub refunded: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +368,7 @@ pub async fn checkout(
             unit_price_minor: variant.price_minor,
             total_minor: variant.price_minor * line.quantity,
             restocked: 0,
+            refunded: 0,
         });
     }
     let currency = currency.unwrap_or_default();
@@ -563,4 +567,160 @@ pub async fn transition(
         writes.push(claim.finish(table, &respond(&next))?);
     }
     Ok(transact_reasons(db, table, writes).await?.map(|()| next))
+}
+
+/// One line of a refund: how many units, and whether they go back on the shelf.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefundLine {
+    pub line: u32,
+    pub quantity: i64,
+    #[serde(default)]
+    pub restock: bool,
+}
+
+/// What a refund did.
+#[derive(Debug, Clone)]
+pub struct Refunded {
+    pub order: Order,
+    pub amount_minor: i64,
+    pub restocked_units: i64,
+}
+
+/// Refunds `lines` of `order` (the runbook's `OrderService.restockInventory`): in one transaction
+/// conditional on the order's version, each line's refunded (and restocked) units grow, never
+/// past what was sold, the chosen units go back to stock, the payment is marked, `extra`
+/// (the refund email, the idempotency record) is written. A full refund makes the order
+/// `refunded`. `Ok(Err(_))`: the order changed meanwhile.
+pub async fn refund(
+    db: &Db,
+    table: &str,
+    order: &Order,
+    lines: &[RefundLine],
+    change: Change<'_>,
+    claim: Option<(&Claim, Respond<'_>)>,
+) -> Result<Result<Refunded, Option<Vec<bool>>>, ApiError> {
+    let Change {
+        actor,
+        note,
+        now_us,
+        extra,
+        ..
+    } = change;
+    let invalid = |field: String, message: &str| ApiError::Validation {
+        detail: format!("{field}: {message}").into(),
+        errors: vec![crate::error::FieldError {
+            field,
+            message: message.into(),
+        }],
+    };
+    if lines.is_empty() {
+        return Err(invalid("lines".into(), "name at least one line"));
+    }
+    if !order.status.can_become(OrderStatus::Refunded) {
+        return Err(ApiError::Conflict(
+            format!(
+                "an order that is {} cannot be refunded",
+                order.status.as_str()
+            )
+            .into(),
+        ));
+    }
+    let mut next = order.clone();
+    let mut writes = extra;
+    let (mut amount_minor, mut restocked_units) = (0, 0);
+    for (i, refund) in lines.iter().enumerate() {
+        let field = format!("lines[{i}]");
+        let line = next
+            .lines
+            .iter_mut()
+            .find(|l| l.line == refund.line)
+            .ok_or_else(|| invalid(format!("{field}.line"), "no such line"))?;
+        let refundable = line.quantity - line.refunded;
+        if refund.quantity < 1 || refund.quantity > refundable {
+            return Err(invalid(
+                format!("{field}.quantity"),
+                &format!("must be between 1 and {refundable}"),
+            ));
+        }
+        line.refunded += refund.quantity;
+        amount_minor += line.unit_price_minor * refund.quantity;
+        if refund.restock {
+            let units = refund.quantity.min(line.quantity - line.restocked);
+            if units > 0 {
+                line.restocked += units;
+                restocked_units += units;
+                writes.push(update(
+                    table,
+                    variant_key(&line.sku),
+                    "SET stock = stock + :u, available = available + :u",
+                    Some("attribute_exists(pk)"),
+                    vec![(":u", n(units))],
+                )?);
+            }
+        }
+    }
+    let full = next.lines.iter().all(|l| l.refunded == l.quantity);
+    let to = if full {
+        OrderStatus::Refunded
+    } else {
+        order.status
+    };
+    next.status = to;
+    next.version += 1;
+    next.payment.status = if full {
+        "refunded".into()
+    } else {
+        "partially_refunded".into()
+    };
+    let event = TimelineEvent {
+        at: rfc3339(now_us),
+        status: to,
+        from: Some(order.status),
+        actor: actor.to_owned(),
+        note: format!("{} ({} refunded)", note, amount_minor),
+    };
+    next.timeline.push(event.clone());
+    let event_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&event)
+        .map_err(ApiError::internal)?;
+    let lines_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&next.lines)
+        .map_err(ApiError::internal)?;
+    let payment_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&next.payment)
+        .map_err(ApiError::internal)?;
+    writes.push(update(
+        table,
+        order_key(&order.reference),
+        "SET #status = :to, #version = :next, #timeline = list_append(#timeline, :event), #lines = :lines, #payment = :payment",
+        Some("#version = :version"),
+        vec![
+            (":to", s(to.as_str())),
+            (":next", n(next.version)),
+            (":version", n(order.version)),
+            (":event", AttributeValue::L(vec![event_value])),
+            (":lines", lines_value),
+            (":payment", payment_value),
+        ],
+    )?);
+    writes.push(update(
+        table,
+        super::payments::payment_key(&order.payment.id),
+        "SET #status = :status, gsi1sk = :sort",
+        None,
+        vec![
+            (":status", s(next.payment.status.clone())),
+            (
+                ":sort",
+                s(format!("{}#{}", next.payment.status, order.created_at)),
+            ),
+        ],
+    )?);
+    if let Some((claim, respond)) = claim {
+        writes.push(claim.finish(table, &respond(&next))?);
+    }
+    Ok(transact_reasons(db, table, writes)
+        .await?
+        .map(|()| Refunded {
+            order: next,
+            amount_minor,
+            restocked_units,
+        }))
 }
