@@ -548,3 +548,210 @@ async fn a_partial_refund_without_restock_keeps_the_order_open() {
     .unwrap();
     assert_eq!(audit["events"][0]["summary"]["amount_minor"], 1500);
 }
+
+#[tokio::test]
+async fn inventory_mismatch_procedure_report_rebalance_report_clean() {
+    let app = TestApp::spawn().await;
+    let admin = token(&app.signed_in_admin().await);
+    let sku = format!("SKU-{}", unique_prefix());
+    app.product(&[(&sku, 300, 10)]).await;
+    let customer = token(&app.quick_customer().await);
+    let added = call(
+        &app,
+        Method::POST,
+        "/api/v1/cart/items",
+        &customer,
+        Some(json!({ "variant": sku, "quantity": 3 })),
+    )
+    .await;
+    assert_eq!(added.status(), 200);
+    // Made on purpose: `available` drifts from stock minus reservations (7).
+    app.dynamodb()
+        .update_item()
+        .table_name(app.resource("AppTable"))
+        .set_key(Some(lumi_shared::commerce::catalog::variant_key(&sku)))
+        .update_expression("SET available = :a")
+        .expression_attribute_values(":a", aws_sdk_dynamodb::types::AttributeValue::N("4".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let report: Value = call(
+        &app,
+        Method::GET,
+        "/api/v1/admin/inventory/mismatches",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let ours: Vec<&Value> = report["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["sku"] == sku.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(
+        (
+            ours[0]["stock"].as_i64(),
+            ours[0]["reserved"].as_i64(),
+            ours[0]["expected_available"].as_i64(),
+            ours[0]["difference"].as_i64()
+        ),
+        (Some(10), Some(3), Some(7), Some(-3))
+    );
+
+    let repaired: Value = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/inventory/rebalance",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        repaired["repaired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["sku"] == sku.as_str())
+    );
+    assert_eq!(app.variant(&sku).await.available, 7);
+    let clean: Value = call(
+        &app,
+        Method::GET,
+        "/api/v1/admin/inventory/mismatches",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        clean["mismatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["sku"] != sku.as_str())
+    );
+    let again: Value = call(
+        &app,
+        Method::POST,
+        "/api/v1/admin/inventory/rebalance",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        again["repaired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["sku"] != sku.as_str()),
+        "idempotent"
+    );
+    let audit: Value = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/admin/audit-logs?target=variant:{sku}"),
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(audit["events"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn admins_create_edit_retire_products_and_adjust_stock_with_a_reason() {
+    let app = TestApp::spawn().await;
+    let admin = token(&app.signed_in_admin().await);
+    let id = unique_prefix();
+    let sku = format!("SKU-{id}");
+    let created = call(&app, Method::POST, "/api/v1/admin/products", &admin, Some(json!({
+        "id": id, "name": "Taiyaki", "description": "Fish-shaped cake",
+        "variants": [{ "sku": sku, "name": "Red bean", "price_minor": 350, "currency": "EUR", "stock": 12 }]
+    }))).await;
+    assert_eq!(created.status(), 201);
+    let duplicate = call(&app, Method::POST, "/api/v1/admin/products", &admin, Some(json!({
+        "id": id, "name": "Again", "variants": [{ "sku": sku, "name": "x", "price_minor": 1, "currency": "EUR", "stock": 1 }]
+    }))).await;
+    assert_problem(duplicate, 409).await;
+    let bad = call(&app, Method::POST, "/api/v1/admin/products", &admin, Some(json!({
+        "id": "x", "name": "Bad", "variants": [{ "sku": "S-1", "name": "x", "price_minor": -1, "currency": "EUR", "stock": 1 }]
+    }))).await;
+    assert_eq!(
+        assert_problem(bad, 422).await["errors"][0]["field"],
+        "variants[0].price_minor"
+    );
+
+    let removed = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/variants/{sku}/stock"),
+        &admin,
+        Some(json!({ "delta": -2, "reason": "damaged" })),
+    )
+    .await;
+    assert_eq!(removed.status(), 200);
+    assert_eq!(app.variant(&sku).await.stock, 10);
+    let too_many = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/variants/{sku}/stock"),
+        &admin,
+        Some(json!({ "delta": -11, "reason": "count" })),
+    )
+    .await;
+    assert_problem(too_many, 409).await;
+    let no_reason = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/variants/{sku}/stock"),
+        &admin,
+        Some(json!({ "delta": 5, "reason": "" })),
+    )
+    .await;
+    assert_problem(no_reason, 422).await;
+
+    let retired = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/admin/products/{id}"),
+        &admin,
+        Some(json!({ "active": false })),
+    )
+    .await;
+    assert_eq!(retired.status(), 200);
+    assert_problem(app.get(&format!("/api/v1/products/{id}")).await, 404).await;
+    let audit: Value = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/admin/audit-logs?target=product:{id}"),
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["product.retire", "product.create"]);
+}

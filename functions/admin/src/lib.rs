@@ -12,7 +12,10 @@
 //! | `GET /api/v1/admin/audit-logs` | audit events by actor, target, action, days |
 //! | `GET /api/v1/admin/users`, `POST .../{id}/lock` `{reason}`, `POST .../{id}/unlock`, `DELETE .../{id}/sessions` | accounts |
 //! | `GET`/`PUT /api/v1/admin/settings` | runtime settings, validated, with `ETag`/`If-Match` |
+//! | `POST /api/v1/admin/products`, `PATCH .../{id}`, `POST /api/v1/admin/variants/{sku}/stock` | catalog and stock (see `catalog_api`) |
+//! | `GET /api/v1/admin/inventory/mismatches`, `POST /api/v1/admin/inventory/rebalance` | the inventory-mismatch procedure |
 
+pub mod catalog_api;
 pub mod settings_api;
 
 use std::sync::Arc;
@@ -74,6 +77,23 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route("/api/v1/admin/payments", get(list_payments))
         .route("/api/v1/admin/payments/{id}/fail", post(fail_payment))
         .route("/api/v1/admin/audit-logs", get(audit_logs))
+        .route("/api/v1/admin/products", post(catalog_api::create_product))
+        .route(
+            "/api/v1/admin/products/{id}",
+            axum::routing::patch(catalog_api::update_product),
+        )
+        .route(
+            "/api/v1/admin/variants/{sku}/stock",
+            post(catalog_api::adjust_stock),
+        )
+        .route(
+            "/api/v1/admin/inventory/mismatches",
+            get(catalog_api::list_mismatches),
+        )
+        .route(
+            "/api/v1/admin/inventory/rebalance",
+            post(catalog_api::rebalance),
+        )
         .route("/api/v1/admin/users", get(list_users))
         .route("/api/v1/admin/users/{id}/lock", post(lock_user))
         .route("/api/v1/admin/users/{id}/unlock", post(unlock_user))
