@@ -405,3 +405,65 @@ pub async fn rebalance(
         json!({ "repaired": repaired, "skipped_changed_meanwhile": skipped }),
     ))
 }
+
+/// `GET /api/v1/admin/site-content/{key}`
+pub async fn get_content(
+    State(platform): State<Arc<Platform>>,
+    _admin: AdminUser,
+    Path(key): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let block =
+        lumi_shared::commerce::content::get(&platform.db, &platform.config.tables.app, &key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no site content {key}")))?;
+    let content: Value =
+        serde_json::from_str(&block.content).unwrap_or(Value::String(block.content.clone()));
+    Ok(axum::Json(
+        json!({ "key": block.key, "content": content, "updated_at": block.updated_at, "updated_by": block.updated_by }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ContentBody {
+    content: Value,
+}
+
+/// `PUT /api/v1/admin/site-content/{key}` `{content}`: any JSON up to 64 KiB, audited.
+pub async fn put_content(
+    State(platform): State<Arc<Platform>>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    Path(key): Path<String>,
+    Json(body): Json<ContentBody>,
+) -> ApiResult<axum::Json<Value>> {
+    use lumi_shared::commerce::content;
+    if !content::valid_key(&key) {
+        return Err(invalid("key", "1 to 64 lower-case letters, digits, - or _"));
+    }
+    let text = body.content.to_string();
+    if text.len() > content::MAX_BYTES {
+        return Err(invalid("content", "at most 64 KiB of JSON"));
+    }
+    let table = &platform.config.tables.app;
+    let before = content::get(&platform.db, table, &key).await?;
+    let block = content::ContentBlock {
+        key: key.clone(),
+        content: text,
+        updated_at: lumi_shared::commerce::rfc3339(platform.clock.now_us()),
+        updated_by: format!("admin:{}", admin.0.user.id),
+    };
+    content::put(&platform.db, table, block.clone()).await?;
+    let summary = json!({ "before": before.map(|b| b.content), "after": block.content });
+    record(
+        &platform,
+        &admin,
+        &meta,
+        "content.update",
+        format!("content:{key}"),
+        summary,
+    )
+    .await?;
+    Ok(axum::Json(
+        json!({ "key": key, "content": body.content, "updated_at": block.updated_at }),
+    ))
+}

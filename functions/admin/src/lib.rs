@@ -14,6 +14,7 @@
 //! | `GET`/`PUT /api/v1/admin/settings` | runtime settings, validated, with `ETag`/`If-Match` |
 //! | `POST /api/v1/admin/products`, `PATCH .../{id}`, `POST /api/v1/admin/variants/{sku}/stock` | catalog and stock (see `catalog_api`) |
 //! | `GET /api/v1/admin/inventory/mismatches`, `POST /api/v1/admin/inventory/rebalance` | the inventory-mismatch procedure |
+//! | `GET`/`PUT /api/v1/admin/site-content/{key}` | the storefront's content blocks |
 
 pub mod catalog_api;
 pub mod settings_api;
@@ -93,6 +94,10 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route(
             "/api/v1/admin/inventory/rebalance",
             post(catalog_api::rebalance),
+        )
+        .route(
+            "/api/v1/admin/site-content/{key}",
+            get(catalog_api::get_content).put(catalog_api::put_content),
         )
         .route("/api/v1/admin/users", get(list_users))
         .route("/api/v1/admin/users/{id}/lock", post(lock_user))

@@ -4,7 +4,7 @@
 //!
 //! | route | auth |
 //! | --- | --- |
-//! | `GET /api/v1/products`, `GET /api/v1/products/{id}` | none |
+//! | `GET /api/v1/products`, `GET /api/v1/products/{id}`, `GET /api/v1/site-content/{key}` | none |
 //! | `GET /api/v1/cart`, `POST /api/v1/cart/items`, `PATCH`/`DELETE /api/v1/cart/items/{variant}` | customer |
 //! | `POST /api/v1/orders` (Idempotency-Key), `GET /api/v1/orders` | customer |
 //! | `GET /api/v1/orders/{reference}`, `POST .../cancel` (Idempotency-Key), `GET .../track` | customer |
@@ -57,6 +57,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/api/v1/products", get(list_products))
         .route("/api/v1/products/{id}", get(get_product))
+        .route("/api/v1/site-content/{key}", get(get_content))
         .route("/api/v1/cart", get(get_cart))
         .route("/api/v1/cart/items", post(add_to_cart))
         .route(
@@ -93,6 +94,21 @@ async fn get_product(
         .await?
         .map(axum::Json)
         .ok_or_else(|| ApiError::not_found(format!("no product {id}")))
+}
+
+/// The storefront's read of a content block.
+async fn get_content(
+    State(platform): State<Arc<Platform>>,
+    Path(key): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let block = lumi_shared::commerce::content::get(&platform.db, table(&platform), &key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no site content {key}")))?;
+    let content: serde_json::Value =
+        serde_json::from_str(&block.content).unwrap_or(serde_json::Value::String(block.content));
+    Ok(axum::Json(
+        json!({ "key": block.key, "content": content, "updated_at": block.updated_at }),
+    ))
 }
 
 async fn cart_view(platform: &Platform, user: &str) -> ApiResult<axum::Json<cart::Cart>> {

@@ -15,6 +15,7 @@
 
 pub mod cart;
 pub mod catalog;
+pub mod content;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod orders;
