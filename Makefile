@@ -61,6 +61,7 @@ BENCH_EVENT_health := events/health/live.json
 BENCH_EVENT_auth   := events/auth/03-me.401.json
 BENCH_EVENT_orders := events/orders/02-cart.401.json
 BENCH_EVENT_admin  := events/admin/01-orders.401.json
+BENCH_EVENT_refund-email := events/refund-email/empty-batch.json
 bench_event = $(or $(BENCH_EVENT_$(1)),$(firstword $(sort $(wildcard events/$(1)/*.json))))
 
 .PHONY: bench

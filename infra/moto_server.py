@@ -21,8 +21,33 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import make_server
 
 
+def sent_emails():
+    """The emails the local SES accepted, for people and tests (`GET /_lumi/sent-emails`)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses import ses_backends
+
+    emails = []
+    for region, backend in ses_backends[DEFAULT_ACCOUNT_ID].items():
+        for message in backend.sent_messages:
+            emails.append(
+                {
+                    "region": region,
+                    "source": getattr(message, "source", None),
+                    "destinations": getattr(message, "destinations", None),
+                    "subject": getattr(message, "subject", None),
+                    "body": getattr(message, "body", None),
+                }
+            )
+    return emails
+
+
 def locked(app, lock, request_log):
     def serve(environ, start_response):
+        if environ.get("PATH_INFO") == "/_lumi/sent-emails":
+            with lock:
+                body = json.dumps(sent_emails(), default=str).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
         with lock:
             chunks = app(environ, start_response)
             try:

@@ -5,6 +5,7 @@
 //! - [`stack`]: creates every table, queue, bucket and secret the template declares, under a
 //!   name prefix (one per test), and resolves each function's environment against them.
 //! - [`functions`]: the registry of function binaries and their routers.
+//! - [`poller`]: the local SQS event source (and the dead-letter redrive).
 //! - [`seed`]: the demo accounts `make dev` creates.
 //! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
 //!   router of the function that owns it, with an API Gateway-like request context.
@@ -12,6 +13,7 @@
 pub mod functions;
 pub mod gateway;
 pub mod moto;
+pub mod poller;
 pub mod seed;
 pub mod stack;
 pub mod template;

@@ -1,5 +1,6 @@
 //! Creates the local stack from `template.yaml`: every DynamoDB table (keys, GSIs, TTL, stream),
-//! SQS queue (dead-letter redrive included), S3 bucket and Secrets Manager secret it declares,
+//! SQS queue (dead-letter redrive included), S3 bucket, SES email identity and Secrets Manager
+//! secret it declares,
 //! named `<prefix>-<LogicalId>` so that every test can have a stack of its own on one server.
 //! There is no second list of resources: a resource added to the template exists locally too.
 
@@ -96,6 +97,19 @@ impl LocalStack {
                 format!("arn:aws:s3:::{name}"),
             );
             names.refs.insert(bucket.logical_id.clone(), name);
+        }
+        let ses = aws_sdk_sesv2::Client::new(&sdk_config);
+        for identity in template.of_kind("AWS::SES::EmailIdentity") {
+            let address = names.resolve(
+                prop(identity, "EmailIdentity")
+                    .ok_or_else(|| anyhow!("{}: EmailIdentity", identity.logical_id))?,
+            )?;
+            ses.create_email_identity()
+                .email_identity(&address)
+                .send()
+                .await
+                .with_context(|| format!("verifying the SES identity {address}"))?;
+            names.refs.insert(identity.logical_id.clone(), address);
         }
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
         for secret in template.of_kind("AWS::SecretsManager::Secret") {

@@ -65,3 +65,30 @@ pub async fn run_http(
     let router = app(platform, routes);
     lambda_http::run(router).await.map_err(BootError::Runtime)
 }
+
+/// An SQS-fed function: one batch in, the failed records out (`ReportBatchItemFailures`).
+pub trait SqsHandler: Clone + Send + Sync + 'static {
+    fn handle(
+        &self,
+        event: aws_lambda_events::sqs::SqsEvent,
+    ) -> impl std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse> + Send;
+}
+
+/// Runs an SQS-fed function on Lambda: the whole of its `main`.
+pub async fn run_sqs<H: SqsHandler>(
+    function_name: &str,
+    make: impl FnOnce(Arc<Platform>) -> H,
+) -> Result<(), BootError> {
+    let platform = platform(function_name, &Env::from_process()).await?;
+    platform.mark_started();
+    let handler = make(platform);
+    let service = lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let handler = handler.clone();
+            async move { Ok::<_, lambda_runtime::Error>(handler.handle(event.payload).await) }
+        },
+    );
+    lambda_runtime::run(service)
+        .await
+        .map_err(BootError::Runtime)
+}

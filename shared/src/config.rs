@@ -191,6 +191,11 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// `REFUND_EMAIL_QUEUE_URL`: the SQS queue of refund emails (functions that send them).
     pub refund_email_queue_url: Option<String>,
+    /// `REFUND_EMAIL_FROM`: the sender of refund emails (a verified SES identity).
+    pub refund_email_from: Option<String>,
+    /// `REFUND_EMAIL_MAX_RECEIVES`, default 5: the queue's `maxReceiveCount`; at the last receive
+    /// a failing delivery is recorded failed (the message moves to the dead-letter queue).
+    pub refund_email_max_receives: u32,
     /// `CART_RESERVATION_MINUTES`, default 15: how long a cart line holds its stock.
     pub cart_reservation: Duration,
     /// `SETTINGS_CACHE_TTL_SECONDS`, default 30: runtime settings changes reach every container
@@ -269,6 +274,8 @@ impl Config {
                 timeout: env.millis("RATE_LIMIT_TIMEOUT_MS", 250)?,
             },
             refund_email_queue_url: env.get("REFUND_EMAIL_QUEUE_URL").map(str::to_owned),
+            refund_email_from: env.get("REFUND_EMAIL_FROM").map(str::to_owned),
+            refund_email_max_receives: env.parsed("REFUND_EMAIL_MAX_RECEIVES", 5)?,
             cart_reservation: Duration::from_secs(
                 60 * env.parsed::<u64>("CART_RESERVATION_MINUTES", 15)?.max(1),
             ),

@@ -317,6 +317,42 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The refund-email worker of this stack (as Lambda would build it), with `env` overrides.
+    pub fn refund_worker(&self, env: &[(&str, &str)]) -> refund_email::Worker {
+        let mut vars = self.stack.function_env("refund-email").unwrap();
+        for (key, value) in env {
+            vars.set(*key, *value);
+        }
+        let config = lumi_shared::Config::from_env("refund-email", &vars).unwrap();
+        let clock = self
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(lumi_shared::clock::SystemClock));
+        refund_email::Worker::new(Platform::build(
+            config,
+            Arc::new(self.metrics.clone()),
+            clock,
+        ))
+    }
+
+    /// One poll of the refund-email queue by `worker`, as the SQS event source would.
+    pub async fn poll_refund_emails(
+        &self,
+        worker: &refund_email::Worker,
+    ) -> lumi_infra::poller::Polled {
+        let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk_config);
+        let arn = self.stack.names.attributes["RefundEmailQueue.Arn"].clone();
+        lumi_infra::poller::poll_once(&sqs, &self.resource("RefundEmailQueue"), &arn, worker, 1)
+            .await
+            .unwrap()
+    }
+
+    /// The emails the local SES accepted (all stacks of this moto server).
+    pub async fn sent_emails(&self) -> Vec<serde_json::Value> {
+        let url = format!("{}/_lumi/sent-emails", self.stack.endpoint);
+        reqwest::get(url).await.unwrap().json().await.unwrap()
+    }
+
     /// Writes the runtime settings as the admin API will.
     pub async fn put_settings(&self, settings: &lumi_shared::settings::SystemSettings) {
         let store = lumi_shared::settings::SettingsStore::new(

@@ -136,7 +136,7 @@ async fn every_sample_event_runs_through_its_function() {
             .unwrap()
             .to_owned();
         let Some(routes) = lumi_infra::functions::routes_of(&function) else {
-            continue;
+            continue; // SQS and schedule functions: their own tests below
         };
         let env = stack.function_env(&function).unwrap();
         let platform = lumi_shared::bootstrap::platform(&function, &env)
@@ -182,4 +182,27 @@ async fn every_sample_event_runs_through_its_function() {
         }
     }
     assert!(seen >= 12, "only {seen} events found");
+}
+
+/// The SQS sample events run through the refund-email worker as Lambda would call it.
+#[tokio::test]
+async fn the_sqs_sample_events_run_through_the_refund_email_worker() {
+    use lumi_shared::bootstrap::SqsHandler as _;
+    let app = lumi_tests::TestApp::spawn().await;
+    let worker = app.refund_worker(&[]);
+    for name in ["batch.json", "empty-batch.json"] {
+        let path = lumi_infra::workspace_root()
+            .join("events/refund-email")
+            .join(name);
+        let event: aws_lambda_events::sqs::SqsEvent =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let response = worker.handle(event).await;
+        assert!(response.batch_item_failures.is_empty(), "{name}");
+    }
+    assert!(
+        app.sent_emails()
+            .await
+            .iter()
+            .any(|e| e["destinations"].to_string().contains("yuki@lumi.local"))
+    );
 }

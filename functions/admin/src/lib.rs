@@ -15,6 +15,7 @@
 //! | `POST /api/v1/admin/products`, `PATCH .../{id}`, `POST /api/v1/admin/variants/{sku}/stock` | catalog and stock (see `catalog_api`) |
 //! | `GET /api/v1/admin/inventory/mismatches`, `POST /api/v1/admin/inventory/rebalance` | the inventory-mismatch procedure |
 //! | `GET`/`PUT /api/v1/admin/site-content/{key}` | the storefront's content blocks |
+//! | `GET /api/v1/admin/email-deliveries?status=failed` | refund emails to send by hand |
 
 pub mod catalog_api;
 pub mod settings_api;
@@ -99,6 +100,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
             "/api/v1/admin/site-content/{key}",
             get(catalog_api::get_content).put(catalog_api::put_content),
         )
+        .route("/api/v1/admin/email-deliveries", get(email_deliveries))
         .route("/api/v1/admin/users", get(list_users))
         .route("/api/v1/admin/users/{id}/lock", post(lock_user))
         .route("/api/v1/admin/users/{id}/unlock", post(unlock_user))
@@ -700,4 +702,28 @@ pub(crate) async fn refund_order(
     )
     .await?;
     Ok(axum::Json(refunded.order).into_response())
+}
+
+#[derive(Deserialize)]
+struct DeliveryQuery {
+    status: Option<String>,
+}
+
+/// `GET /api/v1/admin/email-deliveries?status=failed`: the refund emails that could not be
+/// delivered (the runbook's "notify the customer manually"); also `retrying`, `sent`, `sending`.
+async fn email_deliveries(
+    State(platform): State<Arc<Platform>>,
+    _admin: AdminUser,
+    Query(query): Query<DeliveryQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    let status = query.status.unwrap_or_else(|| "failed".into());
+    if !["failed", "retrying", "sent", "sending"].contains(&status.as_str()) {
+        return Err(ApiError::bad_request(
+            "status is one of failed, retrying, sent, sending",
+        ));
+    }
+    let deliveries =
+        lumi_shared::commerce::deliveries::list(&platform.db, table(&platform), &status, 200)
+            .await?;
+    Ok(axum::Json(json!({ "deliveries": deliveries })))
 }

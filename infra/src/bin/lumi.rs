@@ -26,6 +26,8 @@
 //!
 //! - `lumi outbox flush --table <t> --queue-url <url>`: sends the messages waiting in the outbox
 //!   (refund emails whose first send failed).
+//! - `lumi dlq redrive --from <dead-letter queue url> --to <queue url>`: moves the refund emails
+//!   that failed every attempt back to their queue, once the cause is fixed.
 
 use std::io::Read as _;
 
@@ -51,6 +53,7 @@ const USAGE: &str = "usage:
   lumi sessions purge --table <table> --user <user id>
   lumi sessions revoke-all --table <table> --user <user id>
   lumi outbox flush --table <table> --queue-url <url>
+  lumi dlq redrive --from <dead-letter queue url> --to <queue url>
   lumi settings show --table <table>
   lumi settings rate-limit --table <table> --scope <ip|customer|admin|auth|quota> [--limit N] [--window SECONDS] [--fail open|closed]
   lumi settings rate-limit --table <table> --premium-multiplier N
@@ -81,6 +84,13 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         ["settings", "rate-limit"] => set_rate_limit(&args).await,
+        ["dlq", "redrive"] => {
+            let (from, to) = (flag(&args, "--from")?, flag(&args, "--to")?);
+            let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
+            let moved = lumi_infra::poller::redrive(&sqs, &from, &to).await?;
+            println!("moved {moved} message(s) from {from} back to {to}");
+            Ok(())
+        }
         ["outbox", "flush"] => {
             let (table, queue) = (flag(&args, "--table")?, flag(&args, "--queue-url")?);
             let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
@@ -164,6 +174,7 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
     let accounts = seed::seed(&stack).await?;
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
     let env_dir = write_env_files(&stack)?;
+    spawn_refund_email_poller(&stack)?;
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("port {port} is taken: is another `make dev` running?"))?;
@@ -196,6 +207,10 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
   curl -s -X POST {base}/api/v1/auth/rotate -H \"authorization: Bearer $REFRESH\"
   curl -s -X POST {base}/api/v1/auth/revoke-all -H \"authorization: Bearer $ACCESS\"",
         customer.email, customer.password
+    );
+    println!(
+        "\nRefund emails are sent from the local queue as they arrive; see them at {}/_lumi/sent-emails",
+        moto.endpoint
     );
     println!("\nResources are named lumi-<LogicalId> (the table: lumi-AppTable).");
     println!(
@@ -529,5 +544,40 @@ async fn set_rate_limit(args: &[String]) -> anyhow::Result<()> {
     store.put(&settings, 1).await?;
     println!("{}", serde_json::to_string_pretty(&settings.rate_limits)?);
     println!("every container applies it within SETTINGS_CACHE_TTL_SECONDS (30 s by default)");
+    Ok(())
+}
+
+/// `make dev`'s stand-in for the SQS event source of the refund-email function: the same worker,
+/// fed from the real local queue.
+fn spawn_refund_email_poller(stack: &LocalStack) -> anyhow::Result<()> {
+    let env = stack.function_env("refund-email")?;
+    let config = lumi_shared::Config::from_env("refund-email", &env)?;
+    let worker = refund_email::Worker::new(lumi_shared::Platform::build(
+        config,
+        std::sync::Arc::new(lumi_shared::telemetry::Stdout),
+        std::sync::Arc::new(lumi_shared::clock::SystemClock),
+    ));
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
+    let queue = stack
+        .names
+        .refs
+        .get("RefundEmailQueue")
+        .cloned()
+        .context("no RefundEmailQueue")?;
+    let arn = stack
+        .names
+        .attributes
+        .get("RefundEmailQueue.Arn")
+        .cloned()
+        .unwrap_or_default();
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = lumi_infra::poller::poll_once(&sqs, &queue, &arn, &worker, 5).await
+            {
+                tracing::warn!(error = %error, "refund-email poller");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    });
     Ok(())
 }

@@ -16,6 +16,7 @@
 pub mod cart;
 pub mod catalog;
 pub mod content;
+pub mod deliveries;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod orders;

@@ -1,0 +1,301 @@
+//! `sendOrderRefundEmail`: takes the refund-email messages the orders and admin functions put on
+//! `RefundEmailQueue` and sends each through SES v2, exactly once toward the customer.
+//!
+//! - Every record of a batch is handled in a task of its own: a bad record, or one that panics,
+//!   is that record's failure (`batchItemFailures`) and never fails the others.
+//! - A delivery record is claimed with a condition before sending (see
+//!   `lumi_shared::commerce::deliveries`): a redelivered message finds it `sent` and sends
+//!   nothing.
+//! - A failed send is `retrying` and reported, so SQS redelivers it; at the last receive
+//!   (`REFUND_EMAIL_MAX_RECEIVES`, the queue's `maxReceiveCount`) the record becomes `failed` and the
+//!   message moves to the dead-letter queue: the admin's list of deliveries to make by hand.
+//! - A message that cannot be read is recorded `failed` at once and reported, so it is not
+//!   retried forever: after `maxReceiveCount` receives it rests in the dead-letter queue.
+
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use lumi_shared::{
+    Platform,
+    aws::LazyClient,
+    bootstrap::SqsHandler,
+    commerce::{
+        deliveries::{self, About, Claim},
+        outbox::RefundEmail,
+    },
+    error::error_chain,
+};
+
+#[derive(Clone)]
+pub struct Worker {
+    platform: Arc<Platform>,
+    ses: LazyClient<aws_sdk_sesv2::Client>,
+}
+
+impl Worker {
+    pub fn new(platform: Arc<Platform>) -> Self {
+        let ses = LazyClient::new(&platform.sdk_config, aws_sdk_sesv2::Client::new);
+        Self { platform, ses }
+    }
+
+    fn table(&self) -> &str {
+        &self.platform.config.tables.app
+    }
+
+    /// One record: `Err` reports it as failed (SQS redelivers it).
+    async fn process(&self, record: SqsMessage) -> Result<(), String> {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let receives: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let now = self.platform.clock.now_us();
+        let db = &self.platform.db;
+        let email = match parse(record.body.as_deref().unwrap_or_default()) {
+            Ok(email) => email,
+            Err(reason) => {
+                // Recorded failed at once, and reported: SQS retries it a bounded number of
+                // times and then keeps it in the dead-letter queue for someone to read.
+                tracing::error!(%message_id, %reason, "unreadable refund-email message; recorded as failed");
+                deliveries::record_unreadable(db, self.table(), &message_id, &reason, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Err(reason);
+            }
+        };
+        let about = About {
+            recipient: &email.recipient,
+            order_reference: &email.order_reference,
+            amount_minor: email.amount_minor,
+            currency: &email.currency,
+        };
+        match deliveries::claim(db, self.table(), &email.idempotency_id, &about, now)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Claim::AlreadySent => return Ok(()),
+            Claim::Busy(status) => {
+                return Err(format!("delivery {} is {status}", email.idempotency_id));
+            }
+            Claim::Send(_) => {}
+        }
+        let sent =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.send(&email)).await;
+        let outcome = match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err("SES did not answer within 10 s".to_owned()),
+        };
+        let now = self.platform.clock.now_us();
+        match outcome {
+            Ok(()) => {
+                deliveries::finish(db, self.table(), &email.idempotency_id, "sent", None, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(delivery = %email.idempotency_id, order = %email.order_reference, "refund email sent");
+                Ok(())
+            }
+            Err(error) => {
+                let last = receives >= self.platform.config.refund_email_max_receives;
+                let status = if last { "failed" } else { "retrying" };
+                deliveries::finish(
+                    db,
+                    self.table(),
+                    &email.idempotency_id,
+                    status,
+                    Some(&error),
+                    now,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                tracing::warn!(delivery = %email.idempotency_id, %error, receives, status, "refund email not sent");
+                Err(error)
+            }
+        }
+    }
+
+    async fn send(&self, email: &RefundEmail) -> Result<(), String> {
+        let sender = self
+            .platform
+            .config
+            .refund_email_from
+            .clone()
+            .ok_or_else(|| "REFUND_EMAIL_FROM is not set".to_owned())?;
+        let (subject, text, html) = render(email);
+        let content = |data: String| {
+            Content::builder()
+                .data(data)
+                .charset("UTF-8")
+                .build()
+                .map_err(|e| e.to_string())
+        };
+        let message = Message::builder()
+            .subject(content(subject)?)
+            .body(
+                Body::builder()
+                    .text(content(text)?)
+                    .html(content(html)?)
+                    .build(),
+            )
+            .build();
+        self.ses
+            .get()
+            .send_email()
+            .from_email_address(sender)
+            .destination(
+                Destination::builder()
+                    .to_addresses(email.recipient.clone())
+                    .build(),
+            )
+            .content(EmailContent::builder().simple(message).build())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| error_chain(&e))
+    }
+}
+
+impl SqsHandler for Worker {
+    async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let tasks: Vec<_> = event
+            .records
+            .into_iter()
+            .map(|record| {
+                let id = record.message_id.clone().unwrap_or_default();
+                let worker = self.clone();
+                (
+                    id,
+                    tokio::spawn(async move { worker.process(record).await }),
+                )
+            })
+            .collect();
+        let mut response = SqsBatchResponse::default();
+        for (id, task) in tasks {
+            let failed = match task.await {
+                Ok(Ok(())) => false,
+                Ok(Err(error)) => {
+                    tracing::warn!(message_id = %id, %error, "refund-email record failed; SQS will redeliver it");
+                    true
+                }
+                Err(join) => {
+                    tracing::error!(message_id = %id, panicked = join.is_panic(), "refund-email record crashed");
+                    true
+                }
+            };
+            if failed {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+}
+
+/// Reads a message of schema 1.
+pub fn parse(body: &str) -> Result<RefundEmail, String> {
+    let email: RefundEmail =
+        serde_json::from_str(body).map_err(|e| format!("not a refund email: {e}"))?;
+    if email.schema != 1 || email.kind != "order_refund" {
+        return Err(format!(
+            "unknown message schema {} kind {}",
+            email.schema, email.kind
+        ));
+    }
+    if !email.recipient.contains('@') || email.idempotency_id.is_empty() {
+        return Err("the message has no recipient or no idempotency id".into());
+    }
+    Ok(email)
+}
+
+/// `21.00 EUR`: minor units in the currency's own decimals.
+pub fn format_amount(minor: i64, currency: &str) -> String {
+    const ZERO_DECIMAL: &[&str] = &["JPY", "KRW", "VND", "CLP", "ISK", "HUF"];
+    if ZERO_DECIMAL.contains(&currency) {
+        return format!("{minor} {currency}");
+    }
+    let sign = if minor < 0 { "-" } else { "" };
+    let minor = minor.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", minor / 100, minor % 100)
+}
+
+fn escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".into(),
+            '<' => "&lt;".into(),
+            '>' => "&gt;".into(),
+            '"' => "&quot;".into(),
+            '\'' => "&#39;".into(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// Subject, plain text and HTML of a refund email.
+pub fn render(email: &RefundEmail) -> (String, String, String) {
+    let amount = format_amount(email.amount_minor, &email.currency);
+    let subject = format!("Your refund for order {}", email.order_reference);
+    let text = format!(
+        "Hello,\n\nWe have refunded {amount} for your order {reference}.\nReason: {reason}\nPayment: {payment}\n\nThe amount reaches your account within a few working days.\n\nYuki Yaki Corner",
+        reference = email.order_reference,
+        reason = email.reason,
+        payment = email.payment_id,
+    );
+    let html = format!(
+        "<p>Hello,</p><p>We have refunded <strong>{amount}</strong> for your order <strong>{reference}</strong>.</p>\
+         <p>Reason: {reason}<br>Payment: {payment}</p><p>The amount reaches your account within a few working days.</p><p>Yuki Yaki Corner</p>",
+        amount = escape(&amount),
+        reference = escape(&email.order_reference),
+        reason = escape(&email.reason),
+        payment = escape(&email.payment_id),
+    );
+    (subject, text, html)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(reason: &str) -> RefundEmail {
+        RefundEmail {
+            schema: 1,
+            kind: "order_refund".into(),
+            idempotency_id: "pay_1:failed".into(),
+            order_reference: "LUMI-AAAA-BBBB".into(),
+            payment_id: "pay_1".into(),
+            amount_minor: 2100,
+            currency: "EUR".into(),
+            recipient: "yuki@example.com".into(),
+            locale: "en".into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn amounts_use_the_currencys_decimals() {
+        assert_eq!(format_amount(2100, "EUR"), "21.00 EUR");
+        assert_eq!(format_amount(5, "EUR"), "0.05 EUR");
+        assert_eq!(format_amount(1200, "JPY"), "1200 JPY");
+    }
+
+    #[test]
+    fn html_is_escaped_and_text_shows_the_details() {
+        let (subject, text, html) = render(&email("<script>alert(1)</script> & co"));
+        assert!(subject.contains("LUMI-AAAA-BBBB"));
+        assert!(text.contains("21.00 EUR") && text.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
+        assert!(html.contains("&amp; co"));
+    }
+
+    #[test]
+    fn only_schema_1_refunds_are_read() {
+        assert!(parse("not json").is_err());
+        assert!(parse(r#"{"schema":2}"#).is_err());
+        let good = serde_json::to_string(&email("x")).unwrap();
+        assert!(parse(&good).is_ok());
+        assert!(parse(&good.replace("yuki@example.com", "nobody")).is_err());
+    }
+}
