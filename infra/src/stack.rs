@@ -45,9 +45,14 @@ pub struct LocalStack {
     pub sdk_config: SdkConfig,
 }
 
-/// Parameter values for a local stack (the rest keep the template's defaults).
+/// Parameter values for a local stack (the rest keep the template's defaults). The local AWS is
+/// a Python mock serving one request at a time on a shared development machine: the rate
+/// limiter's store timeout is longer than DynamoDB needs, so a busy laptop does not trip it.
 pub fn local_parameters() -> HashMap<String, String> {
-    HashMap::from([("Stage".to_owned(), "local".to_owned())])
+    HashMap::from([
+        ("Stage".to_owned(), "local".to_owned()),
+        ("RateLimitTimeoutMs".to_owned(), "1500".to_owned()),
+    ])
 }
 
 impl LocalStack {

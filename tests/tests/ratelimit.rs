@@ -351,8 +351,10 @@ async fn login_brute_force_is_stopped_per_account_even_across_ips() {
 #[tokio::test]
 async fn an_unreachable_store_fails_open_or_closed_per_scope_within_its_timeout() {
     let hung = hanging_endpoint().await;
+    // The deployed default timeout (the local stack's is longer).
     let app = TestApp::builder()
         .env("AWS_ENDPOINT_URL", &hung)
+        .env("RATE_LIMIT_TIMEOUT_MS", "250")
         .spawn()
         .await;
     let base = app.serve_routes(probe_routes).await;
