@@ -171,6 +171,10 @@ impl Gateway {
                 .clone()
                 .unwrap_or_else(|| Arc::new(lumi_shared::clock::SystemClock));
             let platform = Platform::build(config, sink, clock);
+            // A long-running local server: build the SDK clients now (they read the trust store)
+            // rather than inside the first request's timeouts.
+            let _ = platform.db.client();
+            platform.secrets.warm();
             apps.insert(
                 route.function.clone(),
                 bootstrap::app(platform.clone(), routes_fn),

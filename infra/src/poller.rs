@@ -16,7 +16,8 @@ pub struct Polled {
     pub failed: usize,
 }
 
-/// Receives up to 10 messages (waiting up to `wait_secs`) and runs one batch.
+/// Receives up to 10 messages (waiting up to `wait_secs`; keep it 0 against the local stack,
+/// which serves one request at a time) and runs one batch.
 pub async fn poll_once(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -97,7 +98,6 @@ pub async fn redrive(
             .receive_message()
             .queue_url(dead_letter_url)
             .max_number_of_messages(10)
-            .wait_time_seconds(1)
             .send()
             .await?
             .messages

@@ -206,6 +206,11 @@ impl SecretStore {
         }
     }
 
+    /// Builds the client now (a long-running local server; Lambda builds it on first use).
+    pub fn warm(&self) {
+        let _ = self.client.get();
+    }
+
     pub fn secret_id(&self) -> &str {
         &self.secret_id
     }

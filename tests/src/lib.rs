@@ -342,7 +342,7 @@ impl TestApp {
     ) -> lumi_infra::poller::Polled {
         let sqs = aws_sdk_sqs::Client::new(&self.stack.sdk_config);
         let arn = self.stack.names.attributes["RefundEmailQueue.Arn"].clone();
-        lumi_infra::poller::poll_once(&sqs, &self.resource("RefundEmailQueue"), &arn, worker, 1)
+        lumi_infra::poller::poll_once(&sqs, &self.resource("RefundEmailQueue"), &arn, worker, 0)
             .await
             .unwrap()
     }

@@ -162,7 +162,8 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
     let mut moto = MotoServer::start(&MotoOptions {
         port: moto_port,
         tie_to_parent: true,
-        ..MotoOptions::default()
+        // `LUMI_MOTO_LOG=<file>`: one line per AWS call of the local stack.
+        request_log: std::env::var_os("LUMI_MOTO_LOG").map(std::path::PathBuf::from),
     })?;
     let stack = LocalStack::bootstrap(
         Template::project()?,
@@ -571,12 +572,15 @@ fn spawn_refund_email_poller(stack: &LocalStack) -> anyhow::Result<()> {
         .cloned()
         .unwrap_or_default();
     tokio::spawn(async move {
+        // Short polls with a pause: a long poll would hold the local stack, which serves one
+        // request at a time, for its whole wait.
         loop {
-            if let Err(error) = lumi_infra::poller::poll_once(&sqs, &queue, &arn, &worker, 5).await
-            {
-                tracing::warn!(error = %error, "refund-email poller");
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            match lumi_infra::poller::poll_once(&sqs, &queue, &arn, &worker, 0).await {
+                Ok(polled) if polled.received > 0 => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %error, "refund-email poller"),
             }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     });
     Ok(())
