@@ -77,6 +77,45 @@ pub struct FeatureFlags {
     /// manually (on pickup or by invoice).
     #[serde(rename = "orderPayments")]
     pub order_payments: bool,
+    /// `featureFlags.orderPaymentsRolloutPercent`: with `orderPayments` on, the share of customers
+    /// (a stable bucket per user) who get it; absent means everyone.
+    #[serde(
+        rename = "orderPaymentsRolloutPercent",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub order_payments_rollout_percent: Option<u8>,
+}
+
+impl FeatureFlags {
+    /// Whether `user` gets online payments: the flag, then the user's stable bucket (0 to 99)
+    /// against the rollout percentage.
+    pub fn order_payments_for(&self, user: &str) -> bool {
+        use sha2::Digest as _;
+        if !self.order_payments {
+            return false;
+        }
+        let Some(percent) = self.order_payments_rollout_percent else {
+            return true;
+        };
+        let digest = sha2::Sha256::digest(user.as_bytes());
+        let bucket = u16::from_be_bytes([digest[0], digest[1]]) % 100;
+        bucket < u16::from(percent)
+    }
+}
+
+/// Default output quality per format of the images function, 1 to 100 (the runbook's "reduce
+/// quality factors via settings" when image processing is slow).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageQuality {
+    pub jpeg: u8,
+    pub webp: u8,
+}
+
+impl Default for ImageQuality {
+    fn default() -> Self {
+        Self { jpeg: 80, webp: 80 }
+    }
 }
 
 /// The settings document.
@@ -86,6 +125,15 @@ pub struct SystemSettings {
     pub rate_limits: RateLimits,
     #[serde(default, rename = "featureFlags")]
     pub feature_flags: FeatureFlags,
+    #[serde(default, rename = "imageQuality")]
+    pub image_quality: ImageQuality,
+    /// `slowQueryThresholdMs`: overrides `DATABASE_SLOW_QUERY_THRESHOLD_MS` at run time.
+    #[serde(
+        default,
+        rename = "slowQueryThresholdMs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub slow_query_threshold_ms: Option<u64>,
     /// Keys of later features, kept untouched.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
@@ -125,10 +173,14 @@ impl SettingsStore {
     /// The settings in force.
     pub async fn get(&self) -> Arc<SystemSettings> {
         let fetched = self.cache.get_with(|| self.fetch()).await;
-        fetched.unwrap_or_else(|error| {
+        let settings = fetched.unwrap_or_else(|error| {
             tracing::warn!(%error, "settings unreadable; using the defaults");
             Arc::new(SystemSettings::default())
-        })
+        });
+        // The slow-call threshold applies to every DynamoDB call of this container.
+        self.db
+            .set_slow_threshold(settings.slow_query_threshold_ms.map(Duration::from_millis));
+        settings
     }
 
     async fn fetch(&self) -> Result<SystemSettings, StoreError> {
@@ -257,5 +309,29 @@ mod tests {
         let back = serde_json::to_value(&settings).unwrap();
         assert_eq!(back["featureFlags"]["orderPayments"], true);
         assert_eq!(back["siteContent"]["banner"], "hi");
+    }
+
+    #[test]
+    fn the_rollout_percentage_picks_a_stable_share_of_users() {
+        let flags = |percent| FeatureFlags {
+            order_payments: true,
+            order_payments_rollout_percent: percent,
+        };
+        let users: Vec<String> = (0..1000).map(|i| format!("user-{i}")).collect();
+        let share = |f: &FeatureFlags| users.iter().filter(|u| f.order_payments_for(u)).count();
+        assert_eq!(share(&flags(None)), 1000);
+        assert_eq!(share(&flags(Some(0))), 0);
+        assert_eq!(share(&flags(Some(100))), 1000);
+        let half = share(&flags(Some(50)));
+        assert!((400..600).contains(&half), "{half}");
+        assert_eq!(
+            flags(Some(50)).order_payments_for("user-7"),
+            flags(Some(50)).order_payments_for("user-7")
+        );
+        let off = FeatureFlags {
+            order_payments: false,
+            order_payments_rollout_percent: Some(100),
+        };
+        assert!(!off.order_payments_for("user-1"));
     }
 }

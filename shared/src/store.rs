@@ -99,6 +99,8 @@ pub struct Db {
     client: LazyClient<Client>,
     timeout: Duration,
     slow: Duration,
+    /// The runtime settings' `slowQueryThresholdMs` (0: none), shared by every clone.
+    slow_override_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Db {
@@ -107,6 +109,7 @@ impl Db {
             client: LazyClient::ready(client, Client::new),
             timeout,
             slow,
+            slow_override_ms: Default::default(),
         }
     }
 
@@ -116,6 +119,25 @@ impl Db {
             client,
             timeout,
             slow,
+            slow_override_ms: Default::default(),
+        }
+    }
+
+    /// Overrides the slow-call threshold (from the runtime settings), or restores the configured
+    /// one with `None`.
+    pub fn set_slow_threshold(&self, threshold: Option<Duration>) {
+        let ms = threshold.map_or(0, |t| t.as_millis().max(1) as u64);
+        self.slow_override_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn slow_threshold(&self) -> Duration {
+        match self
+            .slow_override_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => self.slow,
+            ms => Duration::from_millis(ms),
         }
     }
 
@@ -140,12 +162,13 @@ impl Db {
             .instrument(span)
             .await;
         let elapsed = started.elapsed();
-        if elapsed >= self.slow {
+        let slow = self.slow_threshold();
+        if elapsed >= slow {
             tracing::warn!(
                 op,
                 table,
                 elapsed_ms = elapsed.as_millis() as u64,
-                threshold_ms = self.slow.as_millis() as u64,
+                threshold_ms = slow.as_millis() as u64,
                 "slow DynamoDB call"
             );
         }

@@ -416,6 +416,45 @@ async fn settings_are_validated_versioned_and_audited() {
     .await
     .unwrap();
     assert_eq!(audit["events"].as_array().unwrap().len(), 1);
+
+    // The other settings: rollout share, image quality, slow-call threshold.
+    let out_of_range = json!({
+        "imageQuality": { "jpeg": 0, "gif": 50 },
+        "slowQueryThresholdMs": 0,
+        "featureFlags": { "orderPaymentsRolloutPercent": 101 },
+    });
+    let body = assert_problem(put(out_of_range, Some("\"v1\"")).await.unwrap(), 422).await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for field in [
+        "imageQuality.jpeg",
+        "imageQuality.gif",
+        "slowQueryThresholdMs",
+        "featureFlags.orderPaymentsRolloutPercent",
+    ] {
+        assert!(fields.contains(&field), "{fields:?}");
+    }
+    let tuned = json!({
+        "imageQuality": { "jpeg": 60 },
+        "slowQueryThresholdMs": 250,
+        "featureFlags": { "orderPaymentsRolloutPercent": 10 },
+    });
+    let tuned = put(tuned, Some("\"v1\"")).await.unwrap();
+    assert_eq!(tuned.status(), 200, "{:?}", tuned.text().await);
+    let tuned: Value = tuned.json().await.unwrap();
+    assert_eq!(
+        (
+            tuned["imageQuality"]["jpeg"].as_u64(),
+            tuned["imageQuality"]["webp"].as_u64()
+        ),
+        (Some(60), Some(80))
+    );
+    assert_eq!(tuned["slowQueryThresholdMs"], 250);
+    assert_eq!(tuned["featureFlags"]["orderPaymentsRolloutPercent"], 10);
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! `GET`/`PUT /api/v1/admin/settings`: the runtime settings, validated against their schema
+//! `GET`/`PUT /api/v1/admin/settings`: the runtime settings (rate-limit budgets, feature flags
+//! with the `orderPayments` rollout share, image quality, the slow-call threshold), validated against their schema
 //! (unknown keys and out-of-range values are 422 naming them), written with optimistic
 //! concurrency (`ETag` on read, `If-Match` required on write, 412 when stale), audited.
 
@@ -115,9 +116,33 @@ pub fn validate(document: &Value) -> Vec<FieldError> {
                         "orderPayments" if !value.is_boolean() => {
                             error(path, "must be true or false")
                         }
-                        "orderPayments" => {}
+                        "orderPaymentsRolloutPercent"
+                            if !value.as_u64().is_some_and(|p| p <= 100) =>
+                        {
+                            error(path, "must be an integer from 0 to 100")
+                        }
+                        "orderPayments" | "orderPaymentsRolloutPercent" => {}
                         _ => error(path, "is not a feature flag"),
                     }
+                }
+            }
+            "imageQuality" => {
+                let Some(quality) = value.as_object() else {
+                    error(key.clone(), "must be an object");
+                    continue;
+                };
+                for (format, value) in quality {
+                    let path = format!("imageQuality.{format}");
+                    if !["jpeg", "webp"].contains(&format.as_str()) {
+                        error(path, "is not an image format (jpeg, webp)");
+                    } else if !value.as_u64().is_some_and(|q| (1..=100).contains(&q)) {
+                        error(path, "must be an integer from 1 to 100");
+                    }
+                }
+            }
+            "slowQueryThresholdMs" => {
+                if !value.as_u64().is_some_and(|ms| (1..=60_000).contains(&ms)) {
+                    error(key.clone(), "must be an integer from 1 to 60000");
                 }
             }
             other => error(other.to_owned(), "is not a setting"),
