@@ -116,9 +116,7 @@ pub fn validate(document: &Value) -> Vec<FieldError> {
                         "orderPayments" if !value.is_boolean() => {
                             error(path, "must be true or false")
                         }
-                        "orderPaymentsRolloutPercent"
-                            if !value.as_u64().is_some_and(|p| p <= 100) =>
-                        {
+                        "orderPaymentsRolloutPercent" if value.as_u64().is_none_or(|p| p > 100) => {
                             error(path, "must be an integer from 0 to 100")
                         }
                         "orderPayments" | "orderPaymentsRolloutPercent" => {}
