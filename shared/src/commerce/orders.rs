@@ -160,52 +160,12 @@ pub async fn list_own(
     limit: i32,
     cursor: Option<&str>,
 ) -> Result<(Vec<OrderView>, Option<String>), ApiError> {
-    let start = cursor
-        .map(|c| {
-            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(c)
-                .map_err(|_| ApiError::bad_request("the cursor is not valid"))?;
-            let raw: std::collections::HashMap<String, String> = serde_json::from_slice(&bytes)
-                .map_err(|_| ApiError::bad_request("the cursor is not valid"))?;
-            if raw.get("gsi1pk").map(String::as_str) != Some(&format!("CUSTOMER_ORDERS#{user}")) {
-                return Err(ApiError::bad_request("the cursor is not valid"));
-            }
-            Ok(raw
-                .into_iter()
-                .map(|(k, v)| (k, AttributeValue::S(v)))
-                .collect::<Item>())
-        })
-        .transpose()?;
-    let request = db
-        .client()
-        .query()
-        .table_name(table)
-        .index_name("gsi1")
-        .key_condition_expression("gsi1pk = :customer")
-        .expression_attribute_values(":customer", s(format!("CUSTOMER_ORDERS#{user}")))
-        .scan_index_forward(false)
-        .limit(limit)
-        .set_exclusive_start_key(start)
-        .send();
-    let page = db.call("Query", table, request).await?;
-    let orders = page
-        .items
-        .unwrap_or_default()
-        .into_iter()
-        .map(|item| from_item::<OrderItem>(table, item).map(|i| OrderView::from(&i.order)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = page
-        .last_evaluated_key
-        .filter(|k| !k.is_empty())
-        .map(|key| {
-            let raw: std::collections::HashMap<String, String> = key
-                .into_iter()
-                .filter_map(|(k, v)| v.as_s().ok().map(|v| (k, v.clone())))
-                .collect();
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::to_vec(&raw).unwrap_or_default())
-        });
-    Ok((orders, next))
+    let filter = OrderFilter {
+        customer: Some(user.to_owned()),
+        ..OrderFilter::default()
+    };
+    let (orders, next) = list_all(db, table, &filter, limit, cursor).await?;
+    Ok((orders.iter().map(OrderView::from).collect(), next))
 }
 
 /// Filters of the admin's order list.
@@ -227,12 +187,18 @@ fn encode_cursor(key: Item) -> String {
         .encode(serde_json::to_vec(&raw).unwrap_or_default())
 }
 
-fn decode_cursor(cursor: &str) -> Result<Item, ApiError> {
+/// A cursor of this listing: it must name the partition being listed (another one is refused
+/// as invalid rather than handed to DynamoDB).
+fn decode_cursor(cursor: &str, pk_name: &str, pk: &str) -> Result<Item, ApiError> {
+    let invalid = || ApiError::bad_request("the cursor is not valid");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
-        .map_err(|_| ApiError::bad_request("the cursor is not valid"))?;
-    let raw: std::collections::HashMap<String, String> = serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::bad_request("the cursor is not valid"))?;
+        .map_err(|_| invalid())?;
+    let raw: std::collections::HashMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if raw.get(pk_name).map(String::as_str) != Some(pk) {
+        return Err(invalid());
+    }
     Ok(raw
         .into_iter()
         .map(|(k, v)| (k, AttributeValue::S(v)))
@@ -247,11 +213,11 @@ pub async fn list_all(
     limit: i32,
     cursor: Option<&str>,
 ) -> Result<(Vec<Order>, Option<String>), ApiError> {
-    let start = cursor.map(decode_cursor).transpose()?;
     let (index, pk_name, pk) = match &filter.customer {
         Some(customer) => ("gsi1", "gsi1pk", format!("CUSTOMER_ORDERS#{customer}")),
         None => ("gsi2", "gsi2pk", "ORDERS".to_owned()),
     };
+    let start = cursor.map(|c| decode_cursor(c, pk_name, &pk)).transpose()?;
     let sk_name = if index == "gsi1" { "gsi1sk" } else { "gsi2sk" };
     let mut condition = format!("{pk_name} = :pk");
     let mut request = db
