@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{FromRef, Path, Query, State},
+    extract::{Path, Query, State},
     routing::{delete, get, post},
 };
 use lumi_shared::{
@@ -35,7 +35,7 @@ use lumi_shared::{
         sessions::{self, RequestMeta},
         users,
     },
-    aws::LazyClient,
+    commerce::ShopState,
     commerce::{
         ORDER_STATUS_TRANSITIONS_TOTAL,
         lifecycle::OrderStatus,
@@ -50,21 +50,7 @@ use lumi_shared::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// The function's state: the platform and the SQS client of refund emails (built on first use).
-#[derive(Clone)]
-pub struct AdminState {
-    platform: Arc<Platform>,
-    sqs: LazyClient<aws_sdk_sqs::Client>,
-}
-
-impl FromRef<AdminState> for Arc<Platform> {
-    fn from_ref(state: &AdminState) -> Self {
-        state.platform.clone()
-    }
-}
-
 pub fn routes(platform: Arc<Platform>) -> Router {
-    let sqs = LazyClient::new(&platform.sdk_config, aws_sdk_sqs::Client::new);
     Router::new()
         .route("/api/v1/admin/orders", get(list_orders))
         .route("/api/v1/admin/orders/{reference}", get(get_order))
@@ -109,7 +95,7 @@ pub fn routes(platform: Arc<Platform>) -> Router {
             "/api/v1/admin/settings",
             get(settings_api::get_settings).put(settings_api::put_settings),
         )
-        .with_state(AdminState { platform, sqs })
+        .with_state(ShopState::new(platform))
 }
 
 fn table(platform: &Platform) -> &str {
@@ -315,7 +301,7 @@ struct FailPayment {
 }
 
 async fn fail_payment(
-    State(state): State<AdminState>,
+    State(state): State<ShopState>,
     admin: AdminUser,
     meta: RequestMeta,
     Path(id): Path<String>,
@@ -379,9 +365,7 @@ async fn fail_payment(
         platform.clock.now_us(),
     )
     .await?;
-    if let Some(queue) = &platform.config.refund_email_queue_url {
-        outbox::flush(db, table, state.sqs.get(), queue).await?;
-    }
+    state.outbox.flush(db, table).await?;
     let summary = json!({ "before": { "status": payment.status }, "after": { "status": "failed" }, "reason": body.reason, "provider": payment.provider });
     record(
         platform,
@@ -571,7 +555,7 @@ struct RefundBody {
 /// `POST /api/v1/admin/orders/{reference}/refund` (Idempotency-Key): full or partial, restocking
 /// the chosen lines exactly once, marking the payment, queueing the refund email.
 pub(crate) async fn refund_order(
-    State(state): State<AdminState>,
+    State(state): State<ShopState>,
     admin: AdminUser,
     meta: RequestMeta,
     headers: axum::http::HeaderMap,
@@ -682,9 +666,7 @@ pub(crate) async fn refund_order(
             return Err(error);
         }
     };
-    if let Some(queue) = &platform.config.refund_email_queue_url {
-        outbox::flush(db, table, state.sqs.get(), queue).await?;
-    }
+    state.outbox.flush(db, table).await?;
     let summary = json!({
         "before": { "status": before.status, "lines": before.lines },
         "after": { "status": refunded.order.status, "lines": refunded.order.lines },

@@ -202,18 +202,13 @@ pub async fn put_settings(
         Err(error) => return Err(error.into()),
     };
     let summary = json!({ "before": before, "after": settings });
-    lumi_shared::audit::record(
-        &platform.db,
-        &platform.config.tables.app,
-        lumi_shared::audit::AuditEvent {
-            actor: format!("admin:{}", admin.0.user.id),
-            action: "settings.update".into(),
-            target: "settings:system".into(),
-            summary,
-            request_id: meta.request_id,
-            client_ip: meta.client_ip,
-            at: String::new(),
-        },
+    crate::record(
+        &platform,
+        &admin,
+        &meta,
+        "settings.update",
+        "settings:system".into(),
+        summary,
     )
     .await?;
     let mut response = axum::Json(settings).into_response();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{FromRef, Path, Query, State},
+    extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, patch, post},
@@ -22,13 +22,12 @@ use axum::{
 use lumi_shared::{
     ApiError, ApiResult, Platform,
     auth::{Authenticated, users},
-    aws::LazyClient,
+    commerce::ShopState,
     commerce::{
         CART_OPERATIONS_TOTAL, ORDER_CREATED_TOTAL, ORDER_STATUS_TRANSITIONS_TOTAL, cart, catalog,
         idempotency::{self, Begin, Recorded},
         lifecycle::OrderStatus,
         orders::{self, CheckoutRequest, OrderView},
-        outbox,
         payments::{self, Applied, Webhook},
     },
     http::Json,
@@ -38,22 +37,8 @@ use lumi_shared::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// The function's state: the platform, and the SQS client for refund emails (built on first use).
-#[derive(Clone)]
-pub struct OrdersState {
-    platform: Arc<Platform>,
-    sqs: LazyClient<aws_sdk_sqs::Client>,
-}
-
-impl FromRef<OrdersState> for Arc<Platform> {
-    fn from_ref(state: &OrdersState) -> Self {
-        state.platform.clone()
-    }
-}
-
 pub fn routes(platform: Arc<Platform>) -> Router {
-    let sqs = LazyClient::new(&platform.sdk_config, aws_sdk_sqs::Client::new);
-    let state = OrdersState { platform, sqs };
+    let state = ShopState::new(platform);
     Router::new()
         .route("/api/v1/products", get(list_products))
         .route("/api/v1/products/{id}", get(get_product))
@@ -140,21 +125,17 @@ async fn change_cart(
     user: &str,
     sku: &str,
     operation: &str,
-    target: impl FnOnce(i64) -> i64,
+    target: impl Fn(i64) -> i64,
 ) -> ApiResult<axum::Json<cart::Cart>> {
     let now = platform.clock.now_us();
-    let held = platform
-        .db
-        .get_consistent::<cart::LineItem>(table(platform), cart::line_key(user, sku))
-        .await?
-        .map_or(0, |l| l.quantity);
     let reservation = platform.config.cart_reservation.as_micros() as i64;
+    // The target is applied to what the line holds when the cart module reads it (one read).
     let outcome = cart::set_quantity(
         &platform.db,
         table(platform),
         user,
         sku,
-        target(held),
+        target,
         now,
         reservation,
     )
@@ -427,7 +408,7 @@ async fn cancel_order(
 }
 
 async fn payment_webhook(
-    State(state): State<OrdersState>,
+    State(state): State<ShopState>,
     metrics: MetricSet,
     Path(provider): Path<String>,
     headers: HeaderMap,
@@ -499,14 +480,7 @@ async fn payment_webhook(
             1.0,
         );
         if order.status == OrderStatus::PaymentFailed {
-            match &platform.config.refund_email_queue_url {
-                Some(queue) => {
-                    outbox::flush(db, table, state.sqs.get(), queue).await?;
-                }
-                None => tracing::warn!(
-                    "REFUND_EMAIL_QUEUE_URL is not set; the refund email waits in the outbox"
-                ),
-            }
+            state.outbox.flush(db, table).await?;
         }
     }
     Ok(axum::Json(json!({

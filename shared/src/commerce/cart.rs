@@ -187,20 +187,17 @@ pub async fn sweep_expired(
     Ok(freed)
 }
 
-/// Sets the quantity of `sku` in the cart (0 removes the line), reserving or giving back the
-/// difference; the line's reservation is renewed.
+/// Sets the quantity of `sku` in the cart to `target(units held now)` (0 removes the line),
+/// reserving or giving back the difference; the line's reservation is renewed.
 pub async fn set_quantity(
     db: &Db,
     table: &str,
     user: &str,
     sku: &str,
-    quantity: i64,
+    target: impl Fn(i64) -> i64,
     now_us: i64,
     reservation_us: i64,
 ) -> Result<(), CartError> {
-    if !(0..=i64::from(MAX_QUANTITY)).contains(&quantity) {
-        return Err(CartError::Quantity);
-    }
     let mut swept = false;
     for _ in 0..5 {
         let Some(variant) = catalog::variant(db, table, sku).await? else {
@@ -208,6 +205,10 @@ pub async fn set_quantity(
         };
         let current: Option<LineItem> = db.get_consistent(table, line_key(user, sku)).await?;
         let held = current.as_ref().map_or(0, |l| l.quantity);
+        let quantity = target(held);
+        if !(0..=i64::from(MAX_QUANTITY)).contains(&quantity) {
+            return Err(CartError::Quantity);
+        }
         let delta = quantity - held;
         let mut writes = Vec::new();
         if delta != 0 {

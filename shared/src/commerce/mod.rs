@@ -27,6 +27,29 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Up
 
 use crate::store::{Item, StoreError};
 
+/// The state of the functions that move orders (orders, admin): the platform and the outbox's
+/// sender. Handlers extract `State<Arc<Platform>>` from it as well.
+#[derive(Clone)]
+pub struct ShopState {
+    pub platform: std::sync::Arc<crate::platform::Platform>,
+    pub outbox: outbox::OutboxSender,
+}
+
+impl ShopState {
+    pub fn new(platform: std::sync::Arc<crate::platform::Platform>) -> Self {
+        Self {
+            outbox: outbox::OutboxSender::new(&platform),
+            platform,
+        }
+    }
+}
+
+impl axum::extract::FromRef<ShopState> for std::sync::Arc<crate::platform::Platform> {
+    fn from_ref(state: &ShopState) -> Self {
+        state.platform.clone()
+    }
+}
+
 /// Cart and order metrics.
 pub const CART_OPERATIONS_TOTAL: &str = "lumi_cart_operations_total";
 pub const ORDER_CREATED_TOTAL: &str = "order_created_total";

@@ -437,6 +437,37 @@ pub async fn checkout(
     ))
 }
 
+/// The conditional write that moves `order` to `next` (status, version, lines, payment) and
+/// appends `event` to its timeline: it applies only to the version read.
+fn order_write(
+    table: &str,
+    order: &Order,
+    next: &Order,
+    event: &TimelineEvent,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    let event_value =
+        serde_dynamo::to_attribute_value::<_, AttributeValue>(event).map_err(ApiError::internal)?;
+    let lines_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&next.lines)
+        .map_err(ApiError::internal)?;
+    let payment_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&next.payment)
+        .map_err(ApiError::internal)?;
+    Ok(update(
+        table,
+        order_key(&order.reference),
+        "SET #status = :to, #version = :next, #timeline = list_append(#timeline, :event), #lines = :lines, #payment = :payment",
+        Some("#version = :version AND #status = :from"),
+        vec![
+            (":to", s(next.status.as_str())),
+            (":from", s(order.status.as_str())),
+            (":next", n(next.version)),
+            (":version", n(order.version)),
+            (":event", AttributeValue::L(vec![event_value])),
+            (":lines", lines_value),
+            (":payment", payment_value),
+        ],
+    )?)
+}
+
 /// Builds the response an idempotency record keeps, from the order as changed.
 pub type Respond<'a> = &'a (dyn Fn(&Order) -> Recorded + Sync);
 
@@ -508,27 +539,7 @@ pub async fn transition(
     if to == OrderStatus::PaymentFailed {
         next.payment.status = "failed".into();
     }
-    let event_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&event)
-        .map_err(ApiError::internal)?;
-    let lines_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&next.lines)
-        .map_err(ApiError::internal)?;
-    let payment_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&next.payment)
-        .map_err(ApiError::internal)?;
-    writes.push(update(
-        table,
-        order_key(&order.reference),
-        "SET #status = :to, #version = :next, #timeline = list_append(#timeline, :event), #lines = :lines, #payment = :payment",
-        Some("#version = :version AND #status = :from"),
-        vec![
-            (":to", s(to.as_str())),
-            (":from", s(order.status.as_str())),
-            (":next", n(next.version)),
-            (":version", n(order.version)),
-            (":event", AttributeValue::L(vec![event_value])),
-            (":lines", lines_value),
-            (":payment", payment_value),
-        ],
-    )?);
+    writes.push(order_write(table, order, &next, &event)?);
     if let Some((claim, respond)) = claim {
         writes.push(claim.finish(table, &respond(&next))?);
     }
@@ -646,26 +657,7 @@ pub async fn refund(
         note: format!("{} ({} refunded)", note, amount_minor),
     };
     next.timeline.push(event.clone());
-    let event_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&event)
-        .map_err(ApiError::internal)?;
-    let lines_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&next.lines)
-        .map_err(ApiError::internal)?;
-    let payment_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(&next.payment)
-        .map_err(ApiError::internal)?;
-    writes.push(update(
-        table,
-        order_key(&order.reference),
-        "SET #status = :to, #version = :next, #timeline = list_append(#timeline, :event), #lines = :lines, #payment = :payment",
-        Some("#version = :version"),
-        vec![
-            (":to", s(to.as_str())),
-            (":next", n(next.version)),
-            (":version", n(order.version)),
-            (":event", AttributeValue::L(vec![event_value])),
-            (":lines", lines_value),
-            (":payment", payment_value),
-        ],
-    )?);
+    writes.push(order_write(table, order, &next, &event)?);
     writes.push(update(
         table,
         super::payments::payment_key(&order.payment.id),

@@ -109,3 +109,34 @@ pub async fn flush(
     }
     Ok(sent)
 }
+
+/// Flushes the outbox to the refund-email queue: the SQS client (built on first use) and the
+/// queue of `REFUND_EMAIL_QUEUE_URL`.
+#[derive(Clone)]
+pub struct OutboxSender {
+    sqs: crate::aws::LazyClient<aws_sdk_sqs::Client>,
+    queue_url: Option<String>,
+}
+
+impl OutboxSender {
+    pub fn new(platform: &crate::platform::Platform) -> Self {
+        Self {
+            sqs: crate::aws::LazyClient::new(&platform.sdk_config, aws_sdk_sqs::Client::new),
+            queue_url: platform.config.refund_email_queue_url.clone(),
+        }
+    }
+
+    /// Sends what waits in the outbox (see [`flush`]); without a queue configured the messages
+    /// stay there, with a warning.
+    pub async fn flush(&self, db: &Db, table: &str) -> Result<usize, ApiError> {
+        match &self.queue_url {
+            Some(queue) => flush(db, table, self.sqs.get(), queue).await,
+            None => {
+                tracing::warn!(
+                    "REFUND_EMAIL_QUEUE_URL is not set; the refund email waits in the outbox"
+                );
+                Ok(0)
+            }
+        }
+    }
+}
