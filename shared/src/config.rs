@@ -201,6 +201,9 @@ pub struct Config {
     /// `SETTINGS_CACHE_TTL_SECONDS`, default 30: runtime settings changes reach every container
     /// within this (the runbook promises 60 s).
     pub settings_cache_ttl: Duration,
+    /// `ERROR_REPORTING_DSN`: where internal errors are reported when the runtime settings name
+    /// no `errorReportingDsn` (see [`crate::telemetry::report`]).
+    pub error_reporting_dsn: Option<crate::telemetry::report::Dsn>,
 }
 
 impl Config {
@@ -288,6 +291,15 @@ impl Config {
                     });
                 }
                 Duration::from_secs(ttl)
+            },
+            error_reporting_dsn: match env.get("ERROR_REPORTING_DSN").filter(|d| !d.is_empty()) {
+                None => None,
+                Some(dsn) => Some(crate::telemetry::report::Dsn::parse(dsn).map_err(|e| {
+                    ConfigError::Invalid {
+                        var: "ERROR_REPORTING_DSN",
+                        reason: e.to_string(),
+                    }
+                })?),
             },
             config_secret_id: env.required("CONFIG_SECRET_ID")?,
             secrets_cache_ttl: Duration::from_secs(env.parsed("SECRETS_CACHE_TTL_SECONDS", 300)?),

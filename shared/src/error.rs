@@ -165,7 +165,11 @@ impl IntoResponse for ApiError {
         match &self {
             // Logged here, once, inside the request's span (so with its request id).
             Self::Internal(source) => {
-                tracing::error!(error = %error_chain(source.as_ref()), "request failed")
+                let chain = error_chain(source.as_ref());
+                tracing::error!(error = %chain, "request failed");
+                let mut response = self.to_problem().into_response();
+                response.extensions_mut().insert(InternalError(chain));
+                return response;
             }
             Self::Unavailable {
                 source: Some(source),
@@ -196,6 +200,11 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Marks a response that carries an internal error, with its chain, for the edge to report
+/// (see [`crate::telemetry::report`]).
+#[derive(Debug, Clone)]
+pub struct InternalError(pub String);
 
 /// `error: cause: cause`, the way an operator wants to read it in one log line.
 pub fn error_chain(error: &(dyn StdError + 'static)) -> String {

@@ -134,6 +134,14 @@ pub struct SystemSettings {
         skip_serializing_if = "Option::is_none"
     )]
     pub slow_query_threshold_ms: Option<u64>,
+    /// `errorReportingDsn`: the Sentry DSN internal errors go to; overrides `ERROR_REPORTING_DSN`,
+    /// and the empty string turns reporting off.
+    #[serde(
+        default,
+        rename = "errorReportingDsn",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub error_reporting_dsn: Option<String>,
     /// Keys of later features, kept untouched.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,

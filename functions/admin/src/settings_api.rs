@@ -1,5 +1,6 @@
 //! `GET`/`PUT /api/v1/admin/settings`: the runtime settings (rate-limit budgets, feature flags
-//! with the `orderPayments` rollout share, image quality, the slow-call threshold), validated against their schema
+//! with the `orderPayments` rollout share, image quality, the slow-call threshold, the error-reporting
+//! DSN), validated against their schema
 //! (unknown keys and out-of-range values are 422 naming them), written with optimistic
 //! concurrency (`ETag` on read, `If-Match` required on write, 412 when stale), audited.
 
@@ -17,6 +18,7 @@ use lumi_shared::{
     http::Json,
     settings::{SettingsStore, SystemSettings},
     store::StoreError,
+    telemetry::report::Dsn,
 };
 use serde_json::{Value, json};
 
@@ -143,6 +145,19 @@ pub fn validate(document: &Value) -> Vec<FieldError> {
                     error(key.clone(), "must be an integer from 1 to 60000");
                 }
             }
+            "errorReportingDsn" => match value {
+                Value::Null => {}
+                Value::String(dsn) if dsn.is_empty() => {}
+                Value::String(dsn) => {
+                    if let Err(problem) = Dsn::parse(dsn) {
+                        error(key.clone(), &problem.to_string());
+                    }
+                }
+                _ => error(
+                    key.clone(),
+                    "must be a DSN, \"\" (off) or null (use the environment's)",
+                ),
+            },
             other => error(other.to_owned(), "is not a setting"),
         }
     }

@@ -18,9 +18,12 @@ use super::{
     extract::{BodyLimit, ClientIp, RequestId},
 };
 use crate::{
-    error::{ApiError, PROBLEM_CONTENT_TYPE, Problem},
+    error::{ApiError, InternalError, PROBLEM_CONTENT_TYPE, Problem},
     platform::Platform,
-    telemetry::metrics::{HTTP_REQUESTS_TOTAL, MetricSet, status_class},
+    telemetry::{
+        metrics::{HTTP_REQUESTS_TOTAL, MetricSet, status_class},
+        report::{self, Dsn, ErrorEvent},
+    },
 };
 
 /// API Gateway's id, else the caller's if well-formed, else a new UUID.
@@ -105,6 +108,12 @@ pub async fn edge(
     };
 
     finish_problem(&mut response, &request_id).await;
+    if let Some(InternalError(chain)) = response.extensions_mut().remove::<InternalError>() {
+        let route = route.as_deref().unwrap_or("unmatched");
+        report_internal_error(&platform, &chain, &request_id, &format!("{method} {route}"))
+            .instrument(span.clone())
+            .await;
+    }
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(X_REQUEST_ID, value);
@@ -134,6 +143,36 @@ pub async fn edge(
         &[("request_id", &request_id)],
     );
     response
+}
+
+/// Sends an internal error to the configured reporter, if any: the runtime settings'
+/// `errorReportingDsn` (the empty string: off), else `ERROR_REPORTING_DSN`. A failed report is
+/// logged and changes nothing else.
+async fn report_internal_error(platform: &Platform, chain: &str, request_id: &str, route: &str) {
+    let settings = platform.settings.get().await;
+    let dsn = match settings.error_reporting_dsn.as_deref() {
+        Some("") => None,
+        Some(text) => match Dsn::parse(text) {
+            Ok(dsn) => Some(dsn),
+            Err(error) => {
+                tracing::warn!(%error, "errorReportingDsn is unusable; error not reported");
+                None
+            }
+        },
+        None => platform.config.error_reporting_dsn.clone(),
+    };
+    let Some(dsn) = dsn else { return };
+    let event = ErrorEvent {
+        message: chain,
+        request_id,
+        function: &platform.config.function_name,
+        route,
+        stage: &platform.config.stage,
+    };
+    match report::send(&dsn, &event).await {
+        Ok(()) => tracing::info!("error reported"),
+        Err(error) => tracing::warn!(%error, "error report not sent"),
+    }
 }
 
 /// By the declared length, or by the buffered body's exact size (Lambda bodies are buffered).
@@ -173,6 +212,7 @@ async fn finish_problem(response: &mut Response, request_id: &str) {
             let mut problem = Problem::for_status(status);
             if status.is_server_error() {
                 tracing::error!(error = %text, "request failed");
+                response.extensions_mut().insert(InternalError(text));
             } else {
                 problem.detail = text;
             }

@@ -1,9 +1,10 @@
 //! Telemetry: JSON-line logs ([`log`]) and CloudWatch Embedded Metric Format metrics
-//! ([`metrics`]), both written as lines to stdout, which Lambda ships to CloudWatch Logs (where
+//! ([`metrics`]), and internal errors sent to a Sentry-compatible reporter ([`report`]); logs and metrics are both written as lines to stdout, which Lambda ships to CloudWatch Logs (where
 //! EMF lines become metrics without any API call).
 
 pub mod log;
 pub mod metrics;
+pub mod report;
 
 use std::sync::{Arc, Mutex};
 

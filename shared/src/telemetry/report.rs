@@ -1,0 +1,228 @@
+//! Error reporting to a Sentry-compatible service (the runbook's "integrate Sentry DSN via DB
+//! setting or env for error alerting").
+//!
+//! The DSN comes from the runtime settings (`errorReportingDsn`, so an operator can turn it on,
+//! move it or turn it off without a redeploy), else from `ERROR_REPORTING_DSN`; neither means no
+//! reporting. Every internal error (a 500) is sent once, as a Sentry envelope, with the request id,
+//! function, route and stage as tags and the error chain (redacted like a log line) as the
+//! message. The send is awaited with a short deadline before the response leaves, because a
+//! Lambda container may be frozen right after it answers and a background task would be lost;
+//! a reporter that is down or slow costs at most that deadline and never changes the response.
+//!
+//! The HTTPS client is built on the first report, not at cold start: most containers never
+//! report anything and should not pay for loading the trust store.
+
+use std::{sync::OnceLock, time::Duration};
+
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde_json::{Value, json};
+
+/// How long a report may hold up the response that carries the error.
+pub const REPORT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// A parsed DSN: `{scheme}://{public_key}@{host}[:port]/[{path}/]{project_id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dsn {
+    pub public_key: String,
+    /// Where envelopes go: `{scheme}://{host}[:port]/[{path}/]api/{project_id}/envelope/`.
+    pub envelope_url: String,
+    pub project_id: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a DSN ({0}); expected https://<public key>@<host>/<project id>")]
+pub struct DsnError(&'static str);
+
+impl Dsn {
+    pub fn parse(text: &str) -> Result<Self, DsnError> {
+        let (scheme, rest) = text.split_once("://").ok_or(DsnError("no scheme"))?;
+        if scheme != "https" && scheme != "http" {
+            return Err(DsnError("the scheme must be https or http"));
+        }
+        let (credentials, location) = rest.split_once('@').ok_or(DsnError("no public key"))?;
+        let public_key = credentials.split(':').next().unwrap_or_default();
+        if public_key.is_empty() || !public_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(DsnError("the public key must be letters and digits"));
+        }
+        let (host, path) = location.split_once('/').ok_or(DsnError("no project id"))?;
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+        if !host_ok {
+            return Err(DsnError("the host is not a host name"));
+        }
+        let path = path.trim_end_matches('/');
+        let (prefix, project_id) = match path.rsplit_once('/') {
+            Some((prefix, id)) => (format!("/{prefix}"), id),
+            None => (String::new(), path),
+        };
+        if project_id.is_empty() || !project_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(DsnError("the project id must be a number"));
+        }
+        Ok(Self {
+            public_key: public_key.to_owned(),
+            envelope_url: format!("{scheme}://{host}{prefix}/api/{project_id}/envelope/"),
+            project_id: project_id.to_owned(),
+        })
+    }
+}
+
+/// What is known of one failed request.
+#[derive(Debug, Clone)]
+pub struct ErrorEvent<'a> {
+    pub message: &'a str,
+    pub request_id: &'a str,
+    pub function: &'a str,
+    pub route: &'a str,
+    pub stage: &'a str,
+}
+
+/// The envelope for one event: header line, item header line, event line.
+pub fn envelope(dsn: &Dsn, event: &ErrorEvent<'_>, now: time::OffsetDateTime) -> String {
+    let event_id = uuid::Uuid::new_v4().simple().to_string();
+    let timestamp = now.unix_timestamp_nanos() as f64 / 1e9;
+    let mut message = Value::String(event.message.to_owned());
+    super::log::redact(&mut message);
+    let body = json!({
+        "event_id": event_id,
+        "timestamp": timestamp,
+        "platform": "native",
+        "level": "error",
+        "logger": "lumi",
+        "server_name": event.function,
+        "environment": event.stage,
+        "release": concat!("lumi@", env!("CARGO_PKG_VERSION")),
+        "transaction": event.route,
+        "message": { "formatted": message },
+        "tags": {
+            "request_id": event.request_id,
+            "function": event.function,
+            "route": event.route,
+        },
+    })
+    .to_string();
+    let header = json!({ "event_id": event_id, "dsn_project": dsn.project_id });
+    let item = json!({ "type": "event", "length": body.len() });
+    format!("{header}\n{item}\n{body}\n")
+}
+
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<bytes::Bytes>,
+>;
+
+fn client() -> Result<&'static HttpsClient, std::io::Error> {
+    static CLIENT: OnceLock<HttpsClient> = OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client);
+    }
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build(connector)))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("no HTTPS client: {0}")]
+    Client(#[from] std::io::Error),
+    #[error("bad request: {0}")]
+    Request(#[from] http::Error),
+    #[error("send failed: {0}")]
+    Send(#[from] hyper_util::client::legacy::Error),
+    #[error("the reporter answered {0}")]
+    Status(http::StatusCode),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Sends one event; the caller decides what a failure means (it is only ever logged).
+pub async fn send(dsn: &Dsn, event: &ErrorEvent<'_>) -> Result<(), ReportError> {
+    let body = envelope(dsn, event, time::OffsetDateTime::now_utc());
+    let auth = format!(
+        "Sentry sentry_version=7, sentry_key={}, sentry_client=lumi/{}",
+        dsn.public_key,
+        env!("CARGO_PKG_VERSION")
+    );
+    let request = http::Request::post(&dsn.envelope_url)
+        .header(http::header::CONTENT_TYPE, "application/x-sentry-envelope")
+        .header("x-sentry-auth", auth)
+        .body(Full::new(bytes::Bytes::from(body)))?;
+    let client = client()?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        // Read the (small) answer so the connection can be reused.
+        let _ = response.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ReportError::Status(status))
+        }
+    };
+    tokio::time::timeout(REPORT_DEADLINE, exchange)
+        .await
+        .map_err(|_| ReportError::Timeout(REPORT_DEADLINE))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsns_parse_into_their_envelope_address() {
+        let dsn = Dsn::parse("https://abc123@o42.ingest.sentry.io/4505").unwrap();
+        assert_eq!(dsn.public_key, "abc123");
+        assert_eq!(
+            dsn.envelope_url,
+            "https://o42.ingest.sentry.io/api/4505/envelope/"
+        );
+        let dsn = Dsn::parse("http://key:secret@127.0.0.1:9000/sentry/7").unwrap();
+        assert_eq!(
+            dsn.envelope_url,
+            "http://127.0.0.1:9000/sentry/api/7/envelope/"
+        );
+        for bad in [
+            "",
+            "o42.ingest.sentry.io/1",
+            "ftp://k@h/1",
+            "https://h/1",
+            "https://k@h/",
+            "https://k@h/abc",
+            "https://k@/1",
+            "https://k@h h/1",
+        ] {
+            assert!(Dsn::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn envelopes_carry_the_request_and_no_secrets() {
+        let dsn = Dsn::parse("https://k@h/1").unwrap();
+        let event = ErrorEvent {
+            message: "decode failed: Authorization: Bearer eyJsecret.token",
+            request_id: "req-9",
+            function: "admin",
+            route: "GET /api/v1/admin/orders/{reference}",
+            stage: "prod",
+        };
+        let text = envelope(&dsn, &event, time::OffsetDateTime::UNIX_EPOCH);
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1]["type"], "event");
+        assert_eq!(
+            lines[1]["length"].as_u64().unwrap() as usize,
+            text.lines().nth(2).unwrap().len()
+        );
+        assert_eq!(lines[2]["tags"]["request_id"], "req-9");
+        assert_eq!(lines[2]["event_id"], lines[0]["event_id"]);
+        assert!(!text.contains("eyJsecret"), "{text}");
+    }
+}

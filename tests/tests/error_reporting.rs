@@ -1,0 +1,170 @@
+//! Internal errors reach the Sentry-compatible reporter named by `ERROR_REPORTING_DSN` or by the
+//! runtime setting `errorReportingDsn` (the runbook's "Sentry DSN via DB setting or env"), once
+//! each, with the request id; client errors are not reported; a reporter that is down changes
+//! nothing for the caller.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use axum::{extract::State, http::HeaderMap, routing::post};
+use lumi_shared::settings::SystemSettings;
+use lumi_tests::{TestApp, assert_problem, unique_prefix};
+use tokio::sync::mpsc;
+
+/// One envelope as the reporter received it.
+#[derive(Debug)]
+struct Received {
+    path: String,
+    auth: String,
+    lines: Vec<serde_json::Value>,
+}
+
+/// A Sentry stand-in on loopback: records every envelope, answers 200.
+async fn reporter() -> (String, mpsc::UnboundedReceiver<Received>) {
+    let (sent, received) = mpsc::unbounded_channel();
+    async fn envelope(
+        State(sent): State<Arc<mpsc::UnboundedSender<Received>>>,
+        uri: axum::http::Uri,
+        headers: HeaderMap,
+        body: String,
+    ) {
+        let lines = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let auth = headers["x-sentry-auth"].to_str().unwrap().to_owned();
+        sent.send(Received {
+            path: uri.path().to_owned(),
+            auth,
+            lines,
+        })
+        .unwrap();
+    }
+    let router = axum::Router::new()
+        .route("/api/{project}/envelope/", post(envelope))
+        .with_state(Arc::new(sent));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (address.to_string(), received)
+}
+
+/// A site-content block stored without its `content`: reading it is an internal error.
+async fn broken_block(app: &TestApp) -> String {
+    let key = format!("broken-{}", unique_prefix().to_lowercase());
+    app.dynamodb()
+        .put_item()
+        .table_name(app.resource("AppTable"))
+        .item("pk", AttributeValue::S(format!("SITE_CONTENT#{key}")))
+        .item("sk", AttributeValue::S("CONTENT".into()))
+        .item("key", AttributeValue::S(key.clone()))
+        .send()
+        .await
+        .unwrap();
+    format!("/api/v1/site-content/{key}")
+}
+
+#[tokio::test]
+async fn internal_errors_go_to_the_dsn_from_the_environment_or_the_settings() {
+    let (address, mut received) = reporter().await;
+    let app = TestApp::builder()
+        .env("ERROR_REPORTING_DSN", &format!("http://envkey@{address}/7"))
+        .env("SETTINGS_CACHE_TTL_SECONDS", "0")
+        .spawn()
+        .await;
+    let broken = broken_block(&app).await;
+
+    // From the environment.
+    let failed = assert_problem(app.get(&broken).await, 500).await;
+    let report = received
+        .try_recv()
+        .expect("reported before the answer left");
+    assert_eq!(report.path, "/api/7/envelope/");
+    assert!(report.auth.contains("sentry_key=envkey"), "{}", report.auth);
+    let event = &report.lines[2];
+    assert_eq!(event["tags"]["request_id"], failed["request_id"]);
+    assert_eq!(event["tags"]["route"], "GET /api/v1/site-content/{key}");
+    assert_eq!(event["level"], "error");
+    assert!(
+        event["message"]["formatted"]
+            .as_str()
+            .unwrap()
+            .contains("content"),
+        "the chain names what failed: {event}"
+    );
+    assert!(received.try_recv().is_err(), "one report per error");
+
+    // A client error is not reported.
+    assert_problem(app.get("/api/v1/site-content/nothing-here").await, 404).await;
+    assert!(received.try_recv().is_err());
+
+    // The runtime setting wins over the environment, without a redeploy.
+    let mut settings = SystemSettings {
+        error_reporting_dsn: Some(format!("http://dbkey@{address}/8")),
+        ..SystemSettings::default()
+    };
+    app.put_settings(&settings).await;
+    assert_problem(app.get(&broken).await, 500).await;
+    let report = received.try_recv().unwrap();
+    assert_eq!(report.path, "/api/8/envelope/");
+    assert!(report.auth.contains("sentry_key=dbkey"));
+
+    // The empty string turns reporting off.
+    settings.error_reporting_dsn = Some(String::new());
+    app.put_settings(&settings).await;
+    assert_problem(app.get(&broken).await, 500).await;
+    assert!(received.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_reporter_that_is_down_changes_nothing_for_the_caller() {
+    // A port nobody listens on: bind, learn the port, close.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let app = TestApp::builder()
+        .env("ERROR_REPORTING_DSN", &format!("http://k@{closed}/1"))
+        .spawn()
+        .await;
+    let broken = broken_block(&app).await;
+    let body = assert_problem(app.get(&broken).await, 500).await;
+    assert_eq!(body["type"], "https://lumi-commerce.com/problems/internal");
+    assert!(
+        lumi_tests::logs()
+            .lines()
+            .iter()
+            .any(|l| l.contains("error report not sent")
+                && l.contains(body["request_id"].as_str().unwrap())),
+        "the failed report is logged with the request id"
+    );
+}
+
+#[tokio::test]
+async fn the_settings_api_refuses_a_dsn_that_is_not_one() {
+    let app = TestApp::spawn().await;
+    let admin = app.signed_in_admin().await;
+    let admin = admin["access_token"].as_str().unwrap();
+    let put = |dsn: serde_json::Value| {
+        app.http
+            .put(app.url("/api/v1/admin/settings"))
+            .bearer_auth(admin)
+            .header("if-match", "\"v0\"")
+            .json(&serde_json::json!({ "errorReportingDsn": dsn }))
+            .send()
+    };
+    let body = assert_problem(put("sentry.io/123".into()).await.unwrap(), 422).await;
+    assert_eq!(body["errors"][0]["field"], "errorReportingDsn");
+    assert_problem(put(42.into()).await.unwrap(), 422).await;
+    let ok = put("https://abc@o1.ingest.sentry.io/99".into())
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let ok: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(
+        ok["errorReportingDsn"],
+        "https://abc@o1.ingest.sentry.io/99"
+    );
+}
