@@ -35,6 +35,16 @@ dev: $(STAMP) ## Serve the whole API on http://127.0.0.1:3000 against a local AW
 	cargo build -p lumi-infra --bin lumi
 	target/debug/lumi dev --port 3000
 
+.PHONY: backup
+backup: $(STAMP) ## Run the backup job now against the `make dev` stack (make dev must be running)
+	cargo build -p lumi-infra --bin lumi
+	target/debug/lumi backup run --env-file target/local-env/backup.env
+
+.PHONY: restore-check
+restore-check: $(STAMP) ## Restore the newest backup into temporary tables and verify it (make dev running)
+	cargo build -p lumi-infra --bin lumi
+	target/debug/lumi backup restore-check --env-file target/local-env/backup.env
+
 .PHONY: test
 test: $(STAMP) lint ## Formatting, clippy, template and OpenAPI lint, then every test
 	cargo test --workspace --all-targets --no-fail-fast
@@ -74,10 +84,22 @@ bench: $(STAMP) ## Cold start and size of every function next to hello-world, as
 	cargo build -p lumi-infra --bin lumi
 	target/debug/lumi bench aws-calls --requests 200
 
+# `make deploy ENV=staging|prod [REGION=...]`: ENV picks a config env of samconfig.toml (stack,
+# stage, rollout, alarm email). Only a make argument or a staging/prod value counts as ENV, since
+# some shells export ENV for their own use. The region is REGION, else AWS_REGION or an
+# AWS_DEFAULT_REGION of your own, else your AWS profile's: never the local stack's default above.
+DEPLOY_ENV := $(if $(or $(filter command line,$(origin ENV)),$(filter staging prod,$(ENV))),$(ENV),staging)
+REGION ?= $(or $(AWS_REGION),$(if $(filter-out file default undefined,$(origin AWS_DEFAULT_REGION)),$(AWS_DEFAULT_REGION)))
+ifneq ($(filter deploy,$(MAKECMDGOALS)),)
+ifeq ($(filter staging prod,$(DEPLOY_ENV)),)
+$(error ENV must be staging or prod (a config env of samconfig.toml), not "$(DEPLOY_ENV)")
+endif
+endif
+
 .PHONY: deploy
-deploy: sam-build ## sam deploy (guided the first time), then complete the config secret
-	$(VENV)/bin/sam deploy $(if $(wildcard samconfig.toml),,--guided)
-	@echo "Now run: cargo run -p lumi-infra --bin lumi -- secrets init --secret-id <ConfigSecretArn output>"
+deploy: sam-build ## sam deploy --config-env ENV (ENV=staging|prod, default staging), then complete the config secret
+	env -u AWS_DEFAULT_REGION $(VENV)/bin/sam deploy --config-env $(DEPLOY_ENV) $(if $(REGION),--region $(REGION))
+	@echo "First deploy of this stack? Now run: cargo run -p lumi-infra --bin lumi -- secrets init --secret-id <ConfigSecretArn output>"
 
 .PHONY: clean
 clean: ## Remove build outputs (keeps .venv)

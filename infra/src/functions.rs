@@ -1,13 +1,18 @@
-//! The HTTP functions the local gateway can host, by binary name: each entry is the same router
-//! builder its `main.rs` hands to `lambda_http`. A new function adds one line here and its
-//! resource in `template.yaml`.
+//! The functions the local stack can run, by binary name: the HTTP functions (each entry is the
+//! same router builder its `main.rs` hands to `lambda_http`) and the event-fed ones the local
+//! scheduler invokes (the same handler `lambda_runtime` calls). A new function adds one line here
+//! and its resource in `template.yaml`.
 
 use std::sync::Arc;
 
 use axum::Router;
-use lumi_shared::Platform;
+use futures::future::BoxFuture;
+use lumi_shared::{Platform, bootstrap::EventHandler as _};
 
 pub type RoutesFn = fn(Arc<Platform>) -> Router;
+/// One invocation of an event-fed function with a JSON event.
+pub type EventFn =
+    fn(Arc<Platform>, serde_json::Value) -> BoxFuture<'static, anyhow::Result<serde_json::Value>>;
 
 pub fn http_functions() -> Vec<(&'static str, RoutesFn)> {
     vec![
@@ -23,4 +28,28 @@ pub fn routes_of(binary: &str) -> Option<RoutesFn> {
         .into_iter()
         .find(|(name, _)| *name == binary)
         .map(|(_, routes)| routes)
+}
+
+pub fn event_functions() -> Vec<(&'static str, EventFn)> {
+    vec![("backup", backup_event)]
+}
+
+pub fn event_handler_of(binary: &str) -> Option<EventFn> {
+    event_functions()
+        .into_iter()
+        .find(|(name, _)| *name == binary)
+        .map(|(_, handler)| handler)
+}
+
+fn backup_event(
+    platform: Arc<Platform>,
+    event: serde_json::Value,
+) -> BoxFuture<'static, anyhow::Result<serde_json::Value>> {
+    Box::pin(async move {
+        let event = serde_json::from_value(event)?;
+        backup::Jobs::new(platform)
+            .handle(event)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })
 }

@@ -6,6 +6,7 @@
 //!   name prefix (one per test), and resolves each function's environment against them.
 //! - [`functions`]: the registry of function binaries and their routers.
 //! - [`poller`]: the local SQS event source (and the dead-letter redrive).
+//! - [`schedule`]: the local EventBridge schedules (`rate()` and `cron()`), run by `make dev`.
 //! - [`seed`]: the demo accounts `make dev` creates.
 //! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
 //!   router of the function that owns it, with an API Gateway-like request context.
@@ -14,6 +15,7 @@ pub mod functions;
 pub mod gateway;
 pub mod moto;
 pub mod poller;
+pub mod schedule;
 pub mod seed;
 pub mod stack;
 pub mod template;

@@ -32,6 +32,16 @@ pub struct Route {
     pub function: String,
 }
 
+/// A function's `Schedule` event: its expression (unresolved: often a `!Ref` to a parameter)
+/// and the JSON it is invoked with.
+#[derive(Debug, Clone)]
+pub struct ScheduledEvent {
+    pub function: String,
+    pub name: String,
+    pub expression: Value,
+    pub input: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Template {
     root: Value,
@@ -124,6 +134,39 @@ impl Template {
         self.of_kind("AWS::Serverless::Function")
             .map(|f| Ok((f.logical_id.clone(), self.binary_of(f)?)))
             .collect()
+    }
+
+    /// Every `Schedule` event of every function: what the local scheduler runs.
+    pub fn schedules(&self) -> anyhow::Result<Vec<ScheduledEvent>> {
+        let mut out = Vec::new();
+        for function in self.of_kind("AWS::Serverless::Function") {
+            let Some(events) = function
+                .properties
+                .get("Events")
+                .and_then(Value::as_mapping)
+            else {
+                continue;
+            };
+            for (name, event) in events {
+                if str_of(event, "Type") != Some("Schedule") {
+                    continue;
+                }
+                let props = event.get("Properties").unwrap_or(&Value::Null);
+                let expression = props.get("Schedule").cloned().ok_or_else(|| {
+                    anyhow!(
+                        "Schedule event {name:?} of {} needs Schedule",
+                        function.logical_id
+                    )
+                })?;
+                out.push(ScheduledEvent {
+                    function: self.binary_of(function)?,
+                    name: name.as_str().unwrap_or_default().to_owned(),
+                    expression,
+                    input: str_of(props, "Input").map(str::to_owned),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Every HttpApi route of every function.

@@ -10,7 +10,8 @@
 //!
 //! Once per cold start: JSON logging, the typed config (a bad one stops the container with a
 //! message naming the variable), the AWS clients; then the router, behind the shared edge, is
-//! handed to `lambda_http::run`. The local gateway builds the same router with [`app`].
+//! handed to `lambda_http::run`. The local gateway builds the same router with [`app`]. Queue-fed
+//! and event-fed functions get the same start-up through [`run_sqs`] and [`run_events`].
 
 use std::sync::Arc;
 
@@ -88,6 +89,37 @@ pub async fn run_sqs<H: SqsHandler>(
             async move { Ok::<_, lambda_runtime::Error>(handler.handle(event.payload).await) }
         },
     );
+    lambda_runtime::run(service)
+        .await
+        .map_err(BootError::Runtime)
+}
+
+/// A function fed whole events (EventBridge schedules, direct invocations): one event in, one
+/// JSON answer out; an `Err` fails the invocation, so Lambda's `Errors` metric and the
+/// schedule's retries see it.
+pub trait EventHandler: Clone + Send + Sync + 'static {
+    type Event: serde::de::DeserializeOwned + Send + 'static;
+    type Output: serde::Serialize + Send + 'static;
+    fn handle(
+        &self,
+        event: Self::Event,
+    ) -> impl std::future::Future<Output = Result<Self::Output, lambda_runtime::Error>> + Send;
+}
+
+/// Runs an event-fed function on Lambda: the whole of its `main`.
+pub async fn run_events<H: EventHandler>(
+    function_name: &str,
+    make: impl FnOnce(Arc<Platform>) -> H,
+) -> Result<(), BootError> {
+    let platform = platform(function_name, &Env::from_process()).await?;
+    platform.mark_started();
+    let handler = make(platform);
+    let service =
+        lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<H::Event>| {
+            let handler = handler.clone();
+            // Boxed: a backup job's future is too large to sit inside the runtime's.
+            async move { Box::pin(handler.handle(event.payload)).await }
+        });
     lambda_runtime::run(service)
         .await
         .map_err(BootError::Runtime)

@@ -123,6 +123,15 @@ impl Tables {
     }
 }
 
+/// Where the backup function writes and what it exports.
+#[derive(Debug, Clone, Default)]
+pub struct BackupConfig {
+    /// `BACKUP_BUCKET`: the bucket of exports, manifests and restore-check outcomes.
+    pub bucket: Option<String>,
+    /// `BACKUP_TABLES`: `LogicalId=table-name,...`, every application table.
+    pub tables: Vec<(String, String)>,
+}
+
 /// The rate limiter's switches (the budgets themselves are runtime settings).
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
@@ -204,6 +213,7 @@ pub struct Config {
     /// `ERROR_REPORTING_DSN`: where internal errors are reported when the runtime settings name
     /// no `errorReportingDsn` (see [`crate::telemetry::report`]).
     pub error_reporting_dsn: Option<crate::telemetry::report::Dsn>,
+    pub backup: BackupConfig,
 }
 
 impl Config {
@@ -300,6 +310,23 @@ impl Config {
                         reason: e.to_string(),
                     }
                 })?),
+            },
+            backup: BackupConfig {
+                bucket: env
+                    .get("BACKUP_BUCKET")
+                    .filter(|b| !b.is_empty())
+                    .map(str::to_owned),
+                tables: csv(env.get("BACKUP_TABLES").unwrap_or(""))
+                    .map(|pair| {
+                        pair.split_once('=')
+                            .filter(|(id, name)| !id.is_empty() && !name.is_empty())
+                            .map(|(id, name)| (id.to_owned(), name.to_owned()))
+                            .ok_or_else(|| ConfigError::Invalid {
+                                var: "BACKUP_TABLES",
+                                reason: format!("`{pair}` is not LogicalId=table-name"),
+                            })
+                    })
+                    .collect::<Result<_, _>>()?,
             },
             config_secret_id: env.required("CONFIG_SECRET_ID")?,
             secrets_cache_ttl: Duration::from_secs(env.parsed("SECRETS_CACHE_TTL_SECONDS", 300)?),

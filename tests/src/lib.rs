@@ -335,6 +335,21 @@ impl TestApp {
         ))
     }
 
+    /// The backup function's jobs for this stack, as Lambda would build them.
+    pub fn backup_jobs(&self) -> backup::Jobs {
+        let vars = self.stack.function_env("backup").unwrap();
+        let config = lumi_shared::Config::from_env("backup", &vars).unwrap();
+        let clock = self
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(lumi_shared::clock::SystemClock));
+        backup::Jobs::new(Platform::build(
+            config,
+            Arc::new(self.metrics.clone()),
+            clock,
+        ))
+    }
+
     /// One poll of the refund-email queue by `worker`, as the SQS event source would.
     pub async fn poll_refund_emails(
         &self,

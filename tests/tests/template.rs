@@ -206,3 +206,29 @@ async fn the_sqs_sample_events_run_through_the_refund_email_worker() {
             .any(|e| e["destinations"].to_string().contains("yuki@lumi.local"))
     );
 }
+
+/// Every `Schedule` event of the template has a valid expression (with the parameters'
+/// defaults) and a handler the local scheduler can run.
+#[test]
+fn every_schedule_parses_and_has_a_local_handler() {
+    let template = lumi_infra::template::Template::project().unwrap();
+    let names = lumi_infra::template::Names {
+        parameters: template.parameters(),
+        ..Default::default()
+    };
+    let schedules = template.schedules().unwrap();
+    assert!(schedules.len() >= 2, "backup and restore check");
+    for event in schedules {
+        let expression = names.resolve(&event.expression).unwrap();
+        lumi_infra::schedule::Schedule::parse(&expression)
+            .unwrap_or_else(|e| panic!("{}: {e}", event.name));
+        assert!(
+            lumi_infra::functions::event_handler_of(&event.function).is_some(),
+            "{}",
+            event.function
+        );
+        let input: serde_json::Value =
+            serde_json::from_str(event.input.as_deref().unwrap()).unwrap();
+        assert!(input["detail"]["job"].is_string());
+    }
+}

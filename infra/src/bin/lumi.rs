@@ -24,6 +24,12 @@
 //! the rate limiter's DynamoDB calls per admitted request and the AWS calls of a checkout and of
 //! an order list.
 //!
+//! - `lumi backup list --bucket <b>`: the complete backup runs, oldest first.
+//! - `lumi backup restore --bucket <b> [--run <id>] --table AppTable=<new name> ...`: disaster
+//!   recovery: an export (the newest by default) into new tables, verified against its manifest.
+//! - `lumi backup run|restore-check --env-file <f>`: a backup job now, as the function would run
+//!   it (`make backup` and `make restore-check`, against `make dev`'s stack).
+//!
 //! - `lumi outbox flush --table <t> --queue-url <url>`: sends the messages waiting in the outbox
 //!   (refund emails whose first send failed).
 //! - `lumi dlq redrive --from <dead-letter queue url> --to <queue url>`: moves the refund emails
@@ -57,7 +63,10 @@ const USAGE: &str = "usage:
   lumi settings show --table <table>
   lumi settings rate-limit --table <table> --scope <ip|customer|admin|auth|quota> [--limit N] [--window SECONDS] [--fail open|closed]
   lumi settings rate-limit --table <table> --premium-multiplier N
-  lumi bench aws-calls [--requests 200]";
+  lumi bench aws-calls [--requests 200]
+  lumi backup run|restore-check --env-file <file>      (make backup / make restore-check)
+  lumi backup list --bucket <bucket>
+  lumi backup restore --bucket <bucket> [--run <run id>] --table <LogicalId>=<new table name> ...";
 
 fn flag(args: &[String], name: &str) -> anyhow::Result<String> {
     args.iter()
@@ -125,8 +134,85 @@ async fn main() -> anyhow::Result<()> {
             println!("every session of user {user} has ended");
             Ok(())
         }
+        ["backup", "run"] => backup_job(backup::Job::Backup, &flag(&args, "--env-file")?).await,
+        ["backup", "restore-check"] => {
+            backup_job(backup::Job::RestoreCheck, &flag(&args, "--env-file")?).await
+        }
+        ["backup", "list"] => {
+            let archive = backup_archive(&flag(&args, "--bucket")?).await;
+            for run in archive.complete_runs().await? {
+                println!("{run}");
+            }
+            Ok(())
+        }
+        ["backup", "restore"] => backup_restore(&args).await,
         _ => bail!("{USAGE}"),
     }
+}
+
+/// Runs a backup job as the function would, with the environment in `env_file` (the one
+/// `make dev` writes to `target/local-env/backup.env`).
+async fn backup_job(job: backup::Job, env_file: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(env_file)
+        .with_context(|| format!("{env_file}: is `make dev` running? it writes this file"))?;
+    let mut env = lumi_shared::config::Env::default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (key, value) = line
+            .split_once('=')
+            .with_context(|| format!("{env_file}: `{line}` is not KEY=value"))?;
+        env.set(key, value);
+    }
+    lumi_shared::telemetry::log::init(
+        "backup",
+        tracing::Level::INFO,
+        false,
+        std::sync::Arc::new(lumi_shared::telemetry::Stdout),
+    );
+    let config = lumi_shared::Config::from_env("backup", &env)?;
+    let platform = lumi_shared::Platform::build(
+        config,
+        std::sync::Arc::new(lumi_shared::telemetry::Stdout),
+        std::sync::Arc::new(lumi_shared::clock::SystemClock),
+    );
+    let output = backup::Jobs::new(platform).run(job).await?;
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
+
+async fn backup_archive(bucket: &str) -> backup::archive::Archive {
+    let sdk = sdk_config().await;
+    backup::archive::Archive {
+        s3: backup::s3_client(&sdk),
+        bucket: bucket.to_owned(),
+    }
+}
+
+/// Disaster recovery: an export back into new tables (then point the stack at them, or copy).
+async fn backup_restore(args: &[String]) -> anyhow::Result<()> {
+    let archive = backup_archive(&flag(args, "--bucket")?).await;
+    let run = match flag(args, "--run") {
+        Ok(run) => run,
+        Err(_) => archive.latest_run().await?,
+    };
+    let targets: Vec<(String, String)> = args
+        .windows(2)
+        .filter(|w| w[0] == "--table")
+        .map(|w| {
+            w[1].split_once('=')
+                .map(|(id, name)| (id.to_owned(), name.to_owned()))
+                .with_context(|| format!("--table {}: expected LogicalId=new-table-name", w[1]))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if targets.is_empty() {
+        bail!("name at least one --table LogicalId=new-table-name");
+    }
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    println!("restoring run {run}");
+    for (table, items) in backup::restore::restore_into(&archive, &dynamodb, &run, &targets).await?
+    {
+        println!("  {table}: {items} items, checksums and counts verified");
+    }
+    Ok(())
 }
 
 async fn sdk_config() -> aws_config::SdkConfig {
@@ -176,6 +262,7 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
     let env_dir = write_env_files(&stack)?;
     spawn_refund_email_poller(&stack)?;
+    let schedules = lumi_infra::schedule::spawn_schedules(&stack)?;
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("port {port} is taken: is another `make dev` running?"))?;
@@ -213,6 +300,12 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         "\nRefund emails are sent from the local queue as they arrive; see them at {}/_lumi/sent-emails",
         moto.endpoint
     );
+    println!(
+        "\nSchedules (as EventBridge would run them; `make backup` / `make restore-check` run now):"
+    );
+    for (function, event, expression) in &schedules {
+        println!("  {function}/{event}: {expression}");
+    }
     println!("\nResources are named lumi-<LogicalId> (the table: lumi-AppTable).");
     println!(
         "Each function's environment is in {dir}/<function>.env, for

@@ -2,6 +2,9 @@
 //! [`MetricSet`] and flushes them as EMF lines when it ends, so CloudWatch derives the metrics
 //! from the log stream with no API call on the request path.
 //!
+//! Each value is published under its own dimensions and the roll-ups alarms need (see
+//! [`dimension_sets`]): one EMF line, several metrics, still no API call.
+//!
 //! Names are the runbooks' (`lumi_http_requests_total`, `order_created_total`, ...); the
 //! namespace is `Lumi`.
 
@@ -56,7 +59,7 @@ impl MetricSet {
                     "Timestamp": timestamp as i64,
                     "CloudWatchMetrics": [{
                         "Namespace": NAMESPACE,
-                        "Dimensions": [dims.keys().collect::<Vec<_>>()],
+                        "Dimensions": dimension_sets(&dims),
                         "Metrics": [{ "Name": name, "Unit": "Count" }],
                     }],
                 }),
@@ -71,6 +74,31 @@ impl MetricSet {
             sink.write_line(&Value::Object(doc).to_string());
         }
     }
+}
+
+/// The dimension sets each value is published under: its own, then the roll-ups alarms and
+/// the dashboard read (CloudWatch cannot sum across dimension values in an alarm):
+/// `[function]`, `[function, status_class]`, `[status_class]` and `[]` (the whole API).
+fn dimension_sets(dims: &Dimensions) -> Vec<Vec<&str>> {
+    let full: Vec<&str> = dims.keys().map(String::as_str).collect();
+    let has = |name: &str| dims.contains_key(name);
+    let mut sets = vec![full];
+    let mut add = |set: Vec<&'static str>| {
+        if !sets.contains(&set) {
+            sets.push(set);
+        }
+    };
+    if has("function") {
+        add(vec!["function"]);
+        if has("status_class") {
+            add(vec!["function", "status_class"]);
+        }
+    }
+    if has("status_class") {
+        add(vec!["status_class"]);
+    }
+    add(Vec::new());
+    sets
 }
 
 /// `2xx`, `4xx`, ...: the status class dimension.
@@ -118,6 +146,25 @@ mod tests {
             json!(["function", "route", "status_class"])
         );
         assert_eq!(directive["Metrics"][0]["Name"], HTTP_REQUESTS_TOTAL);
+        assert_eq!(
+            directive["Dimensions"],
+            json!([
+                ["function", "route", "status_class"],
+                ["function"],
+                ["function", "status_class"],
+                ["status_class"],
+                []
+            ]),
+            "roll-ups for alarms"
+        );
+        let orders = docs
+            .iter()
+            .find(|d| d.get("order_created_total").is_some())
+            .unwrap();
+        assert_eq!(
+            orders["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["function"], []])
+        );
 
         set.flush(&sink, &[]);
         assert_eq!(sink.json().len(), 2, "a flushed set writes nothing again");
