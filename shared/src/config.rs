@@ -123,6 +123,77 @@ impl Tables {
     }
 }
 
+/// One stored variant the images function makes of every uploaded original
+/// (`IMAGE_VARIANTS`: `name=WxH:fit:format,...`, a side of 0 follows the aspect ratio).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageVariantSpec {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// cover, contain, inside or fill.
+    pub fit: String,
+    /// jpeg, png or webp.
+    pub format: String,
+}
+
+/// The images function's limits and storage.
+#[derive(Debug, Clone)]
+pub struct ImagesConfig {
+    /// `IMAGES_BUCKET`: originals, variants and presigned uploads.
+    pub bucket: Option<String>,
+    pub variants: Vec<ImageVariantSpec>,
+    /// `IMAGE_MAX_INPUT_BYTES` (default 25 MiB): the largest image read from S3 (a request body
+    /// is capped by `MAX_BODY_BYTES` first).
+    pub max_input_bytes: usize,
+    /// `IMAGE_MAX_PIXELS` (default 50 000 000): the decompression-bomb guard.
+    pub max_pixels: u64,
+    /// `IMAGE_MAX_OUTPUT_DIMENSION` (default 4096).
+    pub max_output_dimension: u32,
+    /// `IMAGE_URL_TTL_SECONDS` (default 900): lifetime of presigned URLs.
+    pub url_ttl: Duration,
+}
+
+fn image_variants(raw: &str) -> Result<Vec<ImageVariantSpec>, ConfigError> {
+    let invalid = |spec: &str| ConfigError::Invalid {
+        var: "IMAGE_VARIANTS",
+        reason: format!("`{spec}` is not name=WxH:fit:format (e.g. thumb=200x200:cover:jpeg)"),
+    };
+    csv(raw)
+        .map(|spec| {
+            let (name, rest) = spec.split_once('=').ok_or_else(|| invalid(spec))?;
+            let mut parts = rest.split(':');
+            let (Some(size), Some(fit), Some(format), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(invalid(spec));
+            };
+            let (w, h) = size.split_once('x').ok_or_else(|| invalid(spec))?;
+            let (width, height) = (
+                w.parse().map_err(|_| invalid(spec))?,
+                h.parse().map_err(|_| invalid(spec))?,
+            );
+            let valid_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid_name
+                || (width == 0 && height == 0)
+                || !["cover", "contain", "inside", "fill"].contains(&fit)
+                || !["jpeg", "png", "webp"].contains(&format)
+            {
+                return Err(invalid(spec));
+            }
+            Ok(ImageVariantSpec {
+                name: name.to_owned(),
+                width,
+                height,
+                fit: fit.to_owned(),
+                format: format.to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// Where the backup function writes and what it exports.
 #[derive(Debug, Clone, Default)]
 pub struct BackupConfig {
@@ -214,6 +285,7 @@ pub struct Config {
     /// no `errorReportingDsn` (see [`crate::telemetry::report`]).
     pub error_reporting_dsn: Option<crate::telemetry::report::Dsn>,
     pub backup: BackupConfig,
+    pub images: ImagesConfig,
 }
 
 impl Config {
@@ -230,7 +302,7 @@ impl Config {
                 .collect::<Result<_, _>>()?,
             exposed_headers: csv(env
                 .get("CORS_EXPOSED_HEADERS")
-                .unwrap_or("X-Request-Id,X-API-Version"))
+                .unwrap_or("X-Request-Id,X-API-Version,ETag"))
             .map(|name| {
                 HeaderName::from_str(name).map_err(|_| ConfigError::Invalid {
                     var: "CORS_EXPOSED_HEADERS",
@@ -328,6 +400,16 @@ impl Config {
                     })
                     .collect::<Result<_, _>>()?,
             },
+            images: ImagesConfig {
+                bucket: env.get("IMAGES_BUCKET").filter(|b| !b.is_empty()).map(str::to_owned),
+                variants: image_variants(env.get("IMAGE_VARIANTS").unwrap_or(
+                    "thumb=200x200:cover:jpeg,medium=800x0:inside:webp,large=1600x0:inside:jpeg",
+                ))?,
+                max_input_bytes: env.parsed("IMAGE_MAX_INPUT_BYTES", 25 * 1024 * 1024)?,
+                max_pixels: env.parsed("IMAGE_MAX_PIXELS", 50_000_000)?,
+                max_output_dimension: env.parsed("IMAGE_MAX_OUTPUT_DIMENSION", 4096)?,
+                url_ttl: Duration::from_secs(env.parsed("IMAGE_URL_TTL_SECONDS", 900)?),
+            },
             config_secret_id: env.required("CONFIG_SECRET_ID")?,
             secrets_cache_ttl: Duration::from_secs(env.parsed("SECRETS_CACHE_TTL_SECONDS", 300)?),
             cors,
@@ -368,7 +450,7 @@ mod tests {
         assert_eq!(config.secrets_cache_ttl, Duration::from_secs(300));
         assert_eq!(
             config.cors.exposed_headers,
-            ["x-request-id", "x-api-version"]
+            ["x-request-id", "x-api-version", "etag"]
         );
         assert!(config.cors.allowed_origins.is_empty());
         assert!(!config.tracing_enabled);

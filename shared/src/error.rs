@@ -47,6 +47,9 @@ pub enum ApiError {
     PreconditionFailed(Cow<'static, str>),
     #[error("payload larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 413 for content too large in a way other than its byte count (an image's pixel count).
+    #[error("content too large: {0}")]
+    ContentTooLarge(Cow<'static, str>),
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(Cow<'static, str>),
     #[error("validation failed: {detail}")]
@@ -100,7 +103,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::ContentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -128,6 +131,7 @@ impl ApiError {
                 "payload-too-large",
                 format!("the request body is larger than {limit} bytes"),
             ),
+            Self::ContentTooLarge(d) => ("payload-too-large", d.to_string()),
             Self::UnsupportedMediaType(d) => ("unsupported-media-type", d.to_string()),
             Self::Validation { detail, .. } => ("validation-failed", detail.to_string()),
             Self::TooManyRequests {

@@ -95,6 +95,7 @@ fn cors_layer(cors: &CorsConfig) -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::IF_MATCH,
+            header::IF_NONE_MATCH,
             IDEMPOTENCY_KEY,
             X_REQUEST_ID,
         ])

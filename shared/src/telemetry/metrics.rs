@@ -60,7 +60,7 @@ impl MetricSet {
                     "CloudWatchMetrics": [{
                         "Namespace": NAMESPACE,
                         "Dimensions": dimension_sets(&dims),
-                        "Metrics": [{ "Name": name, "Unit": "Count" }],
+                        "Metrics": [{ "Name": name, "Unit": unit_of(&name) }],
                     }],
                 }),
             );
@@ -73,6 +73,18 @@ impl MetricSet {
             doc.insert(name, Value::from(value));
             sink.write_line(&Value::Object(doc).to_string());
         }
+    }
+}
+
+/// The unit, from the name's suffix: `_ms` milliseconds, `_bytes` bytes, else a count. A
+/// set adds up what one invocation records under a name (one transform: one value).
+fn unit_of(name: &str) -> &'static str {
+    if name.ends_with("_ms") {
+        "Milliseconds"
+    } else if name.ends_with("_bytes") {
+        "Bytes"
+    } else {
+        "Count"
     }
 }
 
