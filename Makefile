@@ -20,8 +20,14 @@ CARGO_LAMBDA := $(VENV)/bin/cargo-lambda lambda
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# libjpeg-turbo (the images function's JPEG codec) builds with cmake and nasm.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
 $(STAMP): infra/requirements.txt
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	@command -v cmake >/dev/null && command -v nasm >/dev/null || { \
+		echo "installing cmake and nasm (libjpeg-turbo's build) with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake nasm; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r infra/requirements.txt
@@ -72,17 +78,21 @@ BENCH_EVENT_auth   := events/auth/03-me.401.json
 BENCH_EVENT_orders := events/orders/02-cart.401.json
 BENCH_EVENT_admin  := events/admin/01-orders.401.json
 BENCH_EVENT_refund-email := events/refund-email/empty-batch.json
+BENCH_EVENT_images := events/images/03-admin-images.401.json
+# Scheduled jobs' cold starts cost nobody a wait: not benchmarked.
+BENCH_FUNCTIONS := $(filter-out backup,$(FUNCTIONS))
 bench_event = $(or $(BENCH_EVENT_$(1)),$(firstword $(sort $(wildcard events/$(1)/*.json))))
 
 .PHONY: bench
-bench: $(STAMP) ## Cold start and size of every function next to hello-world, as ratios
+bench: $(STAMP) ## Cold start and size of every function next to hello-world; images against sharp; AWS calls
 	$(CARGO_LAMBDA) build --release $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	cargo build --release -p lumi-bench
 	target/release/lumi-bench cold-start --lambda-dir target/lambda --reference hello-lambda \
-		$(foreach f,$(FUNCTIONS),--function $(f)=$(call bench_event,$(f))) \
+		$(foreach f,$(BENCH_FUNCTIONS),--function $(f)=$(call bench_event,$(f))) \
 		--runs 30 --json target/bench-cold-start.json
 	cargo build -p lumi-infra --bin lumi
 	target/debug/lumi bench aws-calls --requests 200
+	bash imaging/bench/run.sh
 
 # `make deploy ENV=staging|prod [REGION=...]`: ENV picks a config env of samconfig.toml (stack,
 # stage, rollout, alarm email). Only a make argument or a staging/prod value counts as ENV, since

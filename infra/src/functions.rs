@@ -20,6 +20,7 @@ pub fn http_functions() -> Vec<(&'static str, RoutesFn)> {
         ("auth", auth::routes),
         ("orders", orders::routes),
         ("admin", admin::routes),
+        ("images", images::routes),
     ]
 }
 

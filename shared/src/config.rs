@@ -401,7 +401,10 @@ impl Config {
                     .collect::<Result<_, _>>()?,
             },
             images: ImagesConfig {
-                bucket: env.get("IMAGES_BUCKET").filter(|b| !b.is_empty()).map(str::to_owned),
+                bucket: env
+                    .get("IMAGES_BUCKET")
+                    .filter(|b| !b.is_empty())
+                    .map(str::to_owned),
                 variants: image_variants(env.get("IMAGE_VARIANTS").unwrap_or(
                     "thumb=200x200:cover:jpeg,medium=800x0:inside:webp,large=1600x0:inside:jpeg",
                 ))?,

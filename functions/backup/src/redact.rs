@@ -106,10 +106,7 @@ mod tests {
         let secret = json!({ "jwt_keys": [{ "kid": "k1", "secret": "s3cr3t-value" }], "n": 42 });
         let out = fingerprint_leaves(&secret);
         let text = out.to_string();
-        assert!(
-            !text.contains("s3cr3t-value"),
-            "{text}"
-        );
+        assert!(!text.contains("s3cr3t-value"), "{text}");
         assert_eq!(out["n"], fingerprint("42"), "numbers too");
         assert_eq!(out["jwt_keys"][0]["secret"], fingerprint("s3cr3t-value"));
         assert!(out["jwt_keys"][0].get("kid").is_some());

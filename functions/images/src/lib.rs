@@ -1,0 +1,88 @@
+//! The images function: the runbook's image processing, on [`lumi_imaging`] (libjpeg-turbo's
+//! scaled decode, Lanczos3 with SIMD, libjpeg-turbo and libwebp encoders), which beats sharp on
+//! one core (see the README's figures).
+//!
+//! | route | does |
+//! | --- | --- |
+//! | `POST /api/v1/images/transform?w=&h=&fit=&format=&quality=` | the body's image, transformed; ephemeral |
+//! | `POST /api/v1/admin/images` | keeps the body's image in S3 with the configured variants |
+//! | `POST /api/v1/admin/images/uploads` | a presigned S3 PUT for an original larger than a request body may be |
+//! | `POST /api/v1/admin/images/uploads/{id}/process` | the uploaded original's variants, from S3 |
+//!
+//! Default qualities come from the runtime settings (`imageQuality`), so an operator lowers them
+//! without a redeploy when processing is slow. Limits (bytes, pixels, output sides) are checked
+//! from the header before any pixel is decoded. The codecs are CPU-bound: they run on the
+//! blocking pool, never on the runtime's threads.
+
+mod options;
+mod stored;
+mod transform;
+
+use std::sync::Arc;
+
+use axum::{Router, routing::post};
+use lumi_imaging::{ImageError, Limits};
+use lumi_shared::{ApiError, Platform, error::FieldError};
+
+pub use options::{Requested, etag, negotiate_format};
+
+pub fn routes(platform: Arc<Platform>) -> Router {
+    let state = stored::ImagesState(Arc::new(stored::Images::new(platform)));
+    Router::new()
+        .route("/api/v1/images/transform", post(transform::transform))
+        .route("/api/v1/admin/images", post(stored::create))
+        .route("/api/v1/admin/images/uploads", post(stored::create_upload))
+        .route(
+            "/api/v1/admin/images/uploads/{id}/process",
+            post(stored::process_upload),
+        )
+        .with_state(state)
+}
+
+/// The limits of this container's configuration.
+pub fn limits(platform: &Platform) -> Limits {
+    let images = &platform.config.images;
+    Limits {
+        max_input_bytes: images.max_input_bytes,
+        max_input_pixels: images.max_pixels,
+        max_output_dimension: images.max_output_dimension,
+    }
+}
+
+/// An image error as the API answers it: 413 for sizes, 415 for formats, 422 for the rest.
+pub fn api_error(error: ImageError) -> ApiError {
+    match error {
+        ImageError::InputTooLarge { limit, .. } => ApiError::PayloadTooLarge { limit },
+        ImageError::TooManyPixels { .. } => ApiError::ContentTooLarge(error.to_string().into()),
+        ImageError::Unsupported => {
+            ApiError::UnsupportedMediaType("the body must be a JPEG, PNG, WebP or GIF image".into())
+        }
+        ImageError::OutputTooLarge { .. } => ApiError::Validation {
+            detail: error.to_string().into(),
+            errors: vec![FieldError {
+                field: "w".into(),
+                message: error.to_string(),
+            }],
+        },
+        ImageError::InvalidOptions(message) => ApiError::Validation {
+            detail: format!("invalid options: {message}").into(),
+            errors: Vec::new(),
+        },
+        ImageError::Corrupt(_) => ApiError::Validation {
+            detail: error.to_string().into(),
+            errors: vec![FieldError {
+                field: "body".into(),
+                message: "the image is truncated or corrupt".into(),
+            }],
+        },
+    }
+}
+
+/// Runs the CPU-bound codec work on the blocking pool.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)
+}

@@ -1,0 +1,386 @@
+//! Stored images (admin only): an original kept in `IMAGES_BUCKET` with the configured variants
+//! beside it (`IMAGE_VARIANTS`), answered with their keys and presigned GET URLs.
+//!
+//! ```text
+//! originals/<id>.<ext>            the original as uploaded
+//! variants/<id>/<name>.<ext>      one per configured variant
+//! uploads/<id>                    a presigned PUT's landing place, deleted once processed
+//! ```
+//!
+//! A request body is capped by API Gateway (and `MAX_BODY_BYTES`); a larger original is PUT to
+//! S3 with a presigned URL (`POST .../uploads`) and processed from there (`.../{id}/process`),
+//! up to `IMAGE_MAX_INPUT_BYTES`, so the payload cap that users of AWS's own image handler keep
+//! hitting does not apply.
+
+use std::{sync::Arc, time::Instant};
+
+use aws_sdk_s3::{presigning::PresigningConfig, primitives::ByteStream};
+use axum::{
+    Extension,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use lumi_imaging::{Fit, OutputFormat, TransformOptions};
+use lumi_shared::{
+    ApiError, ApiResult, Platform,
+    audit::{self, AuditEvent},
+    auth::{AdminUser, sessions::RequestMeta},
+    aws::LazyClient,
+    error::error_chain,
+    telemetry::metrics::MetricSet,
+};
+use serde::Serialize;
+use serde_json::json;
+
+pub struct Images {
+    pub platform: Arc<Platform>,
+    s3: LazyClient<aws_sdk_s3::Client>,
+}
+
+fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    // A local endpoint (moto) serves buckets by path, not by host name.
+    let path_style = sdk.endpoint_url().is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build(),
+    )
+}
+
+impl Images {
+    pub fn new(platform: Arc<Platform>) -> Self {
+        Self {
+            s3: LazyClient::new(&platform.sdk_config, s3_client),
+            platform,
+        }
+    }
+
+    fn bucket(&self) -> ApiResult<&str> {
+        self.platform
+            .config
+            .images
+            .bucket
+            .as_deref()
+            .ok_or_else(|| ApiError::internal(std::io::Error::other("IMAGES_BUCKET is not set")))
+    }
+
+    fn s3(&self) -> &aws_sdk_s3::Client {
+        self.s3.get()
+    }
+}
+
+fn s3_unavailable(op: &str, error: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+    ApiError::unavailable(
+        format!("image storage is unavailable ({op}); retry shortly"),
+        error,
+    )
+}
+
+/// One stored object, as answered.
+#[derive(Debug, Serialize)]
+pub struct StoredImage {
+    pub key: String,
+    pub url: String,
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VariantImage {
+    pub name: String,
+    #[serde(flatten)]
+    pub image: StoredImage,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoredSet {
+    pub id: String,
+    pub original: StoredImage,
+    pub variants: Vec<VariantImage>,
+    pub url_expires_in: u64,
+}
+
+/// `POST /api/v1/admin/images`: the body is the original.
+pub async fn create(
+    State(images): State<ImagesState>,
+    Extension(metrics): Extension<MetricSet>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    crate::transform::check_content_type(&headers)?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let set = store_set(&images, &metrics, &id, body).await?;
+    audit_created(&images, &admin, &meta, &set, "body").await?;
+    Ok((StatusCode::CREATED, axum::Json(set)).into_response())
+}
+
+/// `POST /api/v1/admin/images/uploads`: where to PUT an original too large for a request.
+pub async fn create_upload(
+    State(images): State<ImagesState>,
+    _admin: AdminUser,
+) -> ApiResult<Response> {
+    let bucket = images.bucket()?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let key = format!("uploads/{id}");
+    let ttl = images.platform.config.images.url_ttl;
+    let presigned = images
+        .s3()
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .presigned(PresigningConfig::expires_in(ttl).map_err(ApiError::internal)?)
+        .await
+        .map_err(|e| s3_unavailable("presign", e))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": id,
+            "key": key,
+            "upload_url": presigned.uri(),
+            "method": "PUT",
+            "expires_in": ttl.as_secs(),
+            "max_bytes": images.platform.config.images.max_input_bytes,
+            "process": format!("/api/v1/admin/images/uploads/{id}/process"),
+        })),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/admin/images/uploads/{id}/process`: the uploaded original's variants.
+pub async fn process_upload(
+    State(images): State<ImagesState>,
+    Extension(metrics): Extension<MetricSet>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::not_found("no upload has this id"));
+    }
+    let bucket = images.bucket()?.to_owned();
+    let key = format!("uploads/{id}");
+    let limit = images.platform.config.images.max_input_bytes;
+    // The size first, from the object's metadata: an oversize upload is never read.
+    let head = images
+        .s3()
+        .head_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await;
+    let size = match head {
+        Ok(head) => head.content_length().unwrap_or_default(),
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+            return Err(ApiError::not_found(
+                "no upload has this id (not uploaded yet, or already processed)",
+            ));
+        }
+        Err(error) => return Err(s3_unavailable("HeadObject", error)),
+    };
+    if size < 0 || size as u64 > limit as u64 {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let object = images
+        .s3()
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .map_err(|e| s3_unavailable("GetObject", e))?;
+    let body = object
+        .body
+        .collect()
+        .await
+        .map_err(|e| s3_unavailable("GetObject", e))?
+        .into_bytes();
+    let set = store_set(&images, &metrics, &id, body).await?;
+    // The upload is now the original; a failure here leaves a stray upload, not a lost image.
+    if let Err(error) = images
+        .s3()
+        .delete_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+    {
+        tracing::warn!(error = %error_chain(&error), key, "processed upload not deleted");
+    }
+    audit_created(&images, &admin, &meta, &set, "upload").await?;
+    Ok((StatusCode::CREATED, axum::Json(set)).into_response())
+}
+
+async fn audit_created(
+    images: &Images,
+    admin: &AdminUser,
+    meta: &RequestMeta,
+    set: &StoredSet,
+    source: &str,
+) -> ApiResult<()> {
+    audit::record(
+        &images.platform.db,
+        &images.platform.config.tables.app,
+        AuditEvent {
+            actor: format!("admin:{}", admin.0.user.id),
+            action: "image.create".into(),
+            target: format!("image:{}", set.id),
+            summary: json!({
+                "after": {
+                    "original": set.original.key,
+                    "bytes": set.original.bytes,
+                    "variants": set.variants.iter().map(|v| &v.image.key).collect::<Vec<_>>(),
+                    "source": source,
+                }
+            }),
+            request_id: meta.request_id.clone(),
+            client_ip: meta.client_ip.clone(),
+            at: String::new(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Validates the original, makes every variant, then stores them all (variants first, the
+/// original last: an original in `originals/` always has its variants).
+async fn store_set(
+    images: &Images,
+    metrics: &MetricSet,
+    id: &str,
+    original: Bytes,
+) -> ApiResult<StoredSet> {
+    let bucket = images.bucket()?.to_owned();
+    let input_format = crate::transform::sniff(&original)?;
+    let probe = lumi_imaging::probe(&original).map_err(crate::api_error)?;
+    let settings = images.platform.settings.get().await;
+    let limits = crate::limits(&images.platform);
+    let specs = images.platform.config.images.variants.clone();
+    let mut made = Vec::new();
+    for spec in specs {
+        let format = OutputFormat::from_name(&spec.format).unwrap_or(OutputFormat::Jpeg);
+        let fit = Fit::from_name(&spec.fit).unwrap_or(Fit::Inside);
+        // A stored variant never enlarges: an `inside` side beyond the original's is dropped
+        // (sharp's `withoutEnlargement`), so "large" of a small original is the original's size.
+        let (dw, dh) = probe.display_size();
+        let keep = |side: u32, original: u32| {
+            (side > 0 && (fit != Fit::Inside || side < original)).then_some(side)
+        };
+        let options = TransformOptions {
+            width: keep(spec.width, dw),
+            height: keep(spec.height, dh),
+            fit,
+            format,
+            quality: match format {
+                OutputFormat::Jpeg => settings.image_quality.jpeg,
+                OutputFormat::Webp => settings.image_quality.webp,
+                OutputFormat::Png => 100,
+            },
+        };
+        let input = original.clone();
+        let started = Instant::now();
+        let out = crate::off_runtime(move || lumi_imaging::transform(&input, &options, &limits))
+            .await?
+            .map_err(crate::api_error)?;
+        crate::transform::record(metrics, original.len(), &out, started);
+        made.push((spec.name, out));
+    }
+
+    let ttl = images.platform.config.images.url_ttl;
+    let mut variants = Vec::new();
+    for (name, out) in made {
+        let key = format!("variants/{id}/{name}.{}", out.format.extension());
+        let url =
+            put_and_presign(images, &bucket, &key, out.format.mime(), out.bytes.clone()).await?;
+        variants.push(VariantImage {
+            name,
+            image: StoredImage {
+                key,
+                url,
+                format: out.format.as_str().into(),
+                width: out.width,
+                height: out.height,
+                bytes: out.bytes.len(),
+            },
+        });
+    }
+    let key = format!("originals/{id}.{}", input_format.as_str());
+    let bytes = original.len();
+    let url = put_and_presign(
+        images,
+        &bucket,
+        &key,
+        input_format.mime(),
+        original.to_vec(),
+    )
+    .await?;
+    let (width, height) = probe.display_size();
+    Ok(StoredSet {
+        id: id.to_owned(),
+        original: StoredImage {
+            key,
+            url,
+            format: input_format.as_str().into(),
+            width,
+            height,
+            bytes,
+        },
+        variants,
+        url_expires_in: ttl.as_secs(),
+    })
+}
+
+async fn put_and_presign(
+    images: &Images,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> ApiResult<String> {
+    images
+        .s3()
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .cache_control("public, max-age=31536000, immutable")
+        .body(ByteStream::from(bytes))
+        .send()
+        .await
+        .map_err(|e| s3_unavailable("PutObject", e))?;
+    let presigned = images
+        .s3()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(
+            PresigningConfig::expires_in(images.platform.config.images.url_ttl)
+                .map_err(ApiError::internal)?,
+        )
+        .await
+        .map_err(|e| s3_unavailable("presign", e))?;
+    Ok(presigned.uri().to_owned())
+}
+
+/// The router's state: the images context, shared.
+#[derive(Clone)]
+pub struct ImagesState(pub Arc<Images>);
+
+impl std::ops::Deref for ImagesState {
+    type Target = Images;
+    fn deref(&self) -> &Images {
+        &self.0
+    }
+}
+
+/// The auth extractors read the platform from the state.
+impl axum::extract::FromRef<ImagesState> for Arc<Platform> {
+    fn from_ref(state: &ImagesState) -> Self {
+        state.0.platform.clone()
+    }
+}

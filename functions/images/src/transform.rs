@@ -1,0 +1,142 @@
+//! `POST /api/v1/images/transform`: the request body's image, transformed and answered as
+//! binary (API Gateway base64-encodes it on the way out), with an `ETag` of the input and the
+//! effective options and a year of `Cache-Control`, for a CDN in front. Nothing is stored.
+
+use std::{collections::BTreeMap, time::Instant};
+
+use axum::{
+    Extension,
+    body::Bytes,
+    extract::{Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use lumi_imaging::{InputFormat, Transformed};
+use lumi_shared::{ApiError, ApiResult, telemetry::metrics::MetricSet};
+
+use crate::{options::Requested, stored::ImagesState};
+
+/// Content types a body may declare (or none: the bytes are sniffed either way).
+const ACCEPTED_TYPES: &[&str] = &[
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "application/octet-stream",
+];
+
+/// A year: the same input and options always give the same bytes.
+const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+pub async fn transform(
+    State(images): State<ImagesState>,
+    Extension(metrics): Extension<MetricSet>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let requested = Requested::parse(&query)?;
+    check_content_type(&headers)?;
+    let input_format = sniff(&body)?;
+    let settings = images.platform.settings.get().await;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let options = requested.resolve(input_format, accept, &settings.image_quality);
+    let etag = crate::etag(&body, &options);
+    let vary_accept = requested.format.is_none();
+
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if cached {
+        return Ok(with_cache_headers(
+            StatusCode::NOT_MODIFIED.into_response(),
+            &etag,
+            vary_accept,
+        ));
+    }
+
+    let limits = crate::limits(&images.platform);
+    let started = Instant::now();
+    let input = body.clone();
+    let transformed =
+        crate::off_runtime(move || lumi_imaging::transform(&input, &options, &limits))
+            .await?
+            .map_err(crate::api_error)?;
+    record(&metrics, body.len(), &transformed, started);
+
+    let mut response = (
+        [(header::CONTENT_TYPE, transformed.format.mime())],
+        transformed.bytes,
+    )
+        .into_response();
+    response = with_cache_headers(response, &etag, vary_accept);
+    Ok(response)
+}
+
+fn with_cache_headers(mut response: Response, etag: &str, vary_accept: bool) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+    if vary_accept {
+        headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    }
+    response
+}
+
+pub fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
+    let Some(declared) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media = declared
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if ACCEPTED_TYPES.contains(&media.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            format!("send the image itself as image/jpeg, image/png, image/webp or image/gif, not {media}").into(),
+        ))
+    }
+}
+
+pub fn sniff(body: &[u8]) -> ApiResult<InputFormat> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("send the image as the request body"));
+    }
+    lumi_imaging::sniff(body).ok_or_else(|| crate::api_error(lumi_imaging::ImageError::Unsupported))
+}
+
+/// The runbook's image metrics (EMF) and one log line per transform.
+pub fn record(metrics: &MetricSet, input_bytes: usize, out: &Transformed, started: Instant) {
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let dims = [("function", "images"), ("format", out.format.as_str())];
+    metrics.count("lumi_image_transforms_total", &dims, 1.0);
+    metrics.count("lumi_image_transform_ms", &dims, ms);
+    metrics.count("lumi_image_input_bytes", &dims, input_bytes as f64);
+    metrics.count("lumi_image_output_bytes", &dims, out.bytes.len() as f64);
+    metrics.count("lumi_image_input_pixels", &dims, out.input.pixels() as f64);
+    tracing::info!(
+        input_format = out.input.format.as_str(),
+        input_bytes,
+        input_width = out.input.width,
+        input_height = out.input.height,
+        output_format = out.format.as_str(),
+        output_bytes = out.bytes.len(),
+        output_width = out.width,
+        output_height = out.height,
+        decoded_pixels = out.decoded_pixels,
+        ms,
+        "image transformed"
+    );
+}

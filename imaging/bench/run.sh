@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# lumi-imaging against sharp (libvips), same photo, same three pipelines, same machine, same run.
+#
+# Both sides are pinned to one core (taskset -c 0) and run in alternation for ROUNDS rounds, so a
+# busy neighbour slows both alike; the summary takes the median of each side's per-round medians
+# and prints ours/sharp ratios (goal <= 0.85), output sizes (goal: within 5% of sharp's) and our
+# peak RSS for one operation in a fresh process (goal <= 64 MB).
+#
+# Environment (defaults in brackets):
+#   BENCH_PHOTO  the input JPEG                [<repo>/../shared/bench/photo_4000x3000.jpg]
+#   SHARP_SRC    sharp's reference bench.js    [<repo>/../shared/bench/sharp]
+#   SHARP_DIR    where it is copied and npm-installed  [<repo>/target/sharp-bench]
+#   ROUNDS ITERS WARMUP                        [3 30 3]
+#   CARGO_TARGET_DIR                           [<repo>/target]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+photo=${BENCH_PHOTO:-$root/../shared/bench/photo_4000x3000.jpg}
+sharp_src=${SHARP_SRC:-$root/../shared/bench/sharp}
+sharp_dir=${SHARP_DIR:-$root/target/sharp-bench}
+rounds=${ROUNDS:-3}
+iters=${ITERS:-30}
+warmup=${WARMUP:-3}
+ops=resize800_jpeg,resize800_webp,thumb200_jpeg
+target=${CARGO_TARGET_DIR:-$root/target}
+
+for tool in node npm taskset cargo; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 1; }
+done
+[[ -f $photo ]] || { echo "run.sh: no photo at $photo (set BENCH_PHOTO)" >&2; exit 1; }
+
+# sharp: a private copy of the reference folder, npm-installed once.
+if [[ ! -f $sharp_dir/bench.js ]]; then
+  [[ -f $sharp_src/bench.js ]] || { echo "run.sh: no sharp bench at $sharp_src (set SHARP_SRC)" >&2; exit 1; }
+  mkdir -p "$sharp_dir"
+  cp "$sharp_src"/* "$sharp_dir"/
+  chmod -R u+w "$sharp_dir"
+fi
+if [[ ! -d $sharp_dir/node_modules/sharp ]]; then
+  (cd "$sharp_dir" && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+# ours: the release profile the Lambda ships with.
+(cd "$root" && cargo build --release --quiet -p lumi-imaging --bin imaging-bench)
+bench=$target/release/imaging-bench
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+echo "# photo $photo, $rounds rounds of $iters iterations after $warmup warm-ups, one core"
+for ((r = 1; r <= rounds; r++)); do
+  echo "# round $r/$rounds: lumi-imaging" >&2
+  taskset -c 0 "$bench" "$photo" "$ops" "$iters" "$warmup" >>"$out/ours.jsonl"
+  echo "# round $r/$rounds: sharp" >&2
+  (cd "$sharp_dir" && taskset -c 0 node bench.js "$photo" "$ops" "$iters" "$warmup" 1) \
+    >>"$out/sharp.txt"
+done
+
+node "$here/summarize.js" "$out/ours.jsonl" "$out/sharp.txt"

@@ -1,0 +1,488 @@
+//! The images function end to end: transforms over HTTP (formats, negotiation, quality from the
+//! settings, ETags, every limit and bad input), stored variants in S3 with presigned URLs, and
+//! the presigned-upload path for originals larger than a request body.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use image::{ImageEncoder as _, RgbImage, codecs::png::PngEncoder};
+use lumi_imaging::{Fit, InputFormat, Limits, OutputFormat, TransformOptions};
+use lumi_shared::settings::{ImageQuality, SystemSettings};
+use lumi_tests::{TestApp, assert_problem};
+use reqwest::header;
+use serde_json::Value;
+
+/// A photo-like test card: gradients and blocks, so encoders have something to do.
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        let block = ((x / 16 + y / 16) % 2) as u8 * 60;
+        image::Rgb([
+            (x * 255 / width) as u8,
+            (y * 255 / height) as u8,
+            block.wrapping_add((x ^ y) as u8 / 4),
+        ])
+    });
+    let mut out = Vec::new();
+    PngEncoder::new(&mut out)
+        .write_image(&image, width, height, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+/// Random pixels: a PNG that does not compress (for size limits).
+fn noise_png(width: u32, height: u32) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let image = RgbImage::from_fn(width, height, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let [a, b, c, ..] = state.to_le_bytes();
+        image::Rgb([a, b, c])
+    });
+    let mut out = Vec::new();
+    PngEncoder::new(&mut out)
+        .write_image(&image, width, height, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+fn encode(source: &[u8], format: OutputFormat) -> Vec<u8> {
+    let options = TransformOptions {
+        width: None,
+        height: None,
+        fit: Fit::Inside,
+        format,
+        quality: 90,
+    };
+    lumi_imaging::transform(source, &options, &Limits::default())
+        .unwrap()
+        .bytes
+}
+
+fn gif(width: u32, height: u32) -> Vec<u8> {
+    let frame = image::RgbaImage::from_fn(width, height, |x, y| {
+        image::Rgba([(x * 4) as u8, (y * 4) as u8, 90, 255])
+    });
+    let mut out = Vec::new();
+    let mut encoder = image::codecs::gif::GifEncoder::new(&mut out);
+    encoder
+        .encode_frame(image::Frame::new(frame.clone()))
+        .unwrap();
+    encoder.encode_frame(image::Frame::new(frame)).unwrap();
+    drop(encoder);
+    out
+}
+
+/// Every input format, 120x90.
+fn inputs() -> Vec<(InputFormat, Vec<u8>)> {
+    let source = png(120, 90);
+    vec![
+        (InputFormat::Jpeg, encode(&source, OutputFormat::Jpeg)),
+        (InputFormat::Webp, encode(&source, OutputFormat::Webp)),
+        (InputFormat::Gif, gif(120, 90)),
+        (InputFormat::Png, source),
+    ]
+}
+
+async fn transform(
+    app: &TestApp,
+    query: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(app.url(&format!("/api/v1/images/transform?{query}")))
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_format_in_and_out_with_its_content_type_and_size() {
+    let app = TestApp::spawn().await;
+    for (input_format, input) in inputs() {
+        for output in [OutputFormat::Jpeg, OutputFormat::Png, OutputFormat::Webp] {
+            let query = format!("w=40&format={}", output.as_str());
+            let response = transform(&app, &query, input.clone(), &[]).await;
+            assert_eq!(response.status(), 200, "{input_format:?} -> {output:?}");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], output.mime());
+            let bytes = response.bytes().await.unwrap();
+            let probe = lumi_imaging::probe(&bytes).unwrap();
+            assert_eq!(
+                (probe.width, probe.height),
+                (40, 30),
+                "{input_format:?} -> {output:?}"
+            );
+            assert_eq!(probe.format.as_str(), output.as_str());
+        }
+    }
+    // Each fit, to 60x60 from 120x90.
+    let source = png(120, 90);
+    for (fit, size) in [
+        ("cover", (60, 60)),
+        ("contain", (60, 60)),
+        ("inside", (60, 45)),
+        ("fill", (60, 60)),
+    ] {
+        let response = transform(
+            &app,
+            &format!("w=60&h=60&fit={fit}&format=png"),
+            source.clone(),
+            &[],
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{fit}");
+        let probe = lumi_imaging::probe(&response.bytes().await.unwrap()).unwrap();
+        assert_eq!((probe.width, probe.height), size, "{fit}");
+    }
+    let metrics = app.metrics.json();
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m.get("lumi_image_transform_ms").is_some()
+                && m["function"] == "images"
+                && m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"] == "Milliseconds"),
+        "each transform emits its milliseconds"
+    );
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m.get("lumi_image_output_bytes").is_some())
+    );
+}
+
+#[tokio::test]
+async fn accept_picks_the_format_when_none_is_asked_for() {
+    let app = TestApp::spawn().await;
+    let source = png(64, 48);
+    let jpeg = encode(&source, OutputFormat::Jpeg);
+    let webp = transform(
+        &app,
+        "w=32",
+        jpeg.clone(),
+        &[("accept", "image/avif,image/webp,*/*")],
+    )
+    .await;
+    assert_eq!(webp.headers()[header::CONTENT_TYPE], "image/webp");
+    assert_eq!(webp.headers()[header::VARY], "Accept");
+    let plain = transform(&app, "w=32", jpeg, &[("accept", "image/*")]).await;
+    assert_eq!(plain.headers()[header::CONTENT_TYPE], "image/jpeg");
+    let png_kept = transform(&app, "w=32", source, &[]).await;
+    assert_eq!(
+        png_kept.headers()[header::CONTENT_TYPE],
+        "image/png",
+        "PNG input may be transparent: it stays PNG"
+    );
+    let explicit = transform(
+        &app,
+        "w=32&format=jpeg",
+        png(64, 48),
+        &[("accept", "image/webp")],
+    )
+    .await;
+    assert_eq!(explicit.headers()[header::CONTENT_TYPE], "image/jpeg");
+    assert!(
+        explicit
+            .headers()
+            .get_all(header::VARY)
+            .iter()
+            .all(|v| !v.to_str().unwrap().contains("Accept")),
+        "an explicit format does not vary by Accept"
+    );
+}
+
+#[tokio::test]
+async fn a_quality_setting_change_takes_effect_without_a_redeploy() {
+    let app = TestApp::builder()
+        .env("SETTINGS_CACHE_TTL_SECONDS", "0")
+        .spawn()
+        .await;
+    let photo = encode(&png(400, 300), OutputFormat::Jpeg);
+    let at_default = transform(&app, "w=300&format=jpeg", photo.clone(), &[]).await;
+    let etag_default = at_default.headers()[header::ETAG].clone();
+    let size_default = at_default.bytes().await.unwrap().len();
+
+    app.put_settings(&SystemSettings {
+        image_quality: ImageQuality { jpeg: 20, webp: 80 },
+        ..SystemSettings::default()
+    })
+    .await;
+    let lowered = transform(&app, "w=300&format=jpeg", photo, &[]).await;
+    assert_ne!(
+        lowered.headers()[header::ETAG],
+        etag_default,
+        "another output, another tag"
+    );
+    let size_lowered = lowered.bytes().await.unwrap().len();
+    assert!(
+        size_lowered < size_default * 3 / 4,
+        "quality 20 is smaller: {size_lowered} vs {size_default}"
+    );
+}
+
+#[tokio::test]
+async fn the_etag_is_stable_and_if_none_match_answers_304() {
+    let app = TestApp::spawn().await;
+    let source = png(64, 48);
+    let first = transform(&app, "w=20&format=webp", source.clone(), &[]).await;
+    let second = transform(&app, "w=20&format=webp", source.clone(), &[]).await;
+    let etag = first.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(second.headers()[header::ETAG], etag.as_str());
+    assert!(
+        first.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    let other = transform(&app, "w=21&format=webp", source.clone(), &[]).await;
+    assert_ne!(other.headers()[header::ETAG], etag.as_str());
+    let cached = transform(
+        &app,
+        "w=20&format=webp",
+        source,
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(cached.status(), 304);
+    assert!(cached.bytes().await.unwrap().is_empty());
+}
+
+/// A PNG whose header claims 100 000 x 100 000 pixels (10 gigapixels), with a valid CRC and a
+/// tiny body: decoding it would need 30 GB.
+fn png_bomb() -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let crc = crc32(&ihdr);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(13u32.to_be_bytes());
+    out.extend(&ihdr);
+    out.extend(crc.to_be_bytes());
+    out.extend([0, 0, 0, 0]);
+    out.extend(b"IEND");
+    out.extend(crc32(b"IEND").to_be_bytes());
+    out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_problem_never_a_500() {
+    let app = TestApp::spawn().await;
+    let bomb = assert_problem(transform(&app, "w=100", png_bomb(), &[]).await, 413).await;
+    assert!(
+        bomb["detail"].as_str().unwrap().contains("100000x100000"),
+        "{bomb}"
+    );
+
+    let oversize = noise_png(1400, 1200);
+    assert!(oversize.len() > 4_400_000);
+    assert_problem(transform(&app, "w=100", oversize, &[]).await, 413).await;
+
+    assert_problem(
+        transform(&app, "w=10", b"BM6\0\0\0 a bitmap".to_vec(), &[]).await,
+        415,
+    )
+    .await;
+    assert_problem(
+        transform(&app, "w=10", png(20, 20), &[("content-type", "text/plain")]).await,
+        415,
+    )
+    .await;
+    assert_problem(transform(&app, "w=10", Vec::new(), &[]).await, 400).await;
+
+    let jpeg = encode(&png(200, 150), OutputFormat::Jpeg);
+    let truncated = jpeg[..jpeg.len() / 3].to_vec();
+    let corrupt = assert_problem(transform(&app, "w=50", truncated, &[]).await, 422).await;
+    assert_eq!(corrupt["errors"][0]["field"], "body");
+
+    let options = assert_problem(
+        transform(
+            &app,
+            "w=0&fit=squash&quality=0&colour=red",
+            png(20, 20),
+            &[],
+        )
+        .await,
+        422,
+    )
+    .await;
+    let fields: Vec<&str> = options["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for field in ["w", "fit", "quality", "colour"] {
+        assert!(fields.contains(&field), "{fields:?}");
+    }
+    assert_problem(
+        transform(&app, "w=100000&h=100000&fit=fill", png(20, 20), &[]).await,
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stored_images_keep_the_original_and_variants_with_presigned_urls() {
+    let app = TestApp::spawn().await;
+    let admin = app.signed_in_admin().await;
+    let admin = admin["access_token"].as_str().unwrap();
+    let customer = app.quick_customer().await;
+    let customer = customer["access_token"].as_str().unwrap();
+    let source = encode(&png(1000, 750), OutputFormat::Jpeg);
+
+    let refused = app
+        .http
+        .post(app.url("/api/v1/admin/images"))
+        .bearer_auth(customer)
+        .header("content-type", "image/jpeg")
+        .body(source.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refused, 403).await;
+
+    let created = app
+        .http
+        .post(app.url("/api/v1/admin/images"))
+        .bearer_auth(admin)
+        .header("content-type", "image/jpeg")
+        .body(source.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let set: Value = created.json().await.unwrap();
+    let id = set["id"].as_str().unwrap();
+    assert_eq!(set["original"]["key"], format!("originals/{id}.jpeg"));
+    let original = app
+        .http
+        .get(set["original"]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(original.status(), 200);
+    assert_eq!(original.bytes().await.unwrap().as_ref(), source.as_slice());
+    let variants = set["variants"].as_array().unwrap();
+    let names: Vec<&str> = variants
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["thumb", "medium", "large"]);
+    for (variant, size, format) in [
+        (&variants[0], (200, 200), "jpeg"),
+        (&variants[1], (800, 600), "webp"),
+        (&variants[2], (1000, 750), "jpeg"),
+    ] {
+        let bytes = app
+            .http
+            .get(variant["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let probe = lumi_imaging::probe(&bytes).unwrap();
+        assert_eq!((probe.width, probe.height), size, "{variant}");
+        assert_eq!(probe.format.as_str(), format);
+        assert_eq!(variant["bytes"], bytes.len());
+    }
+    let audit: Value = app
+        .http
+        .get(app.url(&format!("/api/v1/admin/audit-logs?target=image:{id}")))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"][0]["action"], "image.create");
+}
+
+#[tokio::test]
+async fn an_original_larger_than_a_request_goes_through_a_presigned_upload() {
+    let app = TestApp::spawn().await;
+    let admin = app.signed_in_admin().await;
+    let admin = admin["access_token"].as_str().unwrap();
+    let large = noise_png(1400, 1200);
+    assert!(large.len() > 4_400_000, "beyond the request body cap");
+
+    let direct = app
+        .http
+        .post(app.url("/api/v1/admin/images"))
+        .bearer_auth(admin)
+        .header("content-type", "image/png")
+        .body(large.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(direct, 413).await;
+
+    let upload: Value = app
+        .http
+        .post(app.url("/api/v1/admin/images/uploads"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let put = app
+        .http
+        .put(upload["upload_url"].as_str().unwrap())
+        .body(large.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    let process = upload["process"].as_str().unwrap();
+    let processed = app
+        .http
+        .post(app.url(process))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(processed.status(), 201);
+    let set: Value = processed.json().await.unwrap();
+    assert_eq!(set["original"]["bytes"], large.len());
+    assert_eq!(set["original"]["width"], 1400);
+    assert_eq!(set["variants"][0]["width"], 200);
+
+    let again = app
+        .http
+        .post(app.url(process))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, 404).await;
+    let unknown = app
+        .http
+        .post(app.url("/api/v1/admin/images/uploads/not-an-id/process"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, 404).await;
+}
