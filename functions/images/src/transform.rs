@@ -105,7 +105,11 @@ pub fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType(
-            format!("send the image itself as image/jpeg, image/png, image/webp or image/gif, not {media}").into(),
+            format!(
+                "send the image itself as image/jpeg, image/png, image/webp, image/gif or \
+                 application/octet-stream, not {media}"
+            )
+            .into(),
         ))
     }
 }
