@@ -6,8 +6,6 @@
 //! `cron(minutes hours day-of-month month day-of-week year)`, with `*`, `?`, lists, ranges and
 //! `/` steps (the `L`, `W` and `#` forms are refused, not misread). Times are UTC.
 
-use std::sync::Arc;
-
 use anyhow::{Context as _, anyhow, bail};
 use time::{Duration, OffsetDateTime, Weekday};
 
@@ -15,7 +13,7 @@ use crate::stack::LocalStack;
 
 /// Starts a task per `Schedule` event of the template; returns `(function, event, expression)`
 /// of each, for the start-up banner.
-pub fn spawn_schedules(stack: &LocalStack) -> anyhow::Result<Vec<(String, String, String)>> {
+pub async fn spawn_schedules(stack: &LocalStack) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut started = Vec::new();
     for event in stack.template.schedules()? {
         let expression = stack.names.resolve(&event.expression)?;
@@ -30,13 +28,9 @@ pub fn spawn_schedules(stack: &LocalStack) -> anyhow::Result<Vec<(String, String
                 serde_json::json!({ "detail-type": "Scheduled Event", "source": "aws.events", "detail": {} })
             }
         };
+        // The function's own start-up, with its environment resolved against this stack.
         let env = stack.function_env(&event.function)?;
-        let config = lumi_shared::Config::from_env(&event.function, &env)?;
-        let platform = lumi_shared::Platform::build(
-            config,
-            Arc::new(lumi_shared::telemetry::Stdout),
-            Arc::new(lumi_shared::clock::SystemClock),
-        );
+        let platform = lumi_shared::bootstrap::platform(&event.function, &env).await?;
         let name = format!("{}/{}", event.function, event.name);
         started.push((event.function.clone(), event.name.clone(), expression));
         tokio::spawn(async move {

@@ -85,11 +85,7 @@ impl LocalStack {
         for queue in &queues {
             set_redrive(&sqs, queue, &names).await?;
         }
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk_config)
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = lumi_shared::aws::s3_client(&sdk_config);
         for bucket in template.of_kind("AWS::S3::Bucket") {
             let name = format!("{prefix}-{}", bucket.logical_id).to_ascii_lowercase();
             s3.create_bucket()

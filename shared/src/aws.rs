@@ -46,6 +46,16 @@ pub fn sdk_config(config: &Config) -> SdkConfig {
     builder.build()
 }
 
+/// An S3 client for these settings: path-style addressing against a local endpoint (moto serves
+/// buckets by path, not by host name), virtual-hosted in AWS. For [`LazyClient::new`].
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build(),
+    )
+}
+
 /// An SDK client built on its first use, then shared by every clone.
 #[derive(Clone)]
 pub struct LazyClient<C> {

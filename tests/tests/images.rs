@@ -339,6 +339,18 @@ async fn bad_input_gets_the_right_problem_never_a_500() {
     .await;
 }
 
+/// `POST /api/v1/admin/images` with `body` as the original.
+async fn store(app: &TestApp, token: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/v1/admin/images"))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn stored_images_keep_the_original_and_variants_with_presigned_urls() {
     let app = TestApp::spawn().await;
@@ -348,26 +360,10 @@ async fn stored_images_keep_the_original_and_variants_with_presigned_urls() {
     let customer = customer["access_token"].as_str().unwrap();
     let source = encode(&png(1000, 750), OutputFormat::Jpeg);
 
-    let refused = app
-        .http
-        .post(app.url("/api/v1/admin/images"))
-        .bearer_auth(customer)
-        .header("content-type", "image/jpeg")
-        .body(source.clone())
-        .send()
-        .await
-        .unwrap();
+    let refused = store(&app, customer, "image/jpeg", source.clone()).await;
     assert_problem(refused, 403).await;
 
-    let created = app
-        .http
-        .post(app.url("/api/v1/admin/images"))
-        .bearer_auth(admin)
-        .header("content-type", "image/jpeg")
-        .body(source.clone())
-        .send()
-        .await
-        .unwrap();
+    let created = store(&app, admin, "image/jpeg", source.clone()).await;
     assert_eq!(created.status(), 201);
     let set: Value = created.json().await.unwrap();
     let id = set["id"].as_str().unwrap();
@@ -426,15 +422,7 @@ async fn an_original_larger_than_a_request_goes_through_a_presigned_upload() {
     let large = noise_png(1400, 1200);
     assert!(large.len() > 4_400_000, "beyond the request body cap");
 
-    let direct = app
-        .http
-        .post(app.url("/api/v1/admin/images"))
-        .bearer_auth(admin)
-        .header("content-type", "image/png")
-        .body(large.clone())
-        .send()
-        .await
-        .unwrap();
+    let direct = store(&app, admin, "image/png", large.clone()).await;
     assert_problem(direct, 413).await;
 
     let upload: Value = app

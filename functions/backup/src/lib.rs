@@ -82,21 +82,10 @@ pub struct Jobs {
     secretsmanager: LazyClient<aws_sdk_secretsmanager::Client>,
 }
 
-/// An S3 client for these settings (path-style against a local endpoint).
-pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    // A local endpoint (moto) serves buckets by path, not by host name.
-    let path_style = sdk.endpoint_url().is_some();
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(path_style)
-            .build(),
-    )
-}
-
 impl Jobs {
     pub fn new(platform: Arc<Platform>) -> Self {
         Self {
-            s3: LazyClient::new(&platform.sdk_config, s3_client),
+            s3: LazyClient::new(&platform.sdk_config, lumi_shared::aws::s3_client),
             secretsmanager: LazyClient::new(
                 &platform.sdk_config,
                 aws_sdk_secretsmanager::Client::new,

@@ -82,12 +82,9 @@ impl Requested {
         let format = self
             .format
             .unwrap_or_else(|| negotiate_format(input, accept));
-        let quality = self.quality.unwrap_or(match format {
-            OutputFormat::Jpeg => quality.jpeg,
-            OutputFormat::Webp => quality.webp,
-            // Lossless: the value is not used.
-            OutputFormat::Png => 100,
-        });
+        let quality = self
+            .quality
+            .unwrap_or_else(|| default_quality(format, quality));
         TransformOptions {
             width: self.width,
             height: self.height,
@@ -95,6 +92,15 @@ impl Requested {
             format,
             quality,
         }
+    }
+}
+
+/// The runtime settings' quality for `format` (PNG is lossless: the value is unused).
+pub fn default_quality(format: OutputFormat, quality: &ImageQuality) -> u8 {
+    match format {
+        OutputFormat::Jpeg => quality.jpeg,
+        OutputFormat::Webp => quality.webp,
+        OutputFormat::Png => 100,
     }
 }
 

@@ -39,20 +39,10 @@ pub struct Images {
     s3: LazyClient<aws_sdk_s3::Client>,
 }
 
-fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    // A local endpoint (moto) serves buckets by path, not by host name.
-    let path_style = sdk.endpoint_url().is_some();
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(path_style)
-            .build(),
-    )
-}
-
 impl Images {
     pub fn new(platform: Arc<Platform>) -> Self {
         Self {
-            s3: LazyClient::new(&platform.sdk_config, s3_client),
+            s3: LazyClient::new(&platform.sdk_config, lumi_shared::aws::s3_client),
             platform,
         }
     }
@@ -276,11 +266,7 @@ async fn store_set(
             height: keep(spec.height, dh),
             fit,
             format,
-            quality: match format {
-                OutputFormat::Jpeg => settings.image_quality.jpeg,
-                OutputFormat::Webp => settings.image_quality.webp,
-                OutputFormat::Png => 100,
-            },
+            quality: crate::options::default_quality(format, &settings.image_quality),
         };
         let input = original.clone();
         let started = Instant::now();

@@ -162,18 +162,7 @@ async fn backup_job(job: backup::Job, env_file: &str) -> anyhow::Result<()> {
             .with_context(|| format!("{env_file}: `{line}` is not KEY=value"))?;
         env.set(key, value);
     }
-    lumi_shared::telemetry::log::init(
-        "backup",
-        tracing::Level::INFO,
-        false,
-        std::sync::Arc::new(lumi_shared::telemetry::Stdout),
-    );
-    let config = lumi_shared::Config::from_env("backup", &env)?;
-    let platform = lumi_shared::Platform::build(
-        config,
-        std::sync::Arc::new(lumi_shared::telemetry::Stdout),
-        std::sync::Arc::new(lumi_shared::clock::SystemClock),
-    );
+    let platform = lumi_shared::bootstrap::platform("backup", &env).await?;
     let output = backup::Jobs::new(platform).run(job).await?;
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
@@ -182,7 +171,7 @@ async fn backup_job(job: backup::Job, env_file: &str) -> anyhow::Result<()> {
 async fn backup_archive(bucket: &str) -> backup::archive::Archive {
     let sdk = sdk_config().await;
     backup::archive::Archive {
-        s3: backup::s3_client(&sdk),
+        s3: lumi_shared::aws::s3_client(&sdk),
         bucket: bucket.to_owned(),
     }
 }
@@ -262,7 +251,7 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
     let env_dir = write_env_files(&stack)?;
     spawn_refund_email_poller(&stack)?;
-    let schedules = lumi_infra::schedule::spawn_schedules(&stack)?;
+    let schedules = lumi_infra::schedule::spawn_schedules(&stack).await?;
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("port {port} is taken: is another `make dev` running?"))?;
