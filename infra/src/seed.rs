@@ -6,9 +6,9 @@ use lumi_shared::{
         Role, Tier,
         users::{self, CreateUserError, NewUser},
     },
-    commerce::catalog,
     store::Db,
 };
+use lumi_commerce::catalog;
 
 use crate::stack::LocalStack;
 

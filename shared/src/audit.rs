@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::store::{Db, StoreError};
+use crate::store::{Db, StoreError, Tx};
 
 /// One audit event, as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,20 +37,29 @@ struct AuditItem<'a> {
     event: &'a AuditEvent,
 }
 
-/// Appends `event` (with `at` set to now); the write refuses to replace anything.
-pub async fn record(db: &Db, table: &str, mut event: AuditEvent) -> Result<(), StoreError> {
-    let now = OffsetDateTime::now_utc();
-    event.at = now.format(&Rfc3339).unwrap_or_default();
+fn item(event: &AuditEvent) -> AuditItem<'_> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let sort = format!("{}#{id}", event.at);
-    let item = AuditItem {
+    AuditItem {
         pk: format!("AUDIT#{}", &event.at[..10.min(event.at.len())]),
         sk: sort.clone(),
         gsi1pk: format!("AUDIT_TARGET#{}", event.target),
         gsi1sk: sort,
-        event: &event,
-    };
-    db.put_new(table, &item).await
+        event,
+    }
+}
+
+/// Appends `event` (with `at` set to now); the write refuses to replace anything.
+pub async fn record(db: &Db, table: &str, mut event: AuditEvent) -> Result<(), StoreError> {
+    let now = OffsetDateTime::now_utc();
+    event.at = now.format(&Rfc3339).unwrap_or_default();
+    db.put_new(table, &item(&event)).await
+}
+
+/// Adds `event` to a transaction, so the audit event exists exactly when the change it
+/// describes does (`at` is taken from the event as given).
+pub fn record_in(tx: &mut Tx, event: &AuditEvent) -> Result<usize, StoreError> {
+    tx.put(&item(event), Some("attribute_not_exists(pk)"), Vec::new())
 }
 
 /// Filters of the audit-log listing.
@@ -77,7 +86,10 @@ pub async fn list(
     filter: &AuditFilter,
     limit: usize,
 ) -> Result<Vec<AuditEvent>, crate::error::ApiError> {
-    use crate::{commerce::s, error::ApiError, store::from_item};
+    use crate::{
+        error::ApiError,
+        store::{from_item, s},
+    };
     let today = OffsetDateTime::now_utc().date();
     let to = filter
         .to

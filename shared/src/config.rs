@@ -276,8 +276,7 @@ pub struct Config {
     /// `REFUND_EMAIL_MAX_RECEIVES`, default 5: the queue's `maxReceiveCount`; at the last receive
     /// a failing delivery is recorded failed (the message moves to the dead-letter queue).
     pub refund_email_max_receives: u32,
-    /// `CART_RESERVATION_MINUTES`, default 15: how long a cart line holds its stock.
-    pub cart_reservation: Duration,
+    pub cart: CartConfig,
     /// `SETTINGS_CACHE_TTL_SECONDS`, default 30: runtime settings changes reach every container
     /// within this (the runbook promises 60 s).
     pub settings_cache_ttl: Duration,
@@ -286,6 +285,19 @@ pub struct Config {
     pub error_reporting_dsn: Option<crate::telemetry::report::Dsn>,
     pub backup: BackupConfig,
     pub images: ImagesConfig,
+}
+
+/// Carts and their stock reservations.
+#[derive(Debug, Clone)]
+pub struct CartConfig {
+    /// `CART_RESERVATION_MINUTES`, default 15: how long a cart line holds its stock after its
+    /// last change.
+    pub reservation: Duration,
+    /// `CART_RESERVATION_MAX_MINUTES`, default 60: the longest a line's reservation lasts from
+    /// its first reservation, however often it is renewed.
+    pub max_reservation: Duration,
+    /// `CART_MAX_LINES`, default 25 (at most 30): lines in one cart.
+    pub max_lines: usize,
 }
 
 impl Config {
@@ -361,9 +373,31 @@ impl Config {
             refund_email_queue_url: env.get("REFUND_EMAIL_QUEUE_URL").map(str::to_owned),
             refund_email_from: env.get("REFUND_EMAIL_FROM").map(str::to_owned),
             refund_email_max_receives: env.parsed("REFUND_EMAIL_MAX_RECEIVES", 5)?,
-            cart_reservation: Duration::from_secs(
-                60 * env.parsed::<u64>("CART_RESERVATION_MINUTES", 15)?.max(1),
-            ),
+            cart: {
+                let reservation =
+                    Duration::from_secs(60 * env.parsed::<u64>("CART_RESERVATION_MINUTES", 15)?.max(1));
+                let max_reservation = Duration::from_secs(
+                    60 * env.parsed::<u64>("CART_RESERVATION_MAX_MINUTES", 60)?.max(1),
+                );
+                if max_reservation < reservation {
+                    return Err(ConfigError::Invalid {
+                        var: "CART_RESERVATION_MAX_MINUTES",
+                        reason: "must be at least CART_RESERVATION_MINUTES".into(),
+                    });
+                }
+                let max_lines = env.parsed::<usize>("CART_MAX_LINES", 25)?;
+                if !(1..=30).contains(&max_lines) {
+                    return Err(ConfigError::Invalid {
+                        var: "CART_MAX_LINES",
+                        reason: "between 1 and 30 (a checkout writes every line in one transaction of at most 100 items)".into(),
+                    });
+                }
+                CartConfig {
+                    reservation,
+                    max_reservation,
+                    max_lines,
+                }
+            },
             settings_cache_ttl: {
                 let ttl = env.parsed("SETTINGS_CACHE_TTL_SECONDS", 30)?;
                 if ttl > 60 {

@@ -77,6 +77,69 @@ pub enum ApiError {
     Internal(#[source] BoxError),
 }
 
+/// What kind of failure a domain error is, said without HTTP: the edge turns each class into
+/// its status (`From<E: DomainError> for ApiError`), so domain crates name no status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Nothing with that identifier (404).
+    NotFound,
+    /// The input breaks a rule; `fields` name what to fix (422).
+    Invalid(Vec<FieldError>),
+    /// The request is valid but the current state refuses it, or changed meanwhile (409).
+    Conflict,
+    /// A dependency failed or timed out: nothing was written, retry later (503).
+    Unavailable,
+    /// A bug or an unexpected state (500).
+    Internal,
+}
+
+/// An error of a domain crate, classified for the edge.
+pub trait DomainError: StdError + Send + Sync + 'static {
+    fn class(&self) -> ErrorClass;
+
+    /// What the caller is told (the log keeps the whole chain of 503s and 500s).
+    fn public_detail(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl<E: DomainError> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        let detail: Cow<'static, str> = error.public_detail().into();
+        match error.class() {
+            ErrorClass::NotFound => Self::NotFound(detail),
+            ErrorClass::Invalid(errors) => Self::Validation { detail, errors },
+            ErrorClass::Conflict => Self::Conflict(detail),
+            ErrorClass::Unavailable => Self::Unavailable {
+                detail,
+                source: Some(Box::new(error)),
+            },
+            ErrorClass::Internal => Self::Internal(Box::new(error)),
+        }
+    }
+}
+
+impl DomainError for crate::idempotency::IdempotencyError {
+    fn class(&self) -> ErrorClass {
+        use crate::idempotency::IdempotencyError as E;
+        match self {
+            E::OtherBody => ErrorClass::Invalid(vec![FieldError {
+                field: "Idempotency-Key".into(),
+                message: "already used with another request body".into(),
+            }]),
+            E::InFlight => ErrorClass::Conflict,
+            E::Store(store) => store.class(),
+        }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            Self::Store(store) => store.public_detail(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl ApiError {
     pub fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::BadRequest(detail.into())

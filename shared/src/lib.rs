@@ -12,11 +12,12 @@
 //! - [`ratelimit`]: DynamoDB token buckets shared by every container, and their middleware.
 //! - [`settings`]: the runtime settings (`SystemSettings`), cached briefly.
 //! - [`clock`]: time, injectable for tests.
-//! - [`commerce`]: catalog, cart reservations, orders, lifecycle, idempotency.
+//! - [`idempotency`]: the `Idempotency-Key` mechanism every idempotent write uses.
 //! - [`store`]: DynamoDB calls with a per-call timeout, slow-call warnings and serde_dynamo items.
 //! - [`http`]: the edge layers (request id, API version, CORS, security headers, body limit,
 //!   problem+json for every error, metrics) and extractors (JSON, client IP, request id).
-//! - [`error`]: the one error type the edge maps to `application/problem+json` (RFC 9457).
+//! - [`error`]: the one error type the edge maps to `application/problem+json` (RFC 9457), and
+//!   `DomainError`, how domain crates classify their errors without naming a status.
 //! - [`telemetry`]: JSON-line logs with redaction, and CloudWatch Embedded Metric Format metrics.
 //! - [`auth`]: accounts, sessions, access tokens and the extractors that check them.
 //! - [`audit`]: the append-only audit log.
@@ -28,10 +29,10 @@ pub mod aws;
 pub mod bootstrap;
 pub mod cache;
 pub mod clock;
-pub mod commerce;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod platform;
 pub mod ratelimit;
 pub mod secrets;

@@ -15,7 +15,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::{aws::LazyClient, error::ApiError};
+use crate::aws::LazyClient;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -79,16 +79,23 @@ impl StoreError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Item { .. } => ApiError::internal(error),
-            StoreError::ConditionFailed { .. } => {
-                ApiError::Conflict("the item changed or already exists".into())
-            }
+impl crate::error::DomainError for StoreError {
+    fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            StoreError::Item { .. } => ErrorClass::Internal,
+            StoreError::ConditionFailed { .. } => ErrorClass::Conflict,
+            StoreError::Timeout { .. } | StoreError::Service { .. } => ErrorClass::Unavailable,
+        }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            StoreError::ConditionFailed { .. } => "the item changed or already exists".into(),
             StoreError::Timeout { .. } | StoreError::Service { .. } => {
-                ApiError::unavailable("the database is unavailable; retry shortly", error)
+                "the database is unavailable; retry shortly".into()
             }
+            StoreError::Item { .. } => "internal error".into(),
         }
     }
 }
@@ -348,5 +355,272 @@ impl Db {
             .table
             .and_then(|t| t.table_status)
             .map_or_else(|| "UNKNOWN".to_owned(), |s| s.as_str().to_owned()))
+    }
+}
+
+/// A string attribute.
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// A number attribute.
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The parts of one `TransactWriteItems` call on one table, built in order: each method returns
+/// the part's position, so a caller can tell which condition refused a cancelled transaction.
+/// `#name` placeholders in expressions are bound to `name` (every attribute this project names
+/// with `#` is a reserved word or would be one).
+#[derive(Debug)]
+pub struct Tx {
+    table: String,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+}
+
+/// Why one part of a cancelled transaction failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartFailure {
+    /// It did not fail.
+    None,
+    /// Its condition was false.
+    Condition,
+    /// Another transaction was writing the same item (retry).
+    Conflict,
+    /// Any other reason the service gave.
+    Other,
+}
+
+/// A transaction the service refused: the reason of each part, when it said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    pub reasons: Option<Vec<PartFailure>>,
+}
+
+impl Cancelled {
+    /// Whether part `index` failed its condition.
+    pub fn condition_failed(&self, index: usize) -> bool {
+        self.reasons
+            .as_ref()
+            .is_some_and(|r| r.get(index) == Some(&PartFailure::Condition))
+    }
+
+    /// Whether any part in `range` failed its condition.
+    pub fn any_condition_failed(&self, range: std::ops::Range<usize>) -> bool {
+        range.into_iter().any(|i| self.condition_failed(i))
+    }
+
+    /// Whether the refusal was only a conflict with a concurrent transaction.
+    pub fn is_conflict(&self) -> bool {
+        self.reasons.as_ref().is_some_and(|r| {
+            r.contains(&PartFailure::Conflict) && !r.contains(&PartFailure::Condition)
+        })
+    }
+}
+
+fn names_of(expressions: &[&str]) -> HashMap<String, String> {
+    let mut names = HashMap::new();
+    for expression in expressions {
+        let bytes = expression.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'#' {
+                let start = i + 1;
+                let mut end = start;
+                while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_')
+                {
+                    end += 1;
+                }
+                if end > start {
+                    let name = &expression[start..end];
+                    names.insert(format!("#{name}"), name.to_owned());
+                }
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    names
+}
+
+fn values_of(values: Vec<(&str, AttributeValue)>) -> Option<HashMap<String, AttributeValue>> {
+    (!values.is_empty()).then(|| values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+impl Tx {
+    pub fn new(table: &str) -> Self {
+        Self {
+            table: table.to_owned(),
+            items: Vec::new(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn invalid(&self, error: impl std::fmt::Display) -> StoreError {
+        StoreError::Service {
+            op: "TransactWriteItems",
+            table: self.table.clone(),
+            code: "InvalidRequest".into(),
+            message: error.to_string(),
+        }
+    }
+
+    fn push(&mut self, item: aws_sdk_dynamodb::types::TransactWriteItem) -> usize {
+        self.items.push(item);
+        self.items.len() - 1
+    }
+
+    /// Puts `value` (serialised with serde_dynamo) under `condition`.
+    pub fn put<T: Serialize>(
+        &mut self,
+        value: &T,
+        condition: Option<&str>,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<usize, StoreError> {
+        let item = to_item(&self.table, value)?;
+        let names = names_of(&[condition.unwrap_or_default()]);
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
+            .set_expression_attribute_values(values_of(values))
+            .build()
+            .map_err(|e| self.invalid(e))?;
+        Ok(self.push(
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .put(put)
+                .build(),
+        ))
+    }
+
+    /// Updates the item at `key` with `expression` under `condition`.
+    pub fn update(
+        &mut self,
+        key: Item,
+        expression: &str,
+        condition: Option<&str>,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<usize, StoreError> {
+        let names = names_of(&[expression, condition.unwrap_or_default()]);
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(expression)
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
+            .set_expression_attribute_values(values_of(values))
+            .build()
+            .map_err(|e| self.invalid(e))?;
+        Ok(self.push(
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .update(update)
+                .build(),
+        ))
+    }
+
+    /// Deletes the item at `key` under `condition`.
+    pub fn delete(
+        &mut self,
+        key: Item,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<usize, StoreError> {
+        let names = names_of(&[condition]);
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .condition_expression(condition)
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
+            .set_expression_attribute_values(values_of(values))
+            .build()
+            .map_err(|e| self.invalid(e))?;
+        Ok(self.push(
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .delete(delete)
+                .build(),
+        ))
+    }
+}
+
+impl Db {
+    /// Writes a [`Tx`] atomically. `Ok(Err(_))`: the service refused it (a condition, or a
+    /// concurrent transaction), with the reason of each part when it gave them.
+    pub async fn commit(&self, tx: Tx) -> Result<Result<(), Cancelled>, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        if tx.items.is_empty() {
+            return Ok(Ok(()));
+        }
+        let table = tx.table;
+        let request = self
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(tx.items))
+            .send();
+        let outcome = self.call("TransactWriteItems", &table, async {
+            match request.await {
+                Ok(_) => Ok(Ok(())),
+                Err(SdkError::ServiceError(error)) => match error.err() {
+                    TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                        let reasons = cancelled.cancellation_reasons.as_ref().map(|reasons| {
+                            reasons
+                                .iter()
+                                .map(|r| match r.code() {
+                                    None | Some("None") => PartFailure::None,
+                                    Some("ConditionalCheckFailed") => PartFailure::Condition,
+                                    Some("TransactionConflict") => PartFailure::Conflict,
+                                    Some(_) => PartFailure::Other,
+                                })
+                                .collect()
+                        });
+                        Ok(Err(Cancelled { reasons }))
+                    }
+                    _ => Err(SdkError::ServiceError(error)),
+                },
+                Err(other) => Err(other),
+            }
+        });
+        // Boxed: the SDK's futures are large, and every transaction goes through here.
+        Box::pin(outcome).await
+    }
+
+    /// One page of a query built by the caller (`Query` with its span and timeout): the items
+    /// and the key to start the next page from.
+    pub async fn query_page(
+        &self,
+        table: &str,
+        request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let page = self.call("Query", table, request.send()).await?;
+        Ok((
+            page.items.unwrap_or_default(),
+            page.last_evaluated_key.filter(|k| !k.is_empty()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tx_tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_bound_to_their_names() {
+        let names = names_of(&["SET #status = :s, #version = :v", "#version = :old"]);
+        assert_eq!(names.len(), 2);
+        assert_eq!(names["#status"], "status");
+        assert_eq!(names["#version"], "version");
+        assert!(names_of(&["stock >= :q"]).is_empty());
     }
 }

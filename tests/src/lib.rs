@@ -297,21 +297,21 @@ impl TestApp {
             .iter()
             .map(|(sku, price, stock)| (*sku, "Variant", *price, "EUR", *stock))
             .collect();
-        let product = lumi_shared::commerce::catalog::NewProduct {
+        let product = lumi_commerce::catalog::NewProduct {
             id: &id,
             name: "Test product",
             description: "Made by a test",
             variants,
         };
-        lumi_shared::commerce::catalog::create(&self.db(), &self.resource("AppTable"), &product)
+        lumi_commerce::catalog::create(&self.db(), &self.resource("AppTable"), &product)
             .await
             .unwrap();
         id
     }
 
     /// A variant as stored.
-    pub async fn variant(&self, sku: &str) -> lumi_shared::commerce::catalog::VariantItem {
-        lumi_shared::commerce::catalog::variant(&self.db(), &self.resource("AppTable"), sku)
+    pub async fn variant(&self, sku: &str) -> lumi_commerce::catalog::VariantItem {
+        lumi_commerce::catalog::variant(&self.db(), &self.resource("AppTable"), sku)
             .await
             .unwrap()
             .unwrap()

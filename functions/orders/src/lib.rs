@@ -1,6 +1,7 @@
 //! The orders function: the catalog, the cart and its stock reservations, checkout, the
-//! customer's orders, cancel and tracking. The rules live in `lumi_shared::commerce`; these
-//! handlers parse, call them, count the runbooks' metrics and shape the answers.
+//! customer's orders, cancel and tracking, and the payment provider's webhook. The rules live in
+//! `lumi_commerce`; these handlers parse, call one use case, count the runbooks' metrics and
+//! shape the answers. Domain errors become problem+json through `DomainError`.
 //!
 //! | route | auth |
 //! | --- | --- |
@@ -15,30 +16,31 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::{Path, Query, State},
-    http::{HeaderMap, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
+    http::{HeaderMap, StatusCode},
+    response::Response,
     routing::{get, patch, post},
+};
+use lumi_commerce::{
+    Actor, CART_OPERATIONS_TOTAL, CommerceError, ORDER_CREATED_TOTAL, Shop, cart, catalog,
+    content, count_change,
+    orders::{Mutated, OrderFilter, OrderView, Tracking},
+    payments::{self, Applied, Webhook},
 };
 use lumi_shared::{
     ApiError, ApiResult, Platform,
-    auth::{Authenticated, users},
-    commerce::ShopState,
-    commerce::{
-        CART_OPERATIONS_TOTAL, ORDER_CREATED_TOTAL, ORDER_STATUS_TRANSITIONS_TOTAL, cart, catalog,
-        idempotency::{self, Begin, Recorded},
-        lifecycle::OrderStatus,
-        orders::{self, CheckoutRequest, OrderView},
-        payments::{self, Applied, Webhook},
-    },
-    http::Json,
+    auth::{Authenticated, sessions::RequestMeta},
+    http::{AppState, Json, extract::idempotent},
+    idempotency::{Done, Guard, IdempotencyKey, hash_request},
     secrets::PAYMENT_PROVIDERS,
     telemetry::metrics::MetricSet,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+type Shared = AppState<Shop>;
+
 pub fn routes(platform: Arc<Platform>) -> Router {
-    let state = ShopState::new(platform);
+    let state = AppState::new(platform.clone(), Shop::new(platform));
     Router::new()
         .route("/api/v1/products", get(list_products))
         .route("/api/v1/products/{id}", get(get_product))
@@ -60,22 +62,24 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .with_state(state)
 }
 
-fn table(platform: &Platform) -> &str {
-    &platform.config.tables.app
+fn function(shop: &Shop) -> &str {
+    &shop.platform.config.function_name
 }
 
-async fn list_products(
-    State(platform): State<Arc<Platform>>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
-    let products = catalog::list(&platform.db, table(&platform)).await?;
+fn customer(user: &Authenticated, meta: RequestMeta) -> Actor {
+    Actor::new(format!("user:{}", user.user.id)).with_request(meta.request_id, meta.client_ip)
+}
+
+async fn list_products(State(shop): State<Shared>) -> ApiResult<axum::Json<serde_json::Value>> {
+    let products = catalog::list(shop.db(), shop.table()).await?;
     Ok(axum::Json(json!({ "products": products })))
 }
 
 async fn get_product(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<catalog::Product>> {
-    catalog::get(&platform.db, table(&platform), &id)
+    catalog::get(shop.db(), shop.table(), &id)
         .await?
         .map(axum::Json)
         .ok_or_else(|| ApiError::not_found(format!("no product {id}")))
@@ -83,12 +87,15 @@ async fn get_product(
 
 /// The storefront's read of a content block.
 async fn get_content(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     Path(key): Path<String>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    let block = lumi_shared::commerce::content::get(&platform.db, table(&platform), &key)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no site content {key}")))?;
+    let block = if content::valid_key(&key) {
+        content::get(shop.db(), shop.table(), &key).await?
+    } else {
+        None
+    }
+    .ok_or_else(|| ApiError::not_found(format!("no site content {key}")))?;
     let content: serde_json::Value =
         serde_json::from_str(&block.content).unwrap_or(serde_json::Value::String(block.content));
     Ok(axum::Json(
@@ -96,16 +103,11 @@ async fn get_content(
     ))
 }
 
-async fn cart_view(platform: &Platform, user: &str) -> ApiResult<axum::Json<cart::Cart>> {
-    let lines = cart::lines(&platform.db, table(platform), user).await?;
-    Ok(axum::Json(cart::view(&lines, platform.clock.now_us())))
-}
-
 async fn get_cart(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     user: Authenticated,
 ) -> ApiResult<axum::Json<cart::Cart>> {
-    cart_view(&platform, &user.user.id).await
+    Ok(axum::Json(shop.cart(&user.user.id).await?))
 }
 
 #[derive(Deserialize)]
@@ -120,55 +122,57 @@ struct SetLine {
 }
 
 async fn change_cart(
-    platform: &Platform,
+    shop: &Shop,
     metrics: &MetricSet,
     user: &str,
     sku: &str,
     operation: &str,
     target: impl Fn(i64) -> i64,
 ) -> ApiResult<axum::Json<cart::Cart>> {
-    let now = platform.clock.now_us();
-    let reservation = platform.config.cart_reservation.as_micros() as i64;
-    // The target is applied to what the line holds when the cart module reads it (one read).
-    let outcome = cart::set_quantity(
-        &platform.db,
-        table(platform),
-        user,
-        sku,
-        target,
-        now,
-        reservation,
-    )
-    .await;
+    let outcome = shop.set_cart_line(user, sku, target).await;
     let label = match &outcome {
-        Ok(()) => "ok",
-        Err(cart::CartError::OutOfStock { .. }) => "out_of_stock",
+        Ok(_) => "ok",
+        Err(CommerceError::OutOfStock { .. }) => "out_of_stock",
         Err(_) => "rejected",
     };
     metrics.count(
         CART_OPERATIONS_TOTAL,
         &[
-            ("function", &platform.config.function_name),
+            ("function", function(shop)),
             ("operation", operation),
             ("outcome", label),
         ],
         1.0,
     );
-    outcome?;
-    cart_view(platform, user).await
+    Ok(axum::Json(outcome?))
 }
 
 async fn add_to_cart(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     user: Authenticated,
     metrics: MetricSet,
     Json(body): Json<AddLine>,
 ) -> ApiResult<axum::Json<cart::Cart>> {
-    if body.quantity < 1 {
-        return Err(cart::CartError::Quantity.into());
+    if !(1..=i64::from(catalog::MAX_QUANTITY)).contains(&body.quantity) {
+        return Err(ApiError::Validation {
+            detail: format!("quantity must be between 1 and {}", catalog::MAX_QUANTITY).into(),
+            errors: vec![lumi_shared::error::FieldError {
+                field: "quantity".into(),
+                message: format!("between 1 and {}", catalog::MAX_QUANTITY),
+            }],
+        });
+    }
+    if !catalog::valid_sku(&body.variant) {
+        return Err(ApiError::Validation {
+            detail: format!("no variant {}", body.variant).into(),
+            errors: vec![lumi_shared::error::FieldError {
+                field: "variant".into(),
+                message: "unknown variant".into(),
+            }],
+        });
     }
     change_cart(
-        &platform,
+        &shop,
         &metrics,
         &user.user.id,
         &body.variant,
@@ -179,14 +183,14 @@ async fn add_to_cart(
 }
 
 async fn update_cart_line(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     user: Authenticated,
     metrics: MetricSet,
     Path(variant): Path<String>,
     Json(body): Json<SetLine>,
 ) -> ApiResult<axum::Json<cart::Cart>> {
     change_cart(
-        &platform,
+        &shop,
         &metrics,
         &user.user.id,
         &variant,
@@ -197,20 +201,12 @@ async fn update_cart_line(
 }
 
 async fn remove_cart_line(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     user: Authenticated,
     metrics: MetricSet,
     Path(variant): Path<String>,
 ) -> ApiResult<axum::Json<cart::Cart>> {
-    change_cart(
-        &platform,
-        &metrics,
-        &user.user.id,
-        &variant,
-        "remove",
-        |_| 0,
-    )
-    .await
+    change_cart(&shop, &metrics, &user.user.id, &variant, "remove", |_| 0).await
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -219,23 +215,14 @@ struct CheckoutBody {
     note: Option<String>,
 }
 
-fn replay(recorded: Recorded) -> Response {
-    let status = StatusCode::from_u16(recorded.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, axum::Json(recorded.body)).into_response();
-    response
-        .headers_mut()
-        .insert("idempotency-replayed", HeaderValue::from_static("true"));
-    response
-}
-
 async fn checkout(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     user: Authenticated,
+    meta: RequestMeta,
     metrics: MetricSet,
-    headers: HeaderMap,
+    key: IdempotencyKey,
     Json(body): Json<CheckoutBody>,
 ) -> ApiResult<Response> {
-    let key = idempotency::parse_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))?;
     if body.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
         return Err(ApiError::Validation {
             detail: "the note is longer than 500 characters".into(),
@@ -245,46 +232,26 @@ async fn checkout(
             }],
         });
     }
-    let hash = idempotency::hash_request(&[
+    let hash = hash_request(&[
         b"checkout",
         &serde_json::to_vec(&body).map_err(ApiError::internal)?,
     ]);
-    let now = platform.clock.now_us();
-    let scope = format!("checkout:{}", user.user.id);
-    let claim =
-        match idempotency::begin(&platform.db, table(&platform), &scope, &key, hash, now).await? {
-            Begin::Replay(recorded) => return Ok(replay(recorded)),
-            Begin::Fresh(claim) => claim,
-        };
-    let settings = platform.settings.get().await;
-    let provider = if settings.feature_flags.order_payments {
-        "lumipay"
-    } else {
-        "manual"
-    };
-    let request = CheckoutRequest {
-        user: &user.user.id,
-        note: body.note,
-        provider,
-        now_us: now,
-    };
-    match orders::checkout(&platform.db, table(&platform), request, &claim).await {
-        Ok(order) => {
-            metrics.count(
-                ORDER_CREATED_TOTAL,
-                &[
-                    ("function", &platform.config.function_name),
-                    ("provider", provider),
-                ],
-                1.0,
-            );
-            Ok((StatusCode::CREATED, axum::Json(OrderView::from(&order))).into_response())
-        }
-        Err(error) => {
-            claim.release(&platform.db, table(&platform)).await;
-            Err(error)
-        }
+    let guard = Guard::new(&format!("checkout:{}", user.user.id), &key, hash);
+    let actor = customer(&user, meta);
+    let done = shop
+        .checkout(&user.user.id, &user.user.email, body.note, &actor, &guard)
+        .await?;
+    if let Done::Fresh(order) = &done {
+        metrics.count(
+            ORDER_CREATED_TOTAL,
+            &[
+                ("function", function(&shop)),
+                ("provider", &order.payment.provider),
+            ],
+            1.0,
+        );
     }
+    Ok(idempotent(StatusCode::CREATED, done))
 }
 
 #[derive(Deserialize)]
@@ -294,7 +261,7 @@ struct ListQuery {
 }
 
 async fn list_orders(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     user: Authenticated,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
@@ -302,124 +269,84 @@ async fn list_orders(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 100"));
     }
-    let (orders, next) = orders::list_own(
-        &platform.db,
-        table(&platform),
-        &user.user.id,
-        limit,
-        query.cursor.as_deref(),
-    )
-    .await?;
+    let filter = OrderFilter {
+        customer: Some(user.user.id.clone()),
+        ..OrderFilter::default()
+    };
+    let (orders, next) = shop
+        .list_orders(&filter, limit, query.cursor.as_deref())
+        .await?;
+    let orders: Vec<OrderView> = orders.iter().map(OrderView::from).collect();
     Ok(axum::Json(json!({ "orders": orders, "next_cursor": next })))
 }
 
 async fn get_order(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     user: Authenticated,
     Path(reference): Path<String>,
 ) -> ApiResult<axum::Json<OrderView>> {
-    let order = orders::get_own(&platform.db, table(&platform), &user.user.id, &reference).await?;
+    let order = shop.own_order(&user.user.id, &reference).await?;
     Ok(axum::Json(OrderView::from(&order)))
 }
 
 async fn track_order(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     user: Authenticated,
     Path(reference): Path<String>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
-    let order = orders::get_own(&platform.db, table(&platform), &user.user.id, &reference).await?;
-    Ok(axum::Json(json!({
-        "reference": order.reference,
-        "status": order.status,
-        "timeline": order.timeline,
-    })))
+) -> ApiResult<axum::Json<Tracking>> {
+    let order = shop.own_order(&user.user.id, &reference).await?;
+    Ok(axum::Json(Tracking {
+        reference: order.reference.clone(),
+        status: order.status,
+        financial_status: order.financial_status(),
+        fulfillment_status: order.fulfillment_status(),
+        timeline: order.timeline,
+    }))
 }
 
 async fn cancel_order(
-    State(platform): State<Arc<Platform>>,
+    State(shop): State<Shared>,
     user: Authenticated,
+    meta: RequestMeta,
     metrics: MetricSet,
-    headers: HeaderMap,
+    key: IdempotencyKey,
     Path(reference): Path<String>,
 ) -> ApiResult<Response> {
-    let key = idempotency::parse_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()))?;
-    let db = &platform.db;
-    let table = table(&platform);
-    let mut order = orders::get_own(db, table, &user.user.id, &reference).await?;
-    let hash = idempotency::hash_request(&[b"cancel", reference.as_bytes()]);
-    let now = platform.clock.now_us();
-    let scope = format!("cancel:{}", user.user.id);
-    let claim = match idempotency::begin(db, table, &scope, &key, hash, now).await? {
-        Begin::Replay(recorded) => return Ok(replay(recorded)),
-        Begin::Fresh(claim) => claim,
-    };
-    let respond = |order: &orders::Order| Recorded {
-        status: 200,
-        body: serde_json::to_value(OrderView::from(order)).unwrap_or_default(),
-    };
-    for _ in 0..5 {
-        if order.status == OrderStatus::Cancelled {
-            // Already cancelled (by an earlier call): the same answer, and no second restock.
-            let recorded = respond(&order);
-            claim.complete(db, table, &recorded).await?;
-            return Ok(replay(recorded));
-        }
-        if !order.status.customer_cancellable() {
-            claim.release(db, table).await;
-            return Err(ApiError::Conflict(
-                format!(
-                    "an order that is {} can no longer be cancelled",
-                    order.status.as_str()
-                )
-                .into(),
-            ));
-        }
-        let actor = format!("user:{}", user.user.id);
-        let from = order.status;
-        let change = orders::Change {
-            to: OrderStatus::Cancelled,
-            actor: &actor,
-            note: "cancelled by the customer",
-            now_us: now,
-            extra: Vec::new(),
-        };
-        match orders::transition(db, table, &order, change, Some((&claim, &respond))).await {
-            Ok(Ok(cancelled)) => {
-                metrics.count(
-                    ORDER_STATUS_TRANSITIONS_TOTAL,
-                    &[
-                        ("function", &platform.config.function_name),
-                        ("from", from.as_str()),
-                        ("to", "cancelled"),
-                    ],
-                    1.0,
-                );
-                return Ok(axum::Json(OrderView::from(&cancelled)).into_response());
+    let guard = Guard::new(
+        &format!("cancel:{}", user.user.id),
+        &key,
+        hash_request(&[b"cancel", reference.as_bytes()]),
+    );
+    let actor = customer(&user, meta);
+    let done = shop
+        .cancel_by_customer(&user.user.id, &reference, &actor, &guard)
+        .await?;
+    let done = match done {
+        Done::Fresh(mutated) => {
+            if let Mutated::Changed(change) = &mutated {
+                count_change(&metrics, function(&shop), change);
             }
-            Ok(Err(_)) => order = orders::get_own(db, table, &user.user.id, &reference).await?,
-            Err(error) => {
-                claim.release(db, table).await;
-                return Err(error);
-            }
+            Done::Fresh(OrderView::from(mutated.order()))
         }
-    }
-    claim.release(db, table).await;
-    Err(ApiError::Conflict("the order kept changing; retry".into()))
+        Done::Replay(body) => Done::Replay(body),
+    };
+    Ok(idempotent(StatusCode::OK, done))
 }
 
 async fn payment_webhook(
-    State(state): State<ShopState>,
+    State(shop): State<Shared>,
+    meta: RequestMeta,
     metrics: MetricSet,
     Path(provider): Path<String>,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    let platform = &state.platform;
     if !PAYMENT_PROVIDERS.contains(&provider.as_str()) {
         return Err(ApiError::not_found(format!(
             "no payment provider {provider}"
         )));
     }
+    let platform = &shop.platform;
     let secrets = platform
         .secrets
         .get()
@@ -434,58 +361,52 @@ async fn payment_webhook(
                 format!("no key for {provider}"),
             )
         })?;
-    let now = platform.clock.now_us();
     let signature = headers.get("lumi-signature").and_then(|v| v.to_str().ok());
     use secrecy::ExposeSecret as _;
     payments::verify(
         secret.expose_secret().as_bytes(),
         signature,
         &body,
-        now / 1_000_000,
+        shop.now_us() / 1_000_000,
     )
     .map_err(|e| ApiError::Unauthorized(e.to_string().into()))?;
     let webhook: Webhook = serde_json::from_slice(&body).map_err(|e| ApiError::Validation {
         detail: format!("the event is not understood: {e}").into(),
         errors: Vec::new(),
     })?;
-    let db = &platform.db;
-    let table = table(platform);
-    let recipient = async |user_id: &str| -> Result<String, ApiError> {
-        let user = users::get(db, table, user_id).await?;
-        Ok(user.map(|u| u.email).unwrap_or_default())
+    let Some(event) = webhook.event()? else {
+        tracing::info!(event_type = %webhook.kind, event_id = %webhook.event_id, "payment event type ignored");
+        return Ok(axum::Json(
+            json!({ "received": true, "applied": false, "outcome": "ignored_type" }),
+        ));
     };
-    let applied = payments::apply(db, table, &provider, &webhook, recipient, now).await?;
-    let (payment_status, order) = match applied {
-        Applied::Duplicate => {
-            return Ok(axum::Json(json!({ "received": true, "duplicate": true })));
+    let actor =
+        Actor::new(format!("provider:{provider}")).with_request(meta.request_id, meta.client_ip);
+    let applied = shop
+        .apply_payment_event(
+            &provider,
+            &webhook.payment_id,
+            &webhook.event_id,
+            &event,
+            &actor,
+        )
+        .await?;
+    Ok(axum::Json(match applied {
+        Applied::Changed(change) => {
+            count_change(&metrics, function(&shop), &change);
+            json!({
+                "received": true,
+                "applied": true,
+                "outcome": change.action,
+                "order_status": change.after.status,
+                "financial_status": change.after.financial_status(),
+                "payment_status": change.after.payment.status,
+            })
         }
-        Applied::Moved {
-            payment_status,
-            order,
-        } => (payment_status, order),
-    };
-    if let Some(order) = &order {
-        let from = order
-            .timeline
-            .last()
-            .and_then(|e| e.from)
-            .map_or("unknown", OrderStatus::as_str);
-        metrics.count(
-            ORDER_STATUS_TRANSITIONS_TOTAL,
-            &[
-                ("function", &platform.config.function_name),
-                ("from", from),
-                ("to", order.status.as_str()),
-            ],
-            1.0,
-        );
-        if order.status == OrderStatus::PaymentFailed {
-            state.outbox.flush(db, table).await?;
+        Applied::Duplicate => json!({ "received": true, "applied": false, "outcome": "duplicate" }),
+        Applied::Ignored(why) => {
+            tracing::info!(event_id = %webhook.event_id, %why, "payment event acknowledged without effect");
+            json!({ "received": true, "applied": false, "outcome": "ignored", "detail": why })
         }
-    }
-    Ok(axum::Json(json!({
-        "received": true,
-        "payment_status": payment_status,
-        "order_status": order.map(|o| o.status),
-    })))
+    }))
 }

@@ -4,7 +4,7 @@
 //! - Every record of a batch is handled in a task of its own: a bad record, or one that panics,
 //!   is that record's failure (`batchItemFailures`) and never fails the others.
 //! - A delivery record is claimed with a condition before sending (see
-//!   `lumi_shared::commerce::deliveries`): a redelivered message finds it `sent` and sends
+//!   `lumi_commerce::deliveries`): a redelivered message finds it `sent` and sends
 //!   nothing.
 //! - A failed send is `retrying` and reported, so SQS redelivers it; at the last receive
 //!   (`REFUND_EMAIL_MAX_RECEIVES`, the queue's `maxReceiveCount`) the record becomes `failed` and the
@@ -16,16 +16,11 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
-use lumi_shared::{
-    Platform,
-    aws::LazyClient,
-    bootstrap::SqsHandler,
-    commerce::{
-        deliveries::{self, About, Claim},
-        outbox::RefundEmail,
-    },
-    error::error_chain,
+use lumi_commerce::{
+    deliveries::{self, About, Claim},
+    outbox::RefundEmail,
 };
+use lumi_shared::{Platform, aws::LazyClient, bootstrap::SqsHandler, error::error_chain};
 
 #[derive(Clone)]
 pub struct Worker {

@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         ["outbox", "flush"] => {
             let (table, queue) = (flag(&args, "--table")?, flag(&args, "--queue-url")?);
             let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
-            let sent = lumi_shared::commerce::outbox::flush(&db().await, &table, &sqs, &queue)
+            let sent = lumi_commerce::outbox::flush(&db().await, &table, &sqs, &queue)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("sent {sent} message(s) from the outbox");

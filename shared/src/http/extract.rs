@@ -136,3 +136,33 @@ fn json_rejection(error: serde_path_to_error::Error<serde_json::Error>) -> ApiEr
         }
     }
 }
+
+/// The `Idempotency-Key` header of an idempotent route: 400 when missing or malformed.
+impl<S: Send + Sync> FromRequestParts<S> for crate::idempotency::IdempotencyKey {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok());
+        Self::parse(header).map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+}
+
+/// The answer of an idempotent route: `status` with the body done now, or the recorded body of
+/// the first request with `Idempotency-Replayed: true`.
+pub fn idempotent<T: serde::Serialize>(
+    status: http::StatusCode,
+    done: crate::idempotency::Done<T>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match done {
+        crate::idempotency::Done::Fresh(body) => (status, axum::Json(body)).into_response(),
+        crate::idempotency::Done::Replay(body) => (
+            status,
+            [("idempotency-replayed", "true")],
+            axum::Json(body),
+        )
+            .into_response(),
+    }
+}

@@ -121,3 +121,41 @@ async fn refuse_foreign_preflight(
     }
     next.run(request).await
 }
+
+/// The router state of a function with a domain: the platform (for the shared extractors) and
+/// the domain's entry point, built once per container. Derefs to the domain.
+pub struct AppState<D> {
+    pub platform: Arc<Platform>,
+    pub domain: Arc<D>,
+}
+
+impl<D> Clone for AppState<D> {
+    fn clone(&self) -> Self {
+        Self {
+            platform: self.platform.clone(),
+            domain: self.domain.clone(),
+        }
+    }
+}
+
+impl<D> AppState<D> {
+    pub fn new(platform: Arc<Platform>, domain: D) -> Self {
+        Self {
+            platform,
+            domain: Arc::new(domain),
+        }
+    }
+}
+
+impl<D> std::ops::Deref for AppState<D> {
+    type Target = D;
+    fn deref(&self) -> &D {
+        &self.domain
+    }
+}
+
+impl<D> axum::extract::FromRef<AppState<D>> for Arc<Platform> {
+    fn from_ref(state: &AppState<D>) -> Self {
+        state.platform.clone()
+    }
+}

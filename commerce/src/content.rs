@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Db, StoreError, key};
+use lumi_shared::store::{Db, StoreError, key};
 
 /// Largest block, in bytes of JSON.
 pub const MAX_BYTES: usize = 64 * 1024;

@@ -2,15 +2,28 @@
 //!
 //! Items: `PRODUCT#<id>`/`PRODUCT` and `VARIANT#<sku>`/`VARIANT`; both on `gsi1` under
 //! `CATALOG`, sorted `<product id>#...`, so the whole catalog is one Query and a product with
-//! its variants one Query too.
+//! its variants one Query too. A retired product and its variants carry `active: false`: they
+//! leave the storefront and cannot be added to a cart or checked out; orders keep them.
 
+use lumi_shared::store::{Db, Item, StoreError, Tx, from_item, key, s};
 use serde::{Deserialize, Serialize};
 
-use super::{n, s};
-use crate::store::{Db, Item, StoreError, from_item, key};
+use crate::model::{MovementKind, StockMove};
 
 /// Most units of one variant in a cart line.
 pub const MAX_QUANTITY: u32 = 20;
+
+/// A product id or SKU: 1 to 64 letters, digits, `-` or `_` (checked before any AWS call).
+pub fn valid_slug(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub fn valid_sku(sku: &str) -> bool {
+    valid_slug(sku)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProductItem {
@@ -39,13 +52,16 @@ pub struct VariantItem {
     pub stock: i64,
     /// Units not held by a cart reservation (`stock` minus reservations).
     pub available: i64,
+    /// `false` once retired (with its product).
+    #[serde(default = "active")]
+    pub active: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Money {
-    pub amount_minor: i64,
-    pub currency: String,
+fn active() -> bool {
+    true
 }
+
+pub use crate::model::Money;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Variant {
@@ -103,6 +119,9 @@ fn assemble(table: &str, items: Vec<Item>) -> Result<Vec<Product>, StoreError> {
             }
         } else {
             let variant: VariantItem = from_item(table, item)?;
+            if !variant.active {
+                continue;
+            }
             if let Some(product) = products
                 .iter_mut()
                 .rev()
@@ -153,7 +172,7 @@ pub async fn list(db: &Db, table: &str) -> Result<Vec<Product>, StoreError> {
 }
 
 pub async fn get(db: &Db, table: &str, product_id: &str) -> Result<Option<Product>, StoreError> {
-    if product_id.contains('#') {
+    if !valid_slug(product_id) {
         return Ok(None);
     }
     Ok(assemble(
@@ -165,10 +184,14 @@ pub async fn get(db: &Db, table: &str, product_id: &str) -> Result<Option<Produc
 }
 
 pub async fn variant(db: &Db, table: &str, sku: &str) -> Result<Option<VariantItem>, StoreError> {
+    if !valid_sku(sku) {
+        return Ok(None);
+    }
     db.get_consistent(table, variant_key(sku)).await
 }
 
-/// A new product with its variants (seed data, and the admin catalog later).
+/// A new product with its variants (seed data and the admin catalog); each variant's stock is
+/// its first ledger movement.
 pub struct NewProduct<'a> {
     pub id: &'a str,
     pub name: &'a str,
@@ -178,23 +201,22 @@ pub struct NewProduct<'a> {
 }
 
 pub async fn create(db: &Db, table: &str, product: &NewProduct<'_>) -> Result<(), StoreError> {
-    let mut writes = vec![super::put(
-        table,
-        crate::store::to_item(
-            table,
-            &ProductItem {
-                pk: format!("PRODUCT#{}", product.id),
-                sk: "PRODUCT".into(),
-                gsi1pk: "CATALOG".into(),
-                gsi1sk: format!("{}#", product.id),
-                product_id: product.id.into(),
-                name: product.name.into(),
-                description: product.description.into(),
-                active: true,
-            },
-        )?,
+    let mut tx = Tx::new(table);
+    tx.put(
+        &ProductItem {
+            pk: format!("PRODUCT#{}", product.id),
+            sk: "PRODUCT".into(),
+            gsi1pk: "CATALOG".into(),
+            gsi1sk: format!("{}#", product.id),
+            product_id: product.id.into(),
+            name: product.name.into(),
+            description: product.description.into(),
+            active: true,
+        },
         Some("attribute_not_exists(pk)"),
-    )?];
+        Vec::new(),
+    )?;
+    let now_us = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000;
     for (sku, name, price_minor, currency, stock) in &product.variants {
         let variant = VariantItem {
             pk: format!("VARIANT#{sku}"),
@@ -208,26 +230,72 @@ pub async fn create(db: &Db, table: &str, product: &NewProduct<'_>) -> Result<()
             currency: (*currency).into(),
             stock: *stock,
             available: *stock,
+            active: true,
         };
-        writes.push(super::put(
-            table,
-            crate::store::to_item(table, &variant)?,
-            Some("attribute_not_exists(pk)"),
-        )?);
+        tx.put(&variant, Some("attribute_not_exists(pk)"), Vec::new())?;
+        crate::ledger::record(
+            &mut tx,
+            &StockMove {
+                sku: (*sku).into(),
+                kind: MovementKind::Initial,
+                stock_delta: *stock,
+                available_delta: *stock,
+            },
+            &format!("product:{}", product.id),
+            now_us,
+        )?;
     }
-    db.transact(table, writes).await
+    match db.commit(tx).await? {
+        Ok(()) => Ok(()),
+        Err(_) => Err(StoreError::ConditionFailed {
+            op: "TransactWriteItems",
+            table: table.to_owned(),
+        }),
+    }
 }
 
-/// Adds `units` to a variant's shelf (a restock delivery; tests and tools).
-pub async fn add_stock(db: &Db, table: &str, sku: &str, units: i64) -> Result<(), StoreError> {
+/// The product item and its variants, retired ones included (the admin's view).
+pub async fn product_with_variants(
+    db: &Db,
+    table: &str,
+    product_id: &str,
+) -> Result<Option<(ProductItem, Vec<VariantItem>)>, StoreError> {
+    let items = query_catalog(db, table, Some(&format!("{product_id}#"))).await?;
+    let mut product = None;
+    let mut variants = Vec::new();
+    for item in items {
+        let kind = item.get("sk").and_then(|v| v.as_s().ok()).cloned();
+        if kind.as_deref() == Some("PRODUCT") {
+            product = Some(from_item::<ProductItem>(table, item)?);
+        } else {
+            variants.push(from_item::<VariantItem>(table, item)?);
+        }
+    }
+    Ok(product.map(|p| (p, variants)))
+}
+
+/// Every variant of the catalog, retired ones included, a page at a time (`gsi1` `CATALOG`).
+pub async fn variants_page(
+    db: &Db,
+    table: &str,
+    limit: i32,
+    start: Option<Item>,
+) -> Result<(Vec<VariantItem>, Option<Item>), StoreError> {
     let request = db
         .client()
-        .update_item()
+        .query()
         .table_name(table)
-        .set_key(Some(variant_key(sku)))
-        .update_expression("SET stock = stock + :u, available = available + :u")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_values(":u", n(units))
-        .send();
-    db.call("UpdateItem", table, request).await.map(drop)
+        .index_name("gsi1")
+        .key_condition_expression("gsi1pk = :catalog")
+        .expression_attribute_values(":catalog", s("CATALOG"))
+        .limit(limit)
+        .set_exclusive_start_key(start);
+    let (items, next) = db.query_page(table, request).await?;
+    let mut variants = Vec::new();
+    for item in items {
+        if item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("VARIANT") {
+            variants.push(from_item(table, item)?);
+        }
+    }
+    Ok((variants, next))
 }

@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{n, rfc3339, s};
-use crate::store::{Db, StoreError, from_item, key};
+use lumi_shared::store::{Db, StoreError, from_item, key, n, s};
+
+use crate::rfc3339;
 
 /// A `sending` claim older than this is from a worker that died mid-send: it may be taken over.
 pub const STALE_SENDING_US: i64 = 5 * 60 * 1_000_000;
@@ -42,7 +43,7 @@ struct DeliveryItem {
     delivery: Delivery,
 }
 
-fn delivery_key(id: &str) -> crate::store::Item {
+fn delivery_key(id: &str) -> lumi_shared::store::Item {
     key(format!("DELIVERY#{id}"), "DELIVERY")
 }
 

@@ -3,14 +3,10 @@
 //! next flush (`lumi outbox flush`, and every later flush by the function), so a refund email is
 //! never lost between the database and the queue; the consumer deduplicates by `idempotency_id`.
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use lumi_shared::store::{Db, StoreError, Tx, from_item, key, s};
 use serde::{Deserialize, Serialize};
 
-use super::{put, rfc3339, s};
-use crate::{
-    error::ApiError,
-    store::{Db, StoreError, from_item, key, to_item},
-};
+use crate::{CommerceError, rfc3339};
 
 /// `sendOrderRefundEmail`'s message, version 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,15 +35,11 @@ struct OutboxItem {
     body: String,
 }
 
-/// The transaction part that records `email` (once per idempotency id).
-pub fn record(
-    table: &str,
-    email: &RefundEmail,
-    now_us: i64,
-) -> Result<TransactWriteItem, StoreError> {
+/// Adds `email` to a transaction (once per idempotency id).
+pub fn record(tx: &mut Tx, email: &RefundEmail, now_us: i64) -> Result<usize, StoreError> {
     let body = serde_json::to_string(email).map_err(|e| StoreError::Service {
         op: "TransactWriteItems",
-        table: table.to_owned(),
+        table: tx.table().to_owned(),
         code: "InvalidRequest".into(),
         message: e.to_string(),
     })?;
@@ -58,11 +50,7 @@ pub fn record(
         gsi1sk: format!("{}#{}", rfc3339(now_us), email.idempotency_id),
         body,
     };
-    put(
-        table,
-        to_item(table, &item)?,
-        Some("attribute_not_exists(pk)"),
-    )
+    tx.put(&item, Some("attribute_not_exists(pk)"), Vec::new())
 }
 
 /// Sends every pending message to `queue_url` and deletes each one sent. Returns how many were
@@ -72,7 +60,7 @@ pub async fn flush(
     table: &str,
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-) -> Result<usize, ApiError> {
+) -> Result<usize, CommerceError> {
     let request = db
         .client()
         .query()
@@ -102,7 +90,7 @@ pub async fn flush(
                 sent += 1;
             }
             Ok(Err(error)) => {
-                tracing::warn!(error = %crate::error::error_chain(&error), "outbox message not sent; kept for the next flush");
+                tracing::warn!(error = %lumi_shared::error::error_chain(&error), "outbox message not sent; kept for the next flush");
             }
             Err(_) => tracing::warn!("outbox message not sent within 5 s; kept for the next flush"),
         }
@@ -114,21 +102,21 @@ pub async fn flush(
 /// queue of `REFUND_EMAIL_QUEUE_URL`.
 #[derive(Clone)]
 pub struct OutboxSender {
-    sqs: crate::aws::LazyClient<aws_sdk_sqs::Client>,
+    sqs: lumi_shared::aws::LazyClient<aws_sdk_sqs::Client>,
     queue_url: Option<String>,
 }
 
 impl OutboxSender {
-    pub fn new(platform: &crate::platform::Platform) -> Self {
+    pub fn new(platform: &lumi_shared::Platform) -> Self {
         Self {
-            sqs: crate::aws::LazyClient::new(&platform.sdk_config, aws_sdk_sqs::Client::new),
+            sqs: lumi_shared::aws::LazyClient::new(&platform.sdk_config, aws_sdk_sqs::Client::new),
             queue_url: platform.config.refund_email_queue_url.clone(),
         }
     }
 
     /// Sends what waits in the outbox (see [`flush`]); without a queue configured the messages
     /// stay there, with a warning.
-    pub async fn flush(&self, db: &Db, table: &str) -> Result<usize, ApiError> {
+    pub async fn flush(&self, db: &Db, table: &str) -> Result<usize, CommerceError> {
         match &self.queue_url {
             Some(queue) => flush(db, table, self.sqs.get(), queue).await,
             None => {

@@ -1,0 +1,84 @@
+//! The stock ledger: every change of a variant's `stock` (and of its `available` outside cart
+//! reservations) is a movement, written in the same transaction as its cause, so `stock` is
+//! always the sum of the variant's movements.
+//!
+//! Items: `LEDGER#<sku>` / `<microseconds, 20 digits>#<id>`, oldest first; one Query pages
+//! through a variant's history.
+
+use lumi_shared::store::{Db, StoreError, Tx, from_item, s};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{MovementKind, StockMove};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Movement {
+    pub sku: String,
+    pub kind: MovementKind,
+    pub stock_delta: i64,
+    pub available_delta: i64,
+    /// `order:<reference>`, `admin:<id>`, `catalog`, `rebalance`.
+    pub cause: String,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MovementItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    movement: Movement,
+}
+
+/// Adds a movement to `tx`.
+pub(crate) fn record(
+    tx: &mut Tx,
+    movement: &StockMove,
+    cause: &str,
+    now_us: i64,
+) -> Result<usize, StoreError> {
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let item = MovementItem {
+        pk: format!("LEDGER#{}", movement.sku),
+        sk: format!("{now_us:020}#{id}"),
+        movement: Movement {
+            sku: movement.sku.clone(),
+            kind: movement.kind,
+            stock_delta: movement.stock_delta,
+            available_delta: movement.available_delta,
+            cause: cause.to_owned(),
+            at: crate::rfc3339(now_us),
+        },
+    };
+    tx.put(&item, Some("attribute_not_exists(pk)"), Vec::new())
+}
+
+/// A page of a variant's movements, oldest first, and the cursor of the next page.
+pub async fn page(
+    db: &Db,
+    table: &str,
+    sku: &str,
+    limit: i32,
+    after: Option<&str>,
+) -> Result<(Vec<Movement>, Option<String>), StoreError> {
+    let mut request = db
+        .client()
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", s(format!("LEDGER#{sku}")))
+        .consistent_read(true)
+        .limit(limit);
+    if let Some(after) = after {
+        request = request.set_exclusive_start_key(Some(lumi_shared::store::key(
+            format!("LEDGER#{sku}"),
+            after,
+        )));
+    }
+    let (items, last) = db.query_page(table, request).await?;
+    let movements = items
+        .into_iter()
+        .map(|item| from_item::<MovementItem>(table, item).map(|m| m.movement))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = last.and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned());
+    Ok((movements, next))
+}

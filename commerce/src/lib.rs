@@ -1,0 +1,216 @@
+//! The shop's domain: catalog, carts with stock reservations, orders with their three facets
+//! (status, money, fulfilment), payments, refunds and the stock ledger. It knows DynamoDB (through
+//! `lumi_shared::store`) and SQS (the outbox), and nothing of HTTP: its errors are
+//! [`CommerceError`], classified for the edge by `lumi_shared::error::DomainError`.
+//!
+//! The rules are pure functions in [`model`]; every use case reads, asks [`model`] for a
+//! [`model::Change`] and commits it with everything it implies in one transaction
+//! ([`persist`]): the order, its payment projection, each variant's counters with a ledger
+//! movement, the refund emails (outbox), one audit event and the idempotency record.
+//!
+//! Stock invariants (every change is a conditional write, several at once a transaction):
+//! - per variant, `stock` is the sum of its ledger movements, and `available` = `stock` − units
+//!   held by live reservations; neither goes below zero (reservations take `available` only
+//!   while it is at least the quantity, checkout takes `stock` only while it is at least the
+//!   quantity, a reopened order takes both only while `available` is at least the quantity);
+//! - checkout consumes the exact reservations it read and takes `stock`, together with the
+//!   order, in one transaction: nothing interleaves to oversell;
+//! - stock comes back only with the change that justifies it (cancel, refund with a restock
+//!   type), conditional on the order's version: each unit at most once;
+//! - an expired reservation holds its stock until a sweep deletes it and gives the units back,
+//!   in one transaction conditional on the reservation being unchanged (the local stack never
+//!   deletes TTL'd items, and DynamoDB may take 48 h: code never relies on TTL).
+
+pub mod admin;
+pub mod cart;
+pub mod catalog;
+pub mod content;
+pub mod deliveries;
+pub mod ledger;
+pub mod model;
+pub mod orders;
+pub mod outbox;
+pub mod payments;
+mod persist;
+
+use std::sync::Arc;
+
+use lumi_shared::{
+    Platform,
+    error::{DomainError, ErrorClass, FieldError},
+    idempotency::IdempotencyError,
+    store::{Db, StoreError},
+};
+
+pub use model::Money;
+
+/// Cart and order metrics (the runbooks' names).
+pub const CART_OPERATIONS_TOTAL: &str = "lumi_cart_operations_total";
+pub const ORDER_CREATED_TOTAL: &str = "order_created_total";
+pub const ORDER_STATUS_TRANSITIONS_TOTAL: &str = "order_status_transitions_total";
+pub const PAYMENT_AMOUNT_MISMATCH_TOTAL: &str = "lumi_payment_amount_mismatch_total";
+pub const REFUNDS_TOTAL: &str = "lumi_refunds_total";
+
+/// Why a use case did not happen. Nothing was written when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum CommerceError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The state refuses the request, or kept changing under it.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("out of stock: only {available} of {sku} are available")]
+    OutOfStock { sku: String, available: i64 },
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A dependency other than the database (the queue) failed; the change is kept and
+    /// retried later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A broken invariant or an unreadable record: a bug.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl DomainError for CommerceError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::NotFound(_) => ErrorClass::NotFound,
+            Self::Invalid { field, message } => ErrorClass::Invalid(vec![FieldError {
+                field: field.clone(),
+                message: message.clone(),
+            }]),
+            Self::Conflict(_) | Self::OutOfStock { .. } => ErrorClass::Conflict,
+            Self::Idempotency(error) => error.class(),
+            Self::Store(error) => error.class(),
+            Self::Unavailable(_) => ErrorClass::Unavailable,
+            Self::Internal(_) => ErrorClass::Internal,
+        }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            Self::Idempotency(error) => error.public_detail(),
+            Self::Store(error) => error.public_detail(),
+            other => other.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = CommerceError> = std::result::Result<T, E>;
+
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> CommerceError {
+    CommerceError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Who makes a change, for the timeline and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    /// `user:<id>`, `admin:<id>`, `provider:<name>`, `system`.
+    pub name: String,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn with_request(mut self, request_id: Option<String>, client_ip: Option<String>) -> Self {
+        self.request_id = request_id;
+        self.client_ip = client_ip;
+        self
+    }
+}
+
+/// The shop: the platform (store, clock, settings, config) and the outbox's sender. Built once
+/// per container by the orders and admin functions; every use case is a method.
+#[derive(Clone)]
+pub struct Shop {
+    pub platform: Arc<Platform>,
+    pub outbox: outbox::OutboxSender,
+}
+
+impl Shop {
+    pub fn new(platform: Arc<Platform>) -> Self {
+        Self {
+            outbox: outbox::OutboxSender::new(&platform),
+            platform,
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.platform.db
+    }
+
+    pub fn table(&self) -> &str {
+        &self.platform.config.tables.app
+    }
+
+    pub fn now_us(&self) -> i64 {
+        self.platform.clock.now_us()
+    }
+}
+
+/// Time in RFC 3339 from the platform clock's microseconds.
+pub fn rfc3339(us: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A short random id with a prefix (`re_…` for refunds).
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
+}
+
+/// Counts every facet a change moved in `order_status_transitions_total` (labels `facet`,
+/// `from`, `to`), whichever path made it, and the refunds and amount mismatches it recorded.
+pub fn count_change(
+    metrics: &lumi_shared::telemetry::metrics::MetricSet,
+    function: &str,
+    change: &model::Change,
+) {
+    for moved in change.facet_changes() {
+        metrics.count(
+            ORDER_STATUS_TRANSITIONS_TOTAL,
+            &[
+                ("function", function),
+                ("facet", &moved.facet),
+                ("from", &moved.from),
+                ("to", &moved.to),
+            ],
+            1.0,
+        );
+    }
+    let refunds = change.after.refunds.len() - change.before.refunds.len();
+    if refunds > 0 {
+        metrics.count(
+            REFUNDS_TOTAL,
+            &[("function", function), ("provider", &change.after.payment.provider)],
+            refunds as f64,
+        );
+    }
+    if change.action == "payment.amount_mismatch" {
+        metrics.count(
+            PAYMENT_AMOUNT_MISMATCH_TOTAL,
+            &[("function", function), ("provider", &change.after.payment.provider)],
+            1.0,
+        );
+    }
+}
