@@ -188,7 +188,7 @@ fn encode_cursor(key: Item) -> String {
 /// A cursor of this listing: it must name the partition being listed (another one is refused
 /// as invalid rather than handed to DynamoDB).
 fn decode_cursor(cursor: &str, pk_name: &str, pk: &str) -> Result<Item, CommerceError> {
-    let bad = || invalid("cursor", "is not a cursor of this listing");
+    let bad = || CommerceError::Malformed("cursor");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| bad())?;
@@ -333,6 +333,19 @@ impl Shop {
     /// `respond(order after)`), and sends its emails. A concurrent change makes it read and plan
     /// again (five times at most). With a guard, a replay answers the recorded body.
     pub async fn mutate(
+        &self,
+        reference: &str,
+        actor: &Actor,
+        note: &str,
+        guard: Option<&Guard>,
+        respond: &(dyn Fn(&Order) -> serde_json::Value + Sync),
+        plan: impl Fn(&Order, &Context<'_>) -> Result<Planned, CommerceError>,
+    ) -> Result<Done<Mutated>, CommerceError> {
+        // Boxed: the SDK futures inside are large, and every order change comes through here.
+        Box::pin(self.mutate_inner(reference, actor, note, guard, respond, plan)).await
+    }
+
+    async fn mutate_inner(
         &self,
         reference: &str,
         actor: &Actor,

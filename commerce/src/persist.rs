@@ -163,8 +163,7 @@ pub(crate) fn write_change(
 ) -> Result<Parts, StoreError> {
     let order = &change.after;
     let now = crate::rfc3339(now_us);
-    let mut parts = Parts::default();
-    parts.order = if new {
+    let order_part = if new {
         tx.put(
             &OrderItem::of(order),
             Some("attribute_not_exists(pk)"),
@@ -176,6 +175,10 @@ pub(crate) fn write_change(
             Some("#version = :version"),
             vec![(":version", n(change.before.version))],
         )?
+    };
+    let mut parts = Parts {
+        order: order_part,
+        ..Parts::default()
     };
     tx.put(&payment_item(order, &now), None, Vec::new())?;
     let cause = format!("order:{}", order.reference);
