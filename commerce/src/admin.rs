@@ -720,7 +720,7 @@ impl Shop {
             .await?
             .ok_or_else(|| CommerceError::NotFound(format!("no variant {sku}")))?;
         if cursor.is_some_and(|c| c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'#')) {
-            return Err(invalid("cursor", "is not a cursor of this listing"));
+            return Err(CommerceError::Malformed("cursor"));
         }
         let (movements, next) = ledger::page(self.db(), self.table(), sku, limit, cursor).await?;
         Ok(LedgerView {
@@ -776,9 +776,9 @@ fn unguarded<T>(done: Done<T>) -> Result<T, CommerceError> {
 fn catalog_cursor(cursor: &str) -> Result<Item, CommerceError> {
     let (product, sku) = cursor
         .split_once("#V#")
-        .ok_or_else(|| invalid("cursor", "is not a cursor of this listing"))?;
+        .ok_or(CommerceError::Malformed("cursor"))?;
     if !valid_slug(product) || !valid_sku(sku) {
-        return Err(invalid("cursor", "is not a cursor of this listing"));
+        return Err(CommerceError::Malformed("cursor"));
     }
     Ok([
         ("pk".to_owned(), s(format!("VARIANT#{sku}"))),
@@ -792,7 +792,7 @@ fn catalog_cursor(cursor: &str) -> Result<Item, CommerceError> {
 
 /// The payments listing's cursor: `PAYMENT#<id>|<status>#<created_at>`.
 fn payment_cursor(cursor: &str, gsi1pk: &str) -> Result<Item, CommerceError> {
-    let bad = || invalid("cursor", "is not a cursor of this listing");
+    let bad = || CommerceError::Malformed("cursor");
     let (pk, sort) = cursor.split_once('|').ok_or_else(bad)?;
     let id = pk.strip_prefix("PAYMENT#").ok_or_else(bad)?;
     if !crate::payments::valid_payment_id(id) || sort.len() > 80 {

@@ -58,6 +58,9 @@ pub enum CommerceError {
     NotFound(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// A query parameter that is not what the listing gave (a cursor).
+    #[error("the {0} is not valid")]
+    Malformed(&'static str),
     /// The state refuses the request, or kept changing under it.
     #[error("{0}")]
     Conflict(String),
@@ -80,6 +83,7 @@ impl DomainError for CommerceError {
     fn class(&self) -> ErrorClass {
         match self {
             Self::NotFound(_) => ErrorClass::NotFound,
+            Self::Malformed(_) => ErrorClass::Malformed,
             Self::Invalid { field, message } => ErrorClass::Invalid(vec![FieldError {
                 field: field.clone(),
                 message: message.clone(),

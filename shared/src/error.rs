@@ -83,6 +83,8 @@ pub enum ApiError {
 pub enum ErrorClass {
     /// Nothing with that identifier (404).
     NotFound,
+    /// A malformed parameter such as a cursor (400).
+    Malformed,
     /// The input breaks a rule; `fields` name what to fix (422).
     Invalid(Vec<FieldError>),
     /// The request is valid but the current state refuses it, or changed meanwhile (409).
@@ -108,6 +110,7 @@ impl<E: DomainError> From<E> for ApiError {
         let detail: Cow<'static, str> = error.public_detail().into();
         match error.class() {
             ErrorClass::NotFound => Self::NotFound(detail),
+            ErrorClass::Malformed => Self::BadRequest(detail),
             ErrorClass::Invalid(errors) => Self::Validation { detail, errors },
             ErrorClass::Conflict => Self::Conflict(detail),
             ErrorClass::Unavailable => Self::Unavailable {
