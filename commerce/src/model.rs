@@ -881,7 +881,8 @@ pub fn refund(
     change.finish(act)
 }
 
-/// Ships units: the named ones, or every open unit. Only a paid, open order ships.
+/// Ships units: the named ones, or every open unit. Only an open order whose payment is
+/// captured ships (a pending partial refund does not hold the rest back).
 pub fn fulfil(
     order: &Order,
     request: Option<&[(u32, i64)]>,
@@ -893,13 +894,10 @@ pub fn fulfil(
             order.status.as_str()
         )));
     }
-    if !matches!(
-        order.financial_status(),
-        FinancialStatus::Paid | FinancialStatus::PartiallyRefunded
-    ) {
+    if order.payment.status != PaymentStatus::Captured {
         return Err(conflict(format!(
             "an order whose payment is {} does not ship",
-            order.financial_status().as_str()
+            order.payment.status.as_str()
         )));
     }
     let mut change = order.change("order.fulfil");
@@ -996,7 +994,6 @@ pub fn reopen(order: &Order, act: &Act<'_>) -> Result<Change, CommerceError> {
     payment.status = PaymentStatus::Pending;
     payment.attempt += 1;
     payment.failure_reason = None;
-    payment.mismatch = None;
     change.finish(act)
 }
 

@@ -617,7 +617,6 @@ impl Shop {
         actor: &Actor,
         guard: &Guard,
     ) -> Result<Done<Mutated>, CommerceError> {
-        self.own_order(user, reference).await?;
         let respond = |order: &Order| serde_json::to_value(OrderView::from(order)).unwrap_or_default();
         self.mutate(
             reference,
@@ -626,6 +625,9 @@ impl Shop {
             Some(guard),
             &respond,
             |order, cx| {
+                if order.user_id != user {
+                    return Err(CommerceError::NotFound(format!("no order {reference}")));
+                }
                 if order.status == OrderStatus::Cancelled {
                     return Ok(Planned::Unchanged("cancelled already".into()));
                 }
