@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Actor, CommerceError, Shop,
     cart::LineItem,
-    catalog::{self, ProductItem, VariantItem, valid_slug, valid_sku, variant_key},
+    catalog::{self, ProductItem, VariantItem, valid_sku, valid_slug, variant_key},
     content, invalid,
     ledger::{self, Movement},
     model::{self, MovementKind, Order, OrderStatus, PaymentEvent, RefundRequestLine, StockMove},
@@ -54,7 +54,13 @@ impl StatusRequest {
     }
 }
 
-fn audit_event(actor: &Actor, action: &str, target: String, summary: serde_json::Value, now: &str) -> AuditEvent {
+fn audit_event(
+    actor: &Actor,
+    action: &str,
+    target: String,
+    summary: serde_json::Value,
+    now: &str,
+) -> AuditEvent {
     AuditEvent {
         actor: actor.name.clone(),
         action: action.into(),
@@ -186,9 +192,16 @@ impl Shop {
         actor: &Actor,
     ) -> Result<Box<model::Change>, CommerceError> {
         let done = self
-            .mutate(reference, actor, note, None, &|_| serde_json::Value::Null, |order, cx| {
-                model::fulfil(order, lines, &cx.act).map(|c| Planned::Change(Box::new(c)))
-            })
+            .mutate(
+                reference,
+                actor,
+                note,
+                None,
+                &|_| serde_json::Value::Null,
+                |order, cx| {
+                    model::fulfil(order, lines, &cx.act).map(|c| Planned::Change(Box::new(c)))
+                },
+            )
             .await?;
         unguarded(done).and_then(changed)
     }
@@ -203,16 +216,23 @@ impl Shop {
         actor: &Actor,
     ) -> Result<Box<model::Change>, CommerceError> {
         let done = self
-            .mutate(reference, actor, note, None, &|_| serde_json::Value::Null, |order, cx| {
-                let change = match to {
-                    StatusRequest::Cancel => {
-                        model::cancel(order, "by an admin", cx.refund_id, &cx.act)
-                    }
-                    StatusRequest::Complete => model::complete(order, &cx.act),
-                    StatusRequest::Reopen => model::reopen(order, &cx.act),
-                }?;
-                Ok(Planned::Change(Box::new(change)))
-            })
+            .mutate(
+                reference,
+                actor,
+                note,
+                None,
+                &|_| serde_json::Value::Null,
+                |order, cx| {
+                    let change = match to {
+                        StatusRequest::Cancel => {
+                            model::cancel(order, "by an admin", cx.refund_id, &cx.act)
+                        }
+                        StatusRequest::Complete => model::complete(order, &cx.act),
+                        StatusRequest::Reopen => model::reopen(order, &cx.act),
+                    }?;
+                    Ok(Planned::Change(Box::new(change)))
+                },
+            )
             .await?;
         unguarded(done).and_then(changed)
     }
@@ -469,7 +489,13 @@ impl Shop {
         audit::record(
             self.db(),
             self.table(),
-            audit_event(actor, "product.create", format!("product:{}", request.id), summary, ""),
+            audit_event(
+                actor,
+                "product.create",
+                format!("product:{}", request.id),
+                summary,
+                "",
+            ),
         )
         .await?;
         self.product(&request.id).await
@@ -527,8 +553,14 @@ impl Shop {
             vec![
                 (":name", s(name.clone())),
                 (":description", s(description.clone())),
-                (":active", aws_sdk_dynamodb::types::AttributeValue::Bool(active)),
-                (":was", aws_sdk_dynamodb::types::AttributeValue::Bool(before.active)),
+                (
+                    ":active",
+                    aws_sdk_dynamodb::types::AttributeValue::Bool(active),
+                ),
+                (
+                    ":was",
+                    aws_sdk_dynamodb::types::AttributeValue::Bool(before.active),
+                ),
             ],
         )?;
         if active != before.active {
@@ -537,7 +569,10 @@ impl Shop {
                     variant_key(&variant.sku),
                     "SET active = :active",
                     Some("attribute_exists(pk)"),
-                    vec![(":active", aws_sdk_dynamodb::types::AttributeValue::Bool(active))],
+                    vec![(
+                        ":active",
+                        aws_sdk_dynamodb::types::AttributeValue::Bool(active),
+                    )],
                 )?;
             }
         }
@@ -622,8 +657,7 @@ impl Shop {
             let reserved = self.reserved(&variant.sku).await?;
             let ledger_stock = self.ledger_sum(&variant.sku).await?;
             let expected = variant.stock - reserved;
-            if expected != variant.available || variant.stock < 0 || ledger_stock != variant.stock
-            {
+            if expected != variant.available || variant.stock < 0 || ledger_stock != variant.stock {
                 found.push(Mismatch {
                     sku: variant.sku,
                     stock: variant.stock,
@@ -719,7 +753,9 @@ impl Shop {
         let variant = catalog::variant(self.db(), self.table(), sku)
             .await?
             .ok_or_else(|| CommerceError::NotFound(format!("no variant {sku}")))?;
-        if cursor.is_some_and(|c| c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'#')) {
+        if cursor.is_some_and(|c| {
+            c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'#')
+        }) {
             return Err(CommerceError::Malformed("cursor"));
         }
         let (movements, next) = ledger::page(self.db(), self.table(), sku, limit, cursor).await?;
@@ -758,7 +794,13 @@ impl Shop {
         audit::record(
             self.db(),
             self.table(),
-            audit_event(actor, "content.update", format!("content:{key_name}"), summary, ""),
+            audit_event(
+                actor,
+                "content.update",
+                format!("content:{key_name}"),
+                summary,
+                "",
+            ),
         )
         .await?;
         Ok((before, block))

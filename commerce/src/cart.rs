@@ -212,10 +212,7 @@ impl Shop {
                 ));
             }
             if quantity > held && !variant.active {
-                return Err(invalid(
-                    "variant",
-                    format!("{sku} is no longer sold"),
-                ));
+                return Err(invalid("variant", format!("{sku} is no longer sold")));
             }
             if current.is_none() && quantity > 0 {
                 let count = line_count(db, table, user).await?;
@@ -278,8 +275,8 @@ impl Shop {
             match db.commit(tx).await? {
                 Ok(()) => return self.cart(user).await,
                 Err(cancelled) => {
-                    let stock_failed = delta > 0
-                        && (cancelled.reasons.is_none() || cancelled.condition_failed(0));
+                    let stock_failed =
+                        delta > 0 && (cancelled.reasons.is_none() || cancelled.condition_failed(0));
                     if stock_failed {
                         if !swept && sweep_expired(db, table, sku, now_us).await? > 0 {
                             swept = true;

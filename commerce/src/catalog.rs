@@ -293,7 +293,12 @@ pub async fn variants_page(
     let (items, next) = db.query_page(table, request).await?;
     let mut variants = Vec::new();
     for item in items {
-        if item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("VARIANT") {
+        if item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            == Some("VARIANT")
+        {
             variants.push(from_item(table, item)?);
         }
     }

@@ -180,7 +180,10 @@ pub fn rfc3339(us: i64) -> String {
 
 /// A short random id with a prefix (`re_…` for refunds).
 pub(crate) fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..20]
+    )
 }
 
 /// Counts every facet a change moved in `order_status_transitions_total` (labels `facet`,
@@ -206,14 +209,20 @@ pub fn count_change(
     if refunds > 0 {
         metrics.count(
             REFUNDS_TOTAL,
-            &[("function", function), ("provider", &change.after.payment.provider)],
+            &[
+                ("function", function),
+                ("provider", &change.after.payment.provider),
+            ],
             refunds as f64,
         );
     }
     if change.action == "payment.amount_mismatch" {
         metrics.count(
             PAYMENT_AMOUNT_MISMATCH_TOTAL,
-            &[("function", function), ("provider", &change.after.payment.provider)],
+            &[
+                ("function", function),
+                ("provider", &change.after.payment.provider),
+            ],
             1.0,
         );
     }

@@ -150,7 +150,10 @@ impl PaymentStatus {
 
     /// Whether money may still arrive for this attempt.
     fn awaiting(self) -> bool {
-        matches!(self, Self::Pending | Self::Authorized | Self::AmountMismatch)
+        matches!(
+            self,
+            Self::Pending | Self::Authorized | Self::AmountMismatch
+        )
     }
 }
 
@@ -636,10 +639,17 @@ pub fn cancel(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentEvent {
     Authorized,
-    Captured { amount_minor: i64, currency: String },
-    Failed { reason: String },
+    Captured {
+        amount_minor: i64,
+        currency: String,
+    },
+    Failed {
+        reason: String,
+    },
     /// A refund record was paid back (the provider confirmed it, or an admin settled it).
-    RefundSucceeded { refund_id: String },
+    RefundSucceeded {
+        refund_id: String,
+    },
 }
 
 /// What a payment event did.
@@ -918,7 +928,10 @@ pub fn fulfil(
                 if *quantity < 1 || *quantity > line.open_units() {
                     return Err(invalid(
                         format!("lines[{i}].quantity"),
-                        format!("must be between 1 and {} (units to ship)", line.open_units()),
+                        format!(
+                            "must be between 1 and {} (units to ship)",
+                            line.open_units()
+                        ),
                     ));
                 }
                 line.fulfilled += quantity;
@@ -1246,7 +1259,10 @@ mod tests {
             )
             .unwrap(),
         );
-        assert_ne!(again.emails[0].idempotency_id, failed.emails[0].idempotency_id);
+        assert_ne!(
+            again.emails[0].idempotency_id,
+            failed.emails[0].idempotency_id
+        );
     }
 
     #[test]

@@ -547,8 +547,8 @@ impl Shop {
                 action: "order.placed".into(),
             };
             let view = OrderView::from(&placed);
-            let response = serde_json::to_value(&view)
-                .map_err(|e| CommerceError::Internal(e.to_string()))?;
+            let response =
+                serde_json::to_value(&view).map_err(|e| CommerceError::Internal(e.to_string()))?;
             let mut tx = Tx::new(table);
             let mut reservation_parts = Vec::with_capacity(lines.len());
             for line in &lines {
@@ -617,7 +617,8 @@ impl Shop {
         actor: &Actor,
         guard: &Guard,
     ) -> Result<Done<Mutated>, CommerceError> {
-        let respond = |order: &Order| serde_json::to_value(OrderView::from(order)).unwrap_or_default();
+        let respond =
+            |order: &Order| serde_json::to_value(OrderView::from(order)).unwrap_or_default();
         self.mutate(
             reference,
             actor,
@@ -656,9 +657,12 @@ mod tests {
 
     #[test]
     fn cursors_must_name_their_partition() {
-        let key: Item = [("gsi2pk".to_owned(), s("ORDERS")), ("pk".to_owned(), s("ORDER#X"))]
-            .into_iter()
-            .collect();
+        let key: Item = [
+            ("gsi2pk".to_owned(), s("ORDERS")),
+            ("pk".to_owned(), s("ORDER#X")),
+        ]
+        .into_iter()
+        .collect();
         let cursor = encode_cursor(key);
         assert!(decode_cursor(&cursor, "gsi2pk", "ORDERS").is_ok());
         assert!(decode_cursor(&cursor, "gsi1pk", "CUSTOMER_ORDERS#u").is_err());

@@ -279,7 +279,12 @@ mod tests {
         );
         // Extreme timestamps are stale, not an overflow.
         assert_eq!(
-            verify(b"secret", Some(&sign(b"secret", i64::MIN, body)), body, i64::MAX),
+            verify(
+                b"secret",
+                Some(&sign(b"secret", i64::MIN, body)),
+                body,
+                i64::MAX
+            ),
             Err(SignatureError::Stale)
         );
     }

@@ -133,7 +133,9 @@ pub(crate) fn stock_move(
     } else {
         "attribute_exists(pk)"
     };
-    let take = (-movement.stock_delta).max(-movement.available_delta).max(0);
+    let take = (-movement.stock_delta)
+        .max(-movement.available_delta)
+        .max(0);
     let mut values = vec![
         (":s", n(movement.stock_delta)),
         (":a", n(movement.available_delta)),

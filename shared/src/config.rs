@@ -374,10 +374,13 @@ impl Config {
             refund_email_from: env.get("REFUND_EMAIL_FROM").map(str::to_owned),
             refund_email_max_receives: env.parsed("REFUND_EMAIL_MAX_RECEIVES", 5)?,
             cart: {
-                let reservation =
-                    Duration::from_secs(60 * env.parsed::<u64>("CART_RESERVATION_MINUTES", 15)?.max(1));
+                let reservation = Duration::from_secs(
+                    60 * env.parsed::<u64>("CART_RESERVATION_MINUTES", 15)?.max(1),
+                );
                 let max_reservation = Duration::from_secs(
-                    60 * env.parsed::<u64>("CART_RESERVATION_MAX_MINUTES", 60)?.max(1),
+                    60 * env
+                        .parsed::<u64>("CART_RESERVATION_MAX_MINUTES", 60)?
+                        .max(1),
                 );
                 if max_reservation < reservation {
                     return Err(ConfigError::Invalid {

@@ -427,7 +427,8 @@ fn names_of(expressions: &[&str]) -> HashMap<String, String> {
             if bytes[i] == b'#' {
                 let start = i + 1;
                 let mut end = start;
-                while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_')
+                while end < bytes.len()
+                    && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_')
                 {
                     end += 1;
                 }

@@ -42,7 +42,6 @@ use lumi_shared::{
         users,
     },
     http::{AppState, Json},
-    store::{from_item, s},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -52,7 +51,10 @@ pub(crate) type Shared = AppState<Shop>;
 pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/api/v1/admin/orders", get(orders_api::list_orders))
-        .route("/api/v1/admin/orders/{reference}", get(orders_api::get_order))
+        .route(
+            "/api/v1/admin/orders/{reference}",
+            get(orders_api::get_order),
+        )
         .route(
             "/api/v1/admin/orders/{reference}/status",
             post(orders_api::change_status),
@@ -74,7 +76,10 @@ pub fn routes(platform: Arc<Platform>) -> Router {
             "/api/v1/admin/payments/{id}/capture",
             post(orders_api::capture_payment),
         )
-        .route("/api/v1/admin/payments/{id}/fail", post(orders_api::fail_payment))
+        .route(
+            "/api/v1/admin/payments/{id}/fail",
+            post(orders_api::fail_payment),
+        )
         .route("/api/v1/admin/audit-logs", get(audit_logs))
         .route("/api/v1/admin/products", post(catalog_api::create_product))
         .route(
@@ -185,34 +190,11 @@ async fn list_users(
     _admin: AdminUser,
     Query(query): Query<UserQuery>,
 ) -> ApiResult<axum::Json<Value>> {
-    let prefix = query.email.unwrap_or_default().trim().to_lowercase();
-    let mut request = platform
-        .db
-        .client()
-        .query()
-        .table_name(table(&platform))
-        .index_name("gsi1")
-        .expression_attribute_values(":users", s("USERS"))
-        .limit(100);
-    request = if prefix.is_empty() {
-        request.key_condition_expression("gsi1pk = :users")
-    } else {
-        request
-            .key_condition_expression("gsi1pk = :users AND begins_with(gsi1sk, :email)")
-            .expression_attribute_values(":email", s(prefix))
-    };
-    let page = platform
-        .db
-        .call("Query", table(&platform), request.send())
-        .await?;
-    let users: Vec<users::User> = page
-        .items
-        .unwrap_or_default()
-        .into_iter()
-        .map(|item| {
-            from_item::<users::UserItem>(table(&platform), item).map(|u| users::User::from(&u))
-        })
-        .collect::<Result<_, _>>()?;
+    let prefix = query.email.unwrap_or_default();
+    if prefix.len() > 254 {
+        return Err(ApiError::bad_request("email is at most 254 characters"));
+    }
+    let users = users::list_by_email(&platform.db, table(&platform), &prefix, 100).await?;
     Ok(axum::Json(json!({ "users": users })))
 }
 
@@ -328,7 +310,6 @@ async fn email_deliveries(
         ));
     }
     let deliveries =
-        lumi_commerce::deliveries::list(&platform.db, table(&platform), &status, 200)
-            .await?;
+        lumi_commerce::deliveries::list(&platform.db, table(&platform), &status, 200).await?;
     Ok(axum::Json(json!({ "deliveries": deliveries })))
 }

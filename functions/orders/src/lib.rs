@@ -21,8 +21,8 @@ use axum::{
     routing::{get, patch, post},
 };
 use lumi_commerce::{
-    Actor, CART_OPERATIONS_TOTAL, CommerceError, ORDER_CREATED_TOTAL, Shop, cart, catalog,
-    content, count_change,
+    Actor, CART_OPERATIONS_TOTAL, CommerceError, ORDER_CREATED_TOTAL, Shop, cart, catalog, content,
+    count_change,
     orders::{Mutated, OrderFilter, OrderView, Tracking},
     payments::{self, Applied, Webhook},
 };
@@ -189,14 +189,9 @@ async fn update_cart_line(
     Path(variant): Path<String>,
     Json(body): Json<SetLine>,
 ) -> ApiResult<axum::Json<cart::Cart>> {
-    change_cart(
-        &shop,
-        &metrics,
-        &user.user.id,
-        &variant,
-        "update",
-        |_| body.quantity,
-    )
+    change_cart(&shop, &metrics, &user.user.id, &variant, "update", |_| {
+        body.quantity
+    })
     .await
 }
 

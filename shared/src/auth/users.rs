@@ -313,6 +313,36 @@ pub async fn set_locked(
     }
 }
 
+/// Accounts whose email starts with `prefix` (all of them for ""), by email; at most `limit`.
+pub async fn list_by_email(
+    db: &Db,
+    table: &str,
+    prefix: &str,
+    limit: i32,
+) -> Result<Vec<User>, StoreError> {
+    use crate::store::s;
+    let prefix = prefix.trim().to_lowercase();
+    let mut request = db
+        .client()
+        .query()
+        .table_name(table)
+        .index_name("gsi1")
+        .expression_attribute_values(":users", s("USERS"))
+        .limit(limit);
+    request = if prefix.is_empty() {
+        request.key_condition_expression("gsi1pk = :users")
+    } else {
+        request
+            .key_condition_expression("gsi1pk = :users AND begins_with(gsi1sk, :email)")
+            .expression_attribute_values(":email", s(prefix))
+    };
+    let (items, _) = db.query_page(table, request).await?;
+    items
+        .into_iter()
+        .map(|item| crate::store::from_item::<UserItem>(table, item).map(|u| User::from(&u)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,11 +158,8 @@ pub fn idempotent<T: serde::Serialize>(
     use axum::response::IntoResponse as _;
     match done {
         crate::idempotency::Done::Fresh(body) => (status, axum::Json(body)).into_response(),
-        crate::idempotency::Done::Replay(body) => (
-            status,
-            [("idempotency-replayed", "true")],
-            axum::Json(body),
-        )
-            .into_response(),
+        crate::idempotency::Done::Replay(body) => {
+            (status, [("idempotency-replayed", "true")], axum::Json(body)).into_response()
+        }
     }
 }
