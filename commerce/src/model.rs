@@ -1324,6 +1324,64 @@ mod tests {
         assert!(complete(&self::order(&[(1, 1)]), &act()).is_err());
     }
 
+    fn variant(sku: &str, price: i64, currency: &str, active: bool) -> crate::catalog::VariantItem {
+        crate::catalog::VariantItem {
+            pk: format!("VARIANT#{sku}"),
+            sk: "VARIANT".into(),
+            gsi1pk: "CATALOG".into(),
+            gsi1sk: format!("p#V#{sku}"),
+            product_id: "p".into(),
+            sku: sku.into(),
+            name: sku.into(),
+            price_minor: price,
+            currency: currency.into(),
+            stock: 10,
+            available: 10,
+            active,
+        }
+    }
+
+    #[test]
+    fn lines_are_priced_from_the_catalog_and_refuse_retired_or_mixed_carts() {
+        let variants = [
+            variant("A", 250, "EUR", true),
+            variant("B", 1_000, "EUR", true),
+            variant("C", 5, "USD", true),
+            variant("D", 5, "EUR", false),
+        ];
+        let (lines, currency) =
+            price_lines(&[("A".into(), 3), ("B".into(), 1)], &variants).unwrap();
+        assert_eq!(currency, "EUR");
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| (l.line, l.total_minor))
+                .collect::<Vec<_>>(),
+            [(1, 750), (2, 1_000)]
+        );
+        let retired = price_lines(&[("A".into(), 1), ("D".into(), 1)], &variants).unwrap_err();
+        assert!(matches!(retired, CommerceError::Invalid { ref field, .. } if field == "cart[D]"));
+        let gone = price_lines(&[("Z".into(), 1)], &variants).unwrap_err();
+        assert!(matches!(gone, CommerceError::Invalid { .. }));
+        let mixed = price_lines(&[("A".into(), 1), ("C".into(), 1)], &variants).unwrap_err();
+        assert!(matches!(mixed, CommerceError::Invalid { ref field, .. } if field == "cart"));
+    }
+
+    #[test]
+    fn only_open_unshipped_orders_cancel_and_only_cancelled_unpaid_ones_reopen() {
+        let open = order(&[(1, 100)]);
+        assert!(reopen(&open, &act()).is_err());
+        assert!(complete(&open, &act()).is_err(), "awaiting payment");
+        let cancelled = cancel(&open, "x", "r", &act()).unwrap().after;
+        assert!(complete(&cancelled, &act()).is_err());
+        assert!(reopen(&cancelled, &act()).is_ok());
+        let paid_then_cancelled = cancel(&paid(&open), "x", "r", &act()).unwrap().after;
+        assert!(
+            reopen(&paid_then_cancelled, &act()).is_err(),
+            "money was taken and refunded: a new order instead"
+        );
+    }
+
     #[test]
     fn every_change_leaves_one_timeline_event_naming_its_facets() {
         let order = paid(&order(&[(1, 100)]));
