@@ -72,13 +72,6 @@ fn audit_event(
     }
 }
 
-fn changed(mutated: Mutated) -> Result<Box<model::Change>, CommerceError> {
-    match mutated {
-        Mutated::Changed(change) => Ok(change),
-        Mutated::Unchanged { why, .. } => Err(CommerceError::Conflict(why)),
-    }
-}
-
 /// A page of the inventory-mismatch report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mismatch {
@@ -191,19 +184,10 @@ impl Shop {
         note: &str,
         actor: &Actor,
     ) -> Result<Box<model::Change>, CommerceError> {
-        let done = self
-            .mutate(
-                reference,
-                actor,
-                note,
-                None,
-                &|_| serde_json::Value::Null,
-                |order, cx| {
-                    model::fulfil(order, lines, &cx.act).map(|c| Planned::Change(Box::new(c)))
-                },
-            )
-            .await?;
-        unguarded(done).and_then(changed)
+        self.change(reference, actor, note, |order, cx| {
+            model::fulfil(order, lines, &cx.act)
+        })
+        .await
     }
 
     /// Cancels (money back, open units restocked), completes, or reopens (stock taken again,
@@ -215,6 +199,22 @@ impl Shop {
         note: &str,
         actor: &Actor,
     ) -> Result<Box<model::Change>, CommerceError> {
+        self.change(reference, actor, note, |order, cx| match to {
+            StatusRequest::Cancel => model::cancel(order, "by an admin", cx.refund_id, &cx.act),
+            StatusRequest::Complete => model::complete(order, &cx.act),
+            StatusRequest::Reopen => model::reopen(order, &cx.act),
+        })
+        .await
+    }
+
+    /// An unguarded change that must happen (a plan that refuses is the answer).
+    async fn change(
+        &self,
+        reference: &str,
+        actor: &Actor,
+        note: &str,
+        plan: impl Fn(&Order, &crate::orders::Context<'_>) -> Result<model::Change, CommerceError>,
+    ) -> Result<Box<model::Change>, CommerceError> {
         let done = self
             .mutate(
                 reference,
@@ -222,19 +222,14 @@ impl Shop {
                 note,
                 None,
                 &|_| serde_json::Value::Null,
-                |order, cx| {
-                    let change = match to {
-                        StatusRequest::Cancel => {
-                            model::cancel(order, "by an admin", cx.refund_id, &cx.act)
-                        }
-                        StatusRequest::Complete => model::complete(order, &cx.act),
-                        StatusRequest::Reopen => model::reopen(order, &cx.act),
-                    }?;
-                    Ok(Planned::Change(Box::new(change)))
-                },
+                |order, cx| plan(order, cx).map(|c| Planned::Change(Box::new(c))),
             )
             .await?;
-        unguarded(done).and_then(changed)
+        match done {
+            Done::Fresh(Mutated::Changed(change)) => Ok(change),
+            Done::Fresh(Mutated::Unchanged { why, .. }) => Err(CommerceError::Conflict(why)),
+            Done::Replay(_) => Err(CommerceError::Internal("an unguarded replay".into())),
+        }
     }
 
     /// Marks a pending refund as paid back (a manual refund paid by hand, or an online one the
@@ -804,13 +799,6 @@ impl Shop {
         )
         .await?;
         Ok((before, block))
-    }
-}
-
-fn unguarded<T>(done: Done<T>) -> Result<T, CommerceError> {
-    match done {
-        Done::Fresh(value) => Ok(value),
-        Done::Replay(_) => Err(CommerceError::Internal("an unguarded replay".into())),
     }
 }
 

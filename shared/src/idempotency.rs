@@ -75,6 +75,16 @@ pub enum Done<T> {
     Replay(serde_json::Value),
 }
 
+impl<T> Done<T> {
+    /// Shapes a fresh result; a replay stays the recorded body.
+    pub fn map<U>(self, shape: impl FnOnce(T) -> U) -> Done<U> {
+        match self {
+            Self::Fresh(value) => Done::Fresh(shape(value)),
+            Self::Replay(body) => Done::Replay(body),
+        }
+    }
+}
+
 /// Why a guarded write cannot go ahead.
 #[derive(Debug, thiserror::Error)]
 pub enum IdempotencyError {

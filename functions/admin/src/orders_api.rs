@@ -19,7 +19,7 @@ use lumi_shared::{
     ApiError, ApiResult,
     auth::{AdminUser, sessions::RequestMeta},
     http::{Json, extract::idempotent},
-    idempotency::{Done, Guard, IdempotencyKey, hash_request},
+    idempotency::{Guard, IdempotencyKey, hash_request},
     secrets::PAYMENT_PROVIDERS,
     telemetry::metrics::MetricSet,
 };
@@ -192,19 +192,16 @@ pub async fn refund_order(
     let done = shop
         .refund(&reference, &request, &actor(&admin, meta), &guard)
         .await?;
-    let done = match done {
-        Done::Fresh(mutated) => {
-            if let Mutated::Changed(change) = &mutated {
-                count_change(&metrics, function(&shop), change);
-            }
-            let order = mutated.order();
-            Done::Fresh(json!({
-                "refund": order.refunds.last(),
-                "order": AdminOrderView::from(order),
-            }))
+    let done = done.map(|mutated| {
+        if let Mutated::Changed(change) = &mutated {
+            count_change(&metrics, function(&shop), change);
         }
-        Done::Replay(body) => Done::Replay(body),
-    };
+        let order = mutated.order();
+        json!({
+            "refund": order.refunds.last(),
+            "order": AdminOrderView::from(order),
+        })
+    });
     Ok(idempotent(StatusCode::CREATED, done))
 }
 
@@ -253,7 +250,9 @@ pub async fn list_payments(
     let providers: Vec<&str> = match query.provider.as_deref() {
         Some(provider) => vec![provider],
         None if query.cursor.is_some() => {
-            return Err(ApiError::bad_request("a cursor pages one provider: name it"));
+            return Err(ApiError::bad_request(
+                "a cursor pages one provider: name it",
+            ));
         }
         None => std::iter::once("manual")
             .chain(PAYMENT_PROVIDERS.iter().copied())

@@ -316,15 +316,12 @@ async fn cancel_order(
     let done = shop
         .cancel_by_customer(&user.user.id, &reference, &actor, &guard)
         .await?;
-    let done = match done {
-        Done::Fresh(mutated) => {
-            if let Mutated::Changed(change) = &mutated {
-                count_change(&metrics, function(&shop), change);
-            }
-            Done::Fresh(OrderView::from(mutated.order()))
+    let done = done.map(|mutated| {
+        if let Mutated::Changed(change) = &mutated {
+            count_change(&metrics, function(&shop), change);
         }
-        Done::Replay(body) => Done::Replay(body),
-    };
+        OrderView::from(mutated.order())
+    });
     Ok(idempotent(StatusCode::OK, done))
 }
 
