@@ -24,6 +24,18 @@ use crate::{
     rfc3339,
 };
 
+/// What a rebalance did to one page of variants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Rebalanced {
+    pub repaired: Vec<Mismatch>,
+    /// Variants that moved between the report and the repair: left for the next run.
+    pub skipped_changed_meanwhile: Vec<String>,
+    /// Variants whose `stock` disagrees with their ledger: not for a rebalance to hide; an
+    /// adjustment with a reason repairs them.
+    pub ledger_disagreements: Vec<Mismatch>,
+    pub next_cursor: Option<String>,
+}
+
 /// What a refund request asks.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RefundRequest {
@@ -471,7 +483,16 @@ impl Shop {
                 })
                 .collect(),
         };
-        match catalog::create(self.db(), self.table(), &product).await {
+        let now_us = self.now_us();
+        let summary = serde_json::json!({ "after": { "name": request.name, "skus": request.variants.iter().map(|v| &v.sku).collect::<Vec<_>>() } });
+        let event = audit_event(
+            actor,
+            "product.create",
+            format!("product:{}", request.id),
+            summary,
+            &rfc3339(now_us),
+        );
+        match catalog::create(self.db(), self.table(), &product, Some(&event), now_us).await {
             Ok(()) => {}
             Err(StoreError::ConditionFailed { .. }) => {
                 return Err(CommerceError::Conflict(
@@ -480,19 +501,6 @@ impl Shop {
             }
             Err(error) => return Err(error.into()),
         }
-        let summary = serde_json::json!({ "after": { "name": request.name, "skus": request.variants.iter().map(|v| &v.sku).collect::<Vec<_>>() } });
-        audit::record(
-            self.db(),
-            self.table(),
-            audit_event(
-                actor,
-                "product.create",
-                format!("product:{}", request.id),
-                summary,
-                "",
-            ),
-        )
-        .await?;
         self.product(&request.id).await
     }
 
@@ -675,21 +683,24 @@ impl Shop {
 
     /// Repairs one page of mismatches: each `available` set to `stock` minus reservations,
     /// conditional on the values reported (a variant that moved meanwhile is left for the next
-    /// run), with a `rebalance` ledger movement and an audit event. Returns (repaired, skipped,
-    /// next cursor).
+    /// run), with a `rebalance` ledger movement and an audit event.
     pub async fn rebalance(
         &self,
         limit: i32,
         cursor: Option<&str>,
         actor: &Actor,
-    ) -> Result<(Vec<Mismatch>, Vec<String>, Option<String>), CommerceError> {
+    ) -> Result<Rebalanced, CommerceError> {
         let (mismatches, next) = self.mismatches(limit, cursor).await?;
-        let (mut repaired, mut skipped) = (Vec::new(), Vec::new());
+        let mut done = Rebalanced {
+            next_cursor: next,
+            ..Rebalanced::default()
+        };
         for mismatch in mismatches {
             let target = mismatch.expected_available.max(0);
+            if mismatch.ledger_stock != mismatch.stock {
+                done.ledger_disagreements.push(mismatch.clone());
+            }
             if target == mismatch.available {
-                // Only the ledger disagrees: not for a rebalance to hide.
-                skipped.push(mismatch.sku);
                 continue;
             }
             let now_us = self.now_us();
@@ -731,11 +742,11 @@ impl Shop {
                 ),
             )?;
             match self.db().commit(tx).await? {
-                Ok(()) => repaired.push(mismatch),
-                Err(_) => skipped.push(mismatch.sku),
+                Ok(()) => done.repaired.push(mismatch),
+                Err(_) => done.skipped_changed_meanwhile.push(mismatch.sku),
             }
         }
-        Ok((repaired, skipped, next))
+        Ok(done)
     }
 
     /// A variant's counters and a page of its ledger, oldest first.
@@ -784,35 +795,43 @@ impl Shop {
             updated_at: rfc3339(self.now_us()),
             updated_by: actor.name.clone(),
         };
-        content::put(self.db(), self.table(), block.clone()).await?;
         let summary = serde_json::json!({ "before": before.as_ref().map(|b| &b.content), "after": block.content });
-        audit::record(
-            self.db(),
-            self.table(),
-            audit_event(
+        let mut tx = Tx::new(self.table());
+        content::put(&mut tx, block.clone())?;
+        audit::record_in(
+            &mut tx,
+            &audit_event(
                 actor,
                 "content.update",
                 format!("content:{key_name}"),
                 summary,
-                "",
+                &block.updated_at,
             ),
-        )
-        .await?;
+        )?;
+        self.db()
+            .commit(tx)
+            .await?
+            .map_err(|_| CommerceError::Conflict("the content changed meanwhile; retry".into()))?;
         Ok((before, block))
     }
 }
 
-/// The catalog listing's cursor is the `gsi1sk` of the last entry read.
+/// The catalog listing's cursor is the `gsi1sk` of the last entry read: a variant
+/// (`<product>#V#<sku>`) or a product (`<product>#`).
 fn catalog_cursor(cursor: &str) -> Result<Item, CommerceError> {
-    let (product, sku) = cursor
-        .split_once("#V#")
-        .ok_or(CommerceError::Malformed("cursor"))?;
-    if !valid_slug(product) || !valid_sku(sku) {
-        return Err(CommerceError::Malformed("cursor"));
-    }
+    let (pk, sk) = match cursor.split_once("#V#") {
+        Some((product, sku)) if valid_slug(product) && valid_sku(sku) => {
+            (format!("VARIANT#{sku}"), "VARIANT")
+        }
+        None => match cursor.strip_suffix('#') {
+            Some(product) if valid_slug(product) => (format!("PRODUCT#{product}"), "PRODUCT"),
+            _ => return Err(CommerceError::Malformed("cursor")),
+        },
+        _ => return Err(CommerceError::Malformed("cursor")),
+    };
     Ok([
-        ("pk".to_owned(), s(format!("VARIANT#{sku}"))),
-        ("sk".to_owned(), s("VARIANT")),
+        ("pk".to_owned(), s(pk)),
+        ("sk".to_owned(), s(sk)),
         ("gsi1pk".to_owned(), s("CATALOG")),
         ("gsi1sk".to_owned(), s(cursor)),
     ]

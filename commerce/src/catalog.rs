@@ -200,8 +200,17 @@ pub struct NewProduct<'a> {
     pub variants: Vec<(&'a str, &'a str, i64, &'a str, i64)>,
 }
 
-pub async fn create(db: &Db, table: &str, product: &NewProduct<'_>) -> Result<(), StoreError> {
+pub async fn create(
+    db: &Db,
+    table: &str,
+    product: &NewProduct<'_>,
+    audit: Option<&lumi_shared::audit::AuditEvent>,
+    now_us: i64,
+) -> Result<(), StoreError> {
     let mut tx = Tx::new(table);
+    if let Some(event) = audit {
+        lumi_shared::audit::record_in(&mut tx, event)?;
+    }
     tx.put(
         &ProductItem {
             pk: format!("PRODUCT#{}", product.id),
@@ -216,7 +225,6 @@ pub async fn create(db: &Db, table: &str, product: &NewProduct<'_>) -> Result<()
         Some("attribute_not_exists(pk)"),
         Vec::new(),
     )?;
-    let now_us = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000;
     for (sku, name, price_minor, currency, stock) in &product.variants {
         let variant = VariantItem {
             pk: format!("VARIANT#{sku}"),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use lumi_shared::store::{Db, StoreError, key};
+use lumi_shared::store::{Db, StoreError, Tx, key};
 
 /// Largest block, in bytes of JSON.
 pub const MAX_BYTES: usize = 64 * 1024;
@@ -43,11 +43,12 @@ pub async fn get(db: &Db, table: &str, block: &str) -> Result<Option<ContentBloc
         .map(|i| i.block))
 }
 
-pub async fn put(db: &Db, table: &str, block: ContentBlock) -> Result<(), StoreError> {
+/// Adds the write of `block` (replacing the block) to a transaction.
+pub fn put(tx: &mut Tx, block: ContentBlock) -> Result<usize, StoreError> {
     let item = ContentItem {
         pk: format!("SITE_CONTENT#{}", block.key),
         sk: "CONTENT".into(),
         block,
     };
-    db.put(table, &item).await
+    tx.put(&item, None, Vec::new())
 }

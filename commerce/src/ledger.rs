@@ -16,7 +16,8 @@ pub struct Movement {
     pub kind: MovementKind,
     pub stock_delta: i64,
     pub available_delta: i64,
-    /// `order:<reference>`, `admin:<id>`, `catalog`, `rebalance`.
+    /// `order:<reference>` (sales, restocks, reopen), `product:<id>` (initial stock),
+    /// `admin:<id>` (adjustments, rebalance).
     pub cause: String,
     pub at: String,
 }

@@ -20,7 +20,7 @@
 //!
 //! Invariants (checked by [`Order::check`], by the tests and by the history checker):
 //! 1. per line: `fulfilled + removed <= quantity`, `returned <= fulfilled`,
-//!    `restocked == restocked_removed + returned <= quantity`, `refunded <= quantity`;
+//!    `restocked <= removed + returned`, `restocked <= quantity`, `refunded <= quantity`;
 //! 2. money: `refunded_minor <= captured_minor <= amount_minor`, and `refunded_minor` is the
 //!    sum of the refund records; a cancelled order holds no captured money without a refund
 //!    record (`captured_minor == refunded_minor`);
@@ -279,6 +279,12 @@ pub struct Refund {
     pub settled_at: Option<String>,
 }
 
+impl From<&Refund> for Refund {
+    fn from(refund: &Refund) -> Self {
+        refund.clone()
+    }
+}
+
 /// One facet's move, as the timeline shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FacetChange {
@@ -352,6 +358,8 @@ pub struct StockMove {
 /// A refund email to queue (one per refund record, one per failed payment attempt).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailToSend {
+    /// `order_refund`, or `payment_failed` (nothing was charged).
+    pub kind: &'static str,
     pub idempotency_id: String,
     pub amount_minor: i64,
     pub currency: String,
@@ -594,6 +602,7 @@ impl Change {
     fn push_refund(&mut self, refund: Refund) {
         self.after.payment.refunded_minor += refund.amount_minor;
         self.emails.push(EmailToSend {
+            kind: "order_refund",
             idempotency_id: format!("refund:{}", refund.id),
             amount_minor: refund.amount_minor,
             currency: refund.currency.clone(),
@@ -741,6 +750,7 @@ pub fn apply_payment(
                 change.remove_open_units();
             }
             change.emails.push(EmailToSend {
+                kind: "payment_failed",
                 idempotency_id: format!(
                     "payment:{}:failed:{}",
                     order.payment.id, order.payment.attempt

@@ -24,9 +24,10 @@ use crate::{
     rfc3339,
 };
 
-/// The view of an order every caller gets: its three facets, lines, money and refunds.
+/// The view of an order every caller gets: its three facets, lines, money and refunds (as
+/// [`RefundView`] for the customer, whole records for the admin).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OrderView {
+pub struct OrderView<R = RefundView> {
     pub reference: String,
     pub status: OrderStatus,
     pub financial_status: FinancialStatus,
@@ -36,10 +37,46 @@ pub struct OrderView {
     pub lines: Vec<OrderLine>,
     pub total: Money,
     pub payment: PaymentView,
-    pub refunds: Vec<Refund>,
+    pub refunds: Vec<R>,
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl OrderView {
+    /// The customer's view of `order`.
+    pub fn of(order: &Order) -> Self {
+        Self::from(order)
+    }
+}
+
+/// A refund as the customer sees it (no admin ids, no idempotency keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefundView {
+    pub id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub lines: Vec<model::RefundLine>,
+    pub reason: String,
+    pub status: model::RefundStatus,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settled_at: Option<String>,
+}
+
+impl From<&Refund> for RefundView {
+    fn from(r: &Refund) -> Self {
+        Self {
+            id: r.id.clone(),
+            amount_minor: r.amount_minor,
+            currency: r.currency.clone(),
+            lines: r.lines.clone(),
+            reason: r.reason.clone(),
+            status: r.status,
+            created_at: r.created_at.clone(),
+            settled_at: r.settled_at.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,7 +112,7 @@ impl From<&Payment> for PaymentView {
     }
 }
 
-impl From<&Order> for OrderView {
+impl<R: for<'a> From<&'a Refund>> From<&Order> for OrderView<R> {
     fn from(order: &Order) -> Self {
         Self {
             reference: order.reference.clone(),
@@ -89,18 +126,19 @@ impl From<&Order> for OrderView {
                 currency: order.currency.clone(),
             },
             payment: PaymentView::from(&order.payment),
-            refunds: order.refunds.clone(),
+            refunds: order.refunds.iter().map(R::from).collect(),
             created_at: order.created_at.clone(),
             note: order.note.clone(),
         }
     }
 }
 
-/// The admin's view: the customer's, plus who, the version and the timeline.
+/// The admin's view: the customer's, with the whole refund records (actor, idempotency key),
+/// the customer, the version and the timeline with its actors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AdminOrderView {
     #[serde(flatten)]
-    pub order: OrderView,
+    pub order: OrderView<Refund>,
     pub user_id: String,
     pub customer_email: String,
     pub version: u64,
@@ -116,6 +154,25 @@ impl From<&Order> for AdminOrderView {
             version: order.version,
             timeline: order.timeline.clone(),
         }
+    }
+}
+
+/// The customer's tracking view: the facets and the timeline, each actor named by its role
+/// only (`user`, `admin`, `provider`, `system`).
+pub fn tracking(order: &Order) -> Tracking {
+    Tracking {
+        reference: order.reference.clone(),
+        status: order.status,
+        financial_status: order.financial_status(),
+        fulfillment_status: order.fulfillment_status(),
+        timeline: order
+            .timeline
+            .iter()
+            .map(|event| TimelineEvent {
+                actor: event.actor.split(':').next().unwrap_or_default().to_owned(),
+                ..event.clone()
+            })
+            .collect(),
     }
 }
 
@@ -464,17 +521,14 @@ impl Shop {
         let lines = cart::lines(db, table, user).await?;
         if lines.is_empty() {
             // Perhaps this very key emptied it: a replay, or a real empty cart.
-            if let Some(body) = guard.lookup(db, table, self.now_us()).await? {
-                return Ok(Done::Replay(body));
-            }
-            return Err(invalid("cart", "the cart is empty"));
+            return self
+                .replay_or(guard, invalid("cart", "the cart is empty"))
+                .await;
         }
         let max_lines = self.platform.config.cart.max_lines;
         if lines.len() > max_lines {
-            return Err(invalid(
-                "cart",
-                format!("a cart holds at most {max_lines} lines"),
-            ));
+            let error = invalid("cart", format!("a cart holds at most {max_lines} lines"));
+            return self.replay_or(guard, error).await;
         }
         let keys: Vec<Item> = lines.iter().map(|l| variant_key(&l.sku)).collect();
         let variants: Vec<VariantItem> = db
@@ -485,7 +539,12 @@ impl Shop {
             .collect::<Result<_, _>>()?;
         let wanted: Vec<(String, i64)> =
             lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
-        let (order_lines, currency) = model::price_lines(&wanted, &variants)?;
+        let (order_lines, currency) = match model::price_lines(&wanted, &variants) {
+            Ok(priced) => priced,
+            // A retry of a checkout that succeeded (the customer has since filled the cart with
+            // something no longer sold) answers its first response, not this cart's refusal.
+            Err(error) => return self.replay_or(guard, error).await,
+        };
         let total_minor: i64 = order_lines.iter().map(|l| l.total_minor).sum();
         let settings = self.platform.settings.get().await;
         let provider = if settings.feature_flags.order_payments_for(user) {
@@ -546,7 +605,7 @@ impl Shop {
                 emails: Vec::new(),
                 action: "order.placed".into(),
             };
-            let view = OrderView::from(&placed);
+            let view = OrderView::of(&placed);
             let response =
                 serde_json::to_value(&view).map_err(|e| CommerceError::Internal(e.to_string()))?;
             let mut tx = Tx::new(table);
@@ -608,6 +667,20 @@ impl Shop {
         ))
     }
 
+    /// The recorded response of `guard`'s key if that request succeeded before, else `error`:
+    /// a checkout refused for what the cart holds now is first checked for being a retry (only
+    /// on the refusal path, so a checkout still reads the key's record only when it must).
+    async fn replay_or(
+        &self,
+        guard: &Guard,
+        error: CommerceError,
+    ) -> Result<Done<OrderView>, CommerceError> {
+        match guard.lookup(self.db(), self.table(), self.now_us()).await? {
+            Some(body) => Ok(Done::Replay(body)),
+            None => Err(error),
+        }
+    }
+
     /// The customer cancels their order: money back, open units back on the shelf. Cancelling
     /// an order that is cancelled already answers it as it is.
     pub async fn cancel_by_customer(
@@ -618,7 +691,7 @@ impl Shop {
         guard: &Guard,
     ) -> Result<Done<Mutated>, CommerceError> {
         let respond =
-            |order: &Order| serde_json::to_value(OrderView::from(order)).unwrap_or_default();
+            |order: &Order| serde_json::to_value(OrderView::of(order)).unwrap_or_default();
         self.mutate(
             reference,
             actor,

@@ -193,7 +193,7 @@ pub(crate) fn write_change(
             tx,
             &outbox::RefundEmail {
                 schema: 1,
-                kind: "order_refund".into(),
+                kind: email.kind.into(),
                 idempotency_id: email.idempotency_id.clone(),
                 order_reference: order.reference.clone(),
                 payment_id: order.payment.id.clone(),

@@ -1,6 +1,7 @@
 //! Demo data for `make dev`: one admin and one customer with known local passwords (printed at
 //! start-up), and a small catalog. Seeding goes through the same code as the API, so seeded data is valid data.
 
+use lumi_commerce::catalog;
 use lumi_shared::{
     auth::{
         Role, Tier,
@@ -8,7 +9,6 @@ use lumi_shared::{
     },
     store::Db,
 };
-use lumi_commerce::catalog;
 
 use crate::stack::LocalStack;
 
@@ -92,7 +92,15 @@ pub async fn seed(stack: &LocalStack) -> anyhow::Result<&'static [SeededUser]> {
         }
     }
     for product in demo_catalog() {
-        match catalog::create(&db, table, &product).await {
+        match catalog::create(
+            &db,
+            table,
+            &product,
+            None,
+            lumi_shared::clock::Clock::now_us(&lumi_shared::clock::SystemClock),
+        )
+        .await
+        {
             Ok(()) | Err(lumi_shared::store::StoreError::ConditionFailed { .. }) => {}
             Err(error) => return Err(anyhow::anyhow!("seeding {}: {error}", product.id)),
         }

@@ -34,7 +34,9 @@ pub async fn update_product(
     Path(id): Path<String>,
     Json(patch): Json<ProductPatch>,
 ) -> ApiResult<axum::Json<Value>> {
-    let product = shop.update_product(&id, &patch, &actor(&admin, meta)).await?;
+    let product = shop
+        .update_product(&id, &patch, &actor(&admin, meta))
+        .await?;
     Ok(axum::Json(json!(product)))
 }
 
@@ -111,18 +113,14 @@ pub async fn rebalance(
     meta: RequestMeta,
     Query(query): Query<PageQuery>,
 ) -> ApiResult<axum::Json<Value>> {
-    let (repaired, skipped, next) = shop
+    let done = shop
         .rebalance(
             limit(&query, 25)?,
             query.cursor.as_deref(),
             &actor(&admin, meta),
         )
         .await?;
-    Ok(axum::Json(json!({
-        "repaired": repaired,
-        "skipped_changed_meanwhile": skipped,
-        "next_cursor": next,
-    })))
+    Ok(axum::Json(json!(done)))
 }
 
 /// `GET /api/v1/admin/site-content/{key}`

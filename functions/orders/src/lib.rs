@@ -23,7 +23,7 @@ use axum::{
 use lumi_commerce::{
     Actor, CART_OPERATIONS_TOTAL, CommerceError, ORDER_CREATED_TOTAL, Shop, cart, catalog, content,
     count_change,
-    orders::{Mutated, OrderFilter, OrderView, Tracking},
+    orders::{self, Mutated, OrderFilter, OrderView, Tracking},
     payments::{self, Applied, Webhook},
 };
 use lumi_shared::{
@@ -281,7 +281,7 @@ async fn get_order(
     Path(reference): Path<String>,
 ) -> ApiResult<axum::Json<OrderView>> {
     let order = shop.own_order(&user.user.id, &reference).await?;
-    Ok(axum::Json(OrderView::from(&order)))
+    Ok(axum::Json(OrderView::of(&order)))
 }
 
 async fn track_order(
@@ -290,13 +290,7 @@ async fn track_order(
     Path(reference): Path<String>,
 ) -> ApiResult<axum::Json<Tracking>> {
     let order = shop.own_order(&user.user.id, &reference).await?;
-    Ok(axum::Json(Tracking {
-        reference: order.reference.clone(),
-        status: order.status,
-        financial_status: order.financial_status(),
-        fulfillment_status: order.fulfillment_status(),
-        timeline: order.timeline,
-    }))
+    Ok(axum::Json(orders::tracking(&order)))
 }
 
 async fn cancel_order(
@@ -320,7 +314,7 @@ async fn cancel_order(
         if let Mutated::Changed(change) = &mutated {
             count_change(&metrics, function(&shop), change);
         }
-        OrderView::from(mutated.order())
+        OrderView::of(mutated.order())
     });
     Ok(idempotent(StatusCode::OK, done))
 }

@@ -193,7 +193,7 @@ impl SqsHandler for Worker {
 pub fn parse(body: &str) -> Result<RefundEmail, String> {
     let email: RefundEmail =
         serde_json::from_str(body).map_err(|e| format!("not a refund email: {e}"))?;
-    if email.schema != 1 || email.kind != "order_refund" {
+    if email.schema != 1 || !["order_refund", "payment_failed"].contains(&email.kind.as_str()) {
         return Err(format!(
             "unknown message schema {} kind {}",
             email.schema, email.kind
@@ -229,9 +229,31 @@ fn escape(text: &str) -> String {
         .collect()
 }
 
-/// Subject, plain text and HTML of a refund email.
+/// Subject, plain text and HTML of a refund email (`order_refund`), or of the failed-payment
+/// notice (`payment_failed`: nothing was charged, the order was cancelled).
 pub fn render(email: &RefundEmail) -> (String, String, String) {
     let amount = format_amount(email.amount_minor, &email.currency);
+    if email.kind == "payment_failed" {
+        let subject = format!(
+            "Your payment for order {} did not go through",
+            email.order_reference
+        );
+        let text = format!(
+            "Hello,\n\nYour payment of {amount} for order {reference} did not go through, so nothing was charged and the order was cancelled.\nReason: {reason}\nPayment: {payment}\n\nYou are welcome to order again.\n\nYuki Yaki Corner",
+            reference = email.order_reference,
+            reason = email.reason,
+            payment = email.payment_id,
+        );
+        let html = format!(
+            "<p>Hello,</p><p>Your payment of <strong>{amount}</strong> for order <strong>{reference}</strong> did not go through, so nothing was charged and the order was cancelled.</p>\
+             <p>Reason: {reason}<br>Payment: {payment}</p><p>You are welcome to order again.</p><p>Yuki Yaki Corner</p>",
+            amount = escape(&amount),
+            reference = escape(&email.order_reference),
+            reason = escape(&email.reason),
+            payment = escape(&email.payment_id),
+        );
+        return (subject, text, html);
+    }
     let subject = format!("Your refund for order {}", email.order_reference);
     let text = format!(
         "Hello,\n\nWe have refunded {amount} for your order {reference}.\nReason: {reason}\nPayment: {payment}\n\nThe amount reaches your account within a few working days.\n\nYuki Yaki Corner",
