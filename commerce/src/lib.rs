@@ -32,6 +32,7 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 mod persist;
+pub mod stripe;
 
 use std::sync::Arc;
 

@@ -18,6 +18,7 @@ pub mod poller;
 pub mod schedule;
 pub mod seed;
 pub mod stack;
+pub mod stripe_server;
 pub mod template;
 
 use std::path::PathBuf;
