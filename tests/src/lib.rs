@@ -72,9 +72,17 @@ pub struct TestAppBuilder {
     own_moto: bool,
     request_log: Option<std::path::PathBuf>,
     env: Vec<(String, String)>,
+    online_payments: Option<Option<u8>>,
 }
 
 impl TestAppBuilder {
+    /// `featureFlags.orderPayments` on (with `orderPaymentsRolloutPercent` when given) before
+    /// the first request, and the settings cache off, so checkouts get `lumipay`.
+    pub fn online_payments(mut self, rollout_percent: Option<u8>) -> Self {
+        self.online_payments = Some(rollout_percent);
+        self.env("SETTINGS_CACHE_TTL_SECONDS", "0")
+    }
+
     /// A moto server for this test alone (to stop it).
     pub fn own_moto(mut self) -> Self {
         self.own_moto = true;
@@ -138,7 +146,7 @@ impl TestAppBuilder {
         tokio::spawn(gateway.serve(listener, async {
             let _ = stopped.await;
         }));
-        TestApp {
+        let app = TestApp {
             base_url,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -153,7 +161,14 @@ impl TestAppBuilder {
             platforms,
             routes,
             _shutdown: shutdown,
+        };
+        if let Some(rollout) = self.online_payments {
+            let mut settings = lumi_shared::settings::SystemSettings::default();
+            settings.feature_flags.order_payments = true;
+            settings.feature_flags.order_payments_rollout_percent = rollout;
+            app.put_settings(&settings).await;
         }
+        app
     }
 }
 
@@ -199,6 +214,30 @@ impl TestApp {
                     .is_some_and(|t| t.ends_with(&format!(".{operation}")))
             })
             .count()
+    }
+
+    /// Every AWS call made so far, as `service target method path` lines (DynamoDB calls carry
+    /// their `X-Amz-Target`); needs [`TestAppBuilder::counting_aws_calls`]. Take the length
+    /// before and after a request to count what it cost, whatever the operation.
+    pub fn aws_call_log(&self) -> Vec<String> {
+        let log = self
+            .request_log
+            .as_ref()
+            .expect("built with counting_aws_calls()");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|call| {
+                format!(
+                    "{} {} {} {}",
+                    call["service"].as_str().unwrap_or_default(),
+                    call["target"].as_str().unwrap_or_default(),
+                    call["method"].as_str().unwrap_or_default(),
+                    call["path"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     /// Serves `routes` behind the shared edge, like a function of this stack (same environment,
@@ -303,9 +342,15 @@ impl TestApp {
             description: "Made by a test",
             variants,
         };
-        lumi_commerce::catalog::create(&self.db(), &self.resource("AppTable"), &product)
-            .await
-            .unwrap();
+        lumi_commerce::catalog::create(
+            &self.db(),
+            &self.resource("AppTable"),
+            &product,
+            None,
+            lumi_shared::clock::Clock::now_us(&lumi_shared::clock::SystemClock),
+        )
+        .await
+        .unwrap();
         id
     }
 
@@ -476,6 +521,420 @@ impl TestApp {
 
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.stack.sdk_config)
+    }
+}
+
+/// The access token of a token response.
+pub fn access_token(tokens: &serde_json::Value) -> String {
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A SKU no other test uses.
+pub fn unique_sku() -> String {
+    format!("SKU-{}", unique_prefix())
+}
+
+/// Shop helpers: typed calls of the commerce API, so tests say what they do rather than how a
+/// request is built. Each returns the raw response where a test may expect a refusal.
+impl TestApp {
+    /// A request with an optional bearer token, `Idempotency-Key` and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// GETs `path` with `token` and returns the JSON body, asserting 200.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        let response = self
+            .call(reqwest::Method::GET, path, Some(token), None, None)
+            .await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "GET {path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// A new customer's access token (see [`TestApp::quick_customer`]).
+    pub async fn customer_token(&self) -> String {
+        access_token(&self.quick_customer().await)
+    }
+
+    /// A new admin's access token.
+    pub async fn admin_token(&self) -> String {
+        access_token(&self.signed_in_admin().await)
+    }
+
+    /// `POST /api/v1/cart/items {variant, quantity}`.
+    pub async fn add_to_cart(&self, token: &str, sku: &str, quantity: i64) -> reqwest::Response {
+        let body = serde_json::json!({ "variant": sku, "quantity": quantity });
+        self.call(
+            reqwest::Method::POST,
+            "/api/v1/cart/items",
+            Some(token),
+            None,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/cart/items/{sku} {quantity}`.
+    pub async fn set_cart_quantity(
+        &self,
+        token: &str,
+        sku: &str,
+        quantity: i64,
+    ) -> reqwest::Response {
+        let body = serde_json::json!({ "quantity": quantity });
+        self.call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/cart/items/{sku}"),
+            Some(token),
+            None,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// The customer's cart.
+    pub async fn cart(&self, token: &str) -> serde_json::Value {
+        self.get_json("/api/v1/cart", token).await
+    }
+
+    /// `POST /api/v1/orders` with `Idempotency-Key: key` and an empty body.
+    pub async fn checkout(&self, token: &str, key: &str) -> reqwest::Response {
+        self.call(
+            reqwest::Method::POST,
+            "/api/v1/orders",
+            Some(token),
+            Some(key),
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// Fills the customer's cart with `lines` and checks out: the order view (asserts 201).
+    pub async fn place_order(&self, token: &str, lines: &[(&str, i64)]) -> serde_json::Value {
+        for (sku, quantity) in lines {
+            let added = self.add_to_cart(token, sku, *quantity).await;
+            let status = added.status();
+            assert_eq!(status, 200, "adding {sku}: {}", added.text().await.unwrap());
+        }
+        let placed = self.checkout(token, &unique_prefix()).await;
+        let status = placed.status();
+        let text = placed.text().await.unwrap();
+        assert_eq!(status, 201, "checkout: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// `GET /api/v1/orders/{reference}` as the customer (asserts 200).
+    pub async fn customer_order(&self, token: &str, reference: &str) -> serde_json::Value {
+        self.get_json(&format!("/api/v1/orders/{reference}"), token)
+            .await
+    }
+
+    /// `POST /api/v1/orders/{reference}/cancel` with `Idempotency-Key: key`.
+    pub async fn cancel_order(&self, token: &str, reference: &str, key: &str) -> reqwest::Response {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/orders/{reference}/cancel"),
+            Some(token),
+            Some(key),
+            None,
+        )
+        .await
+    }
+
+    /// The order as stored (strongly consistent), with its invariants checked.
+    pub async fn stored_order(&self, reference: &str) -> lumi_commerce::model::Order {
+        let order = lumi_commerce::orders::get(&self.db(), &self.resource("AppTable"), reference)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no order {reference}"));
+        if let Err(broken) = order.check() {
+            panic!("order {reference} breaks an invariant: {broken}");
+        }
+        order
+    }
+
+    /// `GET /api/v1/admin/orders/{reference}` (asserts 200).
+    pub async fn admin_order(&self, admin: &str, reference: &str) -> serde_json::Value {
+        self.get_json(&format!("/api/v1/admin/orders/{reference}"), admin)
+            .await
+    }
+
+    /// `POST /api/v1/admin/orders/{reference}/status {to, note}`.
+    pub async fn admin_status(&self, admin: &str, reference: &str, to: &str) -> reqwest::Response {
+        let body = serde_json::json!({ "to": to, "note": format!("to {to} by a test") });
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/orders/{reference}/status"),
+            Some(admin),
+            None,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/admin/orders/{reference}/fulfillments`: `lines` of `(line, quantity)`, or
+    /// every open unit.
+    pub async fn admin_fulfil(
+        &self,
+        admin: &str,
+        reference: &str,
+        lines: Option<&[(u32, i64)]>,
+    ) -> reqwest::Response {
+        let body = match lines {
+            Some(lines) => serde_json::json!({
+                "lines": lines
+                    .iter()
+                    .map(|(line, quantity)| serde_json::json!({ "line": line, "quantity": quantity }))
+                    .collect::<Vec<_>>(),
+                "note": "shipped by a test",
+            }),
+            None => serde_json::json!({ "note": "shipped by a test" }),
+        };
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/orders/{reference}/fulfillments"),
+            Some(admin),
+            None,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// The body of a refund request: `(line, quantity, restock_type)` per line.
+    pub fn refund_body(lines: &[(u32, i64, &str)], reason: &str) -> serde_json::Value {
+        serde_json::json!({
+            "lines": lines
+                .iter()
+                .map(|(line, quantity, restock_type)| serde_json::json!({
+                    "line": line, "quantity": quantity, "restock_type": restock_type,
+                }))
+                .collect::<Vec<_>>(),
+            "reason": reason,
+        })
+    }
+
+    /// `POST /api/v1/admin/orders/{reference}/refund` with `Idempotency-Key: key`; `lines` are
+    /// `(line, quantity, restock_type)` with `restock_type` one of `cancel`, `return`,
+    /// `no_restock`.
+    pub async fn admin_refund(
+        &self,
+        admin: &str,
+        reference: &str,
+        key: &str,
+        lines: &[(u32, i64, &str)],
+        reason: &str,
+    ) -> reqwest::Response {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/orders/{reference}/refund"),
+            Some(admin),
+            Some(key),
+            Some(&Self::refund_body(lines, reason)),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/admin/orders/{reference}/refunds/{refund_id}/settle`.
+    pub async fn settle_refund(
+        &self,
+        admin: &str,
+        reference: &str,
+        refund_id: &str,
+    ) -> reqwest::Response {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/orders/{reference}/refunds/{refund_id}/settle"),
+            Some(admin),
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/admin/payments/{id}/capture {amount_minor, currency}` (manual payments).
+    pub async fn admin_capture(
+        &self,
+        admin: &str,
+        payment_id: &str,
+        amount_minor: i64,
+        currency: &str,
+    ) -> reqwest::Response {
+        let body = serde_json::json!({ "amount_minor": amount_minor, "currency": currency });
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/payments/{payment_id}/capture"),
+            Some(admin),
+            None,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Records the full payment of a manual `order` (its view) as an admin: the order is paid.
+    pub async fn admin_pay(&self, admin: &str, order: &serde_json::Value) {
+        let payment = &order["payment"];
+        let captured = self
+            .admin_capture(
+                admin,
+                payment["id"].as_str().unwrap(),
+                payment["amount_minor"].as_i64().unwrap(),
+                payment["currency"].as_str().unwrap(),
+            )
+            .await;
+        let status = captured.status();
+        let body: serde_json::Value = captured.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["financial_status"], "paid", "{body}");
+    }
+
+    /// `POST /api/v1/admin/payments/{id}/fail {reason}`.
+    pub async fn admin_fail_payment(
+        &self,
+        admin: &str,
+        payment_id: &str,
+        reason: &str,
+    ) -> reqwest::Response {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/payments/{payment_id}/fail"),
+            Some(admin),
+            None,
+            Some(&serde_json::json!({ "reason": reason })),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/admin/payments?{query}`: the payments listed.
+    pub async fn admin_payments(&self, admin: &str, query: &str) -> Vec<serde_json::Value> {
+        let listed = self
+            .get_json(&format!("/api/v1/admin/payments?{query}"), admin)
+            .await;
+        listed["payments"].as_array().unwrap().clone()
+    }
+
+    /// `GET /api/v1/admin/audit-logs?{query}`: the events listed, newest first.
+    pub async fn audit_events(&self, admin: &str, query: &str) -> Vec<serde_json::Value> {
+        let listed = self
+            .get_json(&format!("/api/v1/admin/audit-logs?{query}"), admin)
+            .await;
+        listed["events"].as_array().unwrap().clone()
+    }
+
+    /// The stack's `lumipay` webhook key.
+    pub async fn lumipay_secret(&self) -> String {
+        let secrets: serde_json::Value = serde_json::from_str(&self.secret_json().await).unwrap();
+        secrets["payment_webhook_secrets"]["lumipay"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Posts `body` to the lumipay webhook, signed with the stack's key at the functions' time.
+    pub async fn lumipay_webhook(&self, body: &serde_json::Value) -> reqwest::Response {
+        let secret = self.lumipay_secret().await;
+        self.lumipay_webhook_signed_with(body, &secret).await
+    }
+
+    /// Posts `body` to the lumipay webhook, signed with `secret`.
+    pub async fn lumipay_webhook_signed_with(
+        &self,
+        body: &serde_json::Value,
+        secret: &str,
+    ) -> reqwest::Response {
+        let body = body.to_string();
+        let now_us = self.clock.as_ref().map_or_else(
+            || lumi_shared::auth::now_ms() * 1_000,
+            |clock| clock.now_us(),
+        );
+        let signature =
+            lumi_commerce::payments::sign(secret.as_bytes(), now_us / 1_000_000, body.as_bytes());
+        self.http
+            .post(self.url("/api/v1/payments/webhooks/lumipay"))
+            .header("content-type", "application/json")
+            .header("lumi-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A `payment.captured` event of what `order` (its view) is due, under a fresh event id.
+    pub fn capture_event(order: &serde_json::Value) -> serde_json::Value {
+        let payment = &order["payment"];
+        serde_json::json!({
+            "event_id": format!("evt_{}", unique_prefix()),
+            "type": "payment.captured",
+            "payment_id": payment["id"],
+            "amount_minor": payment["amount_minor"],
+            "currency": payment["currency"],
+        })
+    }
+
+    /// The provider captures what `order` (its view) is due; returns the acknowledgement
+    /// (asserts 200).
+    pub async fn lumipay_capture(&self, order: &serde_json::Value) -> serde_json::Value {
+        let response = self.lumipay_webhook(&Self::capture_event(order)).await;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Runs the refund-email worker until no message is visible; returns how many it received.
+    /// Delivery to the queue is at least once: a copy received in the same batch as its twin
+    /// finds the delivery claimed, is reported failed and comes back after the visibility
+    /// timeout (not waited for here). Count what reached the customer with
+    /// [`TestApp::emails_to`].
+    pub async fn drain_refund_emails(&self) -> usize {
+        let worker = self.refund_worker(&[]);
+        let mut handled = 0;
+        for _ in 0..50 {
+            let polled = self.poll_refund_emails(&worker).await;
+            if polled.received == 0 {
+                return handled;
+            }
+            handled += polled.received;
+        }
+        panic!("the refund-email queue never emptied");
+    }
+
+    /// The emails the local SES accepted for `recipient`.
+    pub async fn emails_to(&self, recipient: &str) -> Vec<serde_json::Value> {
+        self.sent_emails()
+            .await
+            .into_iter()
+            .filter(|e| e["destinations"].to_string().contains(recipient))
+            .collect()
+    }
+
+    /// The sum of metric `name` over the EMF lines written so far whose dimensions match every
+    /// `(label, value)` of `labels`.
+    pub fn metric_total(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.metrics
+            .json()
+            .iter()
+            .filter(|doc| labels.iter().all(|(k, v)| doc[*k] == *v))
+            .filter_map(|doc| doc[name].as_f64())
+            .sum()
     }
 }
 

@@ -2,7 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use lumi_shared::settings::SystemSettings;
 use lumi_tests::{TestApp, assert_problem, unique_prefix};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -132,7 +131,15 @@ async fn fraud_procedure_audit_logs_lock_the_user_and_track_the_order() {
     .json()
     .await
     .unwrap();
-    assert_eq!(tracked["timeline"][0]["status"], "pending_payment");
+    assert_eq!(tracked["status"], "open");
+    assert_eq!(tracked["user_id"], user_id);
+    assert_eq!(tracked["timeline"][0]["action"], "order.placed");
+    assert!(
+        tracked["timeline"][0]["actor"]
+            .as_str()
+            .unwrap()
+            .ends_with(user_id)
+    );
     // The user can be found by email, unlocked, and their sessions deleted.
     let email = customer["user"]["email"].as_str().unwrap();
     let found: Value = call(
@@ -180,90 +187,83 @@ async fn fraud_procedure_audit_logs_lock_the_user_and_track_the_order() {
 
 #[tokio::test]
 async fn failed_payment_procedure_identify_the_provider_mark_failed_and_queue_the_email() {
-    let app = TestApp::builder()
-        .env("SETTINGS_CACHE_TTL_SECONDS", "0")
-        .spawn()
-        .await;
-    let mut settings = SystemSettings::default();
-    settings.feature_flags.order_payments = true;
-    app.put_settings(&settings).await;
+    let app = TestApp::builder().online_payments(None).spawn().await;
     let admin = token(&app.signed_in_admin().await);
-    let (_, sku, order) = customer_order(&app).await;
+    let (customer, sku, order) = customer_order(&app).await;
+    let reference = order["reference"].as_str().unwrap();
     let payment_id = order["payment"]["id"].as_str().unwrap();
 
-    let pending: Value = call(
-        &app,
-        Method::GET,
-        "/api/v1/admin/payments?provider=lumipay&status=pending",
-        &admin,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let found = pending["payments"]
-        .as_array()
-        .unwrap()
+    // 1. Identify the failing provider: the payments awaiting money, by provider.
+    let pending = app
+        .admin_payments(&admin, "provider=lumipay&status=pending")
+        .await;
+    let found = pending
         .iter()
         .find(|p| p["payment_id"] == payment_id)
         .unwrap();
     assert_eq!(found["provider"], "lumipay");
+    assert_eq!(found["order_reference"], reference);
 
-    let failed = call(
-        &app,
-        Method::POST,
-        &format!("/api/v1/admin/payments/{payment_id}/fail"),
-        &admin,
-        Some(json!({ "reason": "provider outage" })),
-    )
-    .await;
+    // 2. Mark it failed: the order is cancelled, its stock comes back, the email is queued.
+    let failed = app
+        .admin_fail_payment(&admin, payment_id, "provider outage")
+        .await;
     assert_eq!(failed.status(), 200);
     let failed: Value = failed.json().await.unwrap();
-    assert_eq!(failed["order_status"], "payment_failed");
-    assert_eq!(app.variant(&sku).await.stock, 5, "the stock came back");
-    let listed: Value = call(
-        &app,
-        Method::GET,
-        "/api/v1/admin/payments?provider=lumipay&status=failed",
-        &admin,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert!(
-        listed["payments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["payment_id"] == payment_id)
+    assert_eq!(
+        (
+            failed["status"].as_str(),
+            failed["order_status"].as_str(),
+            failed["financial_status"].as_str(),
+            failed["refund_email"].as_str()
+        ),
+        (
+            Some("failed"),
+            Some("cancelled"),
+            Some("voided"),
+            Some("queued")
+        ),
+        "{failed}"
     );
-    let sqs = aws_sdk_sqs::Client::new(&app.stack.sdk_config);
-    let messages = sqs
-        .receive_message()
-        .queue_url(app.resource("RefundEmailQueue"))
-        .max_number_of_messages(10)
-        .send()
+    assert_eq!(app.variant(&sku).await.stock, 5, "the stock came back");
+    // Done twice by mistake, nothing more happens.
+    let twice: Value = app
+        .admin_fail_payment(&admin, payment_id, "provider outage")
         .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
-    assert_eq!(messages.len(), 1);
-    assert!(messages[0].body().unwrap().contains("provider outage"));
-    let audit: Value = call(
-        &app,
-        Method::GET,
-        &format!("/api/v1/admin/audit-logs?target=payment:{payment_id}"),
-        &admin,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(audit["events"][0]["action"], "payment.fail");
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(twice["applied"], false, "{twice}");
+    assert_eq!(app.variant(&sku).await.stock, 5, "restocked once");
+    let listed = app
+        .admin_payments(&admin, "provider=lumipay&status=failed")
+        .await;
+    assert!(listed.iter().any(|p| p["payment_id"] == payment_id));
+    assert!(
+        app.admin_payments(&admin, "provider=lumipay&status=pending")
+            .await
+            .iter()
+            .all(|p| p["payment_id"] != payment_id),
+        "the listing follows the payment"
+    );
+    assert_eq!(app.drain_refund_emails().await, 1);
+    let emails = app
+        .emails_to(customer["user"]["email"].as_str().unwrap())
+        .await;
+    assert_eq!(emails.len(), 1);
+    assert!(emails[0].to_string().contains("provider outage"));
+    let audit = app
+        .audit_events(
+            &admin,
+            &format!("target=order:{reference}&action=payment.fail"),
+        )
+        .await;
+    assert_eq!(audit.len(), 1);
+    assert!(
+        audit[0]["actor"].as_str().unwrap().starts_with("admin:"),
+        "{}",
+        audit[0]
+    );
 }
 
 #[tokio::test]
@@ -271,64 +271,89 @@ async fn admins_move_orders_through_allowed_transitions_only() {
     let app = TestApp::spawn().await;
     let admin = token(&app.signed_in_admin().await);
     let (_, _, order) = customer_order(&app).await;
-    let path = format!(
-        "/api/v1/admin/orders/{}/status",
-        order["reference"].as_str().unwrap()
-    );
-    for to in ["paid", "fulfilling"] {
-        let moved = call(
-            &app,
-            Method::POST,
-            &path,
-            &admin,
-            Some(json!({ "to": to, "note": "by the book" })),
-        )
-        .await;
-        assert_eq!(moved.status(), 200, "{to}");
+    let reference = order["reference"].as_str().unwrap();
+    // Unpaid orders do not ship or complete.
+    assert_problem(app.admin_fulfil(&admin, reference, None).await, 409).await;
+    assert_problem(app.admin_status(&admin, reference, "completed").await, 409).await;
+    app.admin_pay(&admin, &order).await;
+    let shipped = app.admin_fulfil(&admin, reference, None).await;
+    assert_eq!(shipped.status(), 200);
+    let shipped: Value = shipped.json().await.unwrap();
+    assert_eq!(shipped["fulfillment_status"], "fulfilled");
+    assert_eq!(shipped["lines"][0]["fulfilled"], 2);
+    // Shipped orders are not cancelled (refund them with restock_type return instead), nor
+    // reopened; statuses that are not the order's own are refused by name.
+    assert_problem(app.admin_status(&admin, reference, "cancelled").await, 409).await;
+    assert_problem(app.admin_status(&admin, reference, "open").await, 409).await;
+    for to in ["delivered", "teleported", "refunded", "paid"] {
+        let body = assert_problem(app.admin_status(&admin, reference, to).await, 422).await;
+        assert_eq!(body["errors"][0]["field"], "to", "{to}: {body}");
     }
+    let completed = app.admin_status(&admin, reference, "completed").await;
+    assert_eq!(completed.status(), 200);
+    let completed: Value = completed.json().await.unwrap();
+    assert_eq!(
+        (
+            completed["status"].as_str(),
+            completed["financial_status"].as_str(),
+            completed["fulfillment_status"].as_str()
+        ),
+        (Some("completed"), Some("paid"), Some("fulfilled"))
+    );
+    let listed = app
+        .get_json("/api/v1/admin/orders?status=completed", &admin)
+        .await;
+    assert_eq!(listed["orders"][0]["reference"], reference);
+    let listed = app
+        .get_json("/api/v1/admin/orders?financial_status=paid", &admin)
+        .await;
+    assert_eq!(listed["orders"][0]["reference"], reference);
+    let open = app
+        .get_json("/api/v1/admin/orders?status=open", &admin)
+        .await;
+    assert!(open["orders"].as_array().unwrap().is_empty());
     assert_problem(
         call(
             &app,
-            Method::POST,
-            &path,
+            Method::GET,
+            "/api/v1/admin/orders?financial_status=shipped",
             &admin,
-            Some(json!({ "to": "delivered" })),
+            None,
         )
         .await,
-        409,
+        400,
     )
     .await;
-    assert_problem(
-        call(
-            &app,
-            Method::POST,
-            &path,
-            &admin,
-            Some(json!({ "to": "teleported" })),
+    let moved = |facet: &str, from: &str, to: &str| {
+        app.metric_total(
+            "order_status_transitions_total",
+            &[("facet", facet), ("from", from), ("to", to)],
         )
-        .await,
-        422,
-    )
-    .await;
-    let listed: Value = call(
-        &app,
-        Method::GET,
-        "/api/v1/admin/orders?status=fulfilling",
-        &admin,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(listed["orders"][0]["reference"], order["reference"]);
-    let metrics: f64 = app
-        .metrics
-        .json()
+    };
+    assert_eq!(moved("financial", "pending", "paid"), 1.0);
+    assert_eq!(moved("payment", "pending", "captured"), 1.0);
+    assert_eq!(moved("fulfillment", "unfulfilled", "fulfilled"), 1.0);
+    assert_eq!(moved("order", "open", "completed"), 1.0);
+    assert_eq!(
+        app.metric_total("order_status_transitions_total", &[]),
+        4.0,
+        "refusals move nothing"
+    );
+    let timeline: Vec<String> = app.admin_order(&admin, reference).await["timeline"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter_map(|d| d["order_status_transitions_total"].as_f64())
-        .sum();
-    assert_eq!(metrics, 2.0);
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            "order.placed",
+            "payment.capture",
+            "order.fulfil",
+            "order.complete"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -461,43 +486,34 @@ async fn settings_are_validated_versioned_and_audited() {
 async fn concurrent_refunds_cannot_restock_more_than_was_sold() {
     let app = TestApp::spawn().await;
     let admin = token(&app.signed_in_admin().await);
-    let (_, sku, order) = customer_order(&app).await;
+    let (customer, sku, order) = customer_order(&app).await;
     let reference = order["reference"].as_str().unwrap();
     assert_eq!(app.variant(&sku).await.stock, 3);
-    let paid = call(
-        &app,
-        Method::POST,
-        &format!("/api/v1/admin/orders/{reference}/status"),
-        &admin,
-        Some(json!({ "to": "paid" })),
-    )
-    .await;
-    assert_eq!(paid.status(), 200);
+    app.admin_pay(&admin, &order).await;
 
-    let path = format!("/api/v1/admin/orders/{reference}/refund");
     let attempts = (0..8).map(|i| {
-        let (app, admin, path) = (&app, &admin, &path);
+        let (app, admin) = (&app, &admin);
         async move {
-            app.http
-                .post(app.url(path))
-                .bearer_auth(admin)
-                .header("idempotency-key", format!("refund-{i}"))
-                .json(&json!({ "lines": [{ "line": 1, "quantity": 1, "restock": true }], "reason": "damaged in transit" }))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            app.admin_refund(
+                admin,
+                reference,
+                &format!("refund-{i}"),
+                &[(1, 1, "cancel")],
+                "damaged in transit",
+            )
+            .await
+            .status()
+            .as_u16()
         }
     });
     let statuses = futures::future::join_all(attempts).await;
     assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
+        statuses.iter().filter(|s| **s == 201).count(),
         2,
         "{statuses:?}"
     );
     assert!(
-        statuses.iter().all(|s| [200, 409, 422].contains(s)),
+        statuses.iter().all(|s| [201, 409, 422].contains(s)),
         "{statuses:?}"
     );
     let variant = app.variant(&sku).await;
@@ -506,50 +522,65 @@ async fn concurrent_refunds_cannot_restock_more_than_was_sold() {
         (5, 5),
         "two units sold, two restocked"
     );
-    let order: Value = call(
-        &app,
-        Method::GET,
-        &format!("/api/v1/admin/orders/{reference}"),
-        &admin,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(order["status"], "refunded");
+    let order = app.admin_order(&admin, reference).await;
+    assert_eq!(
+        (
+            order["status"].as_str(),
+            order["financial_status"].as_str(),
+            order["fulfillment_status"].as_str()
+        ),
+        (Some("open"), Some("refund_pending"), Some("removed"))
+    );
     assert_eq!(order["lines"][0]["refunded"], 2);
-    assert_eq!(order["payment"]["status"], "refunded");
-    let sqs = aws_sdk_sqs::Client::new(&app.stack.sdk_config);
-    // Delivery to the queue is at least once (two flushes may send one outbox message each);
-    // the consumer sends once per idempotency id, so that is what must be exactly two.
-    let mut refunds = std::collections::HashSet::new();
-    for _ in 0..3 {
-        let batch = sqs
-            .receive_message()
-            .queue_url(app.resource("RefundEmailQueue"))
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        for message in batch.messages.unwrap_or_default() {
-            let body: Value = serde_json::from_str(message.body().unwrap()).unwrap();
-            refunds.insert(body["idempotency_id"].as_str().unwrap().to_owned());
-        }
-    }
-    assert_eq!(refunds.len(), 2, "one refund email per refund");
-    // A replayed key answers the same, without a third refund.
+    assert_eq!(order["lines"][0]["restocked"], 2);
+    assert_eq!(order["payment"]["refunded_minor"], 3000);
+    assert_eq!(order["payment"]["captured_minor"], 3000);
+    let refunds = order["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 2);
+    // The consumer sends once per refund: exactly two emails reach the customer.
+    app.drain_refund_emails().await;
+    let emails = app
+        .emails_to(customer["user"]["email"].as_str().unwrap())
+        .await;
+    assert_eq!(emails.len(), 2, "one refund email per refund");
+    // A replayed key answers what it answered (or, if it lost, refuses again): no third refund.
     let again = app
-        .http
-        .post(app.url(&path))
-        .bearer_auth(&admin)
-        .header("idempotency-key", "refund-0")
-        .json(&json!({ "lines": [{ "line": 1, "quantity": 1, "restock": true }], "reason": "damaged in transit" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(again.status() == 200 || again.status() == 409 || again.status() == 422);
+        .admin_refund(
+            &admin,
+            reference,
+            "refund-0",
+            &[(1, 1, "cancel")],
+            "damaged in transit",
+        )
+        .await;
+    assert!(
+        again.status() == 201 || again.status() == 422,
+        "{}",
+        again.status()
+    );
     assert_eq!(app.variant(&sku).await.stock, 5);
+    assert_eq!(app.stored_order(reference).await.refunds.len(), 2);
+    // The money goes back: settled, the order is refunded and can be archived.
+    for refund in refunds {
+        let settled = app
+            .settle_refund(&admin, reference, refund["id"].as_str().unwrap())
+            .await;
+        assert_eq!(settled.status(), 200);
+    }
+    let settled = app.admin_order(&admin, reference).await;
+    assert_eq!(settled["financial_status"], "refunded");
+    assert_problem(
+        app.settle_refund(&admin, reference, refunds[0]["id"].as_str().unwrap())
+            .await,
+        409,
+    )
+    .await;
+    assert_eq!(
+        app.admin_status(&admin, reference, "completed")
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -558,39 +589,75 @@ async fn a_partial_refund_without_restock_keeps_the_order_open() {
     let admin = token(&app.signed_in_admin().await);
     let (_, sku, order) = customer_order(&app).await;
     let reference = order["reference"].as_str().unwrap();
-    call(
-        &app,
-        Method::POST,
-        &format!("/api/v1/admin/orders/{reference}/status"),
-        &admin,
-        Some(json!({ "to": "paid" })),
+    // Nothing captured yet: a refund is refused (cancel the order instead).
+    assert_problem(
+        app.admin_refund(&admin, reference, "early", &[(1, 1, "no_restock")], "x")
+            .await,
+        409,
     )
     .await;
-    let refund = |quantity: i64, key: &'static str| {
-        app.http
-            .post(app.url(&format!("/api/v1/admin/orders/{reference}/refund")))
-            .bearer_auth(&admin)
-            .header("idempotency-key", key)
-            .json(&json!({ "lines": [{ "line": 1, "quantity": quantity, "restock": false }], "reason": "late delivery" }))
-            .send()
+    app.admin_pay(&admin, &order).await;
+    let refund = async |quantity: i64, key: &'static str| {
+        app.admin_refund(
+            &admin,
+            reference,
+            key,
+            &[(1, quantity, "no_restock")],
+            "late delivery",
+        )
+        .await
     };
-    assert_problem(refund(3, "too-many").await.unwrap(), 422).await;
-    let partial: Value = refund(1, "one").await.unwrap().json().await.unwrap();
-    assert_eq!(partial["status"], "paid");
-    assert_eq!(partial["payment"]["status"], "partially_refunded");
+    let body = assert_problem(refund(3, "too-many").await, 422).await;
+    assert_eq!(body["errors"][0]["field"], "lines[0].quantity", "{body}");
+    let old_shape = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/orders/{reference}/refund"),
+            Some(&admin),
+            Some("old-shape"),
+            Some(
+                &json!({ "lines": [{ "line": 1, "quantity": 1, "restock": true }], "reason": "x" }),
+            ),
+        )
+        .await;
+    assert_problem(old_shape, 422).await;
+    let partial = refund(1, "one").await;
+    assert_eq!(partial.status(), 201);
+    let partial: Value = partial.json().await.unwrap();
+    assert_eq!(partial["refund"]["amount_minor"], 1500);
+    assert_eq!(partial["refund"]["status"], "pending");
+    assert_eq!(partial["refund"]["lines"][0]["restock_type"], "no_restock");
+    assert_eq!(partial["order"]["status"], "open");
+    assert_eq!(partial["order"]["financial_status"], "refund_pending");
+    assert_eq!(partial["order"]["payment"]["refunded_minor"], 1500);
+    assert_eq!(
+        partial["order"]["lines"][0]["removed"], 1,
+        "the unshipped unit came off the order"
+    );
     assert_eq!(app.variant(&sku).await.stock, 3, "nothing restocked");
-    let audit: Value = call(
-        &app,
-        Method::GET,
-        &format!("/api/v1/admin/audit-logs?target=order:{reference}&action=order.refund"),
-        &admin,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(audit["events"][0]["summary"]["amount_minor"], 1500);
+    let settled = app
+        .settle_refund(&admin, reference, partial["refund"]["id"].as_str().unwrap())
+        .await;
+    let settled: Value = settled.json().await.unwrap();
+    assert_eq!(settled["financial_status"], "partially_refunded");
+    assert_eq!(settled["status"], "open");
+    // The other unit still ships.
+    let shipped: Value = app
+        .admin_fulfil(&admin, reference, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shipped["fulfillment_status"], "fulfilled", "{shipped}");
+    assert_eq!(shipped["lines"][0]["fulfilled"], 1);
+    let audit = app
+        .audit_events(
+            &admin,
+            &format!("target=order:{reference}&action=order.refund"),
+        )
+        .await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["summary"]["note"], "late delivery");
 }
 
 #[tokio::test]
@@ -613,7 +680,7 @@ async fn inventory_mismatch_procedure_report_rebalance_report_clean() {
     app.dynamodb()
         .update_item()
         .table_name(app.resource("AppTable"))
-        .set_key(Some(lumi_shared::commerce::catalog::variant_key(&sku)))
+        .set_key(Some(lumi_commerce::catalog::variant_key(&sku)))
         .update_expression("SET available = :a")
         .expression_attribute_values(":a", aws_sdk_dynamodb::types::AttributeValue::N("4".into()))
         .send()

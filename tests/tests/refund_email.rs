@@ -3,10 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use lumi_shared::{bootstrap::SqsHandler, commerce::outbox::RefundEmail};
+use lumi_commerce::outbox::RefundEmail;
+use lumi_shared::bootstrap::SqsHandler;
 use lumi_tests::{TestApp, assert_problem, unique_prefix};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn refund(id: &str, amount_minor: i64) -> RefundEmail {
     RefundEmail {
@@ -85,14 +86,11 @@ async fn nine_good_messages_and_one_poison_nine_sent_one_failure() {
             "{i}"
         );
     }
-    let unreadable = lumi_shared::commerce::deliveries::get(
-        &app.db(),
-        &app.resource("AppTable"),
-        "unreadable:poison",
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let unreadable =
+        lumi_commerce::deliveries::get(&app.db(), &app.resource("AppTable"), "unreadable:poison")
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(unreadable.status, "failed");
 }
 
@@ -115,11 +113,10 @@ async fn the_same_message_twice_sends_one_email() {
         "{}",
         emails[0]
     );
-    let delivery =
-        lumi_shared::commerce::deliveries::get(&app.db(), &app.resource("AppTable"), &id)
-            .await
-            .unwrap()
-            .unwrap();
+    let delivery = lumi_commerce::deliveries::get(&app.db(), &app.resource("AppTable"), &id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((delivery.status.as_str(), delivery.attempts), ("sent", 1));
 }
 
@@ -146,7 +143,7 @@ async fn a_failing_ses_is_retried_then_dead_lettered_listed_for_the_admin_and_re
         .await
         .unwrap();
     let deliveries = async |status: &'static str| {
-        lumi_shared::commerce::deliveries::get(&app.db(), &app.resource("AppTable"), &id)
+        lumi_commerce::deliveries::get(&app.db(), &app.resource("AppTable"), &id)
             .await
             .unwrap()
             .unwrap()
@@ -234,49 +231,20 @@ async fn a_failing_ses_is_retried_then_dead_lettered_listed_for_the_admin_and_re
 #[tokio::test]
 async fn a_refund_made_through_the_admin_api_arrives_as_an_email_with_the_right_amount() {
     let app = TestApp::spawn().await;
-    let admin = app.signed_in_admin().await;
-    let admin = admin["access_token"].as_str().unwrap();
+    let admin = app.admin_token().await;
     let sku = format!("SKU-{}", unique_prefix());
     app.product(&[(&sku, 1250, 5)]).await;
     let customer = app.quick_customer().await;
     let token = customer["access_token"].as_str().unwrap();
-    app.http
-        .post(app.url("/api/v1/cart/items"))
-        .bearer_auth(token)
-        .json(&json!({ "variant": sku, "quantity": 2 }))
-        .send()
-        .await
-        .unwrap();
-    let order: Value = app
-        .http
-        .post(app.url("/api/v1/orders"))
-        .bearer_auth(token)
-        .header("idempotency-key", "k")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order = app.place_order(token, &[(&sku, 2)]).await;
     let reference = order["reference"].as_str().unwrap();
-    app.http
-        .post(app.url(&format!("/api/v1/admin/orders/{reference}/status")))
-        .bearer_auth(admin)
-        .json(&json!({ "to": "paid" }))
-        .send()
-        .await
-        .unwrap();
+    app.admin_pay(&admin, &order).await;
     let refunded = app
-        .http
-        .post(app.url(&format!("/api/v1/admin/orders/{reference}/refund")))
-        .bearer_auth(admin)
-        .header("idempotency-key", "r1")
-        .json(&json!({ "lines": [{ "line": 1, "quantity": 2, "restock": true }], "reason": "wrong glaze" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refunded.status(), 200);
+        .admin_refund(&admin, reference, "r1", &[(1, 2, "cancel")], "wrong glaze")
+        .await;
+    assert_eq!(refunded.status(), 201);
+    let refunded: Value = refunded.json().await.unwrap();
+    assert_eq!(refunded["refund"]["amount_minor"], 2500);
     let polled = app.poll_refund_emails(&app.refund_worker(&[])).await;
     assert_eq!((polled.received, polled.failed), (1, 0));
     let emails = sent_to(&app, customer["user"]["email"].as_str().unwrap()).await;
@@ -286,4 +254,13 @@ async fn a_refund_made_through_the_admin_api_arrives_as_an_email_with_the_right_
         email.contains("25.00 EUR") && email.contains(reference) && email.contains("wrong glaze"),
         "{email}"
     );
+    let delivery = lumi_commerce::deliveries::get(
+        &app.db(),
+        &app.resource("AppTable"),
+        &format!("refund:{}", refunded["refund"]["id"].as_str().unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(delivery.status, "sent");
 }
