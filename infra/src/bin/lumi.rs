@@ -146,6 +146,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         ["backup", "restore"] => backup_restore(&args).await,
+        ["--help" | "-h" | "help", ..] => {
+            println!("{USAGE}");
+            Ok(())
+        }
         _ => bail!("{USAGE}"),
     }
 }
@@ -540,13 +544,16 @@ async fn bench_rate_limit(requests: u64) -> anyhow::Result<()> {
     let rounds = 10u64;
     let (mut checkout_calls, mut list_calls, mut placed) = (0, 0, 0);
     for i in 0..rounds {
-        send(
+        let added = send(
             "POST",
             "/api/v1/cart/items",
             Some(serde_json::json!({ "variant": "ONI-SOY", "quantity": 1 })),
             None,
         )
         .await?;
+        if added != 200 {
+            bail!("adding to the cart answered {added}: the figures would not be a checkout's");
+        }
         let before = aws_calls();
         placed += u64::from(
             send(
@@ -574,6 +581,11 @@ async fn bench_rate_limit(requests: u64) -> anyhow::Result<()> {
         "  order list (GET /api/v1/orders)        {:.2}",
         list_calls as f64 / rounds as f64
     );
+    if placed != rounds {
+        bail!(
+            "only {placed} of {rounds} checkouts placed an order: the checkout figure counts refusals"
+        );
+    }
     let _ = std::fs::remove_file(&log);
     Ok(())
 }
