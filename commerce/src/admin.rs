@@ -7,7 +7,7 @@
 use lumi_shared::{
     audit::{self, AuditEvent},
     idempotency::{Done, Guard},
-    store::{Item, StoreError, Tx, from_item, key, n, s},
+    store::{Item, StoreError, Tx, decode_cursor, encode_cursor, from_item, key, n, s},
 };
 use serde::{Deserialize, Serialize};
 
@@ -253,6 +253,11 @@ impl Shop {
         actor: &Actor,
     ) -> Result<Box<model::Change>, CommerceError> {
         let order = self.order(reference).await?;
+        if !order.refunds.iter().any(|r| r.id == refund_id) {
+            return Err(CommerceError::NotFound(format!(
+                "no refund {refund_id} on order {reference}"
+            )));
+        }
         match self
             .apply_payment_event(
                 &order.payment.provider,
@@ -354,20 +359,14 @@ impl Shop {
             None => request.key_condition_expression("gsi1pk = :p"),
         };
         if let Some(cursor) = cursor {
-            request = request.set_exclusive_start_key(Some(payment_cursor(cursor, &pk)?));
+            request = request.set_exclusive_start_key(Some(page_start(cursor, "gsi1pk", &pk)?));
         }
         let (items, last) = self.db().query_page(self.table(), request).await?;
         let payments = items
             .into_iter()
             .map(|item| from_item::<PaymentItem>(self.table(), item))
             .collect::<Result<Vec<_>, _>>()?;
-        let next = last.map(|k| {
-            ["pk", "gsi1sk"]
-                .iter()
-                .filter_map(|name| k.get(*name).and_then(|v| v.as_s().ok()).cloned())
-                .collect::<Vec<_>>()
-                .join("|")
-        });
+        let next = last.as_ref().map(encode_cursor);
         Ok((payments, next))
     }
 
@@ -652,7 +651,9 @@ impl Shop {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<(Vec<Mismatch>, Option<String>), CommerceError> {
-        let start = cursor.map(catalog_cursor).transpose()?;
+        let start = cursor
+            .map(|c| page_start(c, "gsi1pk", "CATALOG"))
+            .transpose()?;
         let (variants, next) =
             catalog::variants_page(self.db(), self.table(), limit, start).await?;
         let mut found = Vec::new();
@@ -672,12 +673,7 @@ impl Shop {
                 });
             }
         }
-        let next = next.map(|k| {
-            k.get("gsi1sk")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default()
-        });
+        let next = next.as_ref().map(encode_cursor);
         Ok((found, next))
     }
 
@@ -759,11 +755,6 @@ impl Shop {
         let variant = catalog::variant(self.db(), self.table(), sku)
             .await?
             .ok_or_else(|| CommerceError::NotFound(format!("no variant {sku}")))?;
-        if cursor.is_some_and(|c| {
-            c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'#')
-        }) {
-            return Err(CommerceError::Malformed("cursor"));
-        }
         let (movements, next) = ledger::page(self.db(), self.table(), sku, limit, cursor).await?;
         Ok(LedgerView {
             sku: variant.sku,
@@ -816,43 +807,7 @@ impl Shop {
     }
 }
 
-/// The catalog listing's cursor is the `gsi1sk` of the last entry read: a variant
-/// (`<product>#V#<sku>`) or a product (`<product>#`).
-fn catalog_cursor(cursor: &str) -> Result<Item, CommerceError> {
-    let (pk, sk) = match cursor.split_once("#V#") {
-        Some((product, sku)) if valid_slug(product) && valid_sku(sku) => {
-            (format!("VARIANT#{sku}"), "VARIANT")
-        }
-        None => match cursor.strip_suffix('#') {
-            Some(product) if valid_slug(product) => (format!("PRODUCT#{product}"), "PRODUCT"),
-            _ => return Err(CommerceError::Malformed("cursor")),
-        },
-        _ => return Err(CommerceError::Malformed("cursor")),
-    };
-    Ok([
-        ("pk".to_owned(), s(pk)),
-        ("sk".to_owned(), s(sk)),
-        ("gsi1pk".to_owned(), s("CATALOG")),
-        ("gsi1sk".to_owned(), s(cursor)),
-    ]
-    .into_iter()
-    .collect())
-}
-
-/// The payments listing's cursor: `PAYMENT#<id>|<status>#<created_at>`.
-fn payment_cursor(cursor: &str, gsi1pk: &str) -> Result<Item, CommerceError> {
-    let bad = || CommerceError::Malformed("cursor");
-    let (pk, sort) = cursor.split_once('|').ok_or_else(bad)?;
-    let id = pk.strip_prefix("PAYMENT#").ok_or_else(bad)?;
-    if !crate::payments::valid_payment_id(id) || sort.len() > 80 {
-        return Err(bad());
-    }
-    Ok([
-        ("pk".to_owned(), s(pk)),
-        ("sk".to_owned(), s("PAYMENT")),
-        ("gsi1pk".to_owned(), s(gsi1pk)),
-        ("gsi1sk".to_owned(), s(sort)),
-    ]
-    .into_iter()
-    .collect())
+/// The start key of a page from a listing's cursor (400 when it is not one of its own).
+fn page_start(cursor: &str, partition_key: &str, partition: &str) -> Result<Item, CommerceError> {
+    decode_cursor(cursor, partition_key, partition).map_err(|_| CommerceError::Malformed("cursor"))
 }

@@ -5,10 +5,13 @@
 //! Items: `LEDGER#<sku>` / `<microseconds, 20 digits>#<id>`, oldest first; one Query pages
 //! through a variant's history.
 
-use lumi_shared::store::{Db, StoreError, Tx, from_item, s};
+use lumi_shared::store::{Db, StoreError, Tx, decode_cursor, encode_cursor, from_item, s};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{MovementKind, StockMove};
+use crate::{
+    CommerceError,
+    model::{MovementKind, StockMove},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Movement {
@@ -59,27 +62,25 @@ pub async fn page(
     table: &str,
     sku: &str,
     limit: i32,
-    after: Option<&str>,
-) -> Result<(Vec<Movement>, Option<String>), StoreError> {
-    let mut request = db
+    cursor: Option<&str>,
+) -> Result<(Vec<Movement>, Option<String>), CommerceError> {
+    let pk = format!("LEDGER#{sku}");
+    let start = cursor
+        .map(|c| decode_cursor(c, "pk", &pk).map_err(|_| CommerceError::Malformed("cursor")))
+        .transpose()?;
+    let request = db
         .client()
         .query()
         .table_name(table)
         .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", s(format!("LEDGER#{sku}")))
+        .expression_attribute_values(":pk", s(pk))
         .consistent_read(true)
-        .limit(limit);
-    if let Some(after) = after {
-        request = request.set_exclusive_start_key(Some(lumi_shared::store::key(
-            format!("LEDGER#{sku}"),
-            after,
-        )));
-    }
+        .limit(limit)
+        .set_exclusive_start_key(start);
     let (items, last) = db.query_page(table, request).await?;
     let movements = items
         .into_iter()
         .map(|item| from_item::<MovementItem>(table, item).map(|m| m.movement))
         .collect::<Result<Vec<_>, _>>()?;
-    let next = last.and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned());
-    Ok((movements, next))
+    Ok((movements, last.as_ref().map(encode_cursor)))
 }

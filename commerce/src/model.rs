@@ -763,7 +763,10 @@ pub fn apply_payment(
         }
         PaymentEvent::RefundSucceeded { refund_id } => {
             let Some(refund) = order.refunds.iter().find(|r| &r.id == refund_id) else {
-                return Err(CommerceError::NotFound(format!("no refund {refund_id}")));
+                // Acknowledged, not refused: a provider would retry a refusal forever.
+                return Ok(PaymentOutcome::Ignored(format!(
+                    "no refund {refund_id} on this order"
+                )));
             };
             if refund.status == RefundStatus::Succeeded {
                 return Ok(PaymentOutcome::Ignored(format!(
@@ -807,6 +810,9 @@ pub fn refund(
         return Err(conflict(
             "nothing was captured for this order: cancel it instead of refunding",
         ));
+    }
+    if order.captured_unrefunded() == 0 || order.lines.iter().all(|l| l.refundable() == 0) {
+        return Err(conflict("nothing is left to refund on this order"));
     }
     let mut change = order.change("order.refund");
     let mut amount = 0;

@@ -625,3 +625,70 @@ mod tx_tests {
         assert!(names_of(&["stock >= :q"]).is_empty());
     }
 }
+
+/// The one page cursor of every listing: the `LastEvaluatedKey` of a Query as URL-safe base64
+/// of its string attributes. A cursor is valid for one partition only: [`decode_cursor`] refuses
+/// one that does not name the partition being listed, so nothing a client invents reaches
+/// DynamoDB as another listing's key.
+pub fn encode_cursor(key: &Item) -> String {
+    use base64::Engine as _;
+    let raw: std::collections::BTreeMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&raw).unwrap_or_default())
+}
+
+/// A cursor that is not one of this listing's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the cursor is not valid for this listing")]
+pub struct BadCursor;
+
+/// The start key a cursor of the partition `partition_key = partition` stands for.
+pub fn decode_cursor(
+    cursor: &str,
+    partition_key: &str,
+    partition: &str,
+) -> Result<Item, BadCursor> {
+    use base64::Engine as _;
+    if cursor.len() > 1_024 {
+        return Err(BadCursor);
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| BadCursor)?;
+    let raw: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| BadCursor)?;
+    if raw.get(partition_key).map(String::as_str) != Some(partition) || raw.len() > 6 {
+        return Err(BadCursor);
+    }
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::S(v)))
+        .collect())
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_name_their_partition() {
+        let key: Item = [
+            ("gsi2pk".to_owned(), s("ORDERS")),
+            ("pk".to_owned(), s("ORDER#X")),
+        ]
+        .into_iter()
+        .collect();
+        let cursor = encode_cursor(&key);
+        assert_eq!(decode_cursor(&cursor, "gsi2pk", "ORDERS"), Ok(key));
+        assert_eq!(
+            decode_cursor(&cursor, "gsi1pk", "CUSTOMER_ORDERS#u"),
+            Err(BadCursor)
+        );
+        assert_eq!(
+            decode_cursor("not base64!", "gsi2pk", "ORDERS"),
+            Err(BadCursor)
+        );
+    }
+}
