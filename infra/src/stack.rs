@@ -168,9 +168,15 @@ impl LocalStack {
     }
 }
 
-/// The secret's JSON with every key the functions need (see `lumi_shared::secrets`).
+/// The secret's JSON with every key the functions need (see `lumi_shared::secrets`), and the
+/// local Stripe server's secret key (it accepts any `sk_…`).
 pub fn complete_secret_value(existing: Option<&str>) -> anyhow::Result<String> {
-    Ok(lumi_shared::secrets::complete_secret_json(existing)?)
+    let json = lumi_shared::secrets::complete_secret_json(existing)?;
+    let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json)?;
+    object.entry("stripe_secret_key").or_insert_with(|| {
+        serde_json::Value::String(crate::stripe_server::LOCAL_SECRET_KEY.to_owned())
+    });
+    Ok(serde_json::Value::Object(object).to_string())
 }
 
 fn prop<'a>(resource: &'a Resource, key: &str) -> Option<&'a Value> {
@@ -390,4 +396,18 @@ async fn set_redrive(
         .await
         .with_context(|| format!("setting the redrive policy of {}", queue.logical_id))?;
     Ok(())
+}
+
+impl LocalStack {
+    /// The config secret's JSON as stored now.
+    pub async fn config_secret_json(&self) -> anyhow::Result<serde_json::Value> {
+        let client = aws_sdk_secretsmanager::Client::new(&self.sdk_config);
+        let value = client
+            .get_secret_value()
+            .secret_id(&self.names.refs["ConfigSecret"])
+            .send()
+            .await
+            .context("reading the config secret")?;
+        Ok(serde_json::from_str(value.secret_string().unwrap_or("{}"))?)
+    }
 }
