@@ -551,6 +551,18 @@ impl Shop {
         actor: &Actor,
         guard: &Guard,
     ) -> Result<Done<Placed>, CommerceError> {
+        // Boxed: the SDK's and the Stripe client's futures are large.
+        Box::pin(self.checkout_inner(user, email, note, actor, guard)).await
+    }
+
+    async fn checkout_inner(
+        &self,
+        user: &str,
+        email: &str,
+        note: Option<String>,
+        actor: &Actor,
+        guard: &Guard,
+    ) -> Result<Done<Placed>, CommerceError> {
         let (db, table) = (self.db(), self.table());
         let lines = cart::lines(db, table, user).await?;
         if lines.is_empty() {

@@ -231,7 +231,7 @@ impl Shop {
                         dispute_id: dispute.id.clone(),
                         amount_minor: dispute.amount,
                         currency: dispute.currency.clone(),
-                        reason: dispute.reason.clone(),
+                        reason: dispute.reason,
                     },
                     id,
                 ));

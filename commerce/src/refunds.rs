@@ -220,9 +220,10 @@ impl Shop {
             let Ok(order) = self.order(&waiting.order_reference).await else {
                 continue;
             };
-            let after = self
-                .ask_provider_refunds(&order, std::slice::from_ref(&waiting.refund_id))
-                .await?;
+            let after = Box::pin(
+                self.ask_provider_refunds(&order, std::slice::from_ref(&waiting.refund_id)),
+            )
+            .await?;
             if after.version != order.version {
                 answered += 1;
             }
