@@ -426,12 +426,22 @@ impl Shop {
         let mut done =
             Box::pin(self.mutate_inner(reference, actor, note, guard, respond, plan)).await?;
         // Refunds of online payments are asked of the provider once the records are committed;
-        // the answer shows in the order returned (the change then spans both).
+        // the answer shows in the order returned (the change then spans both), and in the
+        // guard's record, so that a replay answers the same.
         if let Done::Fresh(Mutated::Changed(change)) = &mut done
             && !change.provider_refunds.is_empty()
         {
             let ids = change.provider_refunds.clone();
+            let committed = change.after.version;
             change.after = Box::pin(self.ask_provider_refunds(&change.after, &ids)).await?;
+            if let Some(guard) = guard
+                && change.after.version != committed
+                && let Err(error) = guard
+                    .amend(self.db(), self.table(), &respond(&change.after))
+                    .await
+            {
+                tracing::warn!(%error, reference, "a replay will answer the order as committed, before the provider's answer");
+            }
         }
         Ok(done)
     }

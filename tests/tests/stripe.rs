@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 /// An app with online payments, a customer, and an order of `quantity` units at 12.50 EUR from
 /// a fresh variant with stock 5: (app, customer token, sku, checkout answer).
 async fn placed(quantity: i64) -> (TestApp, String, String, Value) {
-    let app = TestApp::builder().online_payments(None).spawn().await;
+    // Boxed: the app's start is a large future.
+    let app = Box::pin(TestApp::builder().online_payments(None).spawn()).await;
     let sku = format!("SKU-{}", unique_prefix());
     app.product(&[(&sku, 1_250, 5)]).await;
     let token = app.customer_token().await;
@@ -121,6 +122,11 @@ async fn admin_refunds_become_stripe_refunds_of_exactly_those_amounts_once_per_k
         )
         .await;
     assert_eq!(replay.headers()["idempotency-replayed"], "true");
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(
+        replay, partial,
+        "the replay answers what the first request did"
+    );
 
     let rest = app
         .admin_refund(
