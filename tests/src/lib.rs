@@ -1057,6 +1057,60 @@ impl TestApp {
         }
     }
 
+    /// Waits (polling the store, 10 s at most) until the order `reference` is as `done` says
+    /// (`what` names it in the failure): what a Stripe webhook causes arrives on its own, and
+    /// the refunds it asks of Stripe are answered after the change that records them.
+    pub async fn wait_for_order(
+        &self,
+        reference: &str,
+        what: &str,
+        done: impl Fn(&lumi_commerce::model::Order) -> bool,
+    ) -> lumi_commerce::model::Order {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let order = self.stored_order(reference).await;
+            if done(&order) {
+                return order;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {reference}: still not {what}: {order:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The refunds the app's local Stripe server holds for PaymentIntent `intent`.
+    pub async fn stripe_refunds(&self, intent: &str) -> Vec<serde_json::Value> {
+        let stripe = self.stripe.as_ref().expect("built with online_payments()");
+        let listed: serde_json::Value = stripe
+            .client()
+            .unwrap()
+            .get(&format!("/v1/refunds?payment_intent={intent}&limit=100"))
+            .await
+            .unwrap();
+        listed["data"].as_array().unwrap().clone()
+    }
+
+    /// The events of type `kind` the app's local Stripe server sent (to every registered
+    /// webhook) about the object `object_id`: what Stripe would deliver again on a retry.
+    pub async fn stripe_sent_events(&self, kind: &str, object_id: &str) -> Vec<serde_json::Value> {
+        let stripe = self.stripe.as_ref().expect("built with online_payments()");
+        let listed: serde_json::Value = stripe
+            .client()
+            .unwrap()
+            .get(&format!("/v1/events?type={kind}&limit=100"))
+            .await
+            .unwrap();
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["data"]["object"]["id"] == object_id)
+            .cloned()
+            .collect()
+    }
+
     /// Runs the refund-email worker until no message is visible; returns how many it received.
     /// Delivery to the queue is at least once: a copy received in the same batch as its twin
     /// finds the delivery claimed, is reported failed and comes back after the visibility
