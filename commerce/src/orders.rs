@@ -147,6 +147,9 @@ pub struct AdminOrderView {
     pub customer_email: String,
     pub version: u64,
     pub timeline: Vec<TimelineEvent>,
+    /// A chargeback opened with the provider (the fraud procedure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispute: Option<model::Dispute>,
 }
 
 impl From<&Order> for AdminOrderView {
@@ -157,6 +160,7 @@ impl From<&Order> for AdminOrderView {
             customer_email: order.customer_email.clone(),
             version: order.version,
             timeline: order.timeline.clone(),
+            dispute: order.dispute.clone(),
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum WebhookOutcome {
     IgnoredType(String),
     /// About a payment that is not one of Lumi's orders.
     NotOurs(String),
+    /// Lacking what Lumi needs to act (logged; Stripe always sends it).
+    Unusable(String),
 }
 
 /// Why a webhook was refused before anything was read.
@@ -180,7 +182,7 @@ impl Shop {
         match event.object {
             EventObject::PaymentIntentSucceeded(intent) => {
                 let Some(amount_minor) = intent.received_minor() else {
-                    return Ok(Ok(WebhookOutcome::NotOurs(format!(
+                    return Ok(Ok(WebhookOutcome::Unusable(format!(
                         "intent {} does not say what it received",
                         intent.id
                     ))));

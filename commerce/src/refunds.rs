@@ -4,8 +4,9 @@
 //! from the record (`lumi-refund-<refund id>`: a retried request never makes a second
 //! refund), and applies the answer to the record: `succeeded`, `failed` (money still owed,
 //! listed for admins and counted in `lumi_refunds_failed_total`), or accepted and pending
-//! until the provider's event. A provider that does not answer leaves the outbox item for
-//! the next flush (after any later change that queues an email, and `lumi outbox flush`).
+//! until the provider's event. A provider that does not answer leaves the outbox item: the
+//! refund stays `requested` and is asked again (same key) after each of Stripe's webhooks (a
+//! few at a time: Stripe calls often) and by `POST /api/v1/admin/refunds/retry`.
 //! Refunds of admin listings (`GET /api/v1/admin/refunds?status=`) come from `REFUND#<id>`
 //! projections written with each change of a record.
 
@@ -202,8 +203,11 @@ impl Shop {
     }
 
     /// Asks the provider again for the refunds it could not be asked before (oldest first, at
-    /// most `limit`). Returns how many were answered.
-    pub async fn retry_provider_refunds(&self, limit: i32) -> Result<usize, CommerceError> {
+    /// most `limit`). Returns the changes its answers made (for the metrics).
+    pub async fn retry_provider_refunds(
+        &self,
+        limit: i32,
+    ) -> Result<Vec<crate::model::Change>, CommerceError> {
         let request = self
             .db()
             .client()
@@ -214,7 +218,7 @@ impl Shop {
             .expression_attribute_values(":p", s("PROVIDER_REFUNDS"))
             .limit(limit);
         let (items, _) = self.db().query_page(self.table(), request).await?;
-        let mut answered = 0;
+        let mut answered = Vec::new();
         for item in items {
             let waiting: ProviderRefundItem = from_item(self.table(), item)?;
             let Ok(order) = self.order(&waiting.order_reference).await else {
@@ -225,7 +229,14 @@ impl Shop {
             )
             .await?;
             if after.version != order.version {
-                answered += 1;
+                answered.push(crate::model::Change {
+                    before: order,
+                    after,
+                    stock: Vec::new(),
+                    emails: Vec::new(),
+                    provider_refunds: Vec::new(),
+                    action: "refund.answer".into(),
+                });
             }
         }
         Ok(answered)

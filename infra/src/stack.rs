@@ -118,7 +118,7 @@ impl LocalStack {
             let created = secrets
                 .create_secret()
                 .name(&name)
-                .secret_string(complete_secret_value(None)?)
+                .secret_string(local_secret_value()?)
                 .send()
                 .await
                 .with_context(|| format!("creating secret {name}"))?;
@@ -168,10 +168,16 @@ impl LocalStack {
     }
 }
 
-/// The secret's JSON with every key the functions need (see `lumi_shared::secrets`), and the
-/// local Stripe server's secret key (it accepts any `sk_…`).
+/// The secret's JSON with every key the functions need (see `lumi_shared::secrets`); a deployed
+/// stack's Stripe secret key is the operator's to set (`lumi secrets init` never invents one).
 pub fn complete_secret_value(existing: Option<&str>) -> anyhow::Result<String> {
-    let json = lumi_shared::secrets::complete_secret_json(existing)?;
+    Ok(lumi_shared::secrets::complete_secret_json(existing)?)
+}
+
+/// A local stack's secret: every key, and the local Stripe server's secret key (it accepts any
+/// `sk_…`).
+pub fn local_secret_value() -> anyhow::Result<String> {
+    let json = lumi_shared::secrets::complete_secret_json(None)?;
     let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json)?;
     object.entry("stripe_secret_key").or_insert_with(|| {
         serde_json::Value::String(crate::stripe_server::LOCAL_SECRET_KEY.to_owned())

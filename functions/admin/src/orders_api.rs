@@ -352,9 +352,13 @@ pub async fn list_refunds(
 pub async fn retry_refunds(
     State(shop): State<Shared>,
     _admin: AdminUser,
+    metrics: MetricSet,
 ) -> ApiResult<axum::Json<Value>> {
     let answered = shop.retry_provider_refunds(25).await?;
-    Ok(axum::Json(json!({ "answered": answered })))
+    for change in &answered {
+        count_change(&metrics, function(&shop), change);
+    }
+    Ok(axum::Json(json!({ "answered": answered.len() })))
 }
 
 #[derive(Deserialize)]

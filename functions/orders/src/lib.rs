@@ -377,6 +377,18 @@ async fn payment_webhook(
             &actor,
         )
         .await?;
+    // Stripe calls often: each verified event also asks again (a few) refunds Stripe could not
+    // be asked before.
+    if outcome.is_ok() {
+        match shop.retry_provider_refunds(3).await {
+            Ok(answered) => {
+                for change in &answered {
+                    count_change(&metrics, function(&shop), change);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "waiting refunds not retried"),
+        }
+    }
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error @ (WebhookError::Malformed | WebhookError::Event(_))) => {
@@ -390,6 +402,10 @@ async fn payment_webhook(
         WebhookOutcome::IgnoredType(kind) => {
             tracing::info!(event_type = %kind, "payment event type not acted on");
             json!({ "received": true, "applied": false, "outcome": "ignored_type" })
+        }
+        WebhookOutcome::Unusable(why) => {
+            tracing::warn!(%why, "payment event without what Lumi needs; acknowledged");
+            json!({ "received": true, "applied": false, "outcome": "ignored", "detail": why })
         }
         WebhookOutcome::NotOurs(why) => {
             tracing::info!(%why, "payment event about no order of this shop");
