@@ -192,7 +192,11 @@ impl TestAppBuilder {
             stripe,
             _shutdown: shutdown,
         };
-        if let Some(stripe) = app.stripe.as_ref().filter(|_| !self.without_stripe_webhooks) {
+        if let Some(stripe) = app
+            .stripe
+            .as_ref()
+            .filter(|_| !self.without_stripe_webhooks)
+        {
             let secret = app.stripe_webhook_secret().await;
             stripe
                 .register_webhook(
