@@ -55,6 +55,11 @@ restore-check: $(STAMP) ## Restore the newest backup into temporary tables and v
 test: $(STAMP) lint ## Formatting, clippy, template and OpenAPI lint, then every test
 	LUMI_REQUIRE_LOCALSTRIPE=1 cargo test --workspace --all-targets --no-fail-fast
 
+.PHONY: soak
+soak: $(STAMP) ## Long commerce history check: make soak SEED=7,8 OPS=2000 (SEED=random by default)
+	LUMI_HISTORY_SEEDS=$(or $(SEED),random) LUMI_HISTORY_OPS=$(or $(OPS),1000) \
+		cargo test -p lumi-tests --test commerce_history -- --nocapture
+
 .PHONY: lint
 lint: $(STAMP) ## rustfmt, clippy -D warnings, cfn-lint, sam validate --lint, OpenAPI
 	cargo fmt --all --check
