@@ -63,7 +63,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 const DEFAULT_SEEDS: &[u64] = &[1, 2, 3];
-const DEFAULT_OPS: usize = 120;
+const DEFAULT_OPS: usize = 150;
 /// The share of customers the rollout gives online payments (the rest pay manually).
 const ROLLOUT_PERCENT: u8 = 60;
 /// Per product, its variants' (price in cents, initial stock): scarce on purpose.
@@ -688,6 +688,14 @@ fn coverage(mut seen: BTreeMap<String, usize>, model: &Model) -> BTreeMap<String
                 .iter()
                 .filter(|o| o.status == Status::Cancelled)
                 .count(),
+        ),
+        (
+            "refunds at Stripe",
+            orders
+                .iter()
+                .filter(|o| o.online)
+                .map(|o| o.refunds.len())
+                .sum(),
         ),
         ("reopened", orders.iter().filter(|o| o.attempt > 1).count()),
         ("units shipped", units(|l| l.fulfilled)),
