@@ -20,6 +20,9 @@ use crate::{
     provider::{PaymentProvider, ProviderError, ProviderRefund, RefundStart},
 };
 
+/// How long a refund waits before a retry asks the provider again.
+pub const RETRY_AFTER_US: i64 = 30 * 1_000_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ProviderRefundItem {
     pk: String,
@@ -203,7 +206,9 @@ impl Shop {
     }
 
     /// Asks the provider again for the refunds it could not be asked before (oldest first, at
-    /// most `limit`). Returns the changes its answers made (for the metrics).
+    /// most `limit`), once they have waited [`RETRY_AFTER_US`]: a younger one may still be in
+    /// its own first ask (asking twice at once is what the idempotency key is for, but there is
+    /// no need to lean on it). Returns the changes its answers made (for the metrics).
     pub async fn retry_provider_refunds(
         &self,
         limit: i32,
@@ -214,8 +219,12 @@ impl Shop {
             .query()
             .table_name(self.table())
             .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :p")
+            .key_condition_expression("gsi1pk = :p AND gsi1sk < :before")
             .expression_attribute_values(":p", s("PROVIDER_REFUNDS"))
+            .expression_attribute_values(
+                ":before",
+                s(crate::rfc3339(self.now_us() - RETRY_AFTER_US)),
+            )
             .limit(limit);
         let (items, _) = self.db().query_page(self.table(), request).await?;
         let mut answered = Vec::new();
