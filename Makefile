@@ -53,7 +53,7 @@ restore-check: $(STAMP) ## Restore the newest backup into temporary tables and v
 
 .PHONY: test
 test: $(STAMP) lint ## Formatting, clippy, template and OpenAPI lint, then every test
-	cargo test --workspace --all-targets --no-fail-fast
+	LUMI_REQUIRE_LOCALSTRIPE=1 cargo test --workspace --all-targets --no-fail-fast
 
 .PHONY: soak
 soak: $(STAMP) ## Long commerce history check: make soak SEED=7,8 OPS=2000 (SEED=random by default)

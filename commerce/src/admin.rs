@@ -265,6 +265,7 @@ impl Shop {
                 &format!("settle:{refund_id}"),
                 &PaymentEvent::RefundSucceeded {
                     refund_id: refund_id.to_owned(),
+                    provider_refund_id: None,
                 },
                 actor,
             )

@@ -32,6 +32,8 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 mod persist;
+pub mod provider;
+pub mod refunds;
 pub mod stripe;
 
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub const ORDER_CREATED_TOTAL: &str = "order_created_total";
 pub const ORDER_STATUS_TRANSITIONS_TOTAL: &str = "order_status_transitions_total";
 pub const PAYMENT_AMOUNT_MISMATCH_TOTAL: &str = "lumi_payment_amount_mismatch_total";
 pub const REFUNDS_TOTAL: &str = "lumi_refunds_total";
+/// Refunds the provider refused or failed: the money is still owed (alarmed on).
+pub const REFUNDS_FAILED_TOTAL: &str = "lumi_refunds_failed_total";
 
 /// Why a use case did not happen. Nothing was written when one is returned.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,9 @@ pub enum CommerceError {
     /// retried later.
     #[error("{0}")]
     Unavailable(String),
+    /// The payment provider refused or could not be reached; nothing was written.
+    #[error(transparent)]
+    Provider(#[from] provider::ProviderError),
     /// A broken invariant or an unreadable record: a bug.
     #[error("internal: {0}")]
     Internal(String),
@@ -93,12 +100,20 @@ impl DomainError for CommerceError {
             Self::Idempotency(error) => error.class(),
             Self::Store(error) => error.class(),
             Self::Unavailable(_) => ErrorClass::Unavailable,
+            Self::Provider(provider::ProviderError::Refused(_)) => ErrorClass::Upstream,
+            Self::Provider(_) => ErrorClass::Unavailable,
             Self::Internal(_) => ErrorClass::Internal,
         }
     }
 
     fn public_detail(&self) -> String {
         match self {
+            Self::Provider(provider::ProviderError::Refused(_)) => {
+                "the payment provider refused the request; nothing was changed".into()
+            }
+            Self::Provider(_) => {
+                "the payment provider is unavailable; nothing was changed, retry shortly".into()
+            }
             Self::Idempotency(error) => error.public_detail(),
             Self::Store(error) => error.public_detail(),
             other => other.to_string(),
@@ -145,12 +160,14 @@ impl Actor {
 pub struct Shop {
     pub platform: Arc<Platform>,
     pub outbox: outbox::OutboxSender,
+    pub stripe: Arc<provider::Stripe>,
 }
 
 impl Shop {
     pub fn new(platform: Arc<Platform>) -> Self {
         Self {
             outbox: outbox::OutboxSender::new(&platform),
+            stripe: Arc::new(provider::Stripe::new(platform.clone())),
             platform,
         }
     }
@@ -215,6 +232,29 @@ pub fn count_change(
                 ("provider", &change.after.payment.provider),
             ],
             refunds as f64,
+        );
+    }
+    let failed = change
+        .after
+        .refunds
+        .iter()
+        .filter(|r| r.status == model::RefundStatus::Failed)
+        .filter(|r| {
+            !change
+                .before
+                .refunds
+                .iter()
+                .any(|b| b.id == r.id && b.status == model::RefundStatus::Failed)
+        })
+        .count();
+    if failed > 0 {
+        metrics.count(
+            REFUNDS_FAILED_TOTAL,
+            &[
+                ("function", function),
+                ("provider", &change.after.payment.provider),
+            ],
+            failed as f64,
         );
     }
     if change.action == "payment.amount_mismatch" {

@@ -173,10 +173,14 @@ pub enum RestockType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundStatus {
-    /// Recorded: the money must still go back (the provider's confirmation, or an admin who
-    /// pays it back by hand and settles it).
+    /// A `manual` refund: to pay back by hand, then settle.
     Pending,
+    /// Asked of the online provider (or about to be): its answer or event settles it.
+    Requested,
     Succeeded,
+    /// The provider refused or failed it: the money is still owed (an admin pays it back by
+    /// hand and settles it).
+    Failed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +253,9 @@ pub struct Payment {
     /// A capture that did not match what is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mismatch: Option<Money>,
+    /// The provider's object for this payment (a Stripe PaymentIntent id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_ref: Option<String>,
 }
 
 fn first_attempt() -> u32 {
@@ -277,6 +284,11 @@ pub struct Refund {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settled_at: Option<String>,
+    /// The provider's refund (a Stripe Refund id), once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_refund_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
 }
 
 impl From<&Refund> for Refund {
@@ -328,6 +340,19 @@ pub struct Order {
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A chargeback opened with the provider: the order is flagged for the fraud procedure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispute: Option<Dispute>,
+}
+
+/// A chargeback (`charge.dispute.created`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispute {
+    pub id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub reason: String,
+    pub opened_at: String,
 }
 
 /// Why a stock movement happened (the ledger's `kind`).
@@ -373,6 +398,8 @@ pub struct Change {
     pub after: Order,
     pub stock: Vec<StockMove>,
     pub emails: Vec<EmailToSend>,
+    /// Refund records to ask of the online provider once this change is committed.
+    pub provider_refunds: Vec<String>,
     /// The audit action (`order.cancel`, ...); the timeline event carries the same.
     pub action: String,
 }
@@ -443,7 +470,7 @@ impl Order {
         if self
             .refunds
             .iter()
-            .any(|r| r.status == RefundStatus::Pending)
+            .any(|r| r.status != RefundStatus::Succeeded)
         {
             return FinancialStatus::RefundPending;
         }
@@ -528,6 +555,7 @@ impl Order {
             after,
             stock: Vec::new(),
             emails: Vec::new(),
+            provider_refunds: Vec::new(),
             action: action.into(),
         }
     }
@@ -596,10 +624,20 @@ impl Change {
             idempotency_key: None,
             created_at: act.now.to_owned(),
             settled_at: None,
+            provider_refund_id: None,
+            failure_reason: None,
         });
     }
 
-    fn push_refund(&mut self, refund: Refund) {
+    /// Records a refund: `manual` ones wait to be paid back by hand (`pending`), online ones
+    /// are asked of the provider after the commit (`requested`). One email per record.
+    fn push_refund(&mut self, mut refund: Refund) {
+        if self.after.payment.provider == "manual" {
+            refund.status = RefundStatus::Pending;
+        } else {
+            refund.status = RefundStatus::Requested;
+            self.provider_refunds.push(refund.id.clone());
+        }
         self.after.payment.refunded_minor += refund.amount_minor;
         self.emails.push(EmailToSend {
             kind: "order_refund",
@@ -658,6 +696,32 @@ pub enum PaymentEvent {
     /// A refund record was paid back (the provider confirmed it, or an admin settled it).
     RefundSucceeded {
         refund_id: String,
+        /// The provider's refund, when it says.
+        provider_refund_id: Option<String>,
+    },
+    /// The provider took the refund request (its refund id) but has not paid it yet.
+    RefundAccepted {
+        refund_id: String,
+        provider_refund_id: String,
+    },
+    /// The provider refused or failed a refund: the money is still owed.
+    RefundFailed {
+        refund_id: String,
+        reason: String,
+    },
+    /// A refund made at the provider outside Lumi (the Stripe dashboard): recorded as a
+    /// money-only refund, once per provider refund id.
+    ExternalRefund {
+        provider_refund_id: String,
+        amount_minor: i64,
+        currency: String,
+    },
+    /// A chargeback: the order is flagged for the fraud procedure.
+    Disputed {
+        dispute_id: String,
+        amount_minor: i64,
+        currency: String,
+        reason: String,
     },
 }
 
@@ -761,7 +825,10 @@ pub fn apply_payment(
             });
             change
         }
-        PaymentEvent::RefundSucceeded { refund_id } => {
+        PaymentEvent::RefundSucceeded {
+            refund_id,
+            provider_refund_id,
+        } => {
             let Some(refund) = order.refunds.iter().find(|r| &r.id == refund_id) else {
                 // Acknowledged, not refused: a provider would retry a refusal forever.
                 return Ok(PaymentOutcome::Ignored(format!(
@@ -777,7 +844,123 @@ pub fn apply_payment(
             if let Some(refund) = change.after.refunds.iter_mut().find(|r| &r.id == refund_id) {
                 refund.status = RefundStatus::Succeeded;
                 refund.settled_at = Some(act.now.to_owned());
+                refund.failure_reason = None;
+                if provider_refund_id.is_some() {
+                    refund.provider_refund_id = provider_refund_id.clone();
+                }
             }
+            change
+        }
+        PaymentEvent::RefundAccepted {
+            refund_id,
+            provider_refund_id,
+        } => {
+            let Some(refund) = order.refunds.iter().find(|r| &r.id == refund_id) else {
+                return Ok(PaymentOutcome::Ignored(format!(
+                    "no refund {refund_id} on this order"
+                )));
+            };
+            if refund.provider_refund_id.as_ref() == Some(provider_refund_id)
+                || refund.status != RefundStatus::Requested
+            {
+                return Ok(PaymentOutcome::Ignored(format!(
+                    "refund {refund_id} knows its provider refund already"
+                )));
+            }
+            let mut change = order.change("refund.accepted");
+            if let Some(refund) = change.after.refunds.iter_mut().find(|r| &r.id == refund_id) {
+                refund.provider_refund_id = Some(provider_refund_id.clone());
+            }
+            change
+        }
+        PaymentEvent::RefundFailed { refund_id, reason } => {
+            let Some(refund) = order.refunds.iter().find(|r| &r.id == refund_id) else {
+                return Ok(PaymentOutcome::Ignored(format!(
+                    "no refund {refund_id} on this order"
+                )));
+            };
+            if refund.status != RefundStatus::Requested {
+                return Ok(PaymentOutcome::Ignored(format!(
+                    "refund {refund_id} is {:?} already",
+                    refund.status
+                )));
+            }
+            let mut change = order.change("refund.fail");
+            if let Some(refund) = change.after.refunds.iter_mut().find(|r| &r.id == refund_id) {
+                refund.status = RefundStatus::Failed;
+                refund.failure_reason = Some(reason.clone());
+            }
+            change
+        }
+        PaymentEvent::ExternalRefund {
+            provider_refund_id,
+            amount_minor,
+            currency,
+        } => {
+            if order
+                .refunds
+                .iter()
+                .any(|r| r.provider_refund_id.as_ref() == Some(provider_refund_id))
+            {
+                return Ok(PaymentOutcome::Ignored(format!(
+                    "refund {provider_refund_id} is recorded already"
+                )));
+            }
+            if !currency.eq_ignore_ascii_case(&order.currency)
+                || *amount_minor <= 0
+                || *amount_minor > order.captured_unrefunded()
+            {
+                return Ok(PaymentOutcome::Ignored(format!(
+                    "a refund of {amount_minor} {currency} does not fit what is captured and not refunded ({})",
+                    order.captured_unrefunded()
+                )));
+            }
+            let mut change = order.change("refund.external");
+            let refund = Refund {
+                id: refund_id.to_owned(),
+                amount_minor: *amount_minor,
+                currency: order.currency.clone(),
+                lines: Vec::new(),
+                reason: "refunded at the payment provider".into(),
+                actor: act.actor.to_owned(),
+                status: RefundStatus::Succeeded,
+                idempotency_key: None,
+                created_at: act.now.to_owned(),
+                settled_at: Some(act.now.to_owned()),
+                provider_refund_id: Some(provider_refund_id.clone()),
+                failure_reason: None,
+            };
+            // Already made at the provider: recorded and emailed, not asked again.
+            change.after.payment.refunded_minor += refund.amount_minor;
+            change.emails.push(EmailToSend {
+                kind: "order_refund",
+                idempotency_id: format!("refund:{}", refund.id),
+                amount_minor: refund.amount_minor,
+                currency: refund.currency.clone(),
+                reason: refund.reason.clone(),
+            });
+            change.after.refunds.push(refund);
+            change
+        }
+        PaymentEvent::Disputed {
+            dispute_id,
+            amount_minor,
+            currency,
+            reason,
+        } => {
+            if order.dispute.as_ref().is_some_and(|d| &d.id == dispute_id) {
+                return Ok(PaymentOutcome::Ignored(format!(
+                    "dispute {dispute_id} is recorded already"
+                )));
+            }
+            let mut change = order.change("payment.dispute");
+            change.after.dispute = Some(Dispute {
+                id: dispute_id.clone(),
+                amount_minor: *amount_minor,
+                currency: currency.to_ascii_uppercase(),
+                reason: reason.clone(),
+                opened_at: act.now.to_owned(),
+            });
             change
         }
     };
@@ -903,6 +1086,8 @@ pub fn refund(
         idempotency_key: idempotency_key.map(str::to_owned),
         created_at: act.now.to_owned(),
         settled_at: None,
+        provider_refund_id: None,
+        failure_reason: None,
     });
     change.finish(act)
 }
@@ -1118,12 +1303,14 @@ mod tests {
                 events: Vec::new(),
                 failure_reason: None,
                 mismatch: None,
+                provider_ref: None,
             },
             refunds: Vec::new(),
             timeline: Vec::new(),
             created_at: "2026-12-02T00:00:00Z".into(),
             version: 1,
             note: None,
+            dispute: None,
         }
     }
 
@@ -1162,6 +1349,7 @@ mod tests {
                 "evt_r1",
                 &PaymentEvent::RefundSucceeded {
                     refund_id: "r1".into(),
+                    provider_refund_id: None,
                 },
                 "x",
                 &act(),

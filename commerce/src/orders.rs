@@ -20,6 +20,7 @@ use crate::{
         OrderStatus, Payment, PaymentStatus, Refund, StockMove, TimelineEvent,
     },
     persist::{self, OrderItem, order_key},
+    provider::{PaymentProvider as _, PaymentStart, ProviderPayment},
     rfc3339,
 };
 
@@ -92,6 +93,9 @@ pub struct PaymentView {
     pub failure_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mismatch: Option<Money>,
+    /// The provider's payment (a Stripe PaymentIntent id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_ref: Option<String>,
 }
 
 impl From<&Payment> for PaymentView {
@@ -107,6 +111,7 @@ impl From<&Payment> for PaymentView {
             attempt: p.attempt,
             failure_reason: p.failure_reason.clone(),
             mismatch: p.mismatch.clone(),
+            provider_ref: p.provider_ref.clone(),
         }
     }
 }
@@ -142,6 +147,9 @@ pub struct AdminOrderView {
     pub customer_email: String,
     pub version: u64,
     pub timeline: Vec<TimelineEvent>,
+    /// A chargeback opened with the provider (the fraud procedure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispute: Option<model::Dispute>,
 }
 
 impl From<&Order> for AdminOrderView {
@@ -152,6 +160,7 @@ impl From<&Order> for AdminOrderView {
             customer_email: order.customer_email.clone(),
             version: order.version,
             timeline: order.timeline.clone(),
+            dispute: order.dispute.clone(),
         }
     }
 }
@@ -175,6 +184,25 @@ pub fn tracking(order: &Order) -> Tracking {
     }
 }
 
+/// What the storefront needs to let the customer pay online (Stripe.js `confirmPayment`):
+/// answered with a checkout, never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentAction {
+    pub provider: String,
+    pub client_secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publishable_key: Option<String>,
+}
+
+/// A placed order and, for an online payment, how the customer pays it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Placed {
+    #[serde(flatten)]
+    pub order: OrderView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<PaymentAction>,
+}
+
 /// The tracking view: the facets and the timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tracking {
@@ -185,16 +213,42 @@ pub struct Tracking {
     pub timeline: Vec<TimelineEvent>,
 }
 
+const REFERENCE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
 /// `LUMI-7K3F-9Q2M`: 40 random bits in Crockford base32 (no I, L, O, U).
 pub fn new_reference() -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let mut rng = rand::rng();
-    let mut part = || {
-        (0..4)
-            .map(|_| ALPHABET[rng.random_range(0..32)] as char)
-            .collect::<String>()
-    };
-    format!("LUMI-{}-{}", part(), part())
+    let bits: Vec<u8> = (0..8).map(|_| rng.random_range(0..32)).collect();
+    reference_of(&bits)
+}
+
+fn reference_of(digits: &[u8]) -> String {
+    let text: String = digits
+        .iter()
+        .take(8)
+        .map(|d| REFERENCE_ALPHABET[usize::from(*d) % 32] as char)
+        .collect();
+    format!("LUMI-{}-{}", &text[..4], &text[4..])
+}
+
+/// What one checkout (this caller, this Idempotency-Key) derives its ids from.
+fn checkout_seed(user: &str, key: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(format!("checkout\0{user}\0{key}").as_bytes()).into()
+}
+
+/// The reference and payment id of a checkout's `attempt`-th derivation: the same for every
+/// retry of one checkout, so the provider's payment (asked with an idempotency key made of the
+/// payment id) is the same too.
+fn derived_ids(seed: &[u8; 32], attempt: u8) -> (String, String) {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(seed);
+    hasher.update([attempt]);
+    let digest: [u8; 32] = hasher.finalize().into();
+    let reference = reference_of(&digest[..8].iter().map(|b| b % 32).collect::<Vec<_>>());
+    let hex: String = digest[8..24].iter().map(|b| format!("{b:02x}")).collect();
+    (reference, format!("pay_{hex}"))
 }
 
 /// Whether `text` has the shape of an order reference (checked before any AWS call).
@@ -373,10 +427,30 @@ impl Shop {
         plan: impl Fn(&Order, &Context<'_>) -> Result<Planned, CommerceError>,
     ) -> Result<Done<Mutated>, CommerceError> {
         // Boxed: the SDK futures inside are large, and every order change comes through here.
-        Box::pin(self.mutate_inner(reference, actor, note, guard, respond, plan)).await
+        let mut done =
+            Box::pin(self.mutate_inner(reference, actor, note, guard, respond, plan)).await?;
+        // Refunds of online payments are asked of the provider once the records are committed;
+        // the answer shows in the order returned (the change then spans both), and in the
+        // guard's record, so that a replay answers the same.
+        if let Done::Fresh(Mutated::Changed(change)) = &mut done
+            && !change.provider_refunds.is_empty()
+        {
+            let ids = change.provider_refunds.clone();
+            let committed = change.after.version;
+            change.after = Box::pin(self.ask_provider_refunds(&change.after, &ids)).await?;
+            if let Some(guard) = guard
+                && change.after.version != committed
+                && let Err(error) = guard
+                    .amend(self.db(), self.table(), &respond(&change.after))
+                    .await
+            {
+                tracing::warn!(%error, reference, "a replay will answer the order as committed, before the provider's answer");
+            }
+        }
+        Ok(done)
     }
 
-    async fn mutate_inner(
+    pub(crate) async fn mutate_inner(
         &self,
         reference: &str,
         actor: &Actor,
@@ -490,7 +564,19 @@ impl Shop {
         note: Option<String>,
         actor: &Actor,
         guard: &Guard,
-    ) -> Result<Done<OrderView>, CommerceError> {
+    ) -> Result<Done<Placed>, CommerceError> {
+        // Boxed: the SDK's and the Stripe client's futures are large.
+        Box::pin(self.checkout_inner(user, email, note, actor, guard)).await
+    }
+
+    async fn checkout_inner(
+        &self,
+        user: &str,
+        email: &str,
+        note: Option<String>,
+        actor: &Actor,
+        guard: &Guard,
+    ) -> Result<Done<Placed>, CommerceError> {
         let (db, table) = (self.db(), self.table());
         let lines = cart::lines(db, table, user).await?;
         if lines.is_empty() {
@@ -522,14 +608,35 @@ impl Shop {
         let total_minor: i64 = order_lines.iter().map(|l| l.total_minor).sum();
         let settings = self.platform.settings.get().await;
         let provider = if settings.feature_flags.order_payments_for(user) {
-            "lumipay"
+            self.stripe.name()
         } else {
             "manual"
         };
+        // Ids derived from the caller and the key: a retried checkout asks the provider for the
+        // same payment (same idempotency key, same parameters), so it never makes two.
+        let seed = checkout_seed(user, guard.key().as_str());
         let now_us = self.now_us();
         let created_at = rfc3339(now_us);
-        for _ in 0..3 {
-            let reference = new_reference();
+        for attempt in 0..3u8 {
+            // A derived reference already taken (the key reused after its record expired, or a
+            // collision) moves on to the next derivation.
+            let (reference, payment_id) = derived_ids(&seed, attempt);
+            let online = match provider {
+                "manual" => None,
+                _ => Some(
+                    self.stripe
+                        .start(&PaymentStart {
+                            order_reference: reference.clone(),
+                            payment_id: payment_id.clone(),
+                            amount_minor: total_minor,
+                            currency: currency.clone(),
+                            idempotency_key: format!(
+                                "lumi-pi-{payment_id}-{total_minor}{currency}"
+                            ),
+                        })
+                        .await?,
+                ),
+            };
             let placed = Order {
                 reference: reference.clone(),
                 user_id: user.to_owned(),
@@ -540,7 +647,7 @@ impl Shop {
                 total_minor,
                 currency: currency.clone(),
                 payment: Payment {
-                    id: format!("pay_{}", uuid::Uuid::new_v4().simple()),
+                    id: payment_id.clone(),
                     provider: provider.to_owned(),
                     status: PaymentStatus::Pending,
                     amount_minor: total_minor,
@@ -551,8 +658,10 @@ impl Shop {
                     events: Vec::new(),
                     failure_reason: None,
                     mismatch: None,
+                    provider_ref: online.as_ref().map(|p| p.provider_ref.clone()),
                 },
                 refunds: Vec::new(),
+                dispute: None,
                 timeline: vec![TimelineEvent {
                     at: created_at.clone(),
                     actor: actor.name.clone(),
@@ -577,6 +686,7 @@ impl Shop {
                     })
                     .collect(),
                 emails: Vec::new(),
+                provider_refunds: Vec::new(),
                 action: "order.placed".into(),
             };
             let view = OrderView::of(&placed);
@@ -603,37 +713,56 @@ impl Shop {
                 Some((guard, &response)),
                 now_us,
             )?;
-            match db.commit(tx).await? {
-                Ok(()) => return Ok(Done::Fresh(view)),
-                Err(cancelled) => {
-                    if parts.guard.is_some_and(|at| cancelled.condition_failed(at)) {
-                        return Ok(Done::Replay(guard.resolve(db, table, now_us).await?));
-                    }
-                    if cancelled.condition_failed(parts.order) {
-                        continue; // the reference is taken: draw another
-                    }
-                    if reservation_parts
-                        .iter()
-                        .any(|at| cancelled.condition_failed(*at))
-                    {
-                        return Err(CommerceError::Conflict(
-                            "the cart changed during checkout; review it and retry".into(),
-                        ));
-                    }
-                    if let Some((_, sku)) = parts
-                        .stock
-                        .iter()
-                        .find(|(at, _)| cancelled.condition_failed(*at))
-                    {
-                        return Err(CommerceError::OutOfStock {
-                            sku: sku.clone(),
-                            available: 0,
-                        });
-                    }
+            let committed = db.commit(tx).await;
+            let cancelled = match committed {
+                Ok(Ok(())) => {
+                    return Ok(Done::Fresh(Placed {
+                        order: view,
+                        action: online.and_then(|p| {
+                            p.client_secret.map(|client_secret| PaymentAction {
+                                provider: provider.to_owned(),
+                                client_secret,
+                                publishable_key: self.stripe.publishable_key().map(str::to_owned),
+                            })
+                        }),
+                    }));
+                }
+                Ok(Err(cancelled)) => Some(cancelled),
+                Err(error) => {
+                    self.forget_payment(online.as_ref(), &payment_id).await;
+                    return Err(error.into());
+                }
+            };
+            if let Some(cancelled) = cancelled {
+                if parts.guard.is_some_and(|at| cancelled.condition_failed(at)) {
+                    // The first request with this key made the order (and its payment).
+                    return Ok(Done::Replay(guard.resolve(db, table, now_us).await?));
+                }
+                self.forget_payment(online.as_ref(), &payment_id).await;
+                if cancelled.condition_failed(parts.order) {
+                    continue; // the reference is taken: derive the next
+                }
+                if reservation_parts
+                    .iter()
+                    .any(|at| cancelled.condition_failed(*at))
+                {
                     return Err(CommerceError::Conflict(
-                        "a request with this Idempotency-Key or this cart is in progress; retry shortly".into(),
+                        "the cart changed during checkout; review it and retry".into(),
                     ));
                 }
+                if let Some((_, sku)) = parts
+                    .stock
+                    .iter()
+                    .find(|(at, _)| cancelled.condition_failed(*at))
+                {
+                    return Err(CommerceError::OutOfStock {
+                        sku: sku.clone(),
+                        available: 0,
+                    });
+                }
+                return Err(CommerceError::Conflict(
+                        "a request with this Idempotency-Key or this cart is in progress; retry shortly".into(),
+                    ));
             }
         }
         Err(CommerceError::Conflict(
@@ -648,11 +777,51 @@ impl Shop {
         &self,
         guard: &Guard,
         error: CommerceError,
-    ) -> Result<Done<OrderView>, CommerceError> {
+    ) -> Result<Done<Placed>, CommerceError> {
         match guard.lookup(self.db(), self.table(), self.now_us()).await? {
             Some(body) => Ok(Done::Replay(body)),
             None => Err(error),
         }
+    }
+
+    /// Cancels the provider's payment of a checkout that made no order (best effort: an intent
+    /// nobody can confirm is harmless, since its client secret never left the server).
+    async fn forget_payment(&self, online: Option<&ProviderPayment>, payment_id: &str) {
+        if let Some(payment) = online
+            && let Err(error) = self
+                .stripe
+                .cancel(
+                    &payment.provider_ref,
+                    &format!("lumi-pi-cancel-{payment_id}"),
+                )
+                .await
+        {
+            tracing::warn!(%error, provider_ref = %payment.provider_ref, "an unused payment intent was not cancelled");
+        }
+    }
+
+    /// How `user` pays their open online order `reference` (the client secret, asked of the
+    /// provider each time: never stored). `None` when nothing is to pay online.
+    pub async fn payment_action(
+        &self,
+        user: &str,
+        reference: &str,
+    ) -> Result<Option<PaymentAction>, CommerceError> {
+        let order = self.own_order(user, reference).await?;
+        let awaiting = order.status == OrderStatus::Open
+            && matches!(
+                order.payment.status,
+                PaymentStatus::Pending | PaymentStatus::Authorized
+            );
+        let Some(provider_ref) = order.payment.provider_ref.filter(|_| awaiting) else {
+            return Ok(None);
+        };
+        let secret = self.stripe.client_secret(&provider_ref).await?;
+        Ok(secret.map(|client_secret| PaymentAction {
+            provider: order.payment.provider.clone(),
+            client_secret,
+            publishable_key: self.stripe.publishable_key().map(str::to_owned),
+        }))
     }
 
     /// The customer cancels their order: money back, open units back on the shelf. Cancelling

@@ -1,165 +1,56 @@
-//! Payments: the provider's word (webhook events) and the admin's (a manual capture, the
-//! failed-payment procedure), applied to the order through [`crate::model::apply_payment`].
+//! Payments: the provider's word (Stripe's signed webhook events) and the admin's (a manual
+//! capture, the failed-payment procedure), applied to the order through
+//! [`crate::model::apply_payment`].
 //!
-//! The online provider (`lumipay`) signs its webhooks with HMAC-SHA256
-//! (`Lumi-Signature: t=<unix seconds>,v1=<hex>` over `<t>.<body>`, the key in the config secret,
-//! five minutes of tolerance against replays; several `v1` values are accepted for key rolls).
-//! Its events: `payment.authorized`, `payment.captured` (with `amount_minor` and `currency`:
-//! a capture that does not match what is due is an amount mismatch, never a payment),
-//! `payment.failed`, `refund.succeeded` (with `refund_id`). Each event applies once (its id is
-//! kept on the payment); a duplicate or an event with nothing to do in the current state is
-//! acknowledged, never refused, so a provider never retries it forever. Unknown types are
-//! acknowledged and logged.
+//! Stripe's events at `POST /api/v1/payments/webhooks/stripe`, verified with `Stripe-Signature`
+//! (the endpoint's signing secret `payment_webhook_secrets.stripe`; see [`crate::stripe`]):
+//! - `payment_intent.succeeded`: a capture of what the intent received (`amount_received`):
+//!   what is due pays the order, anything else is an amount mismatch;
+//! - `payment_intent.payment_failed`: the failed-payment procedure (order cancelled, stock back
+//!   once, one notice);
+//! - `refund.created`/`refund.updated`/`refund.failed` and `charge.refunded`: Lumi's refund
+//!   records settle or fail; a refund made in the Stripe dashboard is recorded as a money-only
+//!   refund;
+//! - `charge.dispute.created`: the order is flagged and the chargeback audited (the fraud
+//!   procedure).
+//!
+//! Each event applies once (its id is kept on the payment); duplicates, events with nothing to
+//! do in the current state, events about payments that are not Lumi's and unknown types are
+//! acknowledged (2xx) and logged, never refused, so Stripe never retries them forever.
 
-use hmac::{Hmac, Mac as _};
 use lumi_shared::idempotency::Done;
-use serde::Deserialize;
-use sha2::Sha256;
 
 use crate::{
-    Actor, CommerceError, Shop, invalid,
+    Actor, CommerceError, Shop,
     model::{self, PaymentEvent, PaymentOutcome},
     orders::{Mutated, Planned},
-    persist::{PaymentItem, payment_key},
+    persist::{PaymentItem, ProviderRefItem, payment_key, provider_ref_key},
+    stripe::{self, EventObject},
 };
 
-const TOLERANCE_SECS: u64 = 300;
+/// What a webhook event did.
+#[derive(Debug, Clone)]
+pub enum WebhookOutcome {
+    Applied(Vec<Applied>),
+    /// A type Lumi does not act on.
+    IgnoredType(String),
+    /// About a payment that is not one of Lumi's orders.
+    NotOurs(String),
+    /// Lacking what Lumi needs to act (logged; Stripe always sends it).
+    Unusable(String),
+}
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SignatureError {
-    #[error("the Lumi-Signature header is missing or malformed")]
+/// Why a webhook was refused before anything was read.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the Stripe-Signature header is missing or malformed")]
     Malformed,
-    #[error("the signature's timestamp is outside the tolerance")]
-    Stale,
-    #[error("the signature does not match")]
-    Mismatch,
+    #[error("the webhook signature is not valid: {0}")]
+    Signature(stripe::SignatureError),
+    #[error("the event is not understood: {0}")]
+    Event(String),
 }
 
-/// The header value a provider sends for `body` at `timestamp` (tests and provider tooling).
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    // HMAC takes keys of any length: `new_from_slice` cannot fail here.
-    let Ok(mut mac) = <Hmac<Sha256>>::new_from_slice(secret) else {
-        return String::new();
-    };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    format!(
-        "t={timestamp},v1={}",
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
-}
-
-/// Checks a `Lumi-Signature` header (constant-time comparison).
-pub fn verify(
-    secret: &[u8],
-    header: Option<&str>,
-    body: &[u8],
-    now_secs: i64,
-) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Malformed)?;
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-            Some(("v1", v)) => signatures.push(v.to_owned()),
-            _ => {}
-        }
-    }
-    let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
-    if signatures.is_empty() {
-        return Err(SignatureError::Malformed);
-    }
-    if now_secs.abs_diff(timestamp) > TOLERANCE_SECS {
-        return Err(SignatureError::Stale);
-    }
-    let mut mac = <Hmac<Sha256>>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let expected = mac.finalize().into_bytes();
-    let matches = signatures.iter().any(|candidate| {
-        let bytes: Option<Vec<u8>> = (0..candidate.len())
-            .step_by(2)
-            .map(|i| {
-                candidate
-                    .get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect();
-        bytes.is_some_and(|bytes| {
-            use subtle::ConstantTimeEq as _;
-            bytes.len() == expected.len() && bool::from(bytes.ct_eq(&expected))
-        })
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
-}
-
-/// A provider's webhook body.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Webhook {
-    pub event_id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub payment_id: String,
-    #[serde(default)]
-    pub amount_minor: Option<i64>,
-    #[serde(default)]
-    pub currency: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub refund_id: Option<String>,
-}
-
-impl Webhook {
-    /// The event this webhook reports, `None` for a type this provider integration ignores.
-    pub fn event(&self) -> Result<Option<PaymentEvent>, CommerceError> {
-        if self.event_id.is_empty() || self.event_id.len() > 128 {
-            return Err(invalid("event_id", "1 to 128 characters"));
-        }
-        Ok(Some(match self.kind.as_str() {
-            "payment.authorized" => PaymentEvent::Authorized,
-            "payment.captured" => {
-                let (Some(amount_minor), Some(currency)) = (self.amount_minor, &self.currency)
-                else {
-                    return Err(invalid(
-                        "amount_minor",
-                        "a capture carries amount_minor and currency",
-                    ));
-                };
-                PaymentEvent::Captured {
-                    amount_minor,
-                    currency: currency.clone(),
-                }
-            }
-            "payment.failed" => PaymentEvent::Failed {
-                reason: self
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| "the payment failed".into()),
-            },
-            "refund.succeeded" => PaymentEvent::RefundSucceeded {
-                refund_id: self
-                    .refund_id
-                    .clone()
-                    .ok_or_else(|| invalid("refund_id", "a refund event names its refund"))?,
-            },
-            _ => return Ok(None),
-        }))
-    }
-}
-
-/// What applying an event did, for the provider's acknowledgement.
 #[derive(Debug, Clone)]
 pub enum Applied {
     Changed(Box<model::Change>),
@@ -208,7 +99,21 @@ impl Shop {
                 currency,
             } => format!("capture of {amount_minor} {currency}"),
             PaymentEvent::Failed { reason } => format!("payment failed: {reason}"),
-            PaymentEvent::RefundSucceeded { refund_id } => format!("refund {refund_id} settled"),
+            PaymentEvent::RefundSucceeded { refund_id, .. } => {
+                format!("refund {refund_id} settled")
+            }
+            PaymentEvent::RefundAccepted { refund_id, .. } => {
+                format!("refund {refund_id} accepted by the provider")
+            }
+            PaymentEvent::RefundFailed { refund_id, reason } => {
+                format!("refund {refund_id} failed: {reason}")
+            }
+            PaymentEvent::ExternalRefund {
+                amount_minor,
+                currency,
+                ..
+            } => format!("refund of {amount_minor} {currency} made at the provider"),
+            PaymentEvent::Disputed { reason, .. } => format!("chargeback opened: {reason}"),
         };
         let done = self
             .mutate(
@@ -244,48 +149,230 @@ impl Shop {
     }
 }
 
+/// The payment a Stripe event is about: its Lumi payment id from the intent's metadata, or
+/// through the `PROVIDER_REF#stripe#<intent>` pointer.
+enum Target {
+    Payment(String),
+    Intent(String),
+    Unknown,
+}
+
+impl Shop {
+    /// Verifies and applies one Stripe webhook (`body` as received). `now_secs` is the time
+    /// the signature is checked against.
+    pub async fn apply_stripe_webhook(
+        &self,
+        secret: &[u8],
+        signature: Option<&str>,
+        body: &[u8],
+        now_secs: i64,
+        actor: &Actor,
+    ) -> Result<Result<WebhookOutcome, WebhookError>, CommerceError> {
+        match stripe::verify_signature(secret, signature, body, now_secs) {
+            Ok(_) => {}
+            Err(stripe::SignatureError::Malformed) => return Ok(Err(WebhookError::Malformed)),
+            Err(error) => return Ok(Err(WebhookError::Signature(error))),
+        }
+        let event = match stripe::parse_event(body) {
+            Ok(event) => event,
+            Err(error) => return Ok(Err(WebhookError::Event(error.to_string()))),
+        };
+        let mut changes: Vec<(Target, PaymentEvent, String)> = Vec::new();
+        let id = event.id.clone();
+        match event.object {
+            EventObject::PaymentIntentSucceeded(intent) => {
+                let Some(amount_minor) = intent.received_minor() else {
+                    return Ok(Ok(WebhookOutcome::Unusable(format!(
+                        "intent {} does not say what it received",
+                        intent.id
+                    ))));
+                };
+                changes.push((
+                    target_of(&intent),
+                    PaymentEvent::Captured {
+                        amount_minor,
+                        currency: intent.currency.to_ascii_uppercase(),
+                    },
+                    id,
+                ));
+            }
+            EventObject::PaymentIntentPaymentFailed(intent) => {
+                let reason = intent
+                    .last_payment_error
+                    .as_ref()
+                    .and_then(|e| e.message.clone().or_else(|| e.code.clone()))
+                    .unwrap_or_else(|| "the payment failed".into());
+                changes.push((target_of(&intent), PaymentEvent::Failed { reason }, id));
+            }
+            EventObject::RefundCreated(refund)
+            | EventObject::RefundUpdated(refund)
+            | EventObject::RefundFailed(refund) => {
+                if let Some(change) = refund_change(&refund) {
+                    changes.push(change);
+                }
+            }
+            EventObject::ChargeRefunded(charge) => {
+                for refund in charge.refunds.iter().flat_map(|list| list.data.iter()) {
+                    let mut refund = refund.clone();
+                    if refund.payment_intent.is_none() {
+                        refund.payment_intent = charge.payment_intent.clone();
+                    }
+                    if let Some(change) = refund_change(&refund) {
+                        changes.push(change);
+                    }
+                }
+            }
+            EventObject::ChargeDisputeCreated(dispute) => {
+                let target = dispute
+                    .payment_intent
+                    .clone()
+                    .map_or(Target::Unknown, Target::Intent);
+                changes.push((
+                    target,
+                    PaymentEvent::Disputed {
+                        dispute_id: dispute.id.clone(),
+                        amount_minor: dispute.amount,
+                        currency: dispute.currency.clone(),
+                        reason: dispute.reason,
+                    },
+                    id,
+                ));
+            }
+            EventObject::Other(_) => {
+                return Ok(Ok(WebhookOutcome::IgnoredType(event.kind)));
+            }
+        }
+        let mut applied = Vec::new();
+        for (target, change, event_id) in changes {
+            let payment_id = match target {
+                Target::Payment(id) => Some(id),
+                Target::Intent(intent) => self.payment_of_intent(&intent).await?,
+                Target::Unknown => None,
+            };
+            let Some(payment_id) = payment_id else {
+                return Ok(Ok(WebhookOutcome::NotOurs(format!(
+                    "a {} event about no payment of this shop",
+                    event.kind
+                ))));
+            };
+            match self
+                .apply_payment_event("stripe", &payment_id, &event_id, &change, actor)
+                .await
+            {
+                Ok(outcome) => applied.push(outcome),
+                Err(CommerceError::NotFound(why)) => {
+                    return Ok(Ok(WebhookOutcome::NotOurs(why)));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(Ok(WebhookOutcome::Applied(applied)))
+    }
+
+    async fn payment_of_intent(&self, intent: &str) -> Result<Option<String>, CommerceError> {
+        if intent.is_empty() || intent.len() > 255 || !intent.is_ascii() {
+            return Ok(None);
+        }
+        Ok(self
+            .db()
+            .get_consistent::<ProviderRefItem>(self.table(), provider_ref_key("stripe", intent))
+            .await?
+            .map(|item| item.payment_id))
+    }
+}
+
+fn target_of(intent: &stripe::PaymentIntent) -> Target {
+    match intent.payment_id() {
+        Some(id) if valid_payment_id(id) => Target::Payment(id.to_owned()),
+        _ => Target::Intent(intent.id.clone()),
+    }
+}
+
+/// The change a Stripe refund object reports: for one of Lumi's records (its metadata names
+/// it), succeeded or failed; for a refund made in the dashboard, an external refund once it
+/// succeeded. Pending refunds change nothing yet.
+fn refund_change(refund: &stripe::Refund) -> Option<(Target, PaymentEvent, String)> {
+    let target = refund
+        .payment_intent
+        .clone()
+        .map_or(Target::Unknown, Target::Intent);
+    let event = match (refund.lumi_refund_id(), refund.status) {
+        (Some(id), stripe::RefundStatus::Succeeded) => PaymentEvent::RefundSucceeded {
+            refund_id: id.to_owned(),
+            provider_refund_id: Some(refund.id.clone()),
+        },
+        (Some(id), stripe::RefundStatus::Failed | stripe::RefundStatus::Canceled) => {
+            PaymentEvent::RefundFailed {
+                refund_id: id.to_owned(),
+                reason: refund
+                    .failure_reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{:?}", refund.status).to_lowercase()),
+            }
+        }
+        (None, stripe::RefundStatus::Succeeded) => PaymentEvent::ExternalRefund {
+            provider_refund_id: refund.id.clone(),
+            amount_minor: refund.amount,
+            currency: refund.currency.clone(),
+        },
+        _ => return None,
+    };
+    // One application per refund and state, however many events report it.
+    let state = format!("{:?}", refund.status).to_lowercase();
+    Some((target, event, format!("refund:{}:{state}", refund.id)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn signatures_verify_and_refuse_tampering_staleness_and_garbage() {
-        let body = br#"{"event_id":"e1"}"#;
-        let header = sign(b"secret", 1_000, body);
-        assert_eq!(verify(b"secret", Some(&header), body, 1_100), Ok(()));
-        assert_eq!(
-            verify(b"other", Some(&header), body, 1_100),
-            Err(SignatureError::Mismatch)
+    fn payment_ids_are_checked_by_shape() {
+        assert!(valid_payment_id("pay_0123456789abcdef0123456789abcdef"));
+        assert!(!valid_payment_id("pay_0123"));
+        assert!(!valid_payment_id("PAYMENT#x"));
+    }
+
+    fn refund(metadata: Option<&str>, status: stripe::RefundStatus) -> stripe::Refund {
+        stripe::Refund {
+            id: "re_1".into(),
+            amount: 500,
+            currency: "eur".into(),
+            status,
+            payment_intent: Some("pi_1".into()),
+            charge: None,
+            failure_reason: None,
+            reason: None,
+            metadata: metadata
+                .map(|id| {
+                    [("refund_id".to_owned(), id.to_owned())]
+                        .into_iter()
+                        .collect()
+                })
+                .unwrap_or_default(),
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn refund_objects_settle_fail_or_record_dashboard_refunds() {
+        let (_, event, id) =
+            refund_change(&refund(Some("re_lumi"), stripe::RefundStatus::Succeeded)).unwrap();
+        assert!(
+            matches!(event, PaymentEvent::RefundSucceeded { ref refund_id, .. } if refund_id == "re_lumi")
         );
-        assert_eq!(
-            verify(b"secret", Some(&header), b"{}", 1_100),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify(b"secret", Some(&header), body, 2_000),
-            Err(SignatureError::Stale)
-        );
-        assert_eq!(
-            verify(b"secret", Some("t=1000"), body, 1_000),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            verify(b"secret", None, body, 1_000),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            verify(b"secret", Some("t=1000,v1=zz"), body, 1_000),
-            Err(SignatureError::Mismatch)
-        );
-        // Extreme timestamps are stale, not an overflow.
-        assert_eq!(
-            verify(
-                b"secret",
-                Some(&sign(b"secret", i64::MIN, body)),
-                body,
-                i64::MAX
-            ),
-            Err(SignatureError::Stale)
-        );
+        assert_eq!(id, "refund:re_1:succeeded");
+        let (_, event, _) =
+            refund_change(&refund(Some("re_lumi"), stripe::RefundStatus::Failed)).unwrap();
+        assert!(matches!(event, PaymentEvent::RefundFailed { .. }));
+        let (_, event, _) = refund_change(&refund(None, stripe::RefundStatus::Succeeded)).unwrap();
+        assert!(matches!(
+            event,
+            PaymentEvent::ExternalRefund {
+                amount_minor: 500,
+                ..
+            }
+        ));
+        assert!(refund_change(&refund(None, stripe::RefundStatus::Pending)).is_none());
     }
 }

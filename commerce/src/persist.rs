@@ -78,8 +78,28 @@ pub struct PaymentItem {
     pub captured_minor: i64,
     pub refunded_minor: i64,
     pub financial_status: String,
+    /// The provider's payment (a Stripe PaymentIntent id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_ref: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// `PROVIDER_REF#<provider>#<provider's id>`: from a provider's payment (what its refund and
+/// dispute events name) to Lumi's payment, written with the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProviderRefItem {
+    pub pk: String,
+    pub sk: String,
+    pub payment_id: String,
+    pub order_reference: String,
+}
+
+pub(crate) fn provider_ref_key(provider: &str, provider_ref: &str) -> Item {
+    key(
+        format!("PROVIDER_REF#{provider}#{provider_ref}"),
+        "PROVIDER_REF",
+    )
 }
 
 pub(crate) fn payment_key(id: &str) -> Item {
@@ -103,6 +123,7 @@ fn payment_item(order: &Order, now: &str) -> PaymentItem {
         captured_minor: p.captured_minor,
         refunded_minor: p.refunded_minor,
         financial_status: order.financial_status().as_str().into(),
+        provider_ref: p.provider_ref.clone(),
         created_at: order.created_at.clone(),
         updated_at: now.to_owned(),
     }
@@ -183,6 +204,26 @@ pub(crate) fn write_change(
         ..Parts::default()
     };
     tx.put(&payment_item(order, &now), None, Vec::new())?;
+    if new && let Some(provider_ref) = &order.payment.provider_ref {
+        tx.put(
+            &ProviderRefItem {
+                pk: format!("PROVIDER_REF#{}#{provider_ref}", order.payment.provider),
+                sk: "PROVIDER_REF".into(),
+                payment_id: order.payment.id.clone(),
+                order_reference: order.reference.clone(),
+            },
+            Some("attribute_not_exists(pk)"),
+            Vec::new(),
+        )?;
+    }
+    for refund in &order.refunds {
+        if !change.before.refunds.contains(refund) {
+            crate::refunds::project(tx, refund, order)?;
+        }
+    }
+    for refund_id in &change.provider_refunds {
+        crate::refunds::record(tx, refund_id, &order.reference, &now)?;
+    }
     let cause = format!("order:{}", order.reference);
     for movement in &change.stock {
         let at = stock_move(tx, movement, &cause, now_us)?;

@@ -118,7 +118,7 @@ impl LocalStack {
             let created = secrets
                 .create_secret()
                 .name(&name)
-                .secret_string(complete_secret_value(None)?)
+                .secret_string(local_secret_value()?)
                 .send()
                 .await
                 .with_context(|| format!("creating secret {name}"))?;
@@ -168,9 +168,21 @@ impl LocalStack {
     }
 }
 
-/// The secret's JSON with every key the functions need (see `lumi_shared::secrets`).
+/// The secret's JSON with every key the functions need (see `lumi_shared::secrets`); a deployed
+/// stack's Stripe secret key is the operator's to set (`lumi secrets init` never invents one).
 pub fn complete_secret_value(existing: Option<&str>) -> anyhow::Result<String> {
     Ok(lumi_shared::secrets::complete_secret_json(existing)?)
+}
+
+/// A local stack's secret: every key, and the local Stripe server's secret key (it accepts any
+/// `sk_…`).
+pub fn local_secret_value() -> anyhow::Result<String> {
+    let json = lumi_shared::secrets::complete_secret_json(None)?;
+    let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json)?;
+    object.entry("stripe_secret_key").or_insert_with(|| {
+        serde_json::Value::String(crate::stripe_server::LOCAL_SECRET_KEY.to_owned())
+    });
+    Ok(serde_json::Value::Object(object).to_string())
 }
 
 fn prop<'a>(resource: &'a Resource, key: &str) -> Option<&'a Value> {
@@ -390,4 +402,18 @@ async fn set_redrive(
         .await
         .with_context(|| format!("setting the redrive policy of {}", queue.logical_id))?;
     Ok(())
+}
+
+impl LocalStack {
+    /// The config secret's JSON as stored now.
+    pub async fn config_secret_json(&self) -> anyhow::Result<serde_json::Value> {
+        let client = aws_sdk_secretsmanager::Client::new(&self.sdk_config);
+        let value = client
+            .get_secret_value()
+            .secret_id(&self.names.refs["ConfigSecret"])
+            .send()
+            .await
+            .context("reading the config secret")?;
+        Ok(serde_json::from_str(value.secret_string().unwrap_or("{}"))?)
+    }
 }

@@ -277,6 +277,7 @@ pub struct Config {
     /// a failing delivery is recorded failed (the message moves to the dead-letter queue).
     pub refund_email_max_receives: u32,
     pub cart: CartConfig,
+    pub stripe: StripeSettings,
     /// `SETTINGS_CACHE_TTL_SECONDS`, default 30: runtime settings changes reach every container
     /// within this (the runbook promises 60 s).
     pub settings_cache_ttl: Duration,
@@ -285,6 +286,19 @@ pub struct Config {
     pub error_reporting_dsn: Option<crate::telemetry::report::Dsn>,
     pub backup: BackupConfig,
     pub images: ImagesConfig,
+}
+
+/// Stripe, the online payment provider (its secret key and webhook key are in the config
+/// secret: `stripe_secret_key`, `payment_webhook_secrets.stripe`).
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    /// `STRIPE_API_BASE`, default `https://api.stripe.com` (locally the `localstripe` server).
+    pub api_base: String,
+    /// `STRIPE_PUBLISHABLE_KEY`: what the storefront's Stripe.js uses (public).
+    pub publishable_key: Option<String>,
+    /// `STRIPE_PAYMENT_METHODS`: `card` (default) or `automatic` (the methods enabled in the
+    /// Stripe dashboard).
+    pub payment_methods: String,
 }
 
 /// Carts and their stock reservations.
@@ -373,6 +387,38 @@ impl Config {
             refund_email_queue_url: env.get("REFUND_EMAIL_QUEUE_URL").map(str::to_owned),
             refund_email_from: env.get("REFUND_EMAIL_FROM").map(str::to_owned),
             refund_email_max_receives: env.parsed("REFUND_EMAIL_MAX_RECEIVES", 5)?,
+            stripe: {
+                let payment_methods = env
+                    .get("STRIPE_PAYMENT_METHODS")
+                    .unwrap_or("card")
+                    .to_owned();
+                if !["card", "automatic"].contains(&payment_methods.as_str()) {
+                    return Err(ConfigError::Invalid {
+                        var: "STRIPE_PAYMENT_METHODS",
+                        reason: "card or automatic".into(),
+                    });
+                }
+                let api_base = env
+                    .get("STRIPE_API_BASE")
+                    .unwrap_or("https://api.stripe.com")
+                    .trim_end_matches('/')
+                    .to_owned();
+                if !(api_base.starts_with("https://") || api_base.starts_with("http://127.0.0.1:"))
+                {
+                    return Err(ConfigError::Invalid {
+                        var: "STRIPE_API_BASE",
+                        reason: "an https URL (plain http only on 127.0.0.1)".into(),
+                    });
+                }
+                StripeSettings {
+                    api_base,
+                    publishable_key: env
+                        .get("STRIPE_PUBLISHABLE_KEY")
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned),
+                    payment_methods,
+                }
+            },
             cart: {
                 let reservation = Duration::from_secs(
                     60 * env.parsed::<u64>("CART_RESERVATION_MINUTES", 15)?.max(1),

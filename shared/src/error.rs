@@ -65,6 +65,9 @@ pub enum ApiError {
         /// The rate-limit headers of the refused request.
         headers: Vec<(http::HeaderName, HeaderValue)>,
     },
+    /// An upstream service (the payment provider) refused what we asked of it.
+    #[error("bad gateway: {0}")]
+    BadGateway(Cow<'static, str>),
     /// A dependency (DynamoDB, Secrets Manager, ...) failed or timed out: retry later.
     #[error("service unavailable: {detail}")]
     Unavailable {
@@ -91,6 +94,8 @@ pub enum ErrorClass {
     Conflict,
     /// A dependency failed or timed out: nothing was written, retry later (503).
     Unavailable,
+    /// An upstream service (the payment provider) refused the request (502).
+    Upstream,
     /// A bug or an unexpected state (500).
     Internal,
 }
@@ -117,6 +122,7 @@ impl<E: DomainError> From<E> for ApiError {
                 detail,
                 source: Some(Box::new(error)),
             },
+            ErrorClass::Upstream => Self::BadGateway(detail),
             ErrorClass::Internal => Self::Internal(Box::new(error)),
         }
     }
@@ -175,6 +181,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -208,6 +215,7 @@ impl ApiError {
                 "rate-limited",
                 format!("too many requests; retry after {retry_after_secs} s"),
             ),
+            Self::BadGateway(d) => ("bad-gateway", d.to_string()),
             Self::Unavailable { detail, .. } => ("service-unavailable", detail.to_string()),
             Self::Internal(_) => (
                 "internal",

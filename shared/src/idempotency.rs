@@ -10,6 +10,9 @@
 //! - When that part refuses the transaction, [`Guard::resolve`] reads the record: the same body
 //!   gets the recorded response ([`Done::Replay`], answered with `Idempotency-Replayed: true`),
 //!   another body 422, and a record not yet readable (a concurrent request still writing) 409.
+//! - When the answer grows after the commit (a payment provider's reply to a refund the
+//!   transaction recorded), [`Guard::amend`] records the answer given, so that a replay answers
+//!   what the first request did.
 //!
 //! Records expire after 24 h; the code checks the expiry itself (TTL deletion may lag, and the
 //! local stack never deletes).
@@ -17,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::store::{Db, Item, StoreError, Tx, key, n};
+use crate::store::{Db, Item, StoreError, Tx, key, n, s};
 
 const LIFETIME_US: i64 = 24 * 3_600 * 1_000_000;
 
@@ -183,6 +186,29 @@ impl Guard {
             Some("attribute_not_exists(pk) OR expires_at_us < :now"),
             vec![(":now", n(now_us))],
         )
+    }
+
+    /// Replaces the recorded response of this request (committed by [`Guard::record`]) with
+    /// `response`, the answer actually given when it grew after the commit. Only a record of
+    /// this same request is touched (`ConditionFailed` otherwise).
+    pub async fn amend(
+        &self,
+        db: &Db,
+        table: &str,
+        response: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let request = db
+            .client()
+            .update_item()
+            .table_name(table)
+            .set_key(Some(self.record_key()))
+            .update_expression("SET #response = :response")
+            .condition_expression("request_hash = :hash")
+            .expression_attribute_names("#response", "response")
+            .expression_attribute_values(":response", s(response.to_string()))
+            .expression_attribute_values(":hash", s(self.request_hash.clone()))
+            .send();
+        db.call("UpdateItem", table, request).await.map(drop)
     }
 
     /// After the record's part refused a transaction: the answer to give instead.

@@ -14,7 +14,7 @@ use crate::{aws::LazyClient, cache::TtlCache};
 /// Fewest characters a key may have: 256 bits of base64.
 pub const MIN_KEY_LEN: usize = 43;
 /// The online payment providers whose webhooks Lumi accepts.
-pub const PAYMENT_PROVIDERS: &[&str] = &["lumipay"];
+pub const PAYMENT_PROVIDERS: &[&str] = &["stripe"];
 /// JWT keys kept in the secret: the current one signs, the previous one still verifies.
 pub const JWT_KEYS_KEPT: usize = 2;
 
@@ -33,9 +33,14 @@ pub struct AppSecrets {
     pub session_fingerprint_secret: SecretString,
     pub config_encryption_key: SecretString,
     pub jwt_keys: Vec<JwtKey>,
-    /// HMAC keys of the payment providers' webhooks, by provider.
+    /// HMAC keys of the payment providers' webhooks, by provider (`stripe`: the endpoint's
+    /// `whsec_…` signing secret).
     #[serde(default)]
     pub payment_webhook_secrets: std::collections::HashMap<String, SecretString>,
+    /// Stripe's secret API key (`sk_live_…`/`sk_test_…`); without it online payments are
+    /// unavailable (503) and checkout falls back to nothing: set it before turning them on.
+    #[serde(default)]
+    pub stripe_secret_key: Option<SecretString>,
 }
 
 impl AppSecrets {

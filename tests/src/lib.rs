@@ -73,14 +73,25 @@ pub struct TestAppBuilder {
     request_log: Option<std::path::PathBuf>,
     env: Vec<(String, String)>,
     online_payments: Option<Option<u8>>,
+    /// Stripe's own webhooks are not sent to the app (the test sends every event itself).
+    without_stripe_webhooks: bool,
 }
 
 impl TestAppBuilder {
     /// `featureFlags.orderPayments` on (with `orderPaymentsRolloutPercent` when given) before
-    /// the first request, and the settings cache off, so checkouts get `lumipay`.
+    /// the first request, and the settings cache off, so checkouts get `stripe`: a local Stripe
+    /// server of this app's own (localstripe; its webhooks reach this app's gateway).
     pub fn online_payments(mut self, rollout_percent: Option<u8>) -> Self {
         self.online_payments = Some(rollout_percent);
         self.env("SETTINGS_CACHE_TTL_SECONDS", "0")
+    }
+
+    /// With [`Self::online_payments`]: the local Stripe server's events do not reach the app;
+    /// the test forges (signs) every event itself, so nothing arrives on its own later (the
+    /// history checker's sequential model needs every event to be one of its operations).
+    pub fn without_stripe_webhooks(mut self) -> Self {
+        self.without_stripe_webhooks = true;
+        self
     }
 
     /// A moto server for this test alone (to stop it).
@@ -126,13 +137,31 @@ impl TestAppBuilder {
             .map_or_else(|| shared_moto().to_owned(), |m| m.endpoint.clone());
         let stack = bootstrap_stack(&endpoint).await;
         let metrics = CapturedLines::default();
+        // Its own server: localstripe sends every event to every registered endpoint.
+        let stripe = self.online_payments.map(|_| {
+            lumi_infra::stripe_server::LocalStripe::start(
+                &lumi_infra::stripe_server::LocalStripeOptions {
+                    tie_to_parent: true,
+                    ..Default::default()
+                },
+            )
+            .expect("starting localstripe (run `make venv` first)")
+        });
+        let mut env = self.env.clone();
+        if let Some(stripe) = &stripe {
+            env.push(("STRIPE_API_BASE".into(), stripe.endpoint.clone()));
+            env.push((
+                "STRIPE_PUBLISHABLE_KEY".into(),
+                lumi_infra::stripe_server::LOCAL_PUBLISHABLE_KEY.into(),
+            ));
+        }
         let clock: Option<Arc<dyn lumi_shared::clock::Clock>> = self
             .clock
             .clone()
             .map(|c| Arc::new(c) as Arc<dyn lumi_shared::clock::Clock>);
         let options = GatewayOptions {
             metrics_sink: Some(Arc::new(metrics.clone())),
-            env_overrides: self.env.clone(),
+            env_overrides: env.clone(),
             clock: clock.clone(),
         };
         let gateway = Gateway::build(&stack, &options)
@@ -156,12 +185,29 @@ impl TestAppBuilder {
             metrics,
             moto,
             request_log,
-            env_overrides: self.env,
+            env_overrides: env,
             clock,
             platforms,
             routes,
+            stripe,
             _shutdown: shutdown,
         };
+        if let Some(stripe) = app
+            .stripe
+            .as_ref()
+            .filter(|_| !self.without_stripe_webhooks)
+        {
+            let secret = app.stripe_webhook_secret().await;
+            stripe
+                .register_webhook(
+                    "lumi",
+                    &app.url("/api/v1/payments/webhooks/stripe"),
+                    &secret,
+                    None,
+                )
+                .await
+                .expect("registering the webhook with localstripe");
+        }
         if let Some(rollout) = self.online_payments {
             let mut settings = lumi_shared::settings::SystemSettings::default();
             settings.feature_flags.order_payments = true;
@@ -185,6 +231,8 @@ pub struct TestApp {
     clock: Option<Arc<dyn lumi_shared::clock::Clock>>,
     pub platforms: std::collections::BTreeMap<String, Arc<Platform>>,
     pub routes: Vec<lumi_infra::template::Route>,
+    /// The app's local Stripe server (with online payments).
+    pub stripe: Option<lumi_infra::stripe_server::LocalStripe>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -839,64 +887,242 @@ impl TestApp {
         listed["events"].as_array().unwrap().clone()
     }
 
-    /// The stack's `lumipay` webhook key.
-    pub async fn lumipay_secret(&self) -> String {
+    /// The stack's Stripe webhook signing secret (`payment_webhook_secrets.stripe`).
+    pub async fn stripe_webhook_secret(&self) -> String {
         let secrets: serde_json::Value = serde_json::from_str(&self.secret_json().await).unwrap();
-        secrets["payment_webhook_secrets"]["lumipay"]
+        secrets["payment_webhook_secrets"]["stripe"]
             .as_str()
             .unwrap()
             .to_owned()
     }
 
-    /// Posts `body` to the lumipay webhook, signed with the stack's key at the functions' time.
-    pub async fn lumipay_webhook(&self, body: &serde_json::Value) -> reqwest::Response {
-        let secret = self.lumipay_secret().await;
-        self.lumipay_webhook_signed_with(body, &secret).await
+    /// The functions' time, in seconds (what a webhook signature is checked against).
+    pub fn now_secs(&self) -> i64 {
+        self.clock.as_ref().map_or_else(
+            || lumi_shared::auth::now_ms() / 1_000,
+            |clock| clock.now_us() / 1_000_000,
+        )
     }
 
-    /// Posts `body` to the lumipay webhook, signed with `secret`.
-    pub async fn lumipay_webhook_signed_with(
+    /// A Stripe event envelope of `kind` about `object`, with a fresh id.
+    pub fn stripe_event(kind: &str, object: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "id": format!("evt_{}", unique_prefix()),
+            "object": "event",
+            "type": kind,
+            "created": lumi_shared::auth::now_ms() / 1_000,
+            "livemode": false,
+            "api_version": lumi_commerce::stripe::API_VERSION,
+            "data": { "object": object },
+        })
+    }
+
+    /// `payment_intent.succeeded` for `order` (its view) with `received` minor units in
+    /// `currency` (a wrong amount or currency is an amount mismatch).
+    pub fn intent_succeeded(
+        order: &serde_json::Value,
+        received: i64,
+        currency: &str,
+    ) -> serde_json::Value {
+        let payment = &order["payment"];
+        Self::stripe_event(
+            "payment_intent.succeeded",
+            serde_json::json!({
+                "id": payment["provider_ref"],
+                "object": "payment_intent",
+                "status": "succeeded",
+                "amount": payment["amount_minor"],
+                "amount_received": received,
+                "currency": currency.to_lowercase(),
+                "metadata": { "order_reference": order["reference"], "payment_id": payment["id"] },
+            }),
+        )
+    }
+
+    /// `payment_intent.payment_failed` for `order` (its view).
+    pub fn intent_failed(order: &serde_json::Value, message: &str) -> serde_json::Value {
+        let payment = &order["payment"];
+        Self::stripe_event(
+            "payment_intent.payment_failed",
+            serde_json::json!({
+                "id": payment["provider_ref"],
+                "object": "payment_intent",
+                "status": "requires_payment_method",
+                "amount": payment["amount_minor"],
+                "currency": payment["currency"].as_str().unwrap_or("eur").to_lowercase(),
+                "last_payment_error": { "type": "card_error", "code": "card_declined", "message": message },
+                "metadata": { "order_reference": order["reference"], "payment_id": payment["id"] },
+            }),
+        )
+    }
+
+    /// A `payment_intent.succeeded` of what `order` (its view) is due.
+    pub fn capture_event(order: &serde_json::Value) -> serde_json::Value {
+        let payment = &order["payment"];
+        Self::intent_succeeded(
+            order,
+            payment["amount_minor"].as_i64().unwrap(),
+            payment["currency"].as_str().unwrap(),
+        )
+    }
+
+    /// Posts `event` to the Stripe webhook, signed with the stack's secret at the functions'
+    /// time, as Stripe would.
+    pub async fn stripe_webhook(&self, event: &serde_json::Value) -> reqwest::Response {
+        let secret = self.stripe_webhook_secret().await;
+        self.stripe_webhook_signed_with(event, &secret, self.now_secs())
+            .await
+    }
+
+    /// Posts `event` to the Stripe webhook, signed with `secret` at `timestamp`.
+    pub async fn stripe_webhook_signed_with(
         &self,
-        body: &serde_json::Value,
+        event: &serde_json::Value,
         secret: &str,
+        timestamp: i64,
     ) -> reqwest::Response {
-        let body = body.to_string();
-        let now_us = self.clock.as_ref().map_or_else(
-            || lumi_shared::auth::now_ms() * 1_000,
-            |clock| clock.now_us(),
-        );
-        let signature =
-            lumi_commerce::payments::sign(secret.as_bytes(), now_us / 1_000_000, body.as_bytes());
+        let body = event.to_string();
+        let signature = lumi_commerce::stripe::sign(secret.as_bytes(), timestamp, body.as_bytes());
         self.http
-            .post(self.url("/api/v1/payments/webhooks/lumipay"))
+            .post(self.url("/api/v1/payments/webhooks/stripe"))
             .header("content-type", "application/json")
-            .header("lumi-signature", signature)
+            .header("stripe-signature", signature)
             .body(body)
             .send()
             .await
             .unwrap()
     }
 
-    /// A `payment.captured` event of what `order` (its view) is due, under a fresh event id.
-    pub fn capture_event(order: &serde_json::Value) -> serde_json::Value {
-        let payment = &order["payment"];
-        serde_json::json!({
-            "event_id": format!("evt_{}", unique_prefix()),
-            "type": "payment.captured",
-            "payment_id": payment["id"],
-            "amount_minor": payment["amount_minor"],
-            "currency": payment["currency"],
-        })
-    }
-
-    /// The provider captures what `order` (its view) is due; returns the acknowledgement
-    /// (asserts 200).
-    pub async fn lumipay_capture(&self, order: &serde_json::Value) -> serde_json::Value {
-        let response = self.lumipay_webhook(&Self::capture_event(order)).await;
+    /// Stripe reports the capture of what `order` (its view) is due; returns the
+    /// acknowledgement (asserts 200).
+    pub async fn stripe_capture(&self, order: &serde_json::Value) -> serde_json::Value {
+        let response = self.stripe_webhook(&Self::capture_event(order)).await;
         let status = response.status();
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// The customer pays `order` (its view) with the test card `number` through the local
+    /// Stripe server, as Stripe.js would (a PaymentMethod, set on the intent, then confirm);
+    /// returns the intent's status. Stripe's webhook then reaches the app by itself.
+    pub async fn pay_with_card(&self, order: &serde_json::Value, number: &str) -> String {
+        use lumi_commerce::stripe::Form;
+        let stripe = self.stripe.as_ref().expect("built with online_payments()");
+        let client = stripe.client().unwrap();
+        let intent = order["payment"]["provider_ref"].as_str().unwrap();
+        let method: serde_json::Value = client
+            .post(
+                "/v1/payment_methods",
+                &Form::new()
+                    .with("type", "card")
+                    .with("card[number]", number)
+                    .with("card[exp_month]", "12")
+                    .with("card[exp_year]", "2030")
+                    .with("card[cvc]", "123"),
+                None,
+            )
+            .await
+            .unwrap();
+        let method = method["id"].as_str().unwrap().to_owned();
+        let _: serde_json::Value = client
+            .post(
+                &format!("/v1/payment_intents/{intent}"),
+                &Form::new().with("payment_method", method),
+                None,
+            )
+            .await
+            .unwrap();
+        match client
+            .post::<serde_json::Value>(
+                &format!("/v1/payment_intents/{intent}/confirm"),
+                &Form::new(),
+                None,
+            )
+            .await
+        {
+            Ok(confirmed) => confirmed["status"].as_str().unwrap_or_default().to_owned(),
+            Err(error) => error
+                .api_error()
+                .and_then(|e| e.code.clone())
+                .unwrap_or_else(|| error.to_string()),
+        }
+    }
+
+    /// Waits (polling the store, 10 s at most) until the payment of order `reference` is
+    /// `status`: Stripe's webhooks arrive on their own, about a second after the call.
+    pub async fn wait_for_payment(
+        &self,
+        reference: &str,
+        status: &str,
+    ) -> lumi_commerce::model::Order {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let order = self.stored_order(reference).await;
+            if order.payment.status.as_str() == status {
+                return order;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the payment of {reference} is still {:?}, not {status}",
+                order.payment.status
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (polling the store, 10 s at most) until the order `reference` is as `done` says
+    /// (`what` names it in the failure): what a Stripe webhook causes arrives on its own, and
+    /// the refunds it asks of Stripe are answered after the change that records them.
+    pub async fn wait_for_order(
+        &self,
+        reference: &str,
+        what: &str,
+        done: impl Fn(&lumi_commerce::model::Order) -> bool,
+    ) -> lumi_commerce::model::Order {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let order = self.stored_order(reference).await;
+            if done(&order) {
+                return order;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {reference}: still not {what}: {order:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The refunds the app's local Stripe server holds for PaymentIntent `intent`.
+    pub async fn stripe_refunds(&self, intent: &str) -> Vec<serde_json::Value> {
+        let stripe = self.stripe.as_ref().expect("built with online_payments()");
+        let listed: serde_json::Value = stripe
+            .client()
+            .unwrap()
+            .get(&format!("/v1/refunds?payment_intent={intent}&limit=100"))
+            .await
+            .unwrap();
+        listed["data"].as_array().unwrap().clone()
+    }
+
+    /// The events of type `kind` the app's local Stripe server sent (to every registered
+    /// webhook) about the object `object_id`: what Stripe would deliver again on a retry.
+    pub async fn stripe_sent_events(&self, kind: &str, object_id: &str) -> Vec<serde_json::Value> {
+        let stripe = self.stripe.as_ref().expect("built with online_payments()");
+        let listed: serde_json::Value = stripe
+            .client()
+            .unwrap()
+            .get(&format!("/v1/events?type={kind}&limit=100"))
+            .await
+            .unwrap();
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["data"]["object"]["id"] == object_id)
+            .cloned()
+            .collect()
     }
 
     /// Runs the refund-email worker until no message is visible; returns how many it received.

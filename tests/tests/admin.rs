@@ -193,16 +193,22 @@ async fn failed_payment_procedure_identify_the_provider_mark_failed_and_queue_th
     let reference = order["reference"].as_str().unwrap();
     let payment_id = order["payment"]["id"].as_str().unwrap();
 
-    // 1. Identify the failing provider: the payments awaiting money, by provider.
+    // 1. Identify the failing provider: the payments awaiting money, by provider, with the
+    //    provider's own id (the PaymentIntent to look up in the Stripe dashboard).
     let pending = app
-        .admin_payments(&admin, "provider=lumipay&status=pending")
+        .admin_payments(&admin, "provider=stripe&status=pending")
         .await;
     let found = pending
         .iter()
         .find(|p| p["payment_id"] == payment_id)
         .unwrap();
-    assert_eq!(found["provider"], "lumipay");
+    assert_eq!(found["provider"], "stripe");
     assert_eq!(found["order_reference"], reference);
+    assert_eq!(found["provider_ref"], order["payment"]["provider_ref"]);
+    assert!(
+        found["provider_ref"].as_str().unwrap().starts_with("pi_"),
+        "{found}"
+    );
 
     // 2. Mark it failed: the order is cancelled, its stock comes back, the email is queued.
     let failed = app
@@ -236,11 +242,11 @@ async fn failed_payment_procedure_identify_the_provider_mark_failed_and_queue_th
     assert_eq!(twice["applied"], false, "{twice}");
     assert_eq!(app.variant(&sku).await.stock, 5, "restocked once");
     let listed = app
-        .admin_payments(&admin, "provider=lumipay&status=failed")
+        .admin_payments(&admin, "provider=stripe&status=failed")
         .await;
     assert!(listed.iter().any(|p| p["payment_id"] == payment_id));
     assert!(
-        app.admin_payments(&admin, "provider=lumipay&status=pending")
+        app.admin_payments(&admin, "provider=stripe&status=pending")
             .await
             .iter()
             .all(|p| p["payment_id"] != payment_id),

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use lumi_commerce::model::RefundStatus;
 use lumi_shared::{clock::ManualClock, settings::SystemSettings};
 use lumi_tests::{TestApp, assert_problem, unique_sku};
 use serde_json::{Value, json};
@@ -54,18 +55,22 @@ async fn a_customer_cancelling_a_paid_order_gets_the_money_back_through_a_refund
     let buyer = customer(&app).await;
     let order = app.place_order(&buyer.token, &[(&sku, 2)]).await;
     let reference = reference(&order);
+    let intent = order["payment"]["provider_ref"].as_str().unwrap();
     assert_eq!(
-        app.lumipay_capture(&order).await["financial_status"],
-        "paid"
+        app.pay_with_card(&order, "4242424242424242").await,
+        "succeeded"
     );
+    let paid = app.wait_for_payment(&reference, "captured").await;
+    assert_eq!(paid.financial_status().as_str(), "paid");
     assert_eq!(app.variant(&sku).await.stock, 3);
 
+    // The refund record is asked of Stripe once committed: its answer is in the response.
     let cancelled = app.cancel_order(&buyer.token, &reference, "cancel-1").await;
     assert_eq!(cancelled.status(), 200);
     let cancelled: Value = cancelled.json().await.unwrap();
     assert_eq!(
         facets(&cancelled),
-        facet_tuple("cancelled", "refund_pending", "removed")
+        facet_tuple("cancelled", "refunded", "removed")
     );
     let payment = &cancelled["payment"];
     assert_eq!(payment["captured_minor"], 5000);
@@ -80,12 +85,26 @@ async fn a_customer_cancelling_a_paid_order_gets_the_money_back_through_a_refund
             refunds[0]["status"].as_str(),
             refunds[0]["amount_minor"].as_i64()
         ),
-        (Some("pending"), Some(5000))
+        (Some("succeeded"), Some(5000))
     );
+    assert!(refunds[0]["settled_at"].is_string(), "{cancelled}");
     let refund_id = refunds[0]["id"].as_str().unwrap().to_owned();
     let variant = app.variant(&sku).await;
     assert_eq!((variant.stock, variant.available), (5, 5), "stock back");
+    let stored = app.stored_order(&reference).await;
+    let stripe_refund = stored.refunds[0].provider_refund_id.clone().unwrap();
+    let at_stripe = app.stripe_refunds(intent).await;
+    assert_eq!(at_stripe.len(), 1, "{at_stripe:?}");
+    assert_eq!(
+        (at_stripe[0]["id"].as_str(), at_stripe[0]["amount"].as_i64()),
+        (Some(stripe_refund.as_str()), Some(5000))
+    );
 
+    // The same request again answers what the first did.
+    let replay = app.cancel_order(&buyer.token, &reference, "cancel-1").await;
+    assert_eq!(replay.headers()["idempotency-replayed"], "true");
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay, cancelled, "the replay answers the first answer");
     // Cancelling again answers the order as it is: no second refund, no second restock.
     let again = app.cancel_order(&buyer.token, &reference, "cancel-2").await;
     assert_eq!(again.status(), 200);
@@ -115,19 +134,26 @@ async fn a_customer_cancelling_a_paid_order_gets_the_money_back_through_a_refund
     assert_eq!(stored.refunds.len(), 1);
     assert_eq!(app.variant(&sku).await.stock, 5);
     assert_eq!(refund_emails(&app, &buyer).await.len(), 1);
-
-    // The money went back: the admin settles the refund, and the order is refunded.
-    let settled = app.settle_refund(&admin, &reference, &refund_id).await;
-    assert_eq!(settled.status(), 200);
-    let settled: Value = settled.json().await.unwrap();
     assert_eq!(
-        facets(&settled),
-        facet_tuple("cancelled", "refunded", "removed")
+        app.stripe_refunds(intent).await.len(),
+        1,
+        "one Stripe refund"
     );
-    assert_eq!(settled["refunds"][0]["status"], "succeeded");
-    assert!(settled["refunds"][0]["settled_at"].is_string());
+
+    // The money went back through Stripe: nothing is left for an admin to settle by hand.
+    let settled =
+        assert_problem(app.settle_refund(&admin, &reference, &refund_id).await, 409).await;
+    assert!(
+        settled["detail"]
+            .as_str()
+            .unwrap()
+            .contains("settled already"),
+        "{settled}"
+    );
+    assert_eq!(app.stored_order(&reference).await.version, stored.version);
     let seen = app.customer_order(&buyer.token, &reference).await;
     assert_eq!(seen["financial_status"], "refunded");
+    assert_eq!(seen["refunds"][0]["status"], "succeeded");
 }
 
 #[tokio::test]
@@ -138,6 +164,7 @@ async fn a_capture_arriving_after_a_cancel_is_acknowledged_and_refunded() {
     let buyer = customer(&app).await;
     let order = app.place_order(&buyer.token, &[(&sku, 1)]).await;
     let reference = reference(&order);
+    let intent = order["payment"]["provider_ref"].as_str().unwrap();
     let cancelled: Value = app
         .cancel_order(&buyer.token, &reference, "c")
         .await
@@ -150,21 +177,21 @@ async fn a_capture_arriving_after_a_cancel_is_acknowledged_and_refunded() {
     );
     assert_eq!(app.variant(&sku).await.stock, 4);
 
-    let capture = TestApp::capture_event(&order);
-    for delivery in 0..3 {
-        let response = app.lumipay_webhook(&capture).await;
-        assert_eq!(
-            response.status(),
-            200,
-            "delivery {delivery}: never a 409 the provider would retry forever"
-        );
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["received"], true);
-        assert_eq!(body["applied"], delivery == 0, "{body}");
-    }
-    let stored = app.stored_order(&reference).await;
+    // The customer's payment page was still open: Stripe takes the money, and its webhook
+    // arrives after the cancel.
+    assert_eq!(
+        app.pay_with_card(&order, "4242424242424242").await,
+        "succeeded"
+    );
+    let stored = app
+        .wait_for_order(&reference, "captured and refunded by Stripe", |o| {
+            o.payment.status.as_str() == "captured"
+                && o.refunds
+                    .first()
+                    .is_some_and(|r| r.status == RefundStatus::Succeeded)
+        })
+        .await;
     assert_eq!(stored.status.as_str(), "cancelled");
-    assert_eq!(stored.payment.status.as_str(), "captured");
     assert_eq!(
         (stored.payment.captured_minor, stored.payment.refunded_minor),
         (1800, 1800),
@@ -172,7 +199,41 @@ async fn a_capture_arriving_after_a_cancel_is_acknowledged_and_refunded() {
     );
     assert_eq!(stored.refunds.len(), 1);
     assert_eq!(stored.refunds[0].amount_minor, 1800);
-    assert_eq!(stored.financial_status().as_str(), "refund_pending");
+    assert_eq!(stored.financial_status().as_str(), "refunded");
+    let capture = stored
+        .timeline
+        .iter()
+        .find(|e| e.action == "payment.capture")
+        .unwrap();
+    assert_eq!(capture.actor, "provider:stripe", "Stripe's webhook");
+    let at_stripe = app.stripe_refunds(intent).await;
+    assert_eq!(at_stripe.len(), 1, "{at_stripe:?}");
+    assert_eq!(at_stripe[0]["amount"], 1800);
+
+    // Stripe delivers the same event again (it retries for days): never a 409 it would retry
+    // forever, and applied once.
+    let sent = app
+        .stripe_sent_events("payment_intent.succeeded", intent)
+        .await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    for delivery in 0..2 {
+        let response = app.stripe_webhook(&sent[0]).await;
+        assert_eq!(response.status(), 200, "redelivery {delivery}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["received"], true);
+        assert_eq!(
+            (body["applied"].as_bool(), body["outcome"].as_str()),
+            (Some(false), Some("duplicate")),
+            "{body}"
+        );
+    }
+    let after = app.stored_order(&reference).await;
+    assert_eq!(after.version, stored.version, "nothing written");
+    assert_eq!(
+        app.stripe_refunds(intent).await.len(),
+        1,
+        "one Stripe refund"
+    );
     assert_eq!(app.variant(&sku).await.stock, 4, "no second restock");
     let emails = refund_emails(&app, &buyer).await;
     assert_eq!(emails.len(), 1, "one refund email");
@@ -189,7 +250,8 @@ async fn every_view_of_the_payment_shows_the_capture_at_once() {
     let order = app.place_order(&buyer.token, &[(&sku, 2)]).await;
     let reference = reference(&order);
     let payment_id = order["payment"]["id"].as_str().unwrap().to_owned();
-    app.lumipay_capture(&order).await;
+    let intent = order["payment"]["provider_ref"].as_str().unwrap();
+    app.stripe_capture(&order).await;
 
     let mine = app.customer_order(&buyer.token, &reference).await;
     let theirs = app.admin_order(&admin, &reference).await;
@@ -203,7 +265,7 @@ async fn every_view_of_the_payment_shows_the_capture_at_once() {
         .get_json(&format!("/api/v1/orders/{reference}/track"), &buyer.token)
         .await;
     assert_eq!(track["financial_status"], "paid");
-    let listed = app.admin_payments(&admin, "provider=lumipay").await;
+    let listed = app.admin_payments(&admin, "provider=stripe").await;
     let payment = listed
         .iter()
         .find(|p| p["payment_id"] == payment_id.as_str())
@@ -212,12 +274,13 @@ async fn every_view_of_the_payment_shows_the_capture_at_once() {
         (
             payment["status"].as_str(),
             payment["captured_minor"].as_i64(),
-            payment["financial_status"].as_str()
+            payment["financial_status"].as_str(),
+            payment["provider_ref"].as_str()
         ),
-        (Some("captured"), Some(1980), Some("paid"))
+        (Some("captured"), Some(1980), Some("paid"), Some(intent))
     );
     let captured = app
-        .admin_payments(&admin, "provider=lumipay&status=captured")
+        .admin_payments(&admin, "provider=stripe&status=captured")
         .await;
     assert!(
         captured
@@ -225,7 +288,7 @@ async fn every_view_of_the_payment_shows_the_capture_at_once() {
             .any(|p| p["payment_id"] == payment_id.as_str())
     );
     let pending = app
-        .admin_payments(&admin, "provider=lumipay&status=pending")
+        .admin_payments(&admin, "provider=stripe&status=pending")
         .await;
     assert!(
         pending
@@ -247,14 +310,14 @@ async fn a_reopened_order_takes_its_stock_again_or_is_refused_without_oversellin
     let buyer = customer(&app).await;
     let order = app.place_order(&buyer.token, &[(&sku, 1)]).await;
     let reference = reference(&order);
-    let payment_id = order["payment"]["id"].as_str().unwrap().to_owned();
-    let fail = |event_id: &'static str| {
-        json!({
-            "event_id": event_id, "type": "payment.failed", "payment_id": payment_id,
-            "reason": "card declined",
-        })
-    };
-    assert_eq!(app.lumipay_webhook(&fail("evt-fail-1")).await.status(), 200);
+    // Each attempt's decline is its own Stripe event (a fresh event id).
+    let fail = || TestApp::intent_failed(&order, "card declined");
+    let first = app.stripe_webhook(&fail()).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        first.json::<Value>().await.unwrap()["outcome"],
+        "payment.fail"
+    );
     let variant = app.variant(&sku).await;
     assert_eq!((variant.stock, variant.available), (1, 1));
 
@@ -279,7 +342,12 @@ async fn a_reopened_order_takes_its_stock_again_or_is_refused_without_oversellin
     assert_problem(app.add_to_cart(&rival.token, &sku, 1).await, 409).await;
 
     // The second attempt fails too; the unit goes back, and the rival reserves it.
-    assert_eq!(app.lumipay_webhook(&fail("evt-fail-2")).await.status(), 200);
+    let second = app.stripe_webhook(&fail()).await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        second.json::<Value>().await.unwrap()["outcome"],
+        "payment.fail"
+    );
     assert_eq!(app.variant(&sku).await.stock, 1);
     assert_eq!(app.add_to_cart(&rival.token, &sku, 1).await.status(), 200);
     let before = app.stored_order(&reference).await;
@@ -433,9 +501,8 @@ async fn a_capture_of_the_wrong_amount_leaves_the_order_unpaid_audited_and_count
     let buyer = customer(&app).await;
     let order = app.place_order(&buyer.token, &[(&sku, 1)]).await;
     let reference = reference(&order);
-    let mut one_cent = TestApp::capture_event(&order);
-    one_cent["amount_minor"] = json!(1);
-    let answered = app.lumipay_webhook(&one_cent).await;
+    let one_cent = TestApp::intent_succeeded(&order, 1, "EUR");
+    let answered = app.stripe_webhook(&one_cent).await;
     assert_eq!(answered.status(), 200, "acknowledged, not retried");
     let answered: Value = answered.json().await.unwrap();
     assert_eq!(answered["outcome"], "payment.amount_mismatch", "{answered}");
@@ -456,16 +523,16 @@ async fn a_capture_of_the_wrong_amount_leaves_the_order_unpaid_audited_and_count
         )
         .await;
     assert_eq!(audit.len(), 1, "audited");
-    assert_eq!(audit[0]["actor"], "provider:lumipay");
+    assert_eq!(audit[0]["actor"], "provider:stripe");
     assert_eq!(
         app.metric_total(
             "lumi_payment_amount_mismatch_total",
-            &[("provider", "lumipay")]
+            &[("provider", "stripe")]
         ),
         1.0
     );
     let mismatched = app
-        .admin_payments(&admin, "provider=lumipay&status=amount_mismatch")
+        .admin_payments(&admin, "provider=stripe&status=amount_mismatch")
         .await;
     assert!(
         mismatched
@@ -474,15 +541,15 @@ async fn a_capture_of_the_wrong_amount_leaves_the_order_unpaid_audited_and_count
     );
 
     // Another currency is a mismatch too; the right capture then pays it.
-    let mut dollars = TestApp::capture_event(&order);
-    dollars["currency"] = json!("USD");
-    app.lumipay_webhook(&dollars).await;
+    let dollars = TestApp::intent_succeeded(&order, 2500, "USD");
+    let answered: Value = app.stripe_webhook(&dollars).await.json().await.unwrap();
+    assert_eq!(answered["outcome"], "payment.amount_mismatch", "{answered}");
     assert_eq!(
         app.metric_total("lumi_payment_amount_mismatch_total", &[]),
         2.0
     );
     assert_eq!(
-        app.lumipay_capture(&order).await["financial_status"],
+        app.stripe_capture(&order).await["events"][0]["financial_status"],
         "paid"
     );
     assert_eq!(
@@ -661,10 +728,10 @@ async fn the_rollout_share_decides_who_pays_online() {
     settings.feature_flags.order_payments_rollout_percent = Some(100);
     app.put_settings(&settings).await;
     let second = app.place_order(&buyer.token, &[(&sku, 1)]).await;
-    assert_eq!(second["payment"]["provider"], "lumipay", "100 %: everybody");
+    assert_eq!(second["payment"]["provider"], "stripe", "100 %: everybody");
     let other = customer(&app).await;
     let third = app.place_order(&other.token, &[(&sku, 1)]).await;
-    assert_eq!(third["payment"]["provider"], "lumipay");
+    assert_eq!(third["payment"]["provider"], "stripe");
 
     settings.feature_flags.order_payments = false;
     app.put_settings(&settings).await;
@@ -680,7 +747,7 @@ async fn the_payments_listing_is_typed_and_leaks_no_keys() {
     app.product(&[(&sku, 650, 10)]).await;
     let buyer = customer(&app).await;
     let online = app.place_order(&buyer.token, &[(&sku, 2)]).await;
-    app.lumipay_capture(&online).await;
+    app.stripe_capture(&online).await;
     app.put_settings(&SystemSettings::default()).await;
     let manual = app.place_order(&buyer.token, &[(&sku, 1)]).await;
     assert_eq!(manual["payment"]["provider"], "manual");
@@ -688,7 +755,7 @@ async fn the_payments_listing_is_typed_and_leaks_no_keys() {
     let listed = app.admin_payments(&admin, "").await;
     assert_eq!(listed.len(), 2, "every provider: {listed:?}");
     for (order, provider, status, captured) in [
-        (&online, "lumipay", "captured", 1300),
+        (&online, "stripe", "captured", 1300),
         (&manual, "manual", "pending", 0),
     ] {
         let payment = listed
@@ -711,7 +778,16 @@ async fn the_payments_listing_is_typed_and_leaks_no_keys() {
         assert_eq!(payment["refunded_minor"], 0);
         assert_eq!(payment["order_reference"], order["reference"]);
         assert!(payment["payment_id"].as_str().unwrap().starts_with("pay_"));
+        // The Stripe id an admin looks up; never what lets a customer pay it.
+        assert_eq!(payment["provider_ref"], order["payment"]["provider_ref"]);
+        assert!(!payment.to_string().contains("secret"), "{payment}");
     }
+    assert!(
+        online["payment"]["provider_ref"]
+            .as_str()
+            .unwrap()
+            .starts_with("pi_")
+    );
     // One provider's payments page by cursor, newest first.
     let again = app.place_order(&buyer.token, &[(&sku, 3)]).await;
     let first = app

@@ -1,5 +1,6 @@
 //! The commerce history checker: seeded histories of customers, admins and the payment
-//! provider against the real local stack (moto + the local gateway, over HTTP), then the whole
+//! provider (Stripe: localstripe for its API, the history's own signed events for its
+//! webhooks) against the real local stack (moto + the local gateway, over HTTP), then the whole
 //! state read back and checked.
 //!
 //! Two phases per seed, each on its own catalog and customers:
@@ -19,6 +20,13 @@
 //! finds the variant short sweeps them, and still check out until then; webhooks are signed at
 //! that time.
 //!
+//! Stripe's own webhooks do not reach the app (`without_stripe_webhooks`): every event is one
+//! of the history's operations, forged and signed like Stripe's (`payment_intent.succeeded`,
+//! `payment_intent.payment_failed`, `refund.updated`, and `payment_intent.amount_capturable_updated`
+//! as a type Lumi does not act on). Before a `payment_intent.succeeded` of what is due, the
+//! intent is really paid at localstripe with a working card, so that the refunds Lumi then asks
+//! of Stripe find the money and succeed at once.
+//!
 //! The invariants, after both phases: per variant, `stock` is the sum of its ledger and
 //! `available = stock - reserved`, neither negative, and initial + adjustments - units held by
 //! orders == stock (ledger kinds and orders agree); per order, refunded <= captured <= total,
@@ -27,7 +35,8 @@
 //! projection is the order's payment; per line, the counters are consistent, each unit is
 //! restocked at most once and shipped units only through `return` refunds naming them; one
 //! refund email (with its amount, to the order's customer) per refund record and per failed
-//! payment attempt.
+//! payment attempt; online refunds succeeded are exactly the refunds localstripe holds for the
+//! intent, each recorded once on the payment.
 //!
 //! `LUMI_HISTORY_SEEDS` (comma list, `random` for a clock seed) and `LUMI_HISTORY_OPS`
 //! (operations per seed and phase) set the budget; `make soak SEED=.. OPS=..` runs a long one.
@@ -54,7 +63,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 const DEFAULT_SEEDS: &[u64] = &[1, 2, 3];
-const DEFAULT_OPS: usize = 200;
+const DEFAULT_OPS: usize = 150;
 /// The share of customers the rollout gives online payments (the rest pay manually).
 const ROLLOUT_PERCENT: u8 = 60;
 /// Per product, its variants' (price in cents, initial stock): scarce on purpose.
@@ -134,6 +143,9 @@ async fn stack() -> (TestApp, SystemSettings, ManualClock) {
     let clock = ManualClock::starting_now();
     let app = TestApp::builder()
         .clock(&clock)
+        // localstripe for Stripe's API; its own events stay out: the history sends each one.
+        .online_payments(Some(ROLLOUT_PERCENT))
+        .without_stripe_webhooks()
         .env("SETTINGS_CACHE_TTL_SECONDS", "0")
         .env("RATE_LIMIT_ENABLED", "false")
         .env("CART_RESERVATION_MINUTES", &RESERVATION_MINUTES.to_string())
@@ -175,7 +187,11 @@ struct Sequential<'a> {
     /// Model order index -> reference, payment id, real refund ids.
     references: Vec<String>,
     payments: Vec<String>,
+    /// Model order index -> its PaymentIntent (online payments).
+    intents: Vec<Option<String>>,
     refund_ids: Vec<Vec<String>>,
+    /// Model order index -> per refund record, its Stripe refund (online ones).
+    stripe_refund_ids: Vec<Vec<Option<String>>>,
     adjusted: Vec<i64>,
     counter: u64,
     log: Vec<String>,
@@ -253,7 +269,13 @@ impl Sequential<'_> {
                         .push(reply.body["reference"].as_str().unwrap().to_owned());
                     self.payments
                         .push(reply.body["payment"]["id"].as_str().unwrap().to_owned());
+                    self.intents.push(
+                        reply.body["payment"]["provider_ref"]
+                            .as_str()
+                            .map(str::to_owned),
+                    );
                     self.refund_ids.push(Vec::new());
+                    self.stripe_refund_ids.push(Vec::new());
                 }
                 (expected, reply, order)
             }
@@ -377,34 +399,91 @@ impl Sequential<'_> {
                     .model
                     .webhook(order, &provider_event.id, &provider_event.what);
                 let body = self.webhook_body(&provider_event.id, order, &provider_event.what);
+                if let (Some(intent), PayEvent::Captured { amount, currency }) =
+                    (&self.intents[order], &provider_event.what)
+                    && *amount == self.model.orders[order].total
+                    && currency.eq_ignore_ascii_case(model::CURRENCY)
+                {
+                    // Stripe holds the money it reports: refunds of it can succeed.
+                    api.pay_at_stripe(intent).await;
+                }
                 let reply = api.webhook(&body).await;
                 (expected, reply, Some(order))
             }
         }
     }
 
+    /// The Stripe event `event_id` about order `order` (what Stripe would send; a manual
+    /// payment has no intent, so its events name one Lumi does not know).
     fn webhook_body(&self, event_id: &str, order: usize, what: &PayEvent) -> Value {
         let payment = &self.payments[order];
-        match what {
-            PayEvent::Authorized => {
-                json!({ "event_id": event_id, "type": "payment.authorized", "payment_id": payment })
-            }
-            PayEvent::Captured { amount, currency } => json!({
-                "event_id": event_id, "type": "payment.captured", "payment_id": payment,
-                "amount_minor": amount, "currency": currency,
-            }),
-            PayEvent::Failed => json!({
-                "event_id": event_id, "type": "payment.failed", "payment_id": payment,
-                "reason": "insufficient funds (history check)",
-            }),
+        let total = self.model.orders[order].total;
+        let intent = self.intents[order]
+            .clone()
+            .unwrap_or_else(|| format!("pi_notours{}", &payment[4..]));
+        let metadata = json!({ "order_reference": self.references[order], "payment_id": payment });
+        let (kind, object) = match what {
+            PayEvent::Authorized => (
+                "payment_intent.amount_capturable_updated",
+                json!({
+                    "id": intent, "object": "payment_intent", "status": "requires_capture",
+                    "amount": total, "amount_capturable": total, "currency": "eur",
+                    "metadata": metadata,
+                }),
+            ),
+            PayEvent::Captured { amount, currency } => (
+                "payment_intent.succeeded",
+                json!({
+                    "id": intent, "object": "payment_intent", "status": "succeeded",
+                    "amount": total, "amount_received": amount,
+                    "currency": currency.to_lowercase(), "metadata": metadata,
+                }),
+            ),
+            PayEvent::Failed => (
+                "payment_intent.payment_failed",
+                json!({
+                    "id": intent, "object": "payment_intent", "status": "requires_payment_method",
+                    "amount": total, "currency": "eur",
+                    "last_payment_error": {
+                        "type": "card_error", "code": "card_declined",
+                        "message": "insufficient funds (history check)",
+                    },
+                    "metadata": metadata,
+                }),
+            ),
             PayEvent::RefundSucceeded(refund) => {
-                let id = refund.map_or_else(
-                    || "re_notarefundofthisorder0".to_owned(),
-                    |r| self.refund_id(order, r),
-                );
-                json!({ "event_id": event_id, "type": "refund.succeeded", "payment_id": payment, "refund_id": id })
+                let (id, stripe_id, amount) = match refund {
+                    Some(r) => (
+                        self.refund_id(order, *r),
+                        self.stripe_refund_ids[order]
+                            .get(*r)
+                            .cloned()
+                            .flatten()
+                            .unwrap_or_else(|| format!("re_notatstripe{r}")),
+                        self.model.orders[order].refunds[*r].amount,
+                    ),
+                    None => (
+                        "re_notarefundofthisorder0".to_owned(),
+                        "re_notastriperefund0".to_owned(),
+                        1,
+                    ),
+                };
+                (
+                    "refund.updated",
+                    json!({
+                        "id": stripe_id, "object": "refund", "amount": amount, "currency": "eur",
+                        "status": "succeeded", "payment_intent": intent,
+                        "metadata": { "refund_id": id, "order_reference": self.references[order] },
+                    }),
+                )
             }
-        }
+        };
+        json!({
+            "id": event_id, "object": "event", "type": kind,
+            "created": self.api.clock.now_us() / 1_000_000, "livemode": false,
+            "api_version": lumi_commerce::stripe::API_VERSION,
+            "data": { "object": object },
+        })
     }
 
     /// Runs `count` operations; `Err` describes the first disagreement.
@@ -459,6 +538,12 @@ impl Sequential<'_> {
                     .unwrap()
                     .iter()
                     .map(|r| r["id"].as_str().unwrap().to_owned())
+                    .collect();
+                self.stripe_refund_ids[order] = real["refunds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["provider_refund_id"].as_str().map(str::to_owned))
                     .collect();
                 for diff in check::diff_order(
                     &self.model.orders[order],
@@ -532,7 +617,9 @@ async fn sequential_history(
         customers,
         references: Vec::new(),
         payments: Vec::new(),
+        intents: Vec::new(),
         refund_ids: Vec::new(),
+        stripe_refund_ids: Vec::new(),
         counter: 0,
         log: Vec::new(),
         seen: BTreeMap::new(),
@@ -602,6 +689,14 @@ fn coverage(mut seen: BTreeMap<String, usize>, model: &Model) -> BTreeMap<String
                 .filter(|o| o.status == Status::Cancelled)
                 .count(),
         ),
+        (
+            "refunds at Stripe",
+            orders
+                .iter()
+                .filter(|o| o.online)
+                .map(|o| o.refunds.len())
+                .sum(),
+        ),
         ("reopened", orders.iter().filter(|o| o.attempt > 1).count()),
         ("units shipped", units(|l| l.fulfilled)),
         ("units returned", units(|l| l.returned)),
@@ -643,6 +738,8 @@ async fn sequential() {
 struct Known {
     reference: String,
     payment: String,
+    /// Its PaymentIntent (online payments).
+    intent: Option<String>,
     customer: usize,
     online: bool,
     total: i64,
@@ -774,10 +871,13 @@ async fn customer_actor(board: &Board<'_>, me: usize, seed: u64, count: usize) {
                         (false, None) => {
                             fresh += 1;
                             checkouts.insert((me, key.clone()), reference.clone());
-                            let online = reply.body["payment"]["provider"] == "lumipay";
+                            let online = reply.body["payment"]["provider"] == "stripe";
                             board.orders.lock().unwrap().push(Known {
                                 reference,
                                 payment: reply.body["payment"]["id"].as_str().unwrap().to_owned(),
+                                intent: reply.body["payment"]["provider_ref"]
+                                    .as_str()
+                                    .map(str::to_owned),
                                 customer: me,
                                 online,
                                 total: reply.body["total"]["amount_minor"].as_i64().unwrap(),
@@ -1096,42 +1196,86 @@ async fn provider_actor(board: &Board<'_>, seed: u64, count: usize) {
             };
             let id = format!("evt-{seed}-{n}");
             let payment = &known.payment;
-            let body = match rng.random_range(0..100) {
-                0..45 => {
-                    json!({ "event_id": id, "type": "payment.captured", "payment_id": payment, "amount_minor": known.total, "currency": "EUR" })
-                }
-                45..55 => {
-                    json!({ "event_id": id, "type": "payment.captured", "payment_id": payment, "amount_minor": known.total - 1, "currency": "EUR" })
-                }
-                55..60 => {
-                    json!({ "event_id": id, "type": "payment.captured", "payment_id": payment, "amount_minor": known.total, "currency": "USD" })
-                }
-                60..75 => {
-                    json!({ "event_id": id, "type": "payment.failed", "payment_id": payment, "reason": "expired card" })
-                }
-                75..82 => {
-                    json!({ "event_id": id, "type": "payment.authorized", "payment_id": payment })
-                }
+            let intent = known.intent.clone().unwrap_or_default();
+            let metadata = json!({ "order_reference": known.reference, "payment_id": payment });
+            let succeeded = |received: i64, currency: &str| {
+                json!({
+                    "id": intent, "object": "payment_intent", "status": "succeeded",
+                    "amount": known.total, "amount_received": received, "currency": currency,
+                    "metadata": metadata,
+                })
+            };
+            let (kind, object) = match rng.random_range(0..100) {
+                0..45 => ("payment_intent.succeeded", succeeded(known.total, "eur")),
+                45..55 => (
+                    "payment_intent.succeeded",
+                    succeeded(known.total - 1, "eur"),
+                ),
+                55..60 => ("payment_intent.succeeded", succeeded(known.total, "usd")),
+                60..75 => (
+                    "payment_intent.payment_failed",
+                    json!({
+                        "id": intent, "object": "payment_intent",
+                        "status": "requires_payment_method", "amount": known.total,
+                        "currency": "eur",
+                        "last_payment_error": { "type": "card_error", "message": "expired card" },
+                        "metadata": metadata,
+                    }),
+                ),
+                75..82 => (
+                    "payment_intent.amount_capturable_updated",
+                    succeeded(known.total, "eur"),
+                ),
                 _ => {
+                    // Stripe reports only its own refunds: one of the order's, or (as late
+                    // news of nothing Lumi knows) none.
                     let view = api.order(&known.reference).await;
-                    let pending: Vec<&Value> = view["refunds"]
+                    let asked: Vec<&Value> = view["refunds"]
                         .as_array()
                         .unwrap()
                         .iter()
-                        .filter(|r| r["status"] == "pending")
+                        .filter(|r| r["provider_refund_id"].is_string())
                         .collect();
-                    let Some(refund) = pending.first() else {
-                        continue;
+                    let refund = match asked.first() {
+                        Some(refund) => json!({
+                            "id": refund["provider_refund_id"], "amount": refund["amount_minor"],
+                            "metadata": { "refund_id": refund["id"] },
+                        }),
+                        None => json!({
+                            "id": format!("re_notastripe{seed}{n}"), "amount": 1,
+                            "metadata": { "refund_id": "re_notarefundofthisorder0" },
+                        }),
                     };
-                    json!({ "event_id": id, "type": "refund.succeeded", "payment_id": payment, "refund_id": refund["id"] })
+                    (
+                        "refund.updated",
+                        json!({
+                            "id": refund["id"], "object": "refund", "amount": refund["amount"],
+                            "currency": "eur", "status": "succeeded", "payment_intent": intent,
+                            "metadata": refund["metadata"],
+                        }),
+                    )
                 }
             };
+            let body = json!({
+                "id": id, "object": "event", "type": kind,
+                "created": api.clock.now_us() / 1_000_000, "livemode": false,
+                "api_version": lumi_commerce::stripe::API_VERSION,
+                "data": { "object": object },
+            });
             if rng.random_bool(0.2) {
                 held.push(body);
                 continue;
             }
             (body, None)
         };
+        let object = &body["data"]["object"];
+        if body["type"] == "payment_intent.succeeded"
+            && object["amount_received"] == object["amount"]
+            && object["currency"] == "eur"
+        {
+            // Stripe holds the money it reports: refunds of it can succeed.
+            api.pay_at_stripe(object["id"].as_str().unwrap()).await;
+        }
         let reply = api.webhook(&body).await;
         board.answered("webhook", &reply, &[200]);
         let outcome = reply.body["outcome"]

@@ -1,9 +1,10 @@
-//! Payments behind `featureFlags.orderPayments`: the provider webhook (HMAC), captures (which
-//! must be what is due), failures with their restock and refund email on SQS, and the events a
-//! provider retries, which are acknowledged rather than refused.
+//! Payments behind `featureFlags.orderPayments`: Stripe's signed webhook, captures (which must
+//! be what is due), failures with their restock and refund email on SQS, refunds Stripe settles
+//! by its events, and the events Stripe retries, which are acknowledged rather than refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use lumi_commerce::model::RefundStatus;
 use lumi_tests::{TestApp, assert_problem, unique_sku};
 use serde_json::{Value, json};
 
@@ -20,39 +21,93 @@ async fn order(app: &TestApp, quantity: i64) -> (String, Value) {
     (sku, order)
 }
 
+/// Posts a signed `event` and returns the acknowledgement (asserts 200).
+async fn acknowledged(app: &TestApp, event: &Value) -> Value {
+    let response = app.stripe_webhook(event).await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["received"], true, "{body}");
+    body
+}
+
+/// A Stripe `kind` event (`refund.updated`, `refund.failed`) about Stripe refund `id` of
+/// `amount_minor` EUR on `intent`, for Lumi's refund record `refund_id`.
+fn refund_event(
+    kind: &str,
+    id: &str,
+    status: &str,
+    amount_minor: i64,
+    intent: &str,
+    refund_id: &str,
+) -> Value {
+    let mut refund = json!({
+        "id": id, "object": "refund", "amount": amount_minor, "currency": "eur",
+        "status": status, "payment_intent": intent, "metadata": { "refund_id": refund_id },
+    });
+    if status == "failed" {
+        refund["failure_reason"] = json!("expired_or_canceled_card");
+    }
+    TestApp::stripe_event(kind, refund)
+}
+
 #[tokio::test]
 async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_nothing() {
     let app = online_app().await;
     let (_, order) = order(&app, 1).await;
-    assert_eq!(order["payment"]["provider"], "lumipay");
+    assert_eq!(order["payment"]["provider"], "stripe");
     assert_eq!(order["payment"]["status"], "pending");
     assert!(
         order["payment"]["id"].as_str().unwrap().starts_with("pay_"),
         "{order}"
     );
+    let intent = order["payment"]["provider_ref"].as_str().unwrap();
+    assert!(intent.starts_with("pi_"), "{order}");
     let reference = order["reference"].as_str().unwrap();
+    let placed = app.stored_order(reference).await;
     let event = TestApp::capture_event(&order);
-    assert_eq!(event["amount_minor"], 700);
-    assert_eq!(event["currency"], "EUR");
+    let object = &event["data"]["object"];
+    assert_eq!(object["amount_received"], 700);
+    assert_eq!(object["currency"], "eur");
+    assert_eq!(object["id"], intent);
 
+    let secret = app.stripe_webhook_secret().await;
     assert_problem(
-        app.lumipay_webhook_signed_with(&event, "not-the-key").await,
+        app.stripe_webhook_signed_with(&event, "whsec_not_the_key", app.now_secs())
+            .await,
+        401,
+    )
+    .await;
+    // Signed with the right key, but too long ago to be anything but a replay.
+    assert_problem(
+        app.stripe_webhook_signed_with(&event, &secret, app.now_secs() - 301)
+            .await,
         401,
     )
     .await;
     let unsigned = app
         .http
-        .post(app.url("/api/v1/payments/webhooks/lumipay"))
+        .post(app.url("/api/v1/payments/webhooks/stripe"))
         .json(&event)
         .send()
         .await
         .unwrap();
-    assert_problem(unsigned, 401).await;
-    // A capture must say how much: without it the event is not understood.
+    assert_problem(unsigned, 400).await;
+    // A PaymentIntent must say its currency: without it the event is not understood.
     let mut vague = event.clone();
-    vague.as_object_mut().unwrap().remove("amount_minor");
-    let body = assert_problem(app.lumipay_webhook(&vague).await, 422).await;
-    assert_eq!(body["errors"][0]["field"], "amount_minor", "{body}");
+    vague["data"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("currency");
+    assert_problem(app.stripe_webhook(&vague).await, 400).await;
+    // Nor is a capture that does not say how much was received: acknowledged, not applied.
+    let mut silent = TestApp::capture_event(&order);
+    silent["data"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("amount_received");
+    let silent = acknowledged(&app, &silent).await;
+    assert_eq!(silent["applied"], false, "{silent}");
     let untouched = app.stored_order(reference).await;
     assert_eq!(
         (
@@ -62,20 +117,27 @@ async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_noth
         ),
         ("open", "pending", "pending")
     );
+    assert_eq!(untouched.version, placed.version, "nothing written");
 
-    let applied = app.lumipay_webhook(&event).await;
-    assert_eq!(applied.status(), 200);
-    let applied: Value = applied.json().await.unwrap();
+    let applied = acknowledged(&app, &event).await;
     assert_eq!(applied["applied"], true, "{applied}");
+    assert_eq!(applied["outcome"], "payment.capture");
+    let change = &applied["events"][0];
     assert_eq!(
         (
-            applied["payment_status"].as_str(),
-            applied["financial_status"].as_str(),
-            applied["order_status"].as_str()
+            change["payment_status"].as_str(),
+            change["financial_status"].as_str(),
+            change["order_status"].as_str(),
+            change["order_reference"].as_str()
         ),
-        (Some("captured"), Some("paid"), Some("open"))
+        (
+            Some("captured"),
+            Some("paid"),
+            Some("open"),
+            Some(reference)
+        )
     );
-    let again: Value = app.lumipay_webhook(&event).await.json().await.unwrap();
+    let again = acknowledged(&app, &event).await;
     assert_eq!(
         (again["applied"].as_bool(), again["outcome"].as_str()),
         (Some(false), Some("duplicate"))
@@ -83,18 +145,12 @@ async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_noth
     let stored = app.stored_order(reference).await;
     assert_eq!(stored.payment.captured_minor, 700, "captured once");
     assert_eq!(stored.timeline.len(), 2);
-    assert_eq!(stored.timeline[1].actor, "provider:lumipay");
+    assert_eq!(stored.timeline[1].actor, "provider:stripe");
     assert_eq!(stored.timeline[1].action, "payment.capture");
 
-    // A failure after the capture is acknowledged (a provider retries refusals forever) and
+    // A failure after the capture is acknowledged (Stripe retries refusals for days) and
     // changes nothing.
-    let late_failure = json!({
-        "event_id": "evt-2", "type": "payment.failed", "payment_id": event["payment_id"],
-        "reason": "late",
-    });
-    let late = app.lumipay_webhook(&late_failure).await;
-    assert_eq!(late.status(), 200);
-    let late: Value = late.json().await.unwrap();
+    let late = acknowledged(&app, &TestApp::intent_failed(&order, "late")).await;
     assert_eq!(
         (late["applied"].as_bool(), late["outcome"].as_str()),
         (Some(false), Some("ignored")),
@@ -107,19 +163,37 @@ async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_noth
     );
     assert_eq!(after.version, stored.version, "nothing written");
     // Types this integration does not handle are acknowledged too.
-    let other_type = json!({ "event_id": "evt-4", "type": "payment.disputed", "payment_id": event["payment_id"] });
-    let ignored: Value = app.lumipay_webhook(&other_type).await.json().await.unwrap();
-    assert_eq!(ignored["outcome"], "ignored_type");
-    let unknown = json!({
-        "event_id": "evt-3", "type": "payment.captured", "payment_id": "pay_none",
-        "amount_minor": 700, "currency": "EUR",
+    let other_type = TestApp::stripe_event(
+        "payment_intent.processing",
+        json!({ "id": intent, "object": "payment_intent", "status": "processing" }),
+    );
+    assert_eq!(
+        acknowledged(&app, &other_type).await["outcome"],
+        "ignored_type"
+    );
+    // Captures of payments that are not this shop's: acknowledged, and nothing is paid.
+    let stranger = json!({
+        "id": "pi_stranger", "object": "payment_intent", "status": "succeeded", "amount": 700,
+        "amount_received": 700, "currency": "eur", "metadata": { "payment_id": "pay_none" },
     });
-    assert_problem(app.lumipay_webhook(&unknown).await, 404).await;
-    let unknown = json!({
-        "event_id": "evt-3", "type": "payment.captured",
-        "payment_id": format!("pay_{}", "0".repeat(32)), "amount_minor": 700, "currency": "EUR",
-    });
-    assert_problem(app.lumipay_webhook(&unknown).await, 404).await;
+    let stranger = TestApp::stripe_event("payment_intent.succeeded", stranger);
+    let unknown = acknowledged(&app, &stranger).await;
+    assert_eq!(
+        (unknown["applied"].as_bool(), unknown["outcome"].as_str()),
+        (Some(false), Some("not_ours")),
+        "{unknown}"
+    );
+    let mut no_such_payment = stranger.clone();
+    no_such_payment["id"] = json!(format!("evt_{}", lumi_tests::unique_prefix()));
+    no_such_payment["data"]["object"]["metadata"]["payment_id"] =
+        json!(format!("pay_{}", "0".repeat(32)));
+    assert_eq!(
+        acknowledged(&app, &no_such_payment).await["outcome"],
+        "not_ours"
+    );
+    let last = app.stored_order(reference).await;
+    assert_eq!(last.version, stored.version);
+    assert_eq!(last.payment.captured_minor, 700);
 }
 
 #[tokio::test]
@@ -129,25 +203,25 @@ async fn a_failed_payment_cancels_the_order_restocks_once_and_queues_the_refund_
     assert_eq!(app.variant(&sku).await.stock, 2);
     let reference = order["reference"].as_str().unwrap();
     let payment_id = order["payment"]["id"].as_str().unwrap();
-    let event = json!({
-        "event_id": "evt-f", "type": "payment.failed", "payment_id": payment_id,
-        "reason": "card declined",
-    });
-    let first: Value = app.lumipay_webhook(&event).await.json().await.unwrap();
+    let intent = order["payment"]["provider_ref"].as_str().unwrap();
+    // Stripe declined the card the customer tried.
+    let event = TestApp::intent_failed(&order, "card declined");
+    let first = acknowledged(&app, &event).await;
+    assert_eq!(first["outcome"], "payment.fail", "{first}");
+    let change = &first["events"][0];
     assert_eq!(
         (
-            first["order_status"].as_str(),
-            first["financial_status"].as_str(),
-            first["payment_status"].as_str()
+            change["order_status"].as_str(),
+            change["financial_status"].as_str(),
+            change["payment_status"].as_str()
         ),
         (Some("cancelled"), Some("voided"), Some("failed")),
         "{first}"
     );
-    let redelivery = app.lumipay_webhook(&event).await;
-    assert_eq!(redelivery.status(), 200, "a redelivery is a duplicate");
+    let redelivery = acknowledged(&app, &event).await;
     assert_eq!(
-        redelivery.json::<Value>().await.unwrap()["outcome"],
-        "duplicate"
+        redelivery["outcome"], "duplicate",
+        "a redelivery is a duplicate"
     );
     let stored = app.stored_order(reference).await;
     assert_eq!(stored.status.as_str(), "cancelled");
@@ -195,33 +269,194 @@ async fn a_failed_payment_cancels_the_order_restocks_once_and_queues_the_refund_
     let timeline = app.stored_order(reference).await.timeline;
     assert_eq!(timeline[1].action, "payment.fail");
     assert!(timeline[1].note.contains("card declined"));
-    // A capture that arrives after all is refunded, not refused.
-    let late = app.lumipay_capture(&order).await;
-    assert_eq!(late["applied"], true, "{late}");
-    let stored = app.stored_order(reference).await;
+
+    // After a decline Stripe lets the customer pay the same intent with another card: a
+    // capture that arrives after all is refunded (asked of Stripe at once), not refused.
+    assert_eq!(
+        app.pay_with_card(&order, "4242424242424242").await,
+        "succeeded"
+    );
+    let stored = app
+        .wait_for_order(reference, "refunded by Stripe", |o| {
+            o.refunds
+                .first()
+                .is_some_and(|r| r.status == RefundStatus::Succeeded)
+        })
+        .await;
+    assert_eq!(stored.status.as_str(), "cancelled");
+    assert_eq!(stored.payment.status.as_str(), "captured");
     assert_eq!(
         (stored.payment.captured_minor, stored.payment.refunded_minor),
         (2100, 2100)
     );
+    assert_eq!(stored.financial_status().as_str(), "refunded");
+    assert_eq!(stored.refunds.len(), 1);
+    let refund = &stored.refunds[0];
+    assert_eq!(refund.amount_minor, 2100);
+    assert!(refund.settled_at.is_some());
+    let stripe_refund = refund.provider_refund_id.clone().unwrap();
+    let at_stripe = app.stripe_refunds(intent).await;
+    assert_eq!(at_stripe.len(), 1, "one Stripe refund: {at_stripe:?}");
+    assert_eq!(
+        (
+            at_stripe[0]["id"].as_str(),
+            at_stripe[0]["amount"].as_i64(),
+            at_stripe[0]["metadata"]["refund_id"].as_str()
+        ),
+        (
+            Some(stripe_refund.as_str()),
+            Some(2100),
+            Some(refund.id.as_str())
+        )
+    );
     assert_eq!(app.variant(&sku).await.stock, 5, "no second restock");
-    // The provider confirms the refund: it is settled, and the money is back.
+    let actions: Vec<(&str, &str)> = stored
+        .timeline
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        actions[2..],
+        [
+            ("payment.capture", "provider:stripe"),
+            ("refund.settle", "provider:stripe")
+        ]
+    );
+
+    // Stripe's own event about that refund, later: it is settled already, nothing changes.
+    let confirmed = refund_event(
+        "refund.updated",
+        &stripe_refund,
+        "succeeded",
+        2100,
+        intent,
+        &refund.id,
+    );
+    let confirmed = acknowledged(&app, &confirmed).await;
+    assert_eq!(
+        (
+            confirmed["applied"].as_bool(),
+            confirmed["outcome"].as_str()
+        ),
+        (Some(false), Some("ignored")),
+        "{confirmed}"
+    );
+    // A refund this order does not have: acknowledged, nothing changes.
+    let no_such = refund_event(
+        "refund.updated",
+        "re_other",
+        "succeeded",
+        2100,
+        intent,
+        "re_nothing",
+    );
+    let no_such = acknowledged(&app, &no_such).await;
+    assert_eq!(no_such["applied"], false, "{no_such}");
+    let last = app.stored_order(reference).await;
+    assert_eq!(last.version, stored.version, "nothing written");
+    assert_eq!(last.payment.refunded_minor, 2100);
+}
+
+#[tokio::test]
+async fn refunds_stripe_did_not_answer_are_settled_or_failed_by_its_refund_events() {
+    let mut app = online_app().await;
+    let admin = app.admin_token().await;
+    let (sku, order) = order(&app, 2).await;
+    let reference = order["reference"].as_str().unwrap();
+    let intent = order["payment"]["provider_ref"].as_str().unwrap();
+    app.pay_with_card(&order, "4242424242424242").await;
+    app.wait_for_payment(reference, "captured").await;
+
+    // Stripe cannot be reached when the refunds are asked: they stay requested.
+    app.stripe.as_mut().unwrap().stop();
+    let mut refund_ids = Vec::new();
+    for key in ["refund-1", "refund-2"] {
+        let refunded = app
+            .admin_refund(&admin, reference, key, &[(1, 1, "cancel")], "out of stock")
+            .await;
+        assert_eq!(refunded.status(), 201);
+        let refunded: Value = refunded.json().await.unwrap();
+        assert_eq!(refunded["refund"]["status"], "requested", "{refunded}");
+        assert_eq!(refunded["order"]["financial_status"], "refund_pending");
+        refund_ids.push(refunded["refund"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(app.variant(&sku).await.stock, 5);
+
+    // Stripe made the first after all (the answer was lost) and says so.
+    let succeeded = refund_event(
+        "refund.updated",
+        "re_lost_answer",
+        "succeeded",
+        700,
+        intent,
+        &refund_ids[0],
+    );
+    let settled = acknowledged(&app, &succeeded).await;
+    assert_eq!(settled["applied"], true, "{settled}");
+    assert_eq!(settled["outcome"], "refund.settle");
+    assert_eq!(
+        settled["events"][0]["financial_status"], "refund_pending",
+        "the second is still owed"
+    );
+    assert_eq!(acknowledged(&app, &succeeded).await["outcome"], "duplicate");
+    let stored = app.stored_order(reference).await;
+    let first = &stored.refunds[0];
+    assert_eq!(first.status, RefundStatus::Succeeded);
+    assert_eq!(first.provider_refund_id.as_deref(), Some("re_lost_answer"));
+    assert!(first.settled_at.is_some());
+    // A failure reported out of order, after the success: acknowledged, nothing changes.
+    let late_failure = refund_event(
+        "refund.failed",
+        "re_lost_answer",
+        "failed",
+        700,
+        intent,
+        &refund_ids[0],
+    );
+    assert_eq!(acknowledged(&app, &late_failure).await["applied"], false);
+    assert_eq!(
+        app.stored_order(reference).await.refunds[0].status,
+        RefundStatus::Succeeded
+    );
+
+    // Stripe could not make the second: the money is still owed, and admins see it.
+    let failed = refund_event(
+        "refund.failed",
+        "re_failed",
+        "failed",
+        700,
+        intent,
+        &refund_ids[1],
+    );
+    let failed = acknowledged(&app, &failed).await;
+    assert_eq!(failed["outcome"], "refund.fail", "{failed}");
+    let stored = app.stored_order(reference).await;
+    assert_eq!(stored.refunds[1].status, RefundStatus::Failed);
+    assert_eq!(
+        stored.refunds[1].failure_reason.as_deref(),
+        Some("expired_or_canceled_card")
+    );
     assert_eq!(stored.financial_status().as_str(), "refund_pending");
-    let confirmed = json!({
-        "event_id": "evt-r", "type": "refund.succeeded", "payment_id": payment_id,
-        "refund_id": stored.refunds[0].id,
-    });
-    let confirmed: Value = app.lumipay_webhook(&confirmed).await.json().await.unwrap();
-    assert_eq!(confirmed["financial_status"], "refunded", "{confirmed}");
+    let listed = app
+        .get_json("/api/v1/admin/refunds?status=failed", &admin)
+        .await;
+    assert!(listed.to_string().contains(&refund_ids[1]), "{listed}");
+    // An admin pays it back by hand and settles it: the order is refunded.
+    let settled = app.settle_refund(&admin, reference, &refund_ids[1]).await;
+    assert_eq!(settled.status(), 200);
+    let settled: Value = settled.json().await.unwrap();
+    assert_eq!(settled["financial_status"], "refunded", "{settled}");
     let stored = app.stored_order(reference).await;
     assert_eq!(
-        stored.refunds[0].status,
-        lumi_commerce::model::RefundStatus::Succeeded
+        (stored.payment.captured_minor, stored.payment.refunded_minor),
+        (1400, 1400)
     );
-    let no_such = json!({
-        "event_id": "evt-r2", "type": "refund.succeeded", "payment_id": payment_id,
-        "refund_id": "re_nothing",
-    });
-    assert_problem(app.lumipay_webhook(&no_such).await, 404).await;
+    assert!(
+        stored
+            .refunds
+            .iter()
+            .all(|r| r.status == RefundStatus::Succeeded)
+    );
 }
 
 #[tokio::test]
@@ -230,6 +465,8 @@ async fn with_the_flag_off_orders_are_paid_manually() {
     let admin = app.admin_token().await;
     let (_, order) = order(&app, 1).await;
     assert_eq!(order["payment"]["provider"], "manual");
+    assert!(order["payment"]["provider_ref"].is_null(), "{order}");
+    assert!(order["action"].is_null(), "nothing to pay online: {order}");
     let payment_id = order["payment"]["id"].as_str().unwrap();
     let listed = app
         .admin_payments(&admin, "provider=manual&status=pending")
@@ -252,15 +489,28 @@ async fn with_the_flag_off_orders_are_paid_manually() {
             order["reference"].as_str()
         )
     );
-    // The provider cannot speak for a manual payment.
-    let capture = TestApp::capture_event(&order);
-    assert_problem(app.lumipay_webhook(&capture).await, 404).await;
+    // Stripe cannot speak for a manual payment, even naming it.
+    let mut forged = order.clone();
+    forged["payment"]["provider_ref"] = json!("pi_forged");
+    let capture = app.stripe_webhook(&TestApp::capture_event(&forged)).await;
+    assert_eq!(capture.status(), 200);
+    let capture: Value = capture.json().await.unwrap();
+    assert_eq!(
+        (capture["applied"].as_bool(), capture["outcome"].as_str()),
+        (Some(false), Some("not_ours")),
+        "{capture}"
+    );
+    let reference = order["reference"].as_str().unwrap();
+    assert_eq!(
+        app.stored_order(reference).await.payment.status.as_str(),
+        "pending"
+    );
     // The admin records the money received; it must be what is due.
     let short = app.admin_capture(&admin, payment_id, 100, "EUR").await;
     let short: Value = short.json().await.unwrap();
     assert_eq!(short["status"], "amount_mismatch", "{short}");
     app.admin_pay(&admin, &order).await;
-    let stored = app.stored_order(order["reference"].as_str().unwrap()).await;
+    let stored = app.stored_order(reference).await;
     assert_eq!(
         (
             stored.payment.status.as_str(),

@@ -72,6 +72,11 @@ pub fn routes(platform: Arc<Platform>) -> Router {
             post(orders_api::settle_refund),
         )
         .route("/api/v1/admin/payments", get(orders_api::list_payments))
+        .route("/api/v1/admin/refunds", get(orders_api::list_refunds))
+        .route(
+            "/api/v1/admin/refunds/retry",
+            post(orders_api::retry_refunds),
+        )
         .route(
             "/api/v1/admin/payments/{id}/capture",
             post(orders_api::capture_payment),

@@ -11,7 +11,7 @@ use axum::{
 use lumi_commerce::{
     admin::{RefundRequest, StatusRequest},
     count_change,
-    model::{FinancialStatus, OrderStatus, PaymentStatus},
+    model::{FinancialStatus, OrderStatus, PaymentStatus, RefundStatus},
     orders::{AdminOrderView, Mutated, OrderFilter},
     payments::Applied,
 };
@@ -276,6 +276,7 @@ pub async fn list_payments(
                 "captured_minor": p.captured_minor,
                 "refunded_minor": p.refunded_minor,
                 "financial_status": p.financial_status,
+                "provider_ref": p.provider_ref,
                 "created_at": p.created_at,
                 "updated_at": p.updated_at,
             })
@@ -306,6 +307,58 @@ fn applied(metrics: &MetricSet, shop: &Shared, id: &str, applied: Applied) -> Va
         Applied::Duplicate => json!({ "payment_id": id, "applied": false }),
         Applied::Ignored(why) => json!({ "payment_id": id, "applied": false, "detail": why }),
     }
+}
+
+#[derive(Deserialize)]
+pub struct RefundQuery {
+    status: Option<String>,
+    limit: Option<i32>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/admin/refunds?status=failed|pending|requested|succeeded` (default `failed`):
+/// refunds still owed (a failed online refund, a manual one to pay back by hand), newest first.
+pub async fn list_refunds(
+    State(shop): State<Shared>,
+    _admin: AdminUser,
+    Query(query): Query<RefundQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    let status = query.status.as_deref().unwrap_or("failed");
+    let status: RefundStatus =
+        serde_json::from_value(Value::String(status.to_owned())).map_err(|_| {
+            ApiError::bad_request("status is one of failed, pending, requested, succeeded")
+        })?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 200"));
+    }
+    let (refunds, next) = shop.refunds(status, limit, query.cursor.as_deref()).await?;
+    let refunds: Vec<Value> = refunds
+        .into_iter()
+        .map(|r| {
+            let mut value = json!(r.refund);
+            value["order_reference"] = json!(r.order_reference);
+            value["provider"] = json!(r.provider);
+            value
+        })
+        .collect();
+    Ok(axum::Json(
+        json!({ "refunds": refunds, "next_cursor": next }),
+    ))
+}
+
+/// `POST /api/v1/admin/refunds/retry`: asks the provider again for the refunds it could not be
+/// asked (it was unreachable), oldest first, 25 at a time.
+pub async fn retry_refunds(
+    State(shop): State<Shared>,
+    _admin: AdminUser,
+    metrics: MetricSet,
+) -> ApiResult<axum::Json<Value>> {
+    let answered = shop.retry_provider_refunds(25).await?;
+    for change in &answered {
+        count_change(&metrics, function(&shop), change);
+    }
+    Ok(axum::Json(json!({ "answered": answered.len() })))
 }
 
 #[derive(Deserialize)]

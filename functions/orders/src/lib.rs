@@ -24,7 +24,7 @@ use lumi_commerce::{
     Actor, CART_OPERATIONS_TOTAL, CommerceError, ORDER_CREATED_TOTAL, Shop, cart, catalog, content,
     count_change,
     orders::{self, Mutated, OrderFilter, OrderView, Tracking},
-    payments::{self, Applied, Webhook},
+    payments::{Applied, WebhookError, WebhookOutcome},
 };
 use lumi_shared::{
     ApiError, ApiResult, Platform,
@@ -236,16 +236,28 @@ async fn checkout(
     let done = shop
         .checkout(&user.user.id, &user.user.email, body.note, &actor, &guard)
         .await?;
-    if let Done::Fresh(order) = &done {
-        metrics.count(
-            ORDER_CREATED_TOTAL,
-            &[
-                ("function", function(&shop)),
-                ("provider", &order.payment.provider),
-            ],
-            1.0,
-        );
-    }
+    let done = match done {
+        Done::Fresh(placed) => {
+            metrics.count(
+                ORDER_CREATED_TOTAL,
+                &[
+                    ("function", function(&shop)),
+                    ("provider", &placed.order.payment.provider),
+                ],
+                1.0,
+            );
+            Done::Fresh(serde_json::to_value(placed).map_err(ApiError::internal)?)
+        }
+        // The payment's client secret is never stored: a replay asks the provider again.
+        Done::Replay(mut body) => {
+            if let Some(reference) = body["reference"].as_str()
+                && let Some(action) = shop.payment_action(&user.user.id, reference).await?
+            {
+                body["action"] = serde_json::to_value(action).map_err(ApiError::internal)?;
+            }
+            Done::Replay(body)
+        }
+    };
     Ok(idempotent(StatusCode::CREATED, done))
 }
 
@@ -319,6 +331,9 @@ async fn cancel_order(
     Ok(idempotent(StatusCode::OK, done))
 }
 
+/// `POST /api/v1/payments/webhooks/stripe`: Stripe's signed events (see
+/// `lumi_commerce::payments`). A bad signature is 400/401 and changes nothing; everything
+/// verified is acknowledged with 200, applied or not, so Stripe never retries it forever.
 async fn payment_webhook(
     State(shop): State<Shared>,
     meta: RequestMeta,
@@ -332,8 +347,8 @@ async fn payment_webhook(
             "no payment provider {provider}"
         )));
     }
-    let platform = &shop.platform;
-    let secrets = platform
+    let secrets = shop
+        .platform
         .secrets
         .get()
         .await
@@ -347,52 +362,85 @@ async fn payment_webhook(
                 format!("no key for {provider}"),
             )
         })?;
-    let signature = headers.get("lumi-signature").and_then(|v| v.to_str().ok());
-    use secrecy::ExposeSecret as _;
-    payments::verify(
-        secret.expose_secret().as_bytes(),
-        signature,
-        &body,
-        shop.now_us() / 1_000_000,
-    )
-    .map_err(|e| ApiError::Unauthorized(e.to_string().into()))?;
-    let webhook: Webhook = serde_json::from_slice(&body).map_err(|e| ApiError::Validation {
-        detail: format!("the event is not understood: {e}").into(),
-        errors: Vec::new(),
-    })?;
-    let Some(event) = webhook.event()? else {
-        tracing::info!(event_type = %webhook.kind, event_id = %webhook.event_id, "payment event type ignored");
-        return Ok(axum::Json(
-            json!({ "received": true, "applied": false, "outcome": "ignored_type" }),
-        ));
-    };
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
     let actor =
         Actor::new(format!("provider:{provider}")).with_request(meta.request_id, meta.client_ip);
-    let applied = shop
-        .apply_payment_event(
-            &provider,
-            &webhook.payment_id,
-            &webhook.event_id,
-            &event,
+    use secrecy::ExposeSecret as _;
+    let outcome = shop
+        .apply_stripe_webhook(
+            secret.expose_secret().as_bytes(),
+            signature,
+            &body,
+            shop.now_us() / 1_000_000,
             &actor,
         )
         .await?;
-    Ok(axum::Json(match applied {
-        Applied::Changed(change) => {
-            count_change(&metrics, function(&shop), &change);
+    // Stripe calls often: each verified event also asks again (a few) refunds Stripe could not
+    // be asked before.
+    if outcome.is_ok() {
+        match shop.retry_provider_refunds(3).await {
+            Ok(answered) => {
+                for change in &answered {
+                    count_change(&metrics, function(&shop), change);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "waiting refunds not retried"),
+        }
+    }
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error @ (WebhookError::Malformed | WebhookError::Event(_))) => {
+            return Err(ApiError::bad_request(error.to_string()));
+        }
+        Err(error @ WebhookError::Signature(_)) => {
+            return Err(ApiError::Unauthorized(error.to_string().into()));
+        }
+    };
+    Ok(axum::Json(match outcome {
+        WebhookOutcome::IgnoredType(kind) => {
+            tracing::info!(event_type = %kind, "payment event type not acted on");
+            json!({ "received": true, "applied": false, "outcome": "ignored_type" })
+        }
+        WebhookOutcome::Unusable(why) => {
+            tracing::warn!(%why, "payment event without what Lumi needs; acknowledged");
+            json!({ "received": true, "applied": false, "outcome": "ignored", "detail": why })
+        }
+        WebhookOutcome::NotOurs(why) => {
+            tracing::info!(%why, "payment event about no order of this shop");
+            json!({ "received": true, "applied": false, "outcome": "not_ours" })
+        }
+        WebhookOutcome::Applied(applied) => {
+            let mut outcomes = Vec::new();
+            for one in applied {
+                outcomes.push(match one {
+                    Applied::Changed(change) => {
+                        count_change(&metrics, function(&shop), &change);
+                        json!({
+                            "applied": true,
+                            "outcome": change.action,
+                            "order_reference": change.after.reference,
+                            "order_status": change.after.status,
+                            "financial_status": change.after.financial_status(),
+                            "payment_status": change.after.payment.status,
+                        })
+                    }
+                    Applied::Duplicate => json!({ "applied": false, "outcome": "duplicate" }),
+                    Applied::Ignored(why) => {
+                        tracing::info!(%why, "payment event acknowledged without effect");
+                        json!({ "applied": false, "outcome": "ignored", "detail": why })
+                    }
+                });
+            }
+            let applied = outcomes.iter().any(|o| o["applied"] == true);
+            let first = outcomes.first().cloned().unwrap_or_default();
             json!({
                 "received": true,
-                "applied": true,
-                "outcome": change.action,
-                "order_status": change.after.status,
-                "financial_status": change.after.financial_status(),
-                "payment_status": change.after.payment.status,
+                "applied": applied,
+                "outcome": first["outcome"],
+                "events": outcomes,
             })
-        }
-        Applied::Duplicate => json!({ "received": true, "applied": false, "outcome": "duplicate" }),
-        Applied::Ignored(why) => {
-            tracing::info!(event_id = %webhook.event_id, %why, "payment event acknowledged without effect");
-            json!({ "received": true, "applied": false, "outcome": "ignored", "detail": why })
         }
     }))
 }

@@ -244,13 +244,23 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         // `LUMI_MOTO_LOG=<file>`: one line per AWS call of the local stack.
         request_log: std::env::var_os("LUMI_MOTO_LOG").map(std::path::PathBuf::from),
     })?;
-    let stack = LocalStack::bootstrap(
-        Template::project()?,
-        &moto.endpoint,
-        "lumi",
-        stack::local_parameters(),
-    )
-    .await?;
+    // The local Stripe server (localstripe), tied to this process too: the functions' Stripe
+    // API base is the template's StripeApiBase parameter, so the env files carry it as well.
+    let mut stripe = lumi_infra::stripe_server::LocalStripe::start(
+        &lumi_infra::stripe_server::LocalStripeOptions {
+            port: 0,
+            tie_to_parent: true,
+            verbose: std::env::var("LUMI_STRIPE_LOG").is_ok_and(|v| v == "1"),
+        },
+    )?;
+    let mut parameters = stack::local_parameters();
+    parameters.insert("StripeApiBase".into(), stripe.endpoint.clone());
+    parameters.insert(
+        "StripePublishableKey".into(),
+        lumi_infra::stripe_server::LOCAL_PUBLISHABLE_KEY.into(),
+    );
+    let stack =
+        LocalStack::bootstrap(Template::project()?, &moto.endpoint, "lumi", parameters).await?;
     let accounts = seed::seed(&stack).await?;
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
     let env_dir = write_env_files(&stack)?;
@@ -260,10 +270,23 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("port {port} is taken: is another `make dev` running?"))?;
     let base = format!("http://127.0.0.1:{port}");
+    let webhook_secret = stack.config_secret_json().await?["payment_webhook_secrets"]["stripe"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the config secret has no Stripe webhook secret")?;
+    stripe
+        .register_webhook(
+            "lumi",
+            &format!("{base}/api/v1/payments/webhooks/stripe"),
+            &webhook_secret,
+            None,
+        )
+        .await?;
     println!(
-        "\nLumi is serving {} routes at {base} (local AWS at {})",
+        "\nLumi is serving {} routes at {base} (local AWS at {}, local Stripe at {})",
         gateway.routes.len(),
-        moto.endpoint
+        moto.endpoint,
+        stripe.endpoint
     );
     for route in &gateway.routes {
         println!(
@@ -313,6 +336,7 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         })
         .await;
     moto.stop();
+    stripe.stop();
     served.context("serving the API")
 }
 

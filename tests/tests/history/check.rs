@@ -126,9 +126,11 @@ pub fn as_model(order: &Value, variant: &dyn Fn(&str) -> usize) -> model::Order 
                     )
                 })
                 .collect(),
+            // Manual refunds wait `pending`; online ones are `requested` until Stripe answers
+            // (`failed`: the money is still owed).
             settled: match text(&r["status"]) {
                 "succeeded" => true,
-                "pending" => false,
+                "pending" | "requested" | "failed" => false,
                 other => panic!("unknown refund status {other}"),
             },
         })
@@ -136,7 +138,7 @@ pub fn as_model(order: &Value, variant: &dyn Fn(&str) -> usize) -> model::Order 
     let payment = &order["payment"];
     model::Order {
         customer: 0,
-        online: text(&payment["provider"]) == "lumipay",
+        online: text(&payment["provider"]) == "stripe",
         status: status_of(text(&order["status"])),
         lines,
         total: int(&order["total"]["amount_minor"]),
@@ -217,7 +219,7 @@ pub fn diff_order(
     );
     same(
         "provider",
-        if expected.online { "lumipay" } else { "manual" }.into(),
+        if expected.online { "stripe" } else { "manual" }.into(),
         plain(&payment["provider"]),
     );
     same(
@@ -534,8 +536,12 @@ pub async fn invariants(
                 )
             });
         }
-        // The payment projection is the order's payment.
+        // Refunds by provider: manual ones wait for an admin (`pending`, no Stripe refund);
+        // online ones are Stripe's refunds, settled by its answer (`provider:stripe`) and
+        // recorded once on the payment (`provider-refund:<id>`), exactly what Stripe holds.
         let payment = &order["payment"];
+        stripe_refunds(api, r, order, &mut f).await;
+        // The payment projection is the order's payment.
         match api
             .item(&format!("PAYMENT#{}", text(&payment["id"])), "PAYMENT")
             .await
@@ -632,6 +638,115 @@ pub async fn invariants(
         format!("the inventory-mismatch report finds {mismatched:?}")
     });
     f
+}
+
+/// The refunds of order `r` (the admin's view `order`) against its provider: see the caller.
+async fn stripe_refunds(api: &Api<'_>, r: &str, order: &Value, f: &mut Findings) {
+    let payment = &order["payment"];
+    let refunds = order["refunds"].as_array().unwrap();
+    if payment["provider"] != "stripe" {
+        f.check(
+            refunds
+                .iter()
+                .all(|x| x["status"] != "requested" && x.get("provider_refund_id").is_none()),
+            || format!("{r}: a manual refund asked of Stripe: {refunds:?}"),
+        );
+        return;
+    }
+    f.check(
+        refunds
+            .iter()
+            .all(|x| matches!(text(&x["status"]), "succeeded" | "requested")),
+        || format!("{r}: an online refund neither succeeded nor requested: {refunds:?}"),
+    );
+    let settles: Vec<&Value> = order["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "refund.settle")
+        .collect();
+    f.check(
+        settles.iter().all(|e| e["actor"] == "provider:stripe"),
+        || format!("{r}: an online refund settled by someone else than Stripe: {settles:?}"),
+    );
+    let stored = api.app.stored_order(r).await;
+    let mut ours: Vec<(String, i64)> = Vec::new();
+    for x in refunds.iter().filter(|x| x["status"] == "succeeded") {
+        let Some(provider) = x["provider_refund_id"].as_str() else {
+            f.0.push(format!(
+                "{r}: a succeeded online refund without its Stripe refund: {x}"
+            ));
+            continue;
+        };
+        ours.push((provider.to_owned(), int(&x["amount_minor"])));
+        let event = format!("provider-refund:{}", text(&x["id"]));
+        let recorded = stored
+            .payment
+            .events
+            .iter()
+            .filter(|e| **e == event)
+            .count();
+        f.check(recorded == 1, || {
+            format!("{r}: the payment records {event} {recorded} times")
+        });
+    }
+    let Some(intent) = payment["provider_ref"].as_str() else {
+        f.0.push(format!("{r}: an online payment without its PaymentIntent"));
+        return;
+    };
+    if refunds.iter().any(|x| x["status"] != "succeeded") {
+        // Still to be asked (the concurrent phase): Stripe may hold it already.
+        return;
+    }
+    if int(&payment["captured_minor"]) == 0 {
+        // Never paid (localstripe cannot list the refunds of an intent never charged).
+        f.check(refunds.is_empty(), || {
+            format!("{r}: refunds of nothing captured: {refunds:?}")
+        });
+        return;
+    }
+    let held = match api.stripe_refunds(intent).await {
+        Ok(listed) => listed,
+        Err(error) => {
+            f.0.push(format!("{r}: the refunds of {intent} at Stripe: {error}"));
+            return;
+        }
+    };
+    // One Stripe refund per Lumi record (its idempotency key is the record's). localstripe
+    // ignores idempotency keys, so a record asked twice with its key shows twice there, where
+    // Stripe would answer the first refund again: what Stripe would hold is one per record.
+    let mut by_record: BTreeMap<&str, Vec<&super::api::StripeRefund>> = BTreeMap::new();
+    for refund in &held {
+        by_record.entry(refund.3.as_str()).or_default().push(refund);
+    }
+    let mut asked: Vec<(String, i64)> = Vec::new();
+    for (record, copies) in &by_record {
+        f.check(
+            copies
+                .iter()
+                .all(|c| c.2 == "succeeded" && c.1 == copies[0].1),
+            || format!("{r}: Stripe's refunds for record {record:?} differ: {copies:?}"),
+        );
+        let answered = ours
+            .iter()
+            .find(|(id, _)| copies.iter().any(|c| &c.0 == id));
+        asked.push(
+            answered
+                .cloned()
+                .unwrap_or_else(|| (copies[0].0.clone(), copies[0].1)),
+        );
+        if copies.len() > 1 {
+            println!(
+                "{r}: record {record} asked of Stripe {} times with its key: {copies:?}",
+                copies.len()
+            );
+        }
+    }
+    ours.sort();
+    asked.sort();
+    f.check(ours == asked, || {
+        format!("{r}: Stripe holds the refunds {held:?} of {intent}, the order {ours:?}")
+    });
 }
 
 /// Sends every refund email waiting (outbox, then the queue through the worker), then checks

@@ -1,7 +1,11 @@
 //! A pure, sequential model of the commerce rules, written from the brief (`docs` of the
 //! rebuilt core) and not from `lumi_commerce::model`: variants with `stock` and `available`,
 //! carts holding reservations, orders with their three facets, payments, refund records and
-//! the emails they owe. Every operation of the history checker has a method here that says
+//! the emails they owe. Online payments are Stripe's (`stripe`): its refunds are asked of it
+//! right after the change that records them and succeed at once (the history pays every
+//! captured intent with a real card at localstripe first), so an online refund record is
+//! `succeeded` and its order's timeline shows `refund.settle` by `provider:stripe` right after
+//! the change; manual refunds stay `pending` until an admin settles them. Every operation of the history checker has a method here that says
 //! what the real system must answer (an [`Outcome`]) and changes the model only when the
 //! real system must change.
 
@@ -203,6 +207,8 @@ impl Order {
 /// A payment event as the model sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PayEvent {
+    /// Stripe has no authorization event Lumi acts on: sent as
+    /// `payment_intent.amount_capturable_updated`, acknowledged `ignored_type`.
     Authorized,
     Captured {
         amount: i64,
@@ -273,7 +279,7 @@ pub struct Model {
     pub reservation_us: i64,
     pub max_reservation_us: i64,
     pub variants: Vec<Variant>,
-    /// Per customer: whether their orders are paid online (`lumipay`) or manually.
+    /// Per customer: whether their orders are paid online (`stripe`) or manually.
     pub online: Vec<bool>,
     /// Per customer: variant index -> its line (line order = SKU order = index order).
     pub carts: Vec<BTreeMap<usize, CartLine>>,
@@ -464,8 +470,13 @@ impl Model {
         self.restock_open_units(index);
         let order = &mut self.orders[index];
         order.status = Status::Cancelled;
-        self.refund_the_rest(index, RestockType::Cancel);
-        self.orders[index].timeline.push("order.cancel");
+        let asked = self.refund_the_rest(index, RestockType::Cancel);
+        let order = &mut self.orders[index];
+        order.timeline.push("order.cancel");
+        if asked {
+            // Stripe's answer to the refund is its own change.
+            order.timeline.push("refund.settle");
+        }
         Outcome::ok(200)
     }
 
@@ -485,12 +496,13 @@ impl Model {
         }
     }
 
-    /// A refund record of everything captured and not refunded (its units named per line).
-    fn refund_the_rest(&mut self, index: usize, restock: RestockType) {
+    /// A refund record of everything captured and not refunded (its units named per line);
+    /// whether it is an online one (asked of Stripe and settled right after the change).
+    fn refund_the_rest(&mut self, index: usize, restock: RestockType) -> bool {
         let order = &mut self.orders[index];
         let amount = order.captured - order.refunded;
         if amount <= 0 {
-            return;
+            return false;
         }
         let mut lines = Vec::new();
         for (i, line) in order.lines.iter_mut().enumerate() {
@@ -504,8 +516,9 @@ impl Model {
         order.refunds.push(Refund {
             amount,
             lines,
-            settled: false,
+            settled: order.online,
         });
+        order.online
     }
 
     fn complete(&mut self, index: usize) -> Outcome {
@@ -665,9 +678,13 @@ impl Model {
         after.refunds.push(Refund {
             amount,
             lines: request.to_vec(),
-            settled: false,
+            // An online refund is asked of Stripe right after the commit; it succeeds at once.
+            settled: after.online,
         });
         after.timeline.push("order.refund");
+        if after.online {
+            after.timeline.push("refund.settle");
+        }
         self.orders[index] = after;
         self.refund_keys.insert(
             (index, key.to_owned()),
@@ -751,10 +768,14 @@ impl Model {
         )
     }
 
-    /// A lumipay webhook: the manual payments are not the provider's (404).
+    /// A Stripe webhook: a type Lumi does not act on is acknowledged whatever it is about;
+    /// the manual payments are not Stripe's (`not_ours`, acknowledged).
     pub fn webhook(&mut self, index: usize, event: &str, what: &PayEvent) -> Outcome {
+        if *what == PayEvent::Authorized {
+            return Outcome::detail(200, "ignored_type");
+        }
         if !self.orders[index].online {
-            return Outcome::ok(NOT_FOUND);
+            return Outcome::detail(200, "not_ours");
         }
         self.payment_event(index, event, what)
     }
@@ -766,14 +787,11 @@ impl Model {
             return Outcome::detail(200, "duplicate");
         }
         let pay = order.pay;
+        // An online refund the change made: Stripe's answer settles it right after.
+        let mut asked = false;
         let action = match what {
-            PayEvent::Authorized => {
-                if pay != Pay::Pending {
-                    return Outcome::detail(200, "ignored");
-                }
-                self.orders[index].pay = Pay::Authorized;
-                "payment.authorize"
-            }
+            // Not an event Lumi acts on (see `webhook`).
+            PayEvent::Authorized => return Outcome::detail(200, "ignored_type"),
             PayEvent::Captured { amount, currency } => {
                 if !pay.awaiting() && pay != Pay::Failed {
                     return Outcome::detail(200, "ignored");
@@ -787,7 +805,7 @@ impl Model {
                     order.captured = *amount;
                     if order.status == Status::Cancelled {
                         // Money for an order that will not ship goes back (never a 409).
-                        self.refund_the_rest(index, RestockType::NoRestock);
+                        asked = self.refund_the_rest(index, RestockType::NoRestock);
                     }
                     "payment.capture"
                 }
@@ -822,6 +840,9 @@ impl Model {
         let order = &mut self.orders[index];
         order.events.insert(event.to_owned());
         order.timeline.push(action);
+        if asked {
+            order.timeline.push("refund.settle");
+        }
         Outcome::detail(200, action)
     }
 }
