@@ -253,9 +253,15 @@ impl Shop {
         actor: &Actor,
     ) -> Result<Box<model::Change>, CommerceError> {
         let order = self.order(reference).await?;
-        if !order.refunds.iter().any(|r| r.id == refund_id) {
+        let Some(refund) = order.refunds.iter().find(|r| r.id == refund_id) else {
             return Err(CommerceError::NotFound(format!(
                 "no refund {refund_id} on order {reference}"
+            )));
+        };
+        if refund.status == crate::model::RefundStatus::Requested {
+            // Stripe has been asked for this money: settling it by hand too would pay it twice.
+            return Err(CommerceError::Conflict(format!(
+                "refund {refund_id} is with the payment provider; its answer settles it (settle by hand only a pending or failed refund)"
             )));
         }
         match self
