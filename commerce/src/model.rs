@@ -638,6 +638,12 @@ impl Change {
             refund.status = RefundStatus::Requested;
             self.provider_refunds.push(refund.id.clone());
         }
+        self.record_refund(refund);
+    }
+
+    /// The bookkeeping every refund record gets, whatever its status: the payment's refunded
+    /// sum and one email.
+    fn record_refund(&mut self, refund: Refund) {
         self.after.payment.refunded_minor += refund.amount_minor;
         self.emails.push(EmailToSend {
             kind: "order_refund",
@@ -931,15 +937,7 @@ pub fn apply_payment(
                 failure_reason: None,
             };
             // Already made at the provider: recorded and emailed, not asked again.
-            change.after.payment.refunded_minor += refund.amount_minor;
-            change.emails.push(EmailToSend {
-                kind: "order_refund",
-                idempotency_id: format!("refund:{}", refund.id),
-                amount_minor: refund.amount_minor,
-                currency: refund.currency.clone(),
-                reason: refund.reason.clone(),
-            });
-            change.after.refunds.push(refund);
+            change.record_refund(refund);
             change
         }
         PaymentEvent::Disputed {

@@ -69,12 +69,7 @@ pub struct PageQuery {
 }
 
 fn limit(query: &PageQuery, default: i32) -> ApiResult<i32> {
-    let limit = query.limit.unwrap_or(default);
-    if (1..=200).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::bad_request("limit must be between 1 and 200"))
-    }
+    crate::page_limit(query.limit, default)
 }
 
 /// `GET /api/v1/admin/variants/{sku}/ledger`: the counters and the movements, oldest first.

@@ -127,6 +127,16 @@ fn table(platform: &Platform) -> &str {
     &platform.config.tables.app
 }
 
+/// The page size of every admin listing: `limit` (1 to 200), else `default`.
+pub(crate) fn page_limit(limit: Option<i32>, default: i32) -> ApiResult<i32> {
+    let limit = limit.unwrap_or(default);
+    if (1..=200).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request("limit must be between 1 and 200"))
+    }
+}
+
 /// The admin as the actor of a domain change.
 pub(crate) fn actor(admin: &AdminUser, meta: RequestMeta) -> Actor {
     Actor::new(format!("admin:{}", admin.0.user.id)).with_request(meta.request_id, meta.client_ip)

@@ -71,10 +71,7 @@ pub async fn list_orders(
                 .ok_or_else(|| ApiError::bad_request(format!("no financial status {s}")))
         })
         .transpose()?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 200"));
-    }
+    let limit = crate::page_limit(query.limit, 50)?;
     let filter = OrderFilter {
         status,
         financial_status,
@@ -243,10 +240,7 @@ pub async fn list_payments(
                 .ok_or_else(|| ApiError::bad_request(format!("no payment status {s}")))
         })
         .transpose()?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 200"));
-    }
+    let limit = crate::page_limit(query.limit, 50)?;
     let providers: Vec<&str> = match query.provider.as_deref() {
         Some(provider) => vec![provider],
         None if query.cursor.is_some() => {
@@ -328,10 +322,7 @@ pub async fn list_refunds(
         serde_json::from_value(Value::String(status.to_owned())).map_err(|_| {
             ApiError::bad_request("status is one of failed, pending, requested, succeeded")
         })?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 200"));
-    }
+    let limit = crate::page_limit(query.limit, 50)?;
     let (refunds, next) = shop.refunds(status, limit, query.cursor.as_deref()).await?;
     let refunds: Vec<Value> = refunds
         .into_iter()
