@@ -84,6 +84,9 @@ fn audit_event(
     }
 }
 
+/// Queries one page of the inventory-mismatch report may make (see [`Shop::mismatches`]).
+pub const MISMATCH_CALL_BUDGET: usize = 40;
+
 /// A page of the inventory-mismatch report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mismatch {
@@ -611,10 +614,12 @@ impl Shop {
         self.product(id).await
     }
 
-    async fn reserved(&self, sku: &str) -> Result<i64, CommerceError> {
+    /// Units held by `sku`'s reservations, and the queries it took.
+    async fn reserved(&self, sku: &str) -> Result<(i64, usize), CommerceError> {
         let (db, table) = (self.db(), self.table());
         let mut reserved = 0;
         let mut start = None;
+        let mut calls = 0;
         loop {
             let request = db
                 .client()
@@ -623,36 +628,43 @@ impl Shop {
                 .index_name("gsi1")
                 .key_condition_expression("gsi1pk = :r")
                 .expression_attribute_values(":r", s(format!("RESERVATION#{sku}")))
-                .limit(100)
+                .limit(500)
                 .set_exclusive_start_key(start.take());
+            calls += 1;
             let (items, next) = db.query_page(table, request).await?;
             for item in items {
                 reserved += from_item::<LineItem>(table, item)?.quantity;
             }
             match next {
                 Some(next) => start = Some(next),
-                None => return Ok(reserved),
+                None => return Ok((reserved, calls)),
             }
         }
     }
 
-    async fn ledger_sum(&self, sku: &str) -> Result<i64, CommerceError> {
+    /// The stock `sku`'s ledger adds up to, and the queries it took.
+    async fn ledger_sum(&self, sku: &str) -> Result<(i64, usize), CommerceError> {
         let mut sum = 0;
         let mut after = None;
+        let mut calls = 0;
         loop {
+            calls += 1;
             let (movements, next) =
-                ledger::page(self.db(), self.table(), sku, 200, after.as_deref()).await?;
+                ledger::page(self.db(), self.table(), sku, 500, after.as_deref()).await?;
             sum += movements.iter().map(|m| m.stock_delta).sum::<i64>();
             match next {
                 Some(next) => after = Some(next),
-                None => return Ok(sum),
+                None => return Ok((sum, calls)),
             }
         }
     }
 
-    /// One page (at most `limit` variants) of the inventory-mismatch report: variants whose
-    /// `available` disagrees with `stock` minus their reservations, or whose `stock` disagrees
-    /// with their ledger. Returns the mismatches and the cursor of the next page.
+    /// One page (at most `limit` variants, and about [`MISMATCH_CALL_BUDGET`] queries) of the
+    /// inventory-mismatch report: variants whose `available` disagrees with `stock` minus
+    /// their reservations, or whose `stock` disagrees with their ledger. Returns the
+    /// mismatches and the cursor of the next page. A page ends early, after the variant that
+    /// spent the budget, so one request's DynamoDB work stays bounded however long the
+    /// ledgers are.
     pub async fn mismatches(
         &self,
         limit: i32,
@@ -661,12 +673,29 @@ impl Shop {
         let start = cursor
             .map(|c| page_start(c, "gsi1pk", "CATALOG"))
             .transpose()?;
-        let (variants, next) =
+        let (variants, mut next) =
             catalog::variants_page(self.db(), self.table(), limit, start).await?;
+        let mut calls = 1;
         let mut found = Vec::new();
-        for variant in variants {
-            let reserved = self.reserved(&variant.sku).await?;
-            let ledger_stock = self.ledger_sum(&variant.sku).await?;
+        let count = variants.len();
+        for (position, variant) in variants.into_iter().enumerate() {
+            let (reserved, reserved_calls) = self.reserved(&variant.sku).await?;
+            let (ledger_stock, ledger_calls) = self.ledger_sum(&variant.sku).await?;
+            calls += reserved_calls + ledger_calls;
+            if calls >= MISMATCH_CALL_BUDGET && position + 1 < count {
+                // The next page starts after this variant (its index key is the start key).
+                next = Some(
+                    [
+                        ("pk", &variant.pk),
+                        ("sk", &variant.sk),
+                        ("gsi1pk", &variant.gsi1pk),
+                        ("gsi1sk", &variant.gsi1sk),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), s(v.clone())))
+                    .collect(),
+                );
+            }
             let expected = variant.stock - reserved;
             if expected != variant.available || variant.stock < 0 || ledger_stock != variant.stock {
                 found.push(Mismatch {
@@ -678,6 +707,9 @@ impl Shop {
                     difference: variant.available - expected,
                     ledger_stock,
                 });
+            }
+            if calls >= MISMATCH_CALL_BUDGET {
+                break;
             }
         }
         let next = next.as_ref().map(encode_cursor);

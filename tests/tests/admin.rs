@@ -903,7 +903,18 @@ async fn site_content_is_edited_by_admins_and_read_by_the_storefront() {
         Some(json!({ "content": "x" })),
     )
     .await;
-    assert_problem(bad_key, 422).await;
+    // Not an identifier at all: 404 at the edge, like every malformed path identifier.
+    assert_problem(bad_key, 404).await;
+    // An identifier, but not a block key (upper case): the domain's own 422.
+    let upper = call(
+        &app,
+        Method::PUT,
+        "/api/v1/admin/site-content/HomeBanner",
+        &admin,
+        Some(json!({ "content": "x" })),
+    )
+    .await;
+    assert_problem(upper, 422).await;
     let too_big = call(
         &app,
         Method::PUT,
@@ -925,4 +936,141 @@ async fn site_content_is_edited_by_admins_and_read_by_the_storefront() {
     .await
     .unwrap();
     assert_eq!(audit["events"][0]["action"], "content.update");
+}
+
+/// The mismatch report's pages are bounded in DynamoDB work, not only in variants: 30 variants
+/// asked in one page of 200 take several pages (each about `MISMATCH_CALL_BUDGET` queries), and
+/// following the cursors finds the one drifted variant exactly once.
+#[tokio::test]
+async fn the_mismatch_report_bounds_each_request_and_pages_through_everything() {
+    let app = TestApp::builder().counting_aws_calls().spawn().await;
+    let admin = token(&app.signed_in_admin().await);
+    let prefix = unique_prefix();
+    let skus: Vec<String> = (0..30).map(|i| format!("SKU-{prefix}-{i:02}")).collect();
+    let variants: Vec<(&str, i64, i64)> = skus.iter().map(|s| (s.as_str(), 100, 5)).collect();
+    app.product(&variants).await;
+    let drifted = &skus[27];
+    app.dynamodb()
+        .update_item()
+        .table_name(app.resource("AppTable"))
+        .set_key(Some(lumi_commerce::catalog::variant_key(drifted)))
+        .update_expression("SET available = :a")
+        .expression_attribute_values(":a", aws_sdk_dynamodb::types::AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let budget = lumi_commerce::admin::MISMATCH_CALL_BUDGET;
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = "/api/v1/admin/inventory/mismatches?limit=200".to_owned();
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let before = app.aws_calls("Query");
+        let page: Value = call(&app, Method::GET, &path, &admin, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let queries = app.aws_calls("Query") - before;
+        // The budget, overrun at most by the last variant's own two queries.
+        assert!(queries <= budget + 2, "{queries} queries in one page");
+        pages += 1;
+        found.extend(page["mismatches"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert!(
+        pages >= 2,
+        "30 variants at two queries each exceed one page's budget"
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["sku"], drifted.as_str());
+}
+
+/// A 31-day audit range is read a bounded number of queries at a time: the first page of an
+/// empty month stops after `MAX_QUERIES_PER_PAGE` days with a cursor, and following the cursors
+/// lists every event of the range once, newest first.
+#[tokio::test]
+async fn the_audit_log_range_is_paged_with_a_bounded_number_of_queries() {
+    let app = TestApp::builder().counting_aws_calls().spawn().await;
+    let admin = token(&app.signed_in_admin().await);
+    let table = app.resource("AppTable");
+    let marker = unique_prefix();
+    // Three events on each of three days of last month, written as the audit module does.
+    let month_ago = time::OffsetDateTime::now_utc() - time::Duration::days(40);
+    let days: Vec<time::OffsetDateTime> = (0..3)
+        .map(|d| month_ago + time::Duration::days(d * 10))
+        .collect();
+    for day in &days {
+        for i in 0..3 {
+            let at = (*day + time::Duration::seconds(i))
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            let event = lumi_shared::audit::AuditEvent {
+                actor: format!("test:{marker}"),
+                action: "test.event".into(),
+                target: format!("test:{marker}:{i}"),
+                summary: json!({}),
+                request_id: None,
+                client_ip: None,
+                at,
+            };
+            let mut tx = lumi_shared::store::Tx::new(&table);
+            lumi_shared::audit::record_in(&mut tx, &event).unwrap();
+            app.db().commit(tx).await.unwrap().unwrap();
+        }
+    }
+    let from = (month_ago - time::Duration::days(1)).date();
+    let to = from + time::Duration::days(31);
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path =
+            format!("/api/v1/admin/audit-logs?from={from}&to={to}&limit=4&actor=test:{marker}");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let before = app.aws_calls("Query");
+        let response = call(&app, Method::GET, &path, &admin, None).await;
+        assert_eq!(response.status(), 200);
+        let page: Value = response.json().await.unwrap();
+        let queries = app.aws_calls("Query") - before;
+        assert!(
+            queries <= lumi_shared::audit::MAX_QUERIES_PER_PAGE,
+            "{queries} queries for one page"
+        );
+        assert!(page["events"].as_array().unwrap().len() <= 4);
+        pages += 1;
+        listed.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(pages < 40, "the cursor moves forward");
+    }
+    assert!(
+        pages >= 4,
+        "32 days at 8 queries a page take at least 4 pages"
+    );
+    let at: Vec<&str> = listed.iter().map(|e| e["at"].as_str().unwrap()).collect();
+    assert_eq!(at.len(), 9, "{at:?}");
+    let mut sorted = at.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(at, sorted, "newest first");
+    let bad = call(
+        &app,
+        Method::GET,
+        "/api/v1/admin/audit-logs?cursor=eyJwayI6IlVTRVIjeCJ9",
+        &admin,
+        None,
+    )
+    .await;
+    assert_problem(bad, 400).await;
 }

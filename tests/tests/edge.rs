@@ -170,3 +170,62 @@ async fn json_bodies_are_checked_and_rejections_are_problems() {
     let too_big: Value = assert_problem(send("application/json", big).await.unwrap(), 413).await;
     assert!(too_big["detail"].as_str().unwrap().contains("1024"));
 }
+
+/// Every route of the template with a path parameter, called with identifiers of the wrong
+/// shape: 404 problem+json, and not one AWS call (rate limits are off here, so the only calls
+/// a request could make are its handler's).
+#[tokio::test]
+async fn malformed_path_identifiers_are_404_before_any_aws_call() {
+    let app = TestApp::builder()
+        .counting_aws_calls()
+        .env("RATE_LIMIT_ENABLED", "false")
+        .spawn()
+        .await;
+    let admin = app.signed_in_admin().await;
+    let admin = admin["access_token"].as_str().unwrap().to_owned();
+    let long = "A".repeat(65);
+    let mut checked = 0;
+    for route in app.routes.clone() {
+        if route.method == "ANY" || !route.path.contains('{') {
+            continue;
+        }
+        for bad in ["%C2%A3%C2%A3", "LUMI%230000", "a%20b", long.as_str()] {
+            let path: String = route
+                .path
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        bad
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let before = app.aws_call_log().len();
+            let response = app
+                .http
+                .request(route.method.parse().unwrap(), app.url(&path))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 404, "{} {path}", route.method);
+            let body = assert_problem(response, 404).await;
+            assert!(
+                body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not a valid identifier"),
+                "{} {path}: {body}",
+                route.method
+            );
+            let calls = app.aws_call_log()[before..].to_vec();
+            assert!(calls.is_empty(), "{} {path} made {calls:?}", route.method);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "{checked} routes with parameters checked");
+}

@@ -107,20 +107,19 @@ async fn register(
     metrics: MetricSet,
     Json(body): Json<Register>,
 ) -> ApiResult<Response> {
-    let email = checked_credentials(&body.email, &body.password)?;
+    let new = NewUser {
+        email: body.email,
+        name: body.name,
+        password: body.password,
+        role: Role::Customer,
+        tier: Tier::Standard,
+    };
+    let email = users::validate_new(&new).map_err(|errors| ApiError::Validation {
+        detail: "the account is not valid".into(),
+        errors,
+    })?;
     let (_, headers) = limit_attempts(&platform, &email, &meta, &metrics).await?;
-    let user = users::create(
-        &platform.db,
-        &platform.config.tables.app,
-        NewUser {
-            email,
-            name: body.name,
-            password: body.password,
-            role: Role::Customer,
-            tier: Tier::Standard,
-        },
-    )
-    .await?;
+    let user = users::create(&platform.db, &platform.config.tables.app, new).await?;
     let mut response = (StatusCode::CREATED, axum::Json(user)).into_response();
     response.headers_mut().extend(headers);
     Ok(response)

@@ -161,13 +161,14 @@ impl From<CreateUserError> for ApiError {
     }
 }
 
-/// Validates, hashes and writes a new account.
-pub async fn create(db: &Db, table: &str, new: NewUser) -> Result<User, CreateUserError> {
+/// Every field of a new account checked at once: its normalised email, or every field's error
+/// (the register handler asks before the rate limiter sees the email).
+pub fn validate_new(new: &NewUser) -> Result<String, Vec<FieldError>> {
     let mut errors = Vec::new();
     let email = normalize_email(&new.email)
         .map_err(|e| errors.push(e))
         .unwrap_or_default();
-    let name = new.name.trim().to_owned();
+    let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         errors.push(FieldError {
             field: "name".into(),
@@ -177,9 +178,17 @@ pub async fn create(db: &Db, table: &str, new: NewUser) -> Result<User, CreateUs
     if let Err(error) = password::check_policy(&new.password, &email) {
         errors.push(error);
     }
-    if !errors.is_empty() {
-        return Err(CreateUserError::Invalid(errors));
+    if errors.is_empty() {
+        Ok(email)
+    } else {
+        Err(errors)
     }
+}
+
+/// Validates, hashes and writes a new account.
+pub async fn create(db: &Db, table: &str, new: NewUser) -> Result<User, CreateUserError> {
+    let email = validate_new(&new).map_err(CreateUserError::Invalid)?;
+    let name = new.name.trim().to_owned();
     let password = new.password;
     let password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
         .await

@@ -11,9 +11,12 @@
 //!   (403); HSTS, `nosniff` and `no-store` on every response.
 //! - [`extract`]: the JSON extractor whose rejections are problem+json, and the request id,
 //!   client IP and metric set of the request.
+//! - [`path_ids`]: every path parameter checked by the one identifier format before the
+//!   handler runs (404 when malformed), so a handler never sends one to DynamoDB or S3.
 
 pub mod edge;
 pub mod extract;
+pub mod path_ids;
 
 use std::{sync::Arc, time::Duration};
 
@@ -45,6 +48,7 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 pub fn serve(platform: Arc<Platform>, routes: Router) -> Router {
     let cors = platform.config.cors.clone();
     routes
+        .route_layer(middleware::from_fn(path_ids::check))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(platform.config.max_body_bytes))
         // Inside CORS (preflights are not limited), inside the edge (429s carry the request id).
