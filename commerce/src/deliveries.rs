@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use lumi_shared::store::{Db, StoreError, from_item, key, n, s};
+use lumi_shared::store::{Db, Item, StoreError, from_item, key, n, s};
 
 use crate::rfc3339;
 
@@ -191,27 +191,33 @@ pub async fn get(db: &Db, table: &str, id: &str) -> Result<Option<Delivery>, Sto
         .map(|i| i.delivery))
 }
 
-/// Deliveries in `status`, newest first.
+/// The index partition listing deliveries in `status` (a cursor names it).
+pub fn list_partition(status: &str) -> String {
+    format!("DELIVERIES#{status}")
+}
+
+/// One page of deliveries in `status`, newest first, from `start`; the next page's start.
 pub async fn list(
     db: &Db,
     table: &str,
     status: &str,
     limit: i32,
-) -> Result<Vec<Delivery>, StoreError> {
+    start: Option<Item>,
+) -> Result<(Vec<Delivery>, Option<Item>), StoreError> {
     let request = db
         .client()
         .query()
         .table_name(table)
         .index_name("gsi1")
         .key_condition_expression("gsi1pk = :list")
-        .expression_attribute_values(":list", s(format!("DELIVERIES#{status}")))
+        .expression_attribute_values(":list", s(list_partition(status)))
         .scan_index_forward(false)
         .limit(limit)
-        .send();
-    let page = db.call("Query", table, request).await?;
-    page.items
-        .unwrap_or_default()
+        .set_exclusive_start_key(start);
+    let (items, next) = db.query_page(table, request).await?;
+    let deliveries = items
         .into_iter()
         .map(|item| from_item::<DeliveryItem>(table, item).map(|i| i.delivery))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((deliveries, next))
 }

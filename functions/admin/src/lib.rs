@@ -42,6 +42,7 @@ use lumi_shared::{
         users,
     },
     http::{AppState, Json},
+    store::{Item, decode_cursor, encode_cursor},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -207,6 +208,22 @@ async fn audit_logs(
 #[derive(Deserialize)]
 struct UserQuery {
     email: Option<String>,
+    limit: Option<i32>,
+    cursor: Option<String>,
+}
+
+/// The start key of a listing's page from its `cursor` (400 when it is another listing's).
+fn page_start(
+    cursor: Option<&str>,
+    partition_key: &str,
+    partition: &str,
+) -> ApiResult<Option<Item>> {
+    cursor
+        .map(|c| {
+            decode_cursor(c, partition_key, partition)
+                .map_err(|_| ApiError::bad_request("the cursor is not valid for this listing"))
+        })
+        .transpose()
 }
 
 async fn list_users(
@@ -218,8 +235,13 @@ async fn list_users(
     if prefix.len() > 254 {
         return Err(ApiError::bad_request("email is at most 254 characters"));
     }
-    let users = users::list_by_email(&platform.db, table(&platform), &prefix, 100).await?;
-    Ok(axum::Json(json!({ "users": users })))
+    let limit = page_limit(query.limit, 100)?;
+    let start = page_start(query.cursor.as_deref(), "gsi1pk", "USERS")?;
+    let (users, next) =
+        users::list_by_email(&platform.db, table(&platform), &prefix, limit, start).await?;
+    Ok(axum::Json(
+        json!({ "users": users, "next_cursor": next.as_ref().map(encode_cursor) }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -318,6 +340,8 @@ async fn delete_sessions(
 #[derive(Deserialize)]
 struct DeliveryQuery {
     status: Option<String>,
+    limit: Option<i32>,
+    cursor: Option<String>,
 }
 
 /// `GET /api/v1/admin/email-deliveries?status=failed`: the refund emails that could not be
@@ -333,7 +357,13 @@ async fn email_deliveries(
             "status is one of failed, retrying, sent, sending",
         ));
     }
-    let deliveries =
-        lumi_commerce::deliveries::list(&platform.db, table(&platform), &status, 200).await?;
-    Ok(axum::Json(json!({ "deliveries": deliveries })))
+    let limit = page_limit(query.limit, 100)?;
+    let partition = lumi_commerce::deliveries::list_partition(&status);
+    let start = page_start(query.cursor.as_deref(), "gsi1pk", &partition)?;
+    let (deliveries, next) =
+        lumi_commerce::deliveries::list(&platform.db, table(&platform), &status, limit, start)
+            .await?;
+    Ok(axum::Json(
+        json!({ "deliveries": deliveries, "next_cursor": next.as_ref().map(encode_cursor) }),
+    ))
 }

@@ -323,12 +323,14 @@ pub async fn set_locked(
 }
 
 /// Accounts whose email starts with `prefix` (all of them for ""), by email; at most `limit`.
+/// One page of accounts by email (a prefix, or all), from `start`; the next page's start.
 pub async fn list_by_email(
     db: &Db,
     table: &str,
     prefix: &str,
     limit: i32,
-) -> Result<Vec<User>, StoreError> {
+    start: Option<crate::store::Item>,
+) -> Result<(Vec<User>, Option<crate::store::Item>), StoreError> {
     use crate::store::s;
     let prefix = prefix.trim().to_lowercase();
     let mut request = db
@@ -337,7 +339,8 @@ pub async fn list_by_email(
         .table_name(table)
         .index_name("gsi1")
         .expression_attribute_values(":users", s("USERS"))
-        .limit(limit);
+        .limit(limit)
+        .set_exclusive_start_key(start);
     request = if prefix.is_empty() {
         request.key_condition_expression("gsi1pk = :users")
     } else {
@@ -345,11 +348,12 @@ pub async fn list_by_email(
             .key_condition_expression("gsi1pk = :users AND begins_with(gsi1sk, :email)")
             .expression_attribute_values(":email", s(prefix))
     };
-    let (items, _) = db.query_page(table, request).await?;
-    items
+    let (items, next) = db.query_page(table, request).await?;
+    let users = items
         .into_iter()
         .map(|item| crate::store::from_item::<UserItem>(table, item).map(|u| User::from(&u)))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((users, next))
 }
 
 #[cfg(test)]
