@@ -72,7 +72,8 @@ async fn signed_in_browser(app: &TestApp) -> Browser {
 }
 
 /// `POST path` as the storefront's `fetch` would: the cookie, the Firefox User-Agent, the
-/// storefront's `Origin` and `Sec-Fetch-Site`, and `csrf` in `X-CSRF-Token` when given.
+/// storefront's `Origin` and `Sec-Fetch-Site` (unless `extra` replaces them), and `csrf` in
+/// `X-CSRF-Token` when given.
 async fn cookie_post(
     app: &TestApp,
     path: &str,
@@ -80,20 +81,26 @@ async fn cookie_post(
     csrf: Option<&str>,
     extra: &[(&str, &str)],
 ) -> reqwest::Response {
-    let mut request = app
-        .http
-        .post(app.url(path))
-        .header(header::COOKIE, cookie)
-        .header(header::USER_AGENT, FIREFOX)
-        .header(header::ORIGIN, STOREFRONT)
-        .header("sec-fetch-site", "same-site");
+    let mut headers = header::HeaderMap::new();
+    headers.insert(header::COOKIE, cookie.parse().unwrap());
+    headers.insert(header::USER_AGENT, FIREFOX.parse().unwrap());
+    headers.insert(header::ORIGIN, STOREFRONT.parse().unwrap());
+    headers.insert("sec-fetch-site", "same-site".parse().unwrap());
     if let Some(csrf) = csrf {
-        request = request.header("x-csrf-token", csrf);
+        headers.insert("x-csrf-token", csrf.parse().unwrap());
     }
     for (name, value) in extra {
-        request = request.header(*name, *value);
+        headers.insert(
+            header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
     }
-    request.send().await.unwrap()
+    app.http
+        .post(app.url(path))
+        .headers(headers)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn me(app: &TestApp, access: &str) -> reqwest::Response {

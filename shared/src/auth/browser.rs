@@ -100,8 +100,9 @@ pub struct BrowserTokens {
 pub struct BrowserRequest {
     sealed: String,
     csrf: Option<String>,
-    origin: Option<String>,
-    sec_fetch_site: Option<String>,
+    /// Every value sent: each must pass, so a second header cannot hide the first.
+    origins: Vec<String>,
+    sec_fetch_sites: Vec<String>,
     host: Option<String>,
 }
 
@@ -110,6 +111,15 @@ fn text(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<String> 
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+fn texts(headers: &HeaderMap, name: impl header::AsHeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        // A value that is not text is kept as one no check allows, so it is refused.
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned())
+        .collect()
 }
 
 impl BrowserRequest {
@@ -131,8 +141,8 @@ impl BrowserRequest {
         Some(Self {
             sealed,
             csrf: text(headers, CSRF_HEADER),
-            origin: text(headers, header::ORIGIN),
-            sec_fetch_site: text(headers, "sec-fetch-site"),
+            origins: texts(headers, header::ORIGIN),
+            sec_fetch_sites: texts(headers, "sec-fetch-site"),
             host: text(headers, header::HOST),
         })
     }
@@ -140,12 +150,14 @@ impl BrowserRequest {
     /// The Fetch-metadata and `Origin` checks: what a browser says about who made the request.
     /// Clients that send neither (not browsers) still need the CSRF token.
     pub fn check_site(&self, allowed_origins: &[HeaderValue]) -> Result<(), BrowserError> {
-        if let Some(site) = &self.sec_fetch_site
-            && !matches!(site.as_str(), "same-origin" | "same-site" | "none")
+        if self
+            .sec_fetch_sites
+            .iter()
+            .any(|site| !matches!(site.as_str(), "same-origin" | "same-site" | "none"))
         {
             return Err(BrowserError::CrossSite);
         }
-        if let Some(origin) = &self.origin {
+        for origin in &self.origins {
             let listed = allowed_origins
                 .iter()
                 .any(|o| o.as_bytes() == origin.as_bytes());
@@ -322,7 +334,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
         for (name, value) in extra {
-            headers.insert(
+            headers.append(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),
                 HeaderValue::from_str(value).unwrap(),
             );
@@ -416,6 +428,21 @@ mod tests {
         );
         assert_eq!(
             check(&[("origin", "null")]),
+            Err(BrowserError::ForeignOrigin)
+        );
+        // A second header cannot hide the first.
+        assert_eq!(
+            check(&[
+                ("sec-fetch-site", "same-site"),
+                ("sec-fetch-site", "cross-site")
+            ]),
+            Err(BrowserError::CrossSite)
+        );
+        assert_eq!(
+            check(&[
+                ("origin", "https://shop.example.com"),
+                ("origin", "https://evil.example")
+            ]),
             Err(BrowserError::ForeignOrigin)
         );
     }
