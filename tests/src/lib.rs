@@ -1209,3 +1209,20 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_j
     assert!(body["title"].is_string() && body["detail"].is_string());
     body
 }
+
+/// Session helpers (cookie mode, fingerprints, global logout).
+impl TestApp {
+    /// The session item `USER#<user_id>`/`SESSION#<session_id>` as stored, as JSON.
+    pub async fn stored_session(&self, user_id: &str, session_id: &str) -> serde_json::Value {
+        let session: lumi_shared::auth::sessions::SessionItem = self
+            .db()
+            .get_consistent(
+                &self.resource("AppTable"),
+                lumi_shared::auth::sessions::session_key(user_id, session_id),
+            )
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no session {session_id} of user {user_id}"));
+        serde_json::to_value(session).unwrap()
+    }
+}

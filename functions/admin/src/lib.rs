@@ -15,6 +15,7 @@
 //! | `GET /api/v1/admin/variants/{sku}/ledger` | a variant's counters and stock movements |
 //! | `GET /api/v1/admin/audit-logs` | audit events by actor, target, action, days |
 //! | `GET /api/v1/admin/users`, `POST .../{id}/lock` `{reason}`, `POST .../{id}/unlock`, `DELETE .../{id}/sessions` | accounts |
+//! | `POST /api/v1/admin/sessions/revoke-all` | logs everyone out (the caller too): every earlier token is refused |
 //! | `GET`/`PUT /api/v1/admin/settings` | runtime settings, validated, with `ETag`/`If-Match` |
 //! | `POST /api/v1/admin/products`, `PATCH .../{id}`, `POST /api/v1/admin/variants/{sku}/stock` | catalog and stock (see `catalog_api`) |
 //! | `GET /api/v1/admin/inventory/mismatches`, `POST /api/v1/admin/inventory/rebalance` | the inventory-mismatch procedure |
@@ -117,6 +118,10 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .route("/api/v1/admin/users/{id}/lock", post(lock_user))
         .route("/api/v1/admin/users/{id}/unlock", post(unlock_user))
         .route("/api/v1/admin/users/{id}/sessions", delete(delete_sessions))
+        .route(
+            "/api/v1/admin/sessions/revoke-all",
+            post(revoke_everyones_sessions),
+        )
         .route(
             "/api/v1/admin/settings",
             get(settings_api::get_settings).put(settings_api::put_settings),
@@ -335,6 +340,24 @@ async fn delete_sessions(
     )
     .await?;
     Ok(axum::Json(json!({ "id": id, "sessions_deleted": deleted })))
+}
+
+/// The runbook's "force logout" after a key rotation: the global sessions epoch, audited with it.
+/// The answer is the last thing the caller's own token gets: it was issued before the epoch.
+async fn revoke_everyones_sessions(
+    State(platform): State<Arc<Platform>>,
+    admin: AdminUser,
+    meta: RequestMeta,
+) -> ApiResult<axum::Json<sessions::EveryoneRevoked>> {
+    let revoked = sessions::revoke_everyone(
+        &platform.db,
+        table(&platform),
+        &format!("admin:{}", admin.0.user.id),
+        &meta,
+        now_ms(),
+    )
+    .await?;
+    Ok(axum::Json(revoked))
 }
 
 #[derive(Deserialize)]

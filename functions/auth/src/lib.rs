@@ -5,7 +5,7 @@
 //! | route | auth | answer |
 //! | --- | --- | --- |
 //! | `POST /api/v1/auth/register` `{email, password, name}` | none | 201 the account |
-//! | `POST /api/v1/auth/login` `{email, password}` | none | 200 access + refresh token |
+//! | `POST /api/v1/auth/login` `{email, password, mode?}` | none | 200 access + refresh token |
 //!
 //! Register and login also spend the `auth` rate-limit scope, which only these handlers can
 //! name, since the account is in the body: the email is validated first (422 when it is not
@@ -14,17 +14,22 @@
 //!
 //! | route | auth | answer |
 //! | --- | --- | --- |
-//! | `POST /api/v1/auth/rotate` (also `/api/auth/rotate`) | Bearer refresh token | 200 the next pair |
+//! | `POST /api/v1/auth/rotate` (also `/api/auth/rotate`) | Bearer refresh token, or the refresh cookie + `X-CSRF-Token` | 200 the next pair |
 //! | `POST /api/v1/auth/revoke-all` (also `/api/auth/revoke-all`) | Bearer access token | 200; every session ends |
-//! | `POST /api/v1/auth/logout` | Bearer access token | 204; this session ends |
+//! | `POST /api/v1/auth/logout` | Bearer access token, or the refresh cookie + `X-CSRF-Token` | 204; this session ends |
 //! | `GET /api/v1/auth/me` | Bearer access token | 200 the account |
+//!
+//! `mode` at login is `bearer` (the default: the refresh token in the body) or `cookie` (for a
+//! browser: the refresh token only in a sealed `__Host-lumi-refresh` cookie, and a `csrf_token`
+//! in the body; see `lumi_shared::auth::browser`). A request with an `Authorization` header is
+//! a bearer request; one without it but with the refresh cookie is a cookie request.
 
 use std::sync::Arc;
 
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, request::Parts},
+    http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -33,9 +38,10 @@ use lumi_shared::{
     audit::{self, AuditEvent},
     auth::{
         Authenticated, Role, Tier,
-        extract::bearer,
+        browser::{self, BrowserRequest, BrowserTokens, SessionMode},
+        extract::{authenticate, bearer},
         now_ms, password,
-        sessions::{self, IssuedTokens, RequestMeta},
+        sessions::{self, RequestMeta},
         users::{self, NewUser},
     },
     error::FieldError,
@@ -129,6 +135,16 @@ async fn register(
 struct Login {
     email: String,
     password: String,
+    #[serde(default)]
+    mode: SessionMode,
+}
+
+/// A cookie-mode answer: the body, and the cookie set beside it.
+fn with_cookie(tokens: BrowserTokens) -> Response {
+    let cookie = tokens.set_cookie.clone();
+    let mut response = axum::Json(tokens).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    response
 }
 
 async fn login(
@@ -139,11 +155,18 @@ async fn login(
 ) -> ApiResult<Response> {
     let email = checked_credentials(&body.email, &body.password)?;
     let (attempt, headers) = limit_attempts(&platform, &email, &meta, &metrics).await?;
-    let tokens = sessions::login(&platform, &email, &body.password, &meta).await?;
+    let mut response = match body.mode {
+        SessionMode::Bearer => {
+            let tokens = sessions::login(&platform, &email, &body.password, &meta).await?;
+            axum::Json(tokens).into_response()
+        }
+        SessionMode::Cookie => {
+            with_cookie(browser::login(&platform, &email, &body.password, &meta).await?)
+        }
+    };
     if let Some(attempt) = &attempt {
         layer::login_succeeded(&platform, attempt).await;
     }
-    let mut response = axum::Json(tokens).into_response();
     response.headers_mut().extend(headers);
     Ok(response)
 }
@@ -152,10 +175,14 @@ async fn rotate(
     State(platform): State<Arc<Platform>>,
     meta: RequestMeta,
     parts: Parts,
-) -> ApiResult<axum::Json<IssuedTokens>> {
-    let refresh_token = bearer(&parts)?;
-    let tokens = sessions::rotate(&platform, refresh_token, &meta).await?;
-    Ok(axum::Json(tokens))
+) -> ApiResult<Response> {
+    if let Some(request) = BrowserRequest::from_headers(&parts.headers) {
+        return Ok(with_cookie(
+            browser::rotate(&platform, &request, &meta).await?,
+        ));
+    }
+    let tokens = sessions::rotate(&platform, bearer(&parts)?, &meta).await?;
+    Ok(axum::Json(tokens).into_response())
 }
 
 async fn revoke_all(
@@ -188,17 +215,26 @@ async fn revoke_all(
 
 async fn logout(
     State(platform): State<Arc<Platform>>,
-    user: Authenticated,
-) -> ApiResult<StatusCode> {
-    sessions::end(
-        &platform.db,
-        &platform.config.tables.app,
-        &user.user.id,
-        &user.session_id,
-        "logout",
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    meta: RequestMeta,
+    parts: Parts,
+) -> ApiResult<Response> {
+    let cleared: HeaderValue = match BrowserRequest::from_headers(&parts.headers) {
+        Some(request) => browser::logout(&platform, &request, &meta).await?,
+        None => {
+            let user = authenticate(&platform, bearer(&parts)?).await?;
+            sessions::end(
+                &platform.db,
+                &platform.config.tables.app,
+                &user.user.id,
+                &user.session_id,
+                "logout",
+            )
+            .await?;
+            // A browser that also holds the cookie of this or an older session drops it.
+            browser::clear_refresh_cookie()
+        }
+    };
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cleared)]).into_response())
 }
 
 async fn me(user: Authenticated) -> axum::Json<lumi_shared::auth::User> {

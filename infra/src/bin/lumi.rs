@@ -15,6 +15,8 @@
 //!   is read from standard input.
 //! - `lumi sessions purge --table <t> --user <id>`: deletes every session row of a user.
 //! - `lumi sessions revoke-all --table <t> --user <id>`: ends every session of a user at once.
+//! - `lumi sessions revoke-all --table <t> --everyone`: logs everyone out (the runbook's force
+//!   logout after a key rotation): the global sessions epoch, audited; uses this machine's clock.
 //! - `lumi settings show --table <t>`: the runtime settings in force.
 //! - `lumi settings rate-limit --table <t> --scope customer --limit 120 [--window 300]
 //!   [--fail open|closed]` (or `--premium-multiplier N`): changes a budget; every container
@@ -58,6 +60,7 @@ const USAGE: &str = "usage:
   lumi users create-admin --table <table> --email <email> --name <name>   (password on stdin)
   lumi sessions purge --table <table> --user <user id>
   lumi sessions revoke-all --table <table> --user <user id>
+  lumi sessions revoke-all --table <table> --everyone
   lumi outbox flush --table <table> --queue-url <url>
   lumi dlq redrive --from <dead-letter queue url> --to <queue url>
   lumi settings show --table <table>
@@ -124,6 +127,23 @@ async fn main() -> anyhow::Result<()> {
             let (table, user) = (flag(&args, "--table")?, flag(&args, "--user")?);
             let deleted = auth::sessions::purge(&db().await, &table, &user).await?;
             println!("deleted {deleted} session row(s) of user {user}");
+            Ok(())
+        }
+        ["sessions", "revoke-all"] if args.iter().any(|a| a == "--everyone") => {
+            let table = flag(&args, "--table")?;
+            let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let revoked = auth::sessions::revoke_everyone(
+                &db().await,
+                &table,
+                &format!("operator:{operator}"),
+                &Default::default(),
+                auth::now_ms(),
+            )
+            .await?;
+            println!(
+                "every session that started before {} ms has ended (audited as auth.revoke_all_everyone)",
+                revoked.sessions_valid_after_ms
+            );
             Ok(())
         }
         ["sessions", "revoke-all"] => {

@@ -1,6 +1,6 @@
 //! The extractors handlers use to require a signed-in user ([`Authenticated`]) or an admin
 //! ([`AdminUser`]). Each request costs the token check (no I/O while the keys are cached) and one
-//! strongly consistent BatchGetItem of the user and the session.
+//! strongly consistent BatchGetItem of the user, the session and the global sessions epoch.
 
 use std::sync::Arc;
 
@@ -69,9 +69,8 @@ pub async fn authenticate(platform: &Platform, token: &str) -> Result<Authentica
     }
     let claims = tokens::verify(token, &secrets, &platform.config.auth).map_err(refused)?;
     let table = &platform.config.tables.app;
-    let (account, session) =
-        sessions::load_state(&platform.db, table, &claims.sub, &claims.sid).await?;
-    let (Some(account), Some(session)) = (account, session) else {
+    let state = sessions::load_state(&platform.db, table, &claims.sub, &claims.sid).await?;
+    let (Some(account), Some(session)) = (state.user, state.session) else {
         return Err(ApiError::Unauthorized("the session does not exist".into()));
     };
     if account.locked {
@@ -80,7 +79,13 @@ pub async fn authenticate(platform: &Platform, token: &str) -> Result<Authentica
         ));
     }
     // Idle time is a refresh-token rule; an access token lives its 15 minutes.
-    if let Some(reason) = sessions::session_refusal(&session, &account, now_ms(), 0) {
+    if let Some(reason) = sessions::session_refusal(
+        &session,
+        &account,
+        state.everyone_valid_after_ms,
+        now_ms(),
+        0,
+    ) {
         return Err(ApiError::Unauthorized(reason.into()));
     }
     Ok(Authenticated {

@@ -6,13 +6,16 @@
 //! - [`users`]: the user item (role, tier, locked flag, sessions-valid-after) and its writes.
 //! - [`sessions`]: login sessions and their opaque refresh tokens, rotation with reuse
 //!   detection, logout, revoke-all, purge.
+//! - [`browser`]: cookie mode for browsers: the refresh token in a sealed `__Host-` cookie,
+//!   CSRF token and origin checks for rotate and logout.
 //! - [`extract`]: `Authenticated` and `AdminUser`, the extractors handlers use.
 //!
-//! Revocation is immediate in every container because the layer reads the user and the session
-//! (one BatchGetItem, strongly consistent) on every request: a revoked session, a
-//! sessions-valid-after instant later than the session's start, or a locked account refuses the
-//! token at its next use.
+//! Revocation is immediate in every container because the layer reads the user, the session
+//! and the global sessions epoch (one BatchGetItem, strongly consistent) on every request: a
+//! revoked session, a user's or the global sessions-valid-after instant later than the
+//! session's start, or a locked account refuses the token at its next use.
 
+pub mod browser;
 pub mod extract;
 pub mod password;
 pub mod sessions;

@@ -102,7 +102,11 @@ fn cors_layer(cors: &CorsConfig) -> CorsLayer {
             header::IF_NONE_MATCH,
             IDEMPOTENCY_KEY,
             X_REQUEST_ID,
+            crate::auth::browser::CSRF_HEADER,
         ])
+        // A storefront on a listed origin sends and receives the refresh cookie of cookie-mode
+        // sessions (`credentials: "include"`); unlisted origins get nothing, credentials or not.
+        .allow_credentials(true)
         .expose_headers(cors.exposed_headers.clone())
         .max_age(Duration::from_secs(600))
 }
