@@ -9,8 +9,9 @@
 //! `--secret-id` its `ConfigSecretArn`):
 //!
 //! - `lumi secrets init --secret-id <id>`: completes the config secret, keeping existing keys.
-//! - `lumi secrets rotate-jwt --secret-id <id>`: a new signing key; the previous one keeps
-//!   verifying until its tokens expire.
+//! - `lumi secrets rotate-jwt --secret-id <id>`: a new signing key now, by the steps of the
+//!   scheduled rotation (`secret_rotation::rotate_now`); the previous one keeps verifying until
+//!   its tokens expire.
 //! - `lumi users create-admin --table <t> --email <e> --name <n>`: the first admin; the password
 //!   is read from standard input.
 //! - `lumi sessions purge --table <t> --user <id>`: deletes every session row of a user.
@@ -359,7 +360,11 @@ async fn read_secret(
     client: &aws_sdk_secretsmanager::Client,
     secret_id: &str,
 ) -> anyhow::Result<Option<String>> {
-    match client.get_secret_value().secret_id(secret_id).send().await {
+    let request = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .version_stage("AWSCURRENT");
+    match request.send().await {
         Ok(out) => Ok(out.secret_string),
         Err(error) => {
             let service = error
@@ -397,21 +402,23 @@ async fn secrets_init(secret_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The scheduled rotation's steps (create, test, finish), run now with a token of their own.
 async fn secrets_rotate_jwt(secret_id: &str) -> anyhow::Result<()> {
     let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
-    let current = read_secret(&client, secret_id)
-        .await?
-        .context("the secret has no value: run `lumi secrets init` first")?;
-    let (rotated, kid) = lumi_shared::secrets::rotate_jwt_key_json(&current)?;
-    client
-        .put_secret_value()
-        .secret_id(secret_id)
-        .secret_string(rotated)
-        .send()
-        .await
-        .with_context(|| format!("writing {secret_id}"))?;
+    let (kid, version) = secret_rotation::rotate_now(
+        &client,
+        &lumi_shared::config::AuthConfig::default(),
+        secret_id,
+    )
+    .await
+    .map_err(|e| match e {
+        secret_rotation::RotationError::Invalid { .. } => {
+            anyhow::anyhow!("{e}: run `lumi secrets init` first")
+        }
+        other => anyhow::anyhow!(other),
+    })?;
     println!(
-        "new signing key {kid}; the previous key verifies until its tokens expire (at most 15 minutes).\n\
+        "new signing key {kid} (version {version} is AWSCURRENT); the previous key verifies until its tokens expire (at most 15 minutes).\n\
          Containers pick it up within SECRETS_CACHE_TTL_SECONDS (300 s), or at once when they meet a token it signed."
     );
     Ok(())
