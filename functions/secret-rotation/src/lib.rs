@@ -166,7 +166,10 @@ pub async fn staging(client: &Client, secret_id: &str) -> Result<Staging, Rotati
         .map_err(|e| RotationError::aws("DescribeSecret", secret_id, &e))?;
     Ok(Staging {
         rotation_enabled: described.rotation_enabled().unwrap_or(false),
-        versions: described.version_ids_to_stages().cloned().unwrap_or_default(),
+        versions: described
+            .version_ids_to_stages()
+            .cloned()
+            .unwrap_or_default(),
     })
 }
 
@@ -269,12 +272,11 @@ pub async fn create_secret(
             kid: pending.signing_key().kid.clone(),
         });
     }
-    let (rotated, kid) = rotate_jwt_key_json(&current_raw).map_err(|source| {
-        RotationError::Invalid {
+    let (rotated, kid) =
+        rotate_jwt_key_json(&current_raw).map_err(|source| RotationError::Invalid {
             stage: CURRENT,
             source,
-        }
-    })?;
+        })?;
     client
         .put_secret_value()
         .secret_id(secret_id)
