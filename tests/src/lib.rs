@@ -1342,3 +1342,35 @@ impl TestApp {
             .unwrap()
     }
 }
+
+/// Tiers and quota usage: the admin's calls.
+impl TestApp {
+    /// `PUT /api/v1/admin/users/{id}/tier` with `body` (`{"tier": "premium"}`).
+    pub async fn set_user_tier(
+        &self,
+        token: &str,
+        user_id: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/users/{user_id}/tier"),
+            Some(token),
+            None,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/admin/users/{id}/usage?{query}`.
+    pub async fn user_usage(&self, token: &str, user_id: &str, query: &str) -> reqwest::Response {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/api/v1/admin/users/{user_id}/usage?{query}"),
+            Some(token),
+            None,
+            None,
+        )
+        .await
+    }
+}

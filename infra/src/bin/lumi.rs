@@ -14,6 +14,9 @@
 //!   its tokens expire.
 //! - `lumi users create-admin --table <t> --email <e> --name <n>`: the first admin; the password
 //!   is read from standard input.
+//! - `lumi users tier --table <t> <user id or email> <standard|premium>`: a user's tier (the
+//!   premium quota multiplier), audited as `user.tier` by `operator:<login>`; it applies from the
+//!   user's next token.
 //! - `lumi sessions purge --table <t> --user <id>`: deletes every session row of a user.
 //! - `lumi sessions revoke-all --table <t> --user <id>`: ends every session of a user at once.
 //! - `lumi settings show --table <t>`: the runtime settings in force.
@@ -57,6 +60,7 @@ const USAGE: &str = "usage:
   lumi secrets init --secret-id <id>
   lumi secrets rotate-jwt --secret-id <id>
   lumi users create-admin --table <table> --email <email> --name <name>   (password on stdin)
+  lumi users tier --table <table> <user id or email> <standard|premium>
   lumi sessions purge --table <table> --user <user id>
   lumi sessions revoke-all --table <table> --user <user id>
   lumi outbox flush --table <table> --queue-url <url>
@@ -93,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        ["users", "tier"] => users_tier(&args).await,
         ["settings", "rate-limit"] => set_rate_limit(&args).await,
         ["dlq", "redrive"] => {
             let (from, to) = (flag(&args, "--from")?, flag(&args, "--to")?);
@@ -457,6 +462,63 @@ async fn create_admin(table: &str, email: &str, name: &str) -> anyhow::Result<()
         other => anyhow::anyhow!(other),
     })?;
     println!("admin {} created with id {}", user.email, user.id);
+    Ok(())
+}
+
+/// `lumi users tier --table <t> <user id or email> <tier>`: the admin API's tier change.
+async fn users_tier(args: &[String]) -> anyhow::Result<()> {
+    let table = flag(args, "--table")?;
+    let mut positional = Vec::new();
+    let mut rest = args.iter().skip(2);
+    while let Some(arg) = rest.next() {
+        if arg == "--table" {
+            rest.next();
+        } else {
+            positional.push(arg.as_str());
+        }
+    }
+    let [who, tier] = positional.as_slice() else {
+        bail!("name the user (id or email) and the tier\n{USAGE}");
+    };
+    let tier: Tier = tier.parse()?;
+    let db = db().await;
+    let user = if who.contains('@') {
+        let email = auth::users::normalize_email(who)
+            .map_err(|e| anyhow::anyhow!("{} {}", e.field, e.message))?;
+        let account = auth::users::find_by_email(&db, &table, &email)
+            .await?
+            .with_context(|| format!("no user with the email {email} in {table}"))?;
+        auth::users::UserId::parse(&account.user_id)?
+    } else {
+        auth::users::UserId::parse(who)?
+    };
+    let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let change = auth::users::set_tier(
+        &db,
+        &table,
+        &user,
+        tier,
+        auth::users::ChangedBy {
+            actor: format!("operator:{operator}"),
+            request_id: None,
+            client_ip: None,
+        },
+    )
+    .await?;
+    if change.changed {
+        println!(
+            "user {} is {} (was {}); it applies from their next token (next login or refresh, at most 15 minutes)",
+            change.user_id,
+            change.after.as_str(),
+            change.before.as_str()
+        );
+    } else {
+        println!(
+            "user {} is {} already",
+            change.user_id,
+            change.after.as_str()
+        );
+    }
     Ok(())
 }
 
