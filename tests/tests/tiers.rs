@@ -218,11 +218,12 @@ async fn tiers_and_usage_are_for_admins_and_refuse_what_they_cannot_use() {
     assert!(get_items(&app.aws_call_log()[before..]) >= 1);
     assert_problem(app.set_user_tier(&admin, &nobody, &premium).await, 404).await;
 
-    // A malformed id is 400, decided before any read or write of the routes.
+    // An id that is not a user id names nobody either: 404, decided before any read or write
+    // of the routes (by its format; a `#` already at the edge).
     let before = app.aws_call_log().len();
     for id in ["not-a-user-id", "USER%23x", &user.to_uppercase()] {
-        assert_problem(app.user_usage(&admin, id, "").await, 400).await;
-        assert_problem(app.set_user_tier(&admin, id, &premium).await, 400).await;
+        assert_problem(app.user_usage(&admin, id, "").await, 404).await;
+        assert_problem(app.set_user_tier(&admin, id, &premium).await, 404).await;
     }
     let calls = app.aws_call_log()[before..].to_vec();
     assert_eq!(get_items(&calls), 0, "{calls:#?}");

@@ -357,7 +357,8 @@ pub async fn list_by_email(
 }
 
 /// A user id as accounts are created with (32 lowercase hexadecimal digits: a simple UUID),
-/// checked before anything is read with it.
+/// checked before anything is read with it (the exact format, above the edge's identifier
+/// floor, `http::path_ids`): anything else names nobody.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserId(String);
 
@@ -409,7 +410,7 @@ impl std::str::FromStr for Tier {
 /// Why an account change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("the user id is malformed (32 hexadecimal digits expected)")]
+    #[error("no user has this id (a user id is 32 hexadecimal digits)")]
     MalformedId,
     #[error("no user {0}")]
     NotFound(String),
@@ -425,8 +426,8 @@ impl crate::error::DomainError for UserError {
     fn class(&self) -> crate::error::ErrorClass {
         use crate::error::ErrorClass;
         match self {
-            Self::MalformedId => ErrorClass::Malformed,
-            Self::NotFound(_) => ErrorClass::NotFound,
+            // Like a malformed path identifier at the edge: it names nothing that exists.
+            Self::MalformedId | Self::NotFound(_) => ErrorClass::NotFound,
             Self::UnknownTier => ErrorClass::Invalid(vec![FieldError {
                 field: "tier".into(),
                 message: "must be standard or premium".into(),
