@@ -1,7 +1,8 @@
 //! The functions the local stack can run, by binary name: the HTTP functions (each entry is the
 //! same router builder its `main.rs` hands to `lambda_http`) and the event-fed ones the local
-//! scheduler invokes (the same handler `lambda_runtime` calls). A new function adds one line here
-//! and its resource in `template.yaml`.
+//! scheduler (or, for the rotation function, a stand-in for Secrets Manager) invokes (the same
+//! handler `lambda_runtime` calls). A new function adds one line here and its resource in
+//! `template.yaml`.
 
 use std::sync::Arc;
 
@@ -32,7 +33,10 @@ pub fn routes_of(binary: &str) -> Option<RoutesFn> {
 }
 
 pub fn event_functions() -> Vec<(&'static str, EventFn)> {
-    vec![("backup", backup_event)]
+    vec![
+        ("backup", backup_event),
+        ("secret-rotation", secret_rotation_event),
+    ]
 }
 
 pub fn event_handler_of(binary: &str) -> Option<EventFn> {
@@ -52,5 +56,21 @@ fn backup_event(
             .handle(event)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
+    })
+}
+
+/// One rotation step, as Secrets Manager invokes the function (no local scheduler calls it: the
+/// tests and tools stand in for Secrets Manager).
+fn secret_rotation_event(
+    platform: Arc<Platform>,
+    event: serde_json::Value,
+) -> BoxFuture<'static, anyhow::Result<serde_json::Value>> {
+    Box::pin(async move {
+        let event = serde_json::from_value(event)?;
+        let outcome = secret_rotation::Rotation::new(platform)
+            .handle(event)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(serde_json::to_value(outcome)?)
     })
 }

@@ -10,6 +10,7 @@
 //! - [`secrets`]: the Secrets Manager secret, cached per container with a TTL and refreshed by one
 //!   caller at a time.
 //! - [`ratelimit`]: DynamoDB token buckets shared by every container, and their middleware.
+//! - [`usage`]: the hourly quota counters read back per user (the admin's usage report).
 //! - [`settings`]: the runtime settings (`SystemSettings`), cached briefly.
 //! - [`clock`]: time, injectable for tests.
 //! - [`idempotency`]: the `Idempotency-Key` mechanism every idempotent write uses.
@@ -39,6 +40,7 @@ pub mod secrets;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod usage;
 
 pub use config::{Config, Env};
 pub use error::{ApiError, ApiResult};

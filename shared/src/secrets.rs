@@ -258,6 +258,9 @@ impl SecretStore {
             .get()
             .get_secret_value()
             .secret_id(&self.secret_id)
+            // What Secrets Manager answers by default, said explicitly: during a rotation the
+            // pending version is never read by mistake (and the local stack agrees).
+            .version_stage("AWSCURRENT")
             .send();
         let output = tokio::time::timeout(self.timeout, call)
             .await

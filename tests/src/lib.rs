@@ -1226,3 +1226,168 @@ impl TestApp {
         serde_json::to_value(session).unwrap()
     }
 }
+
+/// Secret rotation: the test stands in for Secrets Manager, which the local stack cannot run a
+/// rotation function for (moto has no Lambda to invoke).
+impl TestApp {
+    /// The config secret's ARN.
+    pub fn config_secret_arn(&self) -> String {
+        self.resource("ConfigSecret")
+    }
+
+    /// What Secrets Manager does when a rotation of the config secret starts: rotation is on
+    /// (every 90 days, `ConfigSecretRotation`) and a new, empty version is staged `AWSPENDING`
+    /// under a new token. Returns the token.
+    ///
+    /// moto's `RotateSecret` does exactly this, then looks for the function to invoke and,
+    /// having none, answers `ResourceNotFoundException` without going further: the state in
+    /// which Secrets Manager invokes `createSecret`. The tests then invoke the steps themselves.
+    /// The state is checked here, so a moto that behaved otherwise fails loudly.
+    pub async fn start_rotation(&self) -> String {
+        let client = self.secrets_manager();
+        let token = uuid::Uuid::new_v4().to_string();
+        let function = format!(
+            "arn:aws:lambda:{}:{}:function:{}:live",
+            lumi_infra::template::LOCAL_REGION,
+            lumi_infra::template::LOCAL_ACCOUNT,
+            self.resource("SecretRotationFunction"),
+        );
+        let before = client
+            .describe_secret()
+            .secret_id(self.config_secret_arn())
+            .send()
+            .await
+            .unwrap();
+        let started = client
+            .rotate_secret()
+            .secret_id(self.config_secret_arn())
+            .client_request_token(&token)
+            .rotation_lambda_arn(function)
+            .rotation_rules(
+                aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                    .automatically_after_days(90)
+                    .build(),
+            )
+            .rotate_immediately(true)
+            .send()
+            .await;
+        assert!(
+            started
+                .as_ref()
+                .err()
+                .and_then(|e| e.as_service_error())
+                .is_some_and(|e| e.is_resource_not_found_exception()),
+            "moto's RotateSecret should stop at the missing function: {started:?}"
+        );
+        let after = client
+            .describe_secret()
+            .secret_id(self.config_secret_arn())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(after.rotation_enabled(), Some(true));
+        let stages = after.version_ids_to_stages().cloned().unwrap_or_default();
+        assert_eq!(stages.get(&token), Some(&vec!["AWSPENDING".to_owned()]));
+        let current =
+            |d: &aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput| {
+                d.version_ids_to_stages()
+                    .into_iter()
+                    .flatten()
+                    .find(|(_, s)| s.iter().any(|s| s == "AWSCURRENT"))
+                    .map(|(v, _)| v.clone())
+            };
+        assert_eq!(
+            current(&after),
+            current(&before),
+            "AWSCURRENT has not moved"
+        );
+        token
+    }
+
+    /// Invokes the rotation function's handler with one step, as Secrets Manager would (the
+    /// event's JSON, the function's environment from the template).
+    pub async fn rotation_step(
+        &self,
+        step: &str,
+        token: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let env = self.stack.function_env("secret-rotation").unwrap();
+        let config = lumi_shared::Config::from_env("secret-rotation", &env).unwrap();
+        let platform = Platform::build(
+            config,
+            Arc::new(self.metrics.clone()),
+            Arc::new(lumi_shared::clock::SystemClock),
+        );
+        let handler = lumi_infra::functions::event_handler_of("secret-rotation")
+            .expect("the rotation function is known to the local stack");
+        handler(
+            platform,
+            serde_json::json!({
+                "Step": step,
+                "SecretId": self.config_secret_arn(),
+                "ClientRequestToken": token,
+            }),
+        )
+        .await
+    }
+
+    /// Every version of the config secret and its staging labels.
+    pub async fn secret_versions(&self) -> std::collections::HashMap<String, Vec<String>> {
+        self.secrets_manager()
+            .describe_secret()
+            .secret_id(self.config_secret_arn())
+            .send()
+            .await
+            .unwrap()
+            .version_ids_to_stages()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The value of the config secret's version labelled `label` (`AWSCURRENT`, ...), or of
+    /// the version `version_id` when given.
+    pub async fn secret_value(&self, label: &str, version_id: Option<&str>) -> String {
+        self.secrets_manager()
+            .get_secret_value()
+            .secret_id(self.config_secret_arn())
+            .version_stage(label)
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await
+            .unwrap()
+            .secret_string
+            .unwrap()
+    }
+}
+
+/// Tiers and quota usage: the admin's calls.
+impl TestApp {
+    /// `PUT /api/v1/admin/users/{id}/tier` with `body` (`{"tier": "premium"}`).
+    pub async fn set_user_tier(
+        &self,
+        token: &str,
+        user_id: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/users/{user_id}/tier"),
+            Some(token),
+            None,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/admin/users/{id}/usage?{query}`.
+    pub async fn user_usage(&self, token: &str, user_id: &str, query: &str) -> reqwest::Response {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/api/v1/admin/users/{user_id}/usage?{query}"),
+            Some(token),
+            None,
+            None,
+        )
+        .await
+    }
+}

@@ -16,6 +16,7 @@
 //! | `GET /api/v1/admin/audit-logs` | audit events by actor, target, action, days |
 //! | `GET /api/v1/admin/users`, `POST .../{id}/lock` `{reason}`, `POST .../{id}/unlock`, `DELETE .../{id}/sessions` | accounts |
 //! | `POST /api/v1/admin/sessions/revoke-all` | logs everyone out (the caller too): every earlier token is refused |
+//! | `PUT /api/v1/admin/users/{id}/tier` `{tier}`, `GET .../{id}/usage?hours=&until=` | a user's tier (from the next token) and hourly quota usage (see `users_api`) |
 //! | `GET`/`PUT /api/v1/admin/settings` | runtime settings, validated, with `ETag`/`If-Match` |
 //! | `POST /api/v1/admin/products`, `PATCH .../{id}`, `POST /api/v1/admin/variants/{sku}/stock` | catalog and stock (see `catalog_api`) |
 //! | `GET /api/v1/admin/inventory/mismatches`, `POST /api/v1/admin/inventory/rebalance` | the inventory-mismatch procedure |
@@ -25,6 +26,7 @@
 pub mod catalog_api;
 pub mod orders_api;
 pub mod settings_api;
+pub mod users_api;
 
 use std::sync::Arc;
 
@@ -122,6 +124,11 @@ pub fn routes(platform: Arc<Platform>) -> Router {
             "/api/v1/admin/sessions/revoke-all",
             post(revoke_everyones_sessions),
         )
+        .route(
+            "/api/v1/admin/users/{id}/tier",
+            axum::routing::put(users_api::set_tier),
+        )
+        .route("/api/v1/admin/users/{id}/usage", get(users_api::usage))
         .route(
             "/api/v1/admin/settings",
             get(settings_api::get_settings).put(settings_api::put_settings),

@@ -9,10 +9,14 @@
 //! `--secret-id` its `ConfigSecretArn`):
 //!
 //! - `lumi secrets init --secret-id <id>`: completes the config secret, keeping existing keys.
-//! - `lumi secrets rotate-jwt --secret-id <id>`: a new signing key; the previous one keeps
-//!   verifying until its tokens expire.
+//! - `lumi secrets rotate-jwt --secret-id <id>`: a new signing key now, by the steps of the
+//!   scheduled rotation (`secret_rotation::rotate_now`); the previous one keeps verifying until
+//!   its tokens expire.
 //! - `lumi users create-admin --table <t> --email <e> --name <n>`: the first admin; the password
 //!   is read from standard input.
+//! - `lumi users tier --table <t> <user id or email> <standard|premium>`: a user's tier (the
+//!   premium quota multiplier), audited as `user.tier` by `operator:<login>`; it applies from the
+//!   user's next token.
 //! - `lumi sessions purge --table <t> --user <id>`: deletes every session row of a user.
 //! - `lumi sessions revoke-all --table <t> --user <id>`: ends every session of a user at once.
 //! - `lumi sessions revoke-all --table <t> --everyone`: logs everyone out (the runbook's force
@@ -58,6 +62,7 @@ const USAGE: &str = "usage:
   lumi secrets init --secret-id <id>
   lumi secrets rotate-jwt --secret-id <id>
   lumi users create-admin --table <table> --email <email> --name <name>   (password on stdin)
+  lumi users tier --table <table> <user id or email> <standard|premium>
   lumi sessions purge --table <table> --user <user id>
   lumi sessions revoke-all --table <table> --user <user id>
   lumi sessions revoke-all --table <table> --everyone
@@ -95,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        ["users", "tier"] => users_tier(&args).await,
         ["settings", "rate-limit"] => set_rate_limit(&args).await,
         ["dlq", "redrive"] => {
             let (from, to) = (flag(&args, "--from")?, flag(&args, "--to")?);
@@ -379,7 +385,11 @@ async fn read_secret(
     client: &aws_sdk_secretsmanager::Client,
     secret_id: &str,
 ) -> anyhow::Result<Option<String>> {
-    match client.get_secret_value().secret_id(secret_id).send().await {
+    let request = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .version_stage("AWSCURRENT");
+    match request.send().await {
         Ok(out) => Ok(out.secret_string),
         Err(error) => {
             let service = error
@@ -417,21 +427,23 @@ async fn secrets_init(secret_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The scheduled rotation's steps (create, test, finish), run now with a token of their own.
 async fn secrets_rotate_jwt(secret_id: &str) -> anyhow::Result<()> {
     let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
-    let current = read_secret(&client, secret_id)
-        .await?
-        .context("the secret has no value: run `lumi secrets init` first")?;
-    let (rotated, kid) = lumi_shared::secrets::rotate_jwt_key_json(&current)?;
-    client
-        .put_secret_value()
-        .secret_id(secret_id)
-        .secret_string(rotated)
-        .send()
-        .await
-        .with_context(|| format!("writing {secret_id}"))?;
+    let (kid, version) = secret_rotation::rotate_now(
+        &client,
+        &lumi_shared::config::AuthConfig::default(),
+        secret_id,
+    )
+    .await
+    .map_err(|e| match e {
+        secret_rotation::RotationError::Invalid { .. } => {
+            anyhow::anyhow!("{e}: run `lumi secrets init` first")
+        }
+        other => anyhow::anyhow!(other),
+    })?;
     println!(
-        "new signing key {kid}; the previous key verifies until its tokens expire (at most 15 minutes).\n\
+        "new signing key {kid} (version {version} is AWSCURRENT); the previous key verifies until its tokens expire (at most 15 minutes).\n\
          Containers pick it up within SECRETS_CACHE_TTL_SECONDS (300 s), or at once when they meet a token it signed."
     );
     Ok(())
@@ -470,6 +482,63 @@ async fn create_admin(table: &str, email: &str, name: &str) -> anyhow::Result<()
         other => anyhow::anyhow!(other),
     })?;
     println!("admin {} created with id {}", user.email, user.id);
+    Ok(())
+}
+
+/// `lumi users tier --table <t> <user id or email> <tier>`: the admin API's tier change.
+async fn users_tier(args: &[String]) -> anyhow::Result<()> {
+    let table = flag(args, "--table")?;
+    let mut positional = Vec::new();
+    let mut rest = args.iter().skip(2);
+    while let Some(arg) = rest.next() {
+        if arg == "--table" {
+            rest.next();
+        } else {
+            positional.push(arg.as_str());
+        }
+    }
+    let [who, tier] = positional.as_slice() else {
+        bail!("name the user (id or email) and the tier\n{USAGE}");
+    };
+    let tier: Tier = tier.parse()?;
+    let db = db().await;
+    let user = if who.contains('@') {
+        let email = auth::users::normalize_email(who)
+            .map_err(|e| anyhow::anyhow!("{} {}", e.field, e.message))?;
+        let account = auth::users::find_by_email(&db, &table, &email)
+            .await?
+            .with_context(|| format!("no user with the email {email} in {table}"))?;
+        auth::users::UserId::parse(&account.user_id)?
+    } else {
+        auth::users::UserId::parse(who)?
+    };
+    let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let change = auth::users::set_tier(
+        &db,
+        &table,
+        &user,
+        tier,
+        auth::users::ChangedBy {
+            actor: format!("operator:{operator}"),
+            request_id: None,
+            client_ip: None,
+        },
+    )
+    .await?;
+    if change.changed {
+        println!(
+            "user {} is {} (was {}); it applies from their next token (next login or refresh, at most 15 minutes)",
+            change.user_id,
+            change.after.as_str(),
+            change.before.as_str()
+        );
+    } else {
+        println!(
+            "user {} is {} already",
+            change.user_id,
+            change.after.as_str()
+        );
+    }
     Ok(())
 }
 

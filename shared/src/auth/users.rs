@@ -356,9 +356,205 @@ pub async fn list_by_email(
     Ok((users, next))
 }
 
+/// A user id as accounts are created with (32 lowercase hexadecimal digits: a simple UUID),
+/// checked before anything is read with it (the exact format, above the edge's identifier
+/// floor, `http::path_ids`): anything else names nobody.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(raw: &str) -> Result<Self, UserError> {
+        let well_formed = raw.len() == 32
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if well_formed {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(UserError::MalformedId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Premium => "premium",
+        }
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = UserError;
+
+    fn from_str(raw: &str) -> Result<Self, UserError> {
+        match raw {
+            "standard" => Ok(Self::Standard),
+            "premium" => Ok(Self::Premium),
+            _ => Err(UserError::UnknownTier),
+        }
+    }
+}
+
+/// Why an account change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("no user has this id (a user id is 32 hexadecimal digits)")]
+    MalformedId,
+    #[error("no user {0}")]
+    NotFound(String),
+    #[error("the tier is unknown: standard or premium")]
+    UnknownTier,
+    #[error("the account changed meanwhile; retry")]
+    Changed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl crate::error::DomainError for UserError {
+    fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            // Like a malformed path identifier at the edge: it names nothing that exists.
+            Self::MalformedId | Self::NotFound(_) => ErrorClass::NotFound,
+            Self::UnknownTier => ErrorClass::Invalid(vec![FieldError {
+                field: "tier".into(),
+                message: "must be standard or premium".into(),
+            }]),
+            Self::Changed => ErrorClass::Conflict,
+            Self::Store(store) => store.class(),
+        }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            Self::Store(store) => store.public_detail(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Who changes an account, for its audit event.
+#[derive(Debug, Clone, Default)]
+pub struct ChangedBy {
+    /// `admin:<id>`, `operator:<login>` (the CLI), ...
+    pub actor: String,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+/// What a tier change did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierChange {
+    pub user_id: String,
+    pub before: Tier,
+    pub after: Tier,
+    /// False when the account had that tier already (nothing written, nothing audited).
+    pub changed: bool,
+}
+
+/// Sets a user's tier (the rate limiter's premium multiplier), with its audit event
+/// (`user.tier`, target `user:<id>`) in the same transaction. It applies from the user's next
+/// access token (the next login or refresh): tokens carry the tier.
+pub async fn set_tier(
+    db: &Db,
+    table: &str,
+    user: &UserId,
+    tier: Tier,
+    by: ChangedBy,
+) -> Result<TierChange, UserError> {
+    use crate::{
+        audit::{self, AuditEvent},
+        store::{Tx, s},
+    };
+    let item = get(db, table, user.as_str())
+        .await?
+        .ok_or_else(|| UserError::NotFound(user.to_string()))?;
+    let before = item.tier;
+    let change = TierChange {
+        user_id: item.user_id,
+        before,
+        after: tier,
+        changed: before != tier,
+    };
+    if !change.changed {
+        return Ok(change);
+    }
+    let mut tx = Tx::new(table);
+    // Under the tier read (absent on accounts older than tiers: standard), so the audit event's
+    // `before` is what was replaced.
+    let condition = if before == Tier::Standard {
+        "attribute_exists(pk) AND (attribute_not_exists(#tier) OR #tier = :before)"
+    } else {
+        "attribute_exists(pk) AND #tier = :before"
+    };
+    tx.update(
+        user_key(user.as_str()),
+        "SET #tier = :tier",
+        Some(condition),
+        vec![(":tier", s(tier.as_str())), (":before", s(before.as_str()))],
+    )?;
+    audit::record_in(
+        &mut tx,
+        &AuditEvent {
+            actor: by.actor,
+            action: "user.tier".into(),
+            target: format!("user:{user}"),
+            summary: serde_json::json!({ "before": { "tier": before }, "after": { "tier": tier } }),
+            request_id: by.request_id,
+            client_ip: by.client_ip,
+            at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        },
+    )?;
+    match db.commit(tx).await? {
+        Ok(()) => Ok(change),
+        Err(_) => Err(UserError::Changed),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ids_and_tiers_are_parsed() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        assert_eq!(UserId::parse(&id).unwrap().as_str(), id);
+        for bad in [
+            "",
+            "USER#1",
+            &id.to_uppercase(),
+            &id[..31],
+            &format!("{id}0"),
+            "../etc",
+        ] {
+            assert!(
+                matches!(UserId::parse(bad), Err(UserError::MalformedId)),
+                "{bad}"
+            );
+        }
+        assert_eq!("premium".parse::<Tier>().unwrap(), Tier::Premium);
+        assert_eq!("standard".parse::<Tier>().unwrap(), Tier::Standard);
+        for bad in ["gold", "Premium", ""] {
+            assert!(
+                matches!(bad.parse::<Tier>(), Err(UserError::UnknownTier)),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn emails_are_normalized_and_checked() {
