@@ -268,6 +268,8 @@ async fn lock_user(
     Path(id): Path<String>,
     Json(body): Json<Lock>,
 ) -> ApiResult<axum::Json<Value>> {
+    // The exact user-id format first: a malformed one names nobody, and is not read.
+    let id = users::UserId::parse(&id)?.to_string();
     if body.reason.trim().is_empty() {
         return Err(ApiError::Validation {
             detail: "give the reason".into(),
@@ -307,6 +309,8 @@ async fn unlock_user(
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
+    // The exact user-id format first: a malformed one names nobody, and is not read.
+    let id = users::UserId::parse(&id)?.to_string();
     let before = users::set_locked(&platform.db, table(&platform), &id, None, now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
@@ -329,6 +333,8 @@ async fn delete_sessions(
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
+    // The exact user-id format first: a malformed one names nobody, and is not read.
+    let id = users::UserId::parse(&id)?.to_string();
     if users::get(&platform.db, table(&platform), &id)
         .await?
         .is_none()
