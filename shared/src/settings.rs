@@ -250,6 +250,32 @@ impl SystemSettings {
     }
 }
 
+impl SystemSettings {
+    /// Whether a sensitive value names a key `keys` do not hold.
+    fn names_unknown_key(&self, keys: &ConfigKeys) -> bool {
+        let known: Vec<String> = keys.all().iter().map(sealed::key_id).collect();
+        [&self.error_reporting_dsn]
+            .into_iter()
+            .flatten()
+            .filter_map(Sensitive::kid)
+            .any(|kid| !known.iter().any(|k| k == kid))
+    }
+}
+
+/// The config secret to open `settings` with: the cached one, or, when a value names a key it
+/// does not hold (another container already sealed under a key put first since this one read
+/// the secret), the secret read again, at most every 30 s.
+pub async fn secrets_for(
+    store: &crate::secrets::SecretStore,
+    settings: &SystemSettings,
+) -> Result<Arc<crate::secrets::AppSecrets>, crate::secrets::SecretsError> {
+    let secrets = store.get().await?;
+    if settings.names_unknown_key(&secrets.config_encryption_key) {
+        return store.refresh_for_unknown_key().await;
+    }
+    Ok(secrets)
+}
+
 /// Why sensitive settings could not be sealed again.
 #[derive(Debug, thiserror::Error)]
 pub enum ResealError {

@@ -22,7 +22,7 @@ use lumi_shared::{
     error::FieldError,
     http::Json,
     secrets::AppSecrets,
-    settings::{ERROR_REPORTING_DSN, SettingsStore, Sensitive, SystemSettings},
+    settings::{ERROR_REPORTING_DSN, Sensitive, SettingsStore, SystemSettings, secrets_for},
     store::StoreError,
     telemetry::report::Dsn,
 };
@@ -41,11 +41,9 @@ fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"v{version}\"")).unwrap_or(HeaderValue::from_static("\"v0\""))
 }
 
-/// The keys that seal and open sensitive settings.
-async fn secrets(platform: &Platform) -> ApiResult<Arc<AppSecrets>> {
-    platform
-        .secrets
-        .get()
+/// The keys that seal and open `settings`' sensitive values.
+async fn secrets(platform: &Platform, settings: &SystemSettings) -> ApiResult<Arc<AppSecrets>> {
+    secrets_for(&platform.secrets, settings)
         .await
         .map_err(|e| ApiError::unavailable("the key store is unavailable; retry shortly", e))
 }
@@ -61,7 +59,7 @@ pub async fn get_settings(
     _admin: AdminUser,
 ) -> ApiResult<Response> {
     let (settings, version) = store(&platform).read_versioned().await?;
-    let keys = &secrets(&platform).await?.config_encryption_key;
+    let keys = &secrets(&platform, &settings).await?.config_encryption_key;
     Ok(answer(settings.masked(keys), version))
 }
 
@@ -212,7 +210,7 @@ pub async fn put_settings(
             "the settings changed since you read them; reload".into(),
         ));
     }
-    let keys = &secrets(&platform).await?.config_encryption_key;
+    let keys = &secrets(&platform, &before).await?.config_encryption_key;
     let shown = before.masked(keys);
     let mut document = document;
     // A sensitive value sent back as it was shown (masked) means "unchanged".

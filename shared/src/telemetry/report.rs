@@ -94,7 +94,7 @@ pub async fn configured_dsn(platform: &crate::Platform) -> Option<Dsn> {
     let Some(value) = settings.error_reporting_dsn.as_ref() else {
         return fallback();
     };
-    let secrets = match platform.secrets.get().await {
+    let secrets = match crate::settings::secrets_for(&platform.secrets, &settings).await {
         Ok(secrets) => secrets,
         Err(error) => {
             tracing::warn!(%error, "errorReportingDsn cannot be opened; using the environment's");
