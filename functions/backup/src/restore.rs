@@ -672,3 +672,31 @@ pub async fn restore_into(
     }
     Ok(restored)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn leftovers_are_told_by_their_stack_and_stamp() {
+        let tables = ["t1-AppTable", "t1-RateLimitTable"];
+        let made = time::macros::datetime!(2026-11-23 01:02:03 UTC);
+        for name in [
+            "t1-AppTable-restorecheck-20261123t010203z-abcdef12",
+            // The names of earlier versions: the backup run's id in the same place.
+            "t1-RateLimitTable-restorecheck-20261123t010203z-deadbeef",
+        ] {
+            assert_eq!(leftover_stamp(&tables, name), Some(made), "{name}");
+        }
+        for name in [
+            "t2-AppTable-restorecheck-20261123t010203z-abcdef12",
+            "t1-AppTable-dr",
+            "t1-AppTable-restorecheck-2026112",
+            "t1-AppTable-restorecheck-20261323t010203z-x",
+            "t1-AppTable-restorecheck-20261123x010203z-x",
+        ] {
+            assert_eq!(leftover_stamp(&tables, name), None, "{name}");
+        }
+    }
+}
