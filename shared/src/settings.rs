@@ -217,7 +217,9 @@ pub struct SystemSettings {
 
 impl SystemSettings {
     /// Every sensitive value sealed under the newest key: plain text an earlier version stored,
-    /// and values sealed under an older key (the end of a key rotation). Whether anything changed.
+    /// and values sealed under an older key (the end of a key rotation). A value no configured
+    /// key opens stays as it is (sealed, so nothing leaks; only setting it again helps), with a
+    /// warning. Whether anything changed.
     pub fn seal_all(&mut self, keys: &ConfigKeys) -> Result<bool, SealError> {
         let newest = sealed::key_id(keys.newest());
         let mut changed = false;
@@ -225,7 +227,13 @@ impl SystemSettings {
             if let Some(value) = value
                 && value.kid() != Some(newest.as_str())
             {
-                let plaintext = value.reveal(keys, setting)?;
+                let plaintext = match value.reveal(keys, setting) {
+                    Ok(plaintext) => plaintext,
+                    Err(error) => {
+                        tracing::warn!(setting, %error, "a sensitive setting cannot be opened; set it again");
+                        continue;
+                    }
+                };
                 *value = Sensitive::seal(keys, setting, plaintext.expose_secret())?;
                 changed = true;
             }
@@ -528,6 +536,12 @@ mod tests {
             masked["errorReportingDsn"],
             "https://****@o1.ingest.sentry.io/7"
         );
+        let mut stale = settings.clone();
+        assert!(
+            !stale.seal_all(&keys(&[&old])).unwrap(),
+            "a value no key opens is left as it is"
+        );
+        assert_eq!(stale, settings);
         let unreadable = settings.masked(&keys(&[&old]));
         assert!(!unreadable.to_string().contains("publickey"));
         assert!(

@@ -289,3 +289,52 @@ async fn a_key_rotation_keeps_the_dsn_readable_and_the_next_backup_reseals_it() 
         dsn
     );
 }
+
+#[tokio::test]
+async fn a_dsn_sealed_under_a_dropped_key_is_shown_unreadable_and_can_be_set_again() {
+    let app = fresh_settings_app().await;
+    let admin = access_token(&app.signed_in_admin().await);
+    let (dsn, masked, key) = dsn();
+    // Sealed under a key the secret no longer holds (dropped too early).
+    let dropped = lumi_shared::secrets::ConfigKeys::new(vec!["d".repeat(43).into()]).unwrap();
+    let settings = SystemSettings {
+        error_reporting_dsn: Some(
+            lumi_shared::settings::Sensitive::seal(&dropped, ERROR_REPORTING_DSN, &dsn).unwrap(),
+        ),
+        ..SystemSettings::default()
+    };
+    app.put_settings(&settings).await;
+
+    assert!(
+        configured_dsn(&app.platforms["admin"]).await.is_none(),
+        "no reporter: the environment sets none"
+    );
+    let shown = app.get_json("/api/v1/admin/settings", &admin).await;
+    let unreadable = shown[ERROR_REPORTING_DSN].as_str().unwrap().to_owned();
+    assert!(unreadable.starts_with("[unreadable"), "{unreadable}");
+    // Other settings can still change, and the value stays as it was.
+    let changed = put_settings(
+        &app,
+        &admin,
+        "\"v1\"",
+        json!({ "rate_limits": { "customer": { "limit": 70 } }, ERROR_REPORTING_DSN: unreadable }),
+    )
+    .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(
+        stored_item(&app).await.1[ERROR_REPORTING_DSN]["kid"],
+        key_id(dropped.newest()).as_str()
+    );
+    // Set again, it is sealed under the current key and used.
+    let set = put_settings(&app, &admin, "\"v2\"", json!({ ERROR_REPORTING_DSN: dsn })).await;
+    assert_eq!(set.status(), 200);
+    let answered: Value = set.json().await.unwrap();
+    assert_eq!(answered[ERROR_REPORTING_DSN], masked.as_str());
+    assert_eq!(
+        configured_dsn(&app.platforms["admin"])
+            .await
+            .unwrap()
+            .public_key,
+        key
+    );
+}

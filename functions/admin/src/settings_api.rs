@@ -227,30 +227,30 @@ pub async fn put_settings(
         });
     }
     // Sealed here, before it goes anywhere: never merged, stored or audited in plain text.
-    let new_dsn = match document
+    match document
         .as_object_mut()
         .and_then(|patch| patch.remove(ERROR_REPORTING_DSN))
     {
-        None => None,
-        Some(Value::String(text)) => Some(Some(
-            Sensitive::seal(keys, ERROR_REPORTING_DSN, &text).map_err(ApiError::internal)?,
-        )),
-        Some(_) => Some(None),
-    };
+        None => {}
+        Some(Value::String(text)) => {
+            before.error_reporting_dsn = Some(
+                Sensitive::seal(keys, ERROR_REPORTING_DSN, &text).map_err(ApiError::internal)?,
+            );
+        }
+        // `null` (validated): the environment's DSN.
+        Some(_) => before.error_reporting_dsn = None,
+    }
     // Values an earlier version stored in plain text, or sealed under a key since rotated out
     // of first place, are sealed under the newest key by this write.
     before.seal_all(keys).map_err(ApiError::internal)?;
     // Scopes and flags left out keep their current values.
     let mut merged = serde_json::to_value(&before).map_err(ApiError::internal)?;
     merge(&mut merged, document);
-    let mut settings: SystemSettings =
+    let settings: SystemSettings =
         serde_json::from_value(merged).map_err(|e| ApiError::Validation {
             detail: format!("the settings do not fit their schema: {e}").into(),
             errors: Vec::new(),
         })?;
-    if let Some(dsn) = new_dsn {
-        settings.error_reporting_dsn = dsn;
-    }
     let version = match store.put_if_version(&settings, expected).await {
         Ok(version) => version,
         Err(StoreError::ConditionFailed { .. }) => {
