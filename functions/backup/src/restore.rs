@@ -110,7 +110,7 @@ impl<'a> FileItems<'a> {
                 self.entry.sha256
             )));
         }
-        let mut rest = self
+        let rest = self
             .decoder
             .try_finish()
             .map_err(|e| format!("not gzip: {e}"))
@@ -125,7 +125,7 @@ impl<'a> FileItems<'a> {
                 self.lines, self.entry.items
             )));
         }
-        Ok((!rest.is_empty()).then(|| std::mem::take(&mut rest)))
+        Ok((!rest.is_empty()).then_some(rest))
     }
 
     /// Reads the rest of the file to tell a checksum mismatch (the likelier news) from a bad
