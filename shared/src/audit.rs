@@ -78,17 +78,40 @@ fn day_of(text: &str) -> Option<time::Date> {
     time::Date::parse(text.get(..10)?, &format).ok()
 }
 
-/// Audit events, newest first: by target (one index query), else day by day over the range;
-/// actor and action filter the results. Returns at most `limit` events.
+/// Query calls one page of the listing may make: the request's DynamoDB work is bounded
+/// whatever the range and the filters (a filter that matches little ends a page early, with a
+/// cursor, rather than reading a month of events in one request).
+pub const MAX_QUERIES_PER_PAGE: usize = 8;
+
+/// One page of the audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// Where the next page starts; `None` when the range is exhausted. A page may hold fewer
+    /// than `limit` events and still have a next one (its query budget ran out).
+    pub next_cursor: Option<String>,
+}
+
+/// A partition of the listing: the target's index partition, or one day.
+struct Partition {
+    index: Option<&'static str>,
+    key_name: &'static str,
+    key_value: String,
+}
+
+/// Audit events, newest first: by target (one index partition), else day by day over the
+/// range; actor and action filter the results. One page: at most `limit` events and
+/// [`MAX_QUERIES_PER_PAGE`] queries, each reading at most `limit` items.
 pub async fn list(
     db: &Db,
     table: &str,
     filter: &AuditFilter,
     limit: usize,
-) -> Result<Vec<AuditEvent>, crate::error::ApiError> {
+    cursor: Option<&str>,
+) -> Result<AuditPage, crate::error::ApiError> {
     use crate::{
         error::ApiError,
-        store::{from_item, s},
+        store::{decode_cursor, encode_cursor, from_item, s},
     };
     let today = OffsetDateTime::now_utc().date();
     let to = filter
@@ -108,13 +131,21 @@ pub async fn list(
             "the range must run forward and span at most 31 days",
         ));
     }
-    let partitions: Vec<(String, &str, String)> = match &filter.target {
-        Some(target) => vec![("gsi1".into(), "gsi1pk", format!("AUDIT_TARGET#{target}"))],
+    let partitions: Vec<Partition> = match &filter.target {
+        Some(target) => vec![Partition {
+            index: Some("gsi1"),
+            key_name: "gsi1pk",
+            key_value: format!("AUDIT_TARGET#{target}"),
+        }],
         None => {
             let mut days = Vec::new();
             let mut day = to;
             while day >= from {
-                days.push((String::new(), "pk", format!("AUDIT#{day}")));
+                days.push(Partition {
+                    index: None,
+                    key_name: "pk",
+                    key_value: format!("AUDIT#{day}"),
+                });
                 match day.previous_day() {
                     Some(previous) => day = previous,
                     None => break,
@@ -123,18 +154,33 @@ pub async fn list(
             days
         }
     };
+    // A cursor names the partition it continues (and, inside it, the last key read).
+    let (mut at, mut start) = match cursor {
+        None => (0, None),
+        Some(cursor) => partitions
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| {
+                decode_cursor(cursor, p.key_name, &p.key_value)
+                    .ok()
+                    .map(|key| (i, (key.len() > 1).then_some(key)))
+            })
+            .ok_or_else(|| ApiError::bad_request("the cursor is not valid for this listing"))?,
+    };
     let mut events = Vec::new();
-    for (index, key_name, key_value) in partitions {
+    let mut queries = 0;
+    while at < partitions.len() && events.len() < limit && queries < MAX_QUERIES_PER_PAGE {
+        let partition = &partitions[at];
         let mut request = db
             .client()
             .query()
             .table_name(table)
-            .key_condition_expression(format!("{key_name} = :p"))
-            .expression_attribute_values(":p", s(key_value))
-            .scan_index_forward(false);
-        if !index.is_empty() {
-            request = request.index_name(index);
-        }
+            .key_condition_expression(format!("{} = :p", partition.key_name))
+            .expression_attribute_values(":p", s(partition.key_value.clone()))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit - events.len()).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start.take())
+            .set_index_name(partition.index.map(str::to_owned));
         let mut filters = Vec::new();
         if let Some(actor) = &filter.actor {
             filters.push("actor = :actor");
@@ -149,13 +195,28 @@ pub async fn list(
         if !filters.is_empty() {
             request = request.filter_expression(filters.join(" AND "));
         }
-        let page = db.call("Query", table, request.send()).await?;
-        for item in page.items.unwrap_or_default() {
+        queries += 1;
+        let (items, next) = db.query_page(table, request).await?;
+        for item in items {
             events.push(from_item::<AuditEvent>(table, item)?);
-            if events.len() >= limit {
-                return Ok(events);
-            }
+        }
+        match next {
+            Some(next) => start = Some(next),
+            None => at += 1,
         }
     }
-    Ok(events)
+    let next_cursor = (at < partitions.len()).then(|| {
+        let key = start.unwrap_or_else(|| {
+            let partition = &partitions[at];
+            std::collections::HashMap::from([(
+                partition.key_name.to_owned(),
+                s(partition.key_value.clone()),
+            )])
+        });
+        encode_cursor(&key)
+    });
+    Ok(AuditPage {
+        events,
+        next_cursor,
+    })
 }

@@ -265,6 +265,9 @@ pub struct Config {
     pub query_timeout: Duration,
     pub slow_query_threshold: Duration,
     pub health_check_timeout: Duration,
+    /// How long a container reuses its readiness report (each report costs an AWS call per
+    /// dependency; a flood of probes must not become a flood of AWS calls).
+    pub health_cache_ttl: Duration,
     pub tracing_enabled: bool,
     pub log_level: tracing::Level,
     pub auth: AuthConfig,
@@ -503,6 +506,7 @@ impl Config {
             query_timeout: env.millis("QUERY_TIMEOUT_MS", 5000)?,
             slow_query_threshold: env.millis("DATABASE_SLOW_QUERY_THRESHOLD_MS", 100)?,
             health_check_timeout,
+            health_cache_ttl: Duration::from_millis(env.parsed("HEALTH_CACHE_MS", 5000)?),
             tracing_enabled: env.flag("TRACING_ENABLED", false)?,
             log_level: log_level.parse().map_err(|_| ConfigError::Invalid {
                 var: "LOG_LEVEL",

@@ -570,6 +570,10 @@ impl TestApp {
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.stack.sdk_config)
     }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        lumi_shared::aws::s3_client(&self.stack.sdk_config)
+    }
 }
 
 /// The access token of a token response.

@@ -464,7 +464,41 @@ async fn an_original_larger_than_a_request_goes_through_a_presigned_upload() {
         .send()
         .await
         .unwrap();
-    assert_problem(again, 404).await;
+    assert_problem(again, 409).await;
+
+    // The presigned URL is still valid: a re-upload under the same id must not replace the
+    // stored original.
+    let other = noise_png(300, 200);
+    let put = app
+        .http
+        .put(upload["upload_url"].as_str().unwrap())
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let replayed = app
+        .http
+        .post(app.url(process))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(replayed, 409).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("used once"),
+        "{body}"
+    );
+    let stored = app
+        .s3()
+        .head_object()
+        .bucket(app.resource("ImagesBucket"))
+        .key(set["original"]["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.content_length(), Some(large.len() as i64));
+
     let unknown = app
         .http
         .post(app.url("/api/v1/admin/images/uploads/not-an-id/process"))
@@ -473,4 +507,48 @@ async fn an_original_larger_than_a_request_goes_through_a_presigned_upload() {
         .await
         .unwrap();
     assert_problem(unknown, 404).await;
+}
+
+#[tokio::test]
+async fn an_oversize_upload_is_refused_unread_and_the_id_stays_usable() {
+    let app = TestApp::builder()
+        .env("IMAGE_MAX_INPUT_BYTES", "100000")
+        .spawn()
+        .await;
+    let admin = app.signed_in_admin().await;
+    let admin = admin["access_token"].as_str().unwrap();
+    let upload: Value = app
+        .http
+        .post(app.url("/api/v1/admin/images/uploads"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(upload["max_bytes"], 100_000);
+    let put = |body: Vec<u8>| {
+        app.http
+            .put(upload["upload_url"].as_str().unwrap())
+            .body(body)
+            .send()
+    };
+    let process = || {
+        app.http
+            .post(app.url(upload["process"].as_str().unwrap()))
+            .bearer_auth(admin)
+            .send()
+    };
+    let big = noise_png(300, 200);
+    assert!(big.len() > 100_000);
+    assert!(put(big).await.unwrap().status().is_success());
+    assert_problem(process().await.unwrap(), 413).await;
+    // Refused before the claim: the same id takes a valid upload.
+    let small = noise_png(60, 40);
+    assert!(put(small.clone()).await.unwrap().status().is_success());
+    let processed = process().await.unwrap();
+    assert_eq!(processed.status(), 201);
+    let set: Value = processed.json().await.unwrap();
+    assert_eq!(set["original"]["bytes"], small.len());
 }

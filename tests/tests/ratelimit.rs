@@ -298,54 +298,198 @@ async fn the_ip_layer_and_the_user_scope_are_separate_buckets() {
     assert_eq!(get(b, "203.0.113.11").await.unwrap().status(), 200);
 }
 
-#[tokio::test]
-async fn login_brute_force_is_stopped_per_account_even_across_ips() {
-    let app = TestApp::spawn().await;
-    // Created directly: registering through the API would spend one attempt of the scope.
-    let (email, password) = (
-        format!("{}@example.com", lumi_tests::unique_prefix()),
-        "brute-force-target-1".to_owned(),
-    );
+/// A customer made directly: registering through the API would spend an attempt.
+async fn direct_customer(app: &TestApp, password: &str) -> String {
+    let email = format!("{}@example.com", lumi_tests::unique_prefix());
     lumi_shared::auth::users::create(
         &app.db(),
         &app.resource("AppTable"),
         lumi_shared::auth::users::NewUser {
             email: email.clone(),
             name: "Target".into(),
-            password: password.clone(),
+            password: password.to_owned(),
             role: lumi_shared::auth::Role::Customer,
             tier: lumi_shared::auth::Tier::Standard,
         },
     )
     .await
     .unwrap();
+    email
+}
+
+/// A login from `ip` (a loopback address: the gateway sees it as the source IP).
+async fn login_from(app: &TestApp, ip: [u8; 4], email: &str, password: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// OWASP's policy: per (account, client) 2, per client 6, per account 20 (the auth budget is
+/// set to 2 here). The owner's client, which signed in last, is not locked out by an attacker
+/// who spends the account's ceiling from many addresses; a new client is.
+#[tokio::test]
+async fn an_attacker_cannot_lock_the_owner_out_but_cannot_guess_on_forever() {
+    let app = TestApp::builder()
+        .env("SETTINGS_CACHE_TTL_SECONDS", "0")
+        .spawn()
+        .await;
+    let mut settings = SystemSettings::default();
+    settings.rate_limits.auth.limit = 2;
+    app.put_settings(&settings).await;
+    let password = "owner-password-1";
+    let email = direct_customer(&app, password).await;
+    let owner = [127, 0, 2, 1];
+    assert_eq!(
+        login_from(&app, owner, &email, password).await.status(),
+        200
+    );
+
+    // An attacker from many addresses: the account's ceiling (20, the owner's login included).
     let mut statuses = BTreeMap::new();
-    for i in 0..12u8 {
-        // A different loopback address per attempt: the gateway sees a different source IP.
-        let client = reqwest::Client::builder()
-            .local_address(std::net::IpAddr::from([127, 0, 1, i + 1]))
-            .build()
-            .unwrap();
-        let response = client
-            .post(app.url("/api/v1/auth/login"))
-            .json(&json!({ "email": email, "password": format!("{password}-wrong") }))
-            .send()
-            .await
-            .unwrap();
+    for i in 0..25u8 {
+        let response = login_from(&app, [127, 0, 3, i + 1], &email, "guess-password-1").await;
         *statuses.entry(response.status().as_u16()).or_insert(0) += 1;
         if response.status() == 429 {
             assert_eq!(assert_problem(response, 429).await["policy"], "auth");
         }
     }
-    assert_eq!(statuses, BTreeMap::from([(401, 10), (429, 2)]));
-    // Even the right password waits now.
-    let right = app
+    assert_eq!(statuses, BTreeMap::from([(401, 19), (429, 6)]));
+    // Even the right password waits, from a client the account has not seen...
+    let stranger = login_from(&app, [127, 0, 4, 1], &email, password).await;
+    assert_eq!(stranger.status(), 429);
+    // ...but the owner's own client still gets in.
+    assert_eq!(
+        login_from(&app, owner, &email, password).await.status(),
+        200
+    );
+
+    // One client guessing: its (account, client) budget, then its own budget over accounts.
+    let prober = [127, 0, 5, 1];
+    let victim = direct_customer(&app, password).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(
+            login_from(&app, prober, &victim, "guess-password-2")
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(seen, [401, 401, 429]);
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let other = format!("{}@example.com", lumi_tests::unique_prefix());
+        seen.push(
+            login_from(&app, prober, &other, "guess-password-3")
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    // 2 spent on the victim, 4 more on other accounts: the client's 6 are gone.
+    assert_eq!(seen, [401, 401, 401, 401, 429, 429]);
+}
+
+#[tokio::test]
+async fn a_huge_email_is_422_before_it_becomes_a_key_and_leaves_no_state() {
+    let app = TestApp::spawn().await;
+    let limiter = &app.platforms["auth"].limiter;
+    let remembered = limiter.remembered();
+    let huge = format!("{}@example.com", "a".repeat(200 * 1024));
+    for path in ["/api/v1/auth/login", "/api/v1/auth/register"] {
+        for i in 0..20 {
+            let response = app
+                .post_json(
+                    path,
+                    &json!({ "email": format!("{i}{huge}"), "password": "whatever-123", "name": "X" }),
+                )
+                .await;
+            let body = assert_problem(response, 422).await;
+            assert_eq!(body["errors"][0]["field"], "email", "{body}");
+        }
+    }
+    let response = app
         .post_json(
             "/api/v1/auth/login",
-            &json!({ "email": email, "password": password }),
+            &json!({ "email": "a@example.com", "password": "p".repeat(10_000) }),
         )
         .await;
-    assert_eq!(right.status(), 429);
+    assert_eq!(
+        assert_problem(response, 422).await["errors"][0]["field"],
+        "password"
+    );
+    assert_eq!(
+        limiter.remembered(),
+        remembered,
+        "no state for refused input"
+    );
+    assert_eq!(limiter.queued_buckets(), 0);
+    // Nothing reached the rate-limit table either.
+    let items = app
+        .dynamodb()
+        .scan()
+        .table_name(app.resource("RateLimitTable"))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert!(
+        items.iter().all(|i| i["pk"].as_s().unwrap().len() < 100),
+        "{items:?}"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_and_customer_traffic_cannot_spend_the_admin_budget() {
+    let clock = ManualClock::starting_now();
+    let app = TestApp::builder()
+        .clock(&clock)
+        .env("SETTINGS_CACHE_TTL_SECONDS", "0")
+        .spawn()
+        .await;
+    let mut settings = SystemSettings::default();
+    settings.rate_limits.admin.limit = 10;
+    app.put_settings(&settings).await;
+    let base = app.serve_routes(probe_routes).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/admin/orders");
+    let (customer, _, _) = app.signed_in_customer().await;
+    let customer = customer["access_token"].as_str().unwrap().to_owned();
+    // Twice the admin budget, anonymous from a few addresses and as a customer.
+    let mut statuses = BTreeMap::new();
+    for i in 0..20 {
+        let request = client
+            .get(&url)
+            .header("x-test-source-ip", format!("198.51.100.{}", i % 4));
+        let request = if i % 2 == 0 {
+            request
+        } else {
+            request.bearer_auth(&customer)
+        };
+        let status = request.send().await.unwrap().status().as_u16();
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, BTreeMap::from([(401, 10), (403, 10)]));
+    let admin = app.signed_in_admin().await;
+    let response = client
+        .get(&url)
+        .bearer_auth(admin["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        header(&response, "ratelimit").contains(r#""admin";r=9;"#),
+        "{}",
+        header(&response, "ratelimit")
+    );
 }
 
 #[tokio::test]

@@ -175,9 +175,11 @@ struct AuditQuery {
     action: Option<String>,
     from: Option<String>,
     to: Option<String>,
-    limit: Option<usize>,
+    limit: Option<i32>,
+    cursor: Option<String>,
 }
 
+/// `GET /api/v1/admin/audit-logs`: one bounded page (`limit`, default 100; `cursor`).
 async fn audit_logs(
     State(platform): State<Arc<Platform>>,
     _admin: AdminUser,
@@ -190,9 +192,16 @@ async fn audit_logs(
         from: query.from,
         to: query.to,
     };
-    let limit = query.limit.unwrap_or(100).clamp(1, 500);
-    let events = audit::list(&platform.db, table(&platform), &filter, limit).await?;
-    Ok(axum::Json(json!({ "events": events })))
+    let limit = page_limit(query.limit, 100)? as usize;
+    let page = audit::list(
+        &platform.db,
+        table(&platform),
+        &filter,
+        limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
+    Ok(axum::Json(json!(page)))
 }
 
 #[derive(Deserialize)]

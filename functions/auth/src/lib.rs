@@ -7,8 +7,10 @@
 //! | `POST /api/v1/auth/register` `{email, password, name}` | none | 201 the account |
 //! | `POST /api/v1/auth/login` `{email, password}` | none | 200 access + refresh token |
 //!
-//! Register and login also spend the `auth` rate-limit scope (per account and per IP), which
-//! only these handlers can name, since the account is in the body.
+//! Register and login also spend the `auth` rate-limit scope, which only these handlers can
+//! name, since the account is in the body: the email is validated first (422 when it is not
+//! an address of at most 254 bytes, or the password is over 128 characters), then the
+//! attempt spends its (account, client), client and account budgets (`layer::admit_login`).
 //!
 //! | route | auth | answer |
 //! | --- | --- | --- |
@@ -27,17 +29,18 @@ use axum::{
     routing::{get, post},
 };
 use lumi_shared::{
-    ApiResult, Platform,
+    ApiError, ApiResult, Platform,
     audit::{self, AuditEvent},
     auth::{
         Authenticated, Role, Tier,
         extract::bearer,
-        now_ms,
+        now_ms, password,
         sessions::{self, IssuedTokens, RequestMeta},
         users::{self, NewUser},
     },
+    error::FieldError,
     http::Json,
-    ratelimit::layer::{self, Headers},
+    ratelimit::layer::{self, AuthAttempt, Headers},
     telemetry::metrics::MetricSet,
 };
 use serde::Deserialize;
@@ -63,19 +66,39 @@ struct Register {
     name: String,
 }
 
-/// The `auth` scope (per account and per IP) of a login or registration.
+/// Bounds the body's client-supplied values before any of them becomes a key or reaches
+/// argon2: the normalised email, or 422.
+fn checked_credentials(email: &str, password: &str) -> ApiResult<String> {
+    let email = users::normalize_email(email).map_err(|field| ApiError::Validation {
+        detail: "the email is not valid".into(),
+        errors: vec![field],
+    })?;
+    if password.chars().count() > password::MAX_LEN {
+        return Err(ApiError::Validation {
+            detail: "the password is too long".into(),
+            errors: vec![FieldError {
+                field: "password".into(),
+                message: format!("must be at most {} characters", password::MAX_LEN),
+            }],
+        });
+    }
+    Ok(email)
+}
+
+/// The `auth` scope of a login or registration: the attempt, and its headers once admitted.
 async fn limit_attempts(
     platform: &Platform,
     email: &str,
     meta: &RequestMeta,
     metrics: &MetricSet,
-) -> ApiResult<Headers> {
-    let ip = meta.client_ip.as_deref().unwrap_or("unknown");
+) -> ApiResult<(Option<AuthAttempt>, Headers)> {
     if !platform.config.rate_limit.enabled {
-        return Ok(Vec::new());
+        return Ok((None, Vec::new()));
     }
-    let checks = layer::auth_checks(platform, email, ip).await;
-    layer::enforce(platform, &checks, Some(metrics)).await
+    let ip = meta.client_ip.as_deref().unwrap_or("unknown");
+    let attempt = AuthAttempt::new(platform, email, ip).await;
+    let headers = layer::admit_login(platform, &attempt, Some(metrics)).await?;
+    Ok((Some(attempt), headers))
 }
 
 async fn register(
@@ -84,12 +107,13 @@ async fn register(
     metrics: MetricSet,
     Json(body): Json<Register>,
 ) -> ApiResult<Response> {
-    let headers = limit_attempts(&platform, &body.email, &meta, &metrics).await?;
+    let email = checked_credentials(&body.email, &body.password)?;
+    let (_, headers) = limit_attempts(&platform, &email, &meta, &metrics).await?;
     let user = users::create(
         &platform.db,
         &platform.config.tables.app,
         NewUser {
-            email: body.email,
+            email,
             name: body.name,
             password: body.password,
             role: Role::Customer,
@@ -114,8 +138,12 @@ async fn login(
     metrics: MetricSet,
     Json(body): Json<Login>,
 ) -> ApiResult<Response> {
-    let headers = limit_attempts(&platform, &body.email, &meta, &metrics).await?;
-    let tokens = sessions::login(&platform, &body.email, &body.password, &meta).await?;
+    let email = checked_credentials(&body.email, &body.password)?;
+    let (attempt, headers) = limit_attempts(&platform, &email, &meta, &metrics).await?;
+    let tokens = sessions::login(&platform, &email, &body.password, &meta).await?;
+    if let Some(attempt) = &attempt {
+        layer::login_succeeded(&platform, attempt).await;
+    }
     let mut response = axum::Json(tokens).into_response();
     response.headers_mut().extend(headers);
     Ok(response)

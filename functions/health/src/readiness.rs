@@ -1,6 +1,6 @@
 //! The readiness report: every dependency checked concurrently, each under its own timeout.
 
-use std::{collections::BTreeMap, future::Future, time::Duration};
+use std::{collections::BTreeMap, future::Future};
 
 use lumi_shared::Platform;
 use serde::Serialize;
@@ -10,7 +10,24 @@ use tokio::time::Instant;
 pub struct Check {
     pub ok: bool,
     pub latency_ms: u64,
-    pub error: Option<String>,
+    /// A generic reason (`unavailable`, `timeout`, `not_active`, `invalid`): the caller may be
+    /// anyone, and an AWS error names ARNs, accounts and roles. The detail is in the log.
+    pub error: Option<&'static str>,
+}
+
+/// Why a probe failed: the generic reason for the answer, the detail for the log.
+struct Failure {
+    reason: &'static str,
+    detail: String,
+}
+
+impl Failure {
+    fn new(reason: &'static str, detail: impl ToString) -> Self {
+        Self {
+            reason,
+            detail: detail.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -24,13 +41,15 @@ pub struct Report {
     pub checks: BTreeMap<String, Check>,
 }
 
-/// Runs `probe` under `limit`; a timeout is a failed check like any other.
-async fn timed<F>(limit: Duration, probe: F) -> Check
+/// Runs `probe` until `deadline`; a timeout is a failed check like any other. A failure's
+/// detail is logged under the check's name.
+async fn timed<F>(name: &str, deadline: Instant, probe: F) -> Check
 where
-    F: Future<Output = Result<(), String>>,
+    F: Future<Output = Result<(), Failure>>,
 {
     let started = Instant::now();
-    let outcome = tokio::time::timeout(limit, probe).await;
+    let limit = deadline.saturating_duration_since(started);
+    let outcome = tokio::time::timeout_at(deadline, probe).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(Ok(())) => Check {
@@ -38,20 +57,40 @@ where
             latency_ms,
             error: None,
         },
-        Ok(Err(error)) => Check {
-            ok: false,
-            latency_ms,
-            error: Some(error),
-        },
-        Err(_) => Check {
-            ok: false,
-            latency_ms,
-            error: Some(format!("no answer within {} ms", limit.as_millis())),
-        },
+        Ok(Err(failure)) => {
+            tracing::warn!(check = name, reason = failure.reason, detail = %failure.detail, "readiness check failed");
+            Check {
+                ok: false,
+                latency_ms,
+                error: Some(failure.reason),
+            }
+        }
+        Err(_) => {
+            tracing::warn!(
+                check = name,
+                limit_ms = limit.as_millis() as u64,
+                "readiness check timed out"
+            );
+            Check {
+                ok: false,
+                latency_ms,
+                error: Some("timeout"),
+            }
+        }
     }
 }
 
+/// The report, each check under `HEALTH_CHECK_TIMEOUT_MS` from now.
 pub async fn check(platform: &Platform) -> Report {
+    check_by(
+        platform,
+        Instant::now() + platform.config.health_check_timeout,
+    )
+    .await
+}
+
+/// The report, every check finished (or failed) by `deadline`.
+pub async fn check_by(platform: &Platform, deadline: Instant) -> Report {
     if !platform.is_started() {
         return Report {
             ok: false,
@@ -60,30 +99,36 @@ pub async fn check(platform: &Platform) -> Report {
             checks: BTreeMap::new(),
         };
     }
-    let limit = platform.config.health_check_timeout;
     let tables = platform.config.tables.all();
     let table_checks = tables.iter().map(|(logical, physical)| async move {
-        let check = timed(limit, async {
+        let name = format!("dynamodb:{logical}");
+        let check = timed(&name, deadline, async {
             match platform.db.describe_table(physical).await {
                 Ok(status) if status == "ACTIVE" => Ok(()),
-                Ok(status) => Err(format!("table {physical} is {status}")),
-                Err(error) => Err(error.to_string()),
+                Ok(status) => Err(Failure::new(
+                    "not_active",
+                    format!("table {physical} is {status}"),
+                )),
+                Err(error) => Err(Failure::new("unavailable", error)),
             }
         })
         .await;
-        (format!("dynamodb:{logical}"), check)
+        (name, check)
     });
     let secret_check = async {
-        let check = timed(limit, async {
-            platform
-                .secrets
-                .refresh()
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
+        let name = "secretsmanager:ConfigSecret".to_owned();
+        let check = timed(&name, deadline, async {
+            platform.secrets.refresh().await.map(drop).map_err(|e| {
+                let reason = if matches!(e, lumi_shared::secrets::SecretsError::Invalid(_)) {
+                    "invalid"
+                } else {
+                    "unavailable"
+                };
+                Failure::new(reason, e)
+            })
         })
         .await;
-        ("secretsmanager:ConfigSecret".to_owned(), check)
+        (name, check)
     };
     let (mut checks, secret) = tokio::join!(futures::future::join_all(table_checks), secret_check);
     checks.push(secret);
@@ -94,9 +139,6 @@ pub async fn check(platform: &Platform) -> Report {
         .filter(|(_, c)| !c.ok)
         .map(|(name, _)| name.clone())
         .collect();
-    for name in &failed {
-        tracing::warn!(check = %name, error = ?checks[name].error, "readiness check failed");
-    }
     Report {
         ok: failed.is_empty(),
         status: if failed.is_empty() {

@@ -11,6 +11,16 @@
 //! S3 with a presigned URL (`POST .../uploads`) and processed from there (`.../{id}/process`),
 //! up to `IMAGE_MAX_INPUT_BYTES`, so the payload cap that users of AWS's own image handler keep
 //! hitting does not apply.
+//!
+//! An upload is bounded and used once:
+//! - A presigned PUT cannot bound its body (S3 checks a size only in a POST policy), so the
+//!   size is enforced when the object is read: HEAD first (an oversize upload is never read),
+//!   then a GET of exactly that version (`If-Match` its ETag: an object replaced in between is
+//!   refused, 409) with a byte range of at most the limit, read with a running count.
+//! - Each id is recorded when issued (`IMAGE_UPLOAD#<id>`, `issued`) and claimed by one
+//!   conditional write before anything is stored (`processed`): a second process, or one after
+//!   a re-upload to the same URL, is 409 and cannot overwrite the stored image. A failure after
+//!   the claim gives the id back.
 
 use std::{sync::Arc, time::Instant};
 
@@ -110,6 +120,130 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(set)).into_response())
 }
 
+/// The record of an issued upload id (single use).
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct UploadRecord {
+    pk: String,
+    sk: String,
+    status: String,
+    /// Seconds; kept a day past the URL's expiry (the code checks the status, not the TTL).
+    expires_at: i64,
+}
+
+fn upload_key(id: &str) -> lumi_shared::store::Item {
+    lumi_shared::store::key(format!("IMAGE_UPLOAD#{id}"), "IMAGE_UPLOAD")
+}
+
+impl Images {
+    fn table(&self) -> &str {
+        &self.platform.config.tables.app
+    }
+
+    async fn issue_upload(&self, id: &str, ttl: std::time::Duration) -> ApiResult<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let expires_at = (now + ttl.as_secs() + 86_400) as i64;
+        let record = UploadRecord {
+            pk: format!("IMAGE_UPLOAD#{id}"),
+            sk: "IMAGE_UPLOAD".into(),
+            status: "issued".into(),
+            expires_at,
+        };
+        self.platform.db.put_new(self.table(), &record).await?;
+        Ok(())
+    }
+
+    /// Moves an upload id from `from` to `to` in one conditional write; false when it was not
+    /// in `from` (unknown, or already claimed).
+    async fn move_upload(&self, id: &str, from: &str, to: &str) -> ApiResult<bool> {
+        use lumi_shared::store::{StoreError, s};
+        let request = self
+            .platform
+            .db
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(upload_key(id)))
+            .update_expression("SET #status = :to")
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":to", s(to))
+            .send();
+        match self
+            .platform
+            .db
+            .call("UpdateItem", self.table(), request)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The state of an upload id: `issued`, `processed`, or `None` when never issued.
+    async fn upload_status(&self, id: &str) -> ApiResult<Option<String>> {
+        let record: Option<UploadRecord> =
+            self.platform.db.get(self.table(), upload_key(id)).await?;
+        Ok(record.map(|r| r.status))
+    }
+
+    /// The uploaded object, read only if its size is within `limit` and it is the object
+    /// that HEAD saw (see the module's doc).
+    async fn read_upload(&self, bucket: &str, key: &str, limit: usize) -> ApiResult<Bytes> {
+        let head = self.s3().head_object().bucket(bucket).key(key).send().await;
+        let head = match head {
+            Ok(head) => head,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                return Err(ApiError::not_found("nothing was uploaded for this id yet"));
+            }
+            Err(error) => return Err(s3_unavailable("HeadObject", error)),
+        };
+        let size = head.content_length().unwrap_or_default();
+        if size < 0 || size as u64 > limit as u64 {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let mut request = self
+            .s3()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes=0-{limit}"));
+        if let Some(etag) = head.e_tag() {
+            request = request.if_match(etag);
+        }
+        let object = match request.send().await {
+            Ok(object) => object,
+            Err(error)
+                if error
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 412) =>
+            {
+                return Err(ApiError::Conflict(
+                    "the upload changed while it was being processed; process it again".into(),
+                ));
+            }
+            Err(error) => return Err(s3_unavailable("GetObject", error)),
+        };
+        let mut body = object.body;
+        let mut bytes = bytes::BytesMut::with_capacity(size as usize);
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| s3_unavailable("GetObject", e))?
+        {
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes.freeze())
+    }
+}
+
 /// `POST /api/v1/admin/images/uploads`: where to PUT an original too large for a request.
 pub async fn create_upload(
     State(images): State<ImagesState>,
@@ -119,6 +253,7 @@ pub async fn create_upload(
     let id = uuid::Uuid::new_v4().simple().to_string();
     let key = format!("uploads/{id}");
     let ttl = images.platform.config.images.url_ttl;
+    images.issue_upload(&id, ttl).await?;
     let presigned = images
         .s3()
         .put_object()
@@ -156,41 +291,34 @@ pub async fn process_upload(
     let bucket = images.bucket()?.to_owned();
     let key = format!("uploads/{id}");
     let limit = images.platform.config.images.max_input_bytes;
-    // The size first, from the object's metadata: an oversize upload is never read.
-    let head = images
-        .s3()
-        .head_object()
-        .bucket(&bucket)
-        .key(&key)
-        .send()
-        .await;
-    let size = match head {
-        Ok(head) => head.content_length().unwrap_or_default(),
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
-            return Err(ApiError::not_found(
-                "no upload has this id (not uploaded yet, or already processed)",
+    match images.upload_status(&id).await?.as_deref() {
+        None => return Err(ApiError::not_found("no upload has this id")),
+        Some("issued") => {}
+        Some(_) => {
+            return Err(ApiError::Conflict(
+                "this upload was already processed; an upload id is used once".into(),
             ));
         }
-        Err(error) => return Err(s3_unavailable("HeadObject", error)),
-    };
-    if size < 0 || size as u64 > limit as u64 {
-        return Err(ApiError::PayloadTooLarge { limit });
     }
-    let object = images
-        .s3()
-        .get_object()
-        .bucket(&bucket)
-        .key(&key)
-        .send()
-        .await
-        .map_err(|e| s3_unavailable("GetObject", e))?;
-    let body = object
-        .body
-        .collect()
-        .await
-        .map_err(|e| s3_unavailable("GetObject", e))?
-        .into_bytes();
-    let set = store_set(&images, &metrics, &id, body).await?;
+    let body = images.read_upload(&bucket, &key, limit).await?;
+    // Claimed before anything is stored: of two concurrent processes one stores, and a
+    // re-upload to the same URL can never overwrite the image made from the first.
+    if !images.move_upload(&id, "issued", "processed").await? {
+        return Err(ApiError::Conflict(
+            "this upload was already processed; an upload id is used once".into(),
+        ));
+    }
+    let set = match store_set(&images, &metrics, &id, body).await {
+        Ok(set) => set,
+        Err(error) => {
+            // Nothing (or only variants, overwritten by the next attempt) was stored: the id
+            // can be processed again, e.g. after uploading a valid image.
+            if let Err(release) = images.move_upload(&id, "processed", "issued").await {
+                tracing::warn!(error = %release, id, "upload id not given back after a failure");
+            }
+            return Err(error);
+        }
+    };
     // The upload is now the original; a failure here leaves a stray upload, not a lost image.
     if let Err(error) = images
         .s3()

@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 
 use super::{
     X_API_VERSION, X_REQUEST_ID,
-    extract::{BodyLimit, ClientIp, RequestId},
+    extract::{BodyLimit, ClientIp, ReceivedAt, RequestId},
 };
 use crate::{
     error::{ApiError, InternalError, PROBLEM_CONTENT_TYPE, Problem},
@@ -97,6 +97,9 @@ pub async fn edge(
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
     request.extensions_mut().insert(ClientIp(client_ip));
+    request
+        .extensions_mut()
+        .insert(ReceivedAt(tokio::time::Instant::from_std(started)));
     request.extensions_mut().insert(metrics.clone());
 
     let limit = platform.config.max_body_bytes;

@@ -26,6 +26,18 @@ pub struct BodyLimit(pub usize);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIp(pub String);
 
+/// When the edge received the request: a handler with a deadline (readiness answers within
+/// the load balancer's 2 s) counts the time the layers before it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivedAt(pub tokio::time::Instant);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReceivedAt {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        from_extensions(parts)
+    }
+}
+
 fn from_extensions<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Result<T, ApiError> {
     parts.extensions.get::<T>().cloned().ok_or_else(|| {
         ApiError::internal(format!(

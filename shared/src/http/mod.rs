@@ -29,7 +29,7 @@ use tower_http::{
     set_header::SetResponseHeaderLayer,
 };
 
-pub use extract::{ClientIp, Json, RequestId};
+pub use extract::{ClientIp, Json, ReceivedAt, RequestId};
 
 use crate::{
     config::CorsConfig,

@@ -3,10 +3,19 @@
 //! needs the email of the body).
 //!
 //! Scopes of a request: `ip` always; `customer` under `/api/v1/orders`, `/api/v1/cart` and
-//! `/api/v1/checkout` (per user, per IP when anonymous); `admin` under `/api/v1/admin`; `quota`
-//! for every authenticated request. The user is read from the access token's signature alone
-//! (no I/O while the keys are cached), so every scope is decided in the same round trip; the
-//! authentication layer checks the account afterwards. Health probes are never limited.
+//! `/api/v1/checkout` (per user, per IP when anonymous); `admin` under `/api/v1/admin`, charged
+//! only to a request whose access token proves an admin (anonymous or customer traffic there
+//! spends its IP budget, so nobody can spend the admins' budget for them); `quota` for every
+//! authenticated request. The user is read from the access token's signature alone (no I/O
+//! while the keys are cached), so every scope is decided in the same round trip; the
+//! authentication layer checks the account afterwards. Liveness is never limited; readiness
+//! spends the IP budget only (it calls AWS).
+//!
+//! Sign-in attempts follow OWASP's authentication guidance ([`admit_login`]): a budget per
+//! (account, client), one per client, and a much larger ceiling per account; the client that
+//! last signed in to an account is exempt from that account's ceiling, so an attacker who
+//! spends it from many addresses does not lock the owner out. Client-supplied values (the
+//! email) are validated before they become keys and enter keys only as digests.
 
 use std::sync::Arc;
 
@@ -16,10 +25,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{HeaderName, HeaderValue, Method, header};
+use sha2::{Digest, Sha256};
 
 use super::{Check, Decision, Scope, ScopeState};
 use crate::{
-    auth::{Tier, tokens},
+    auth::{Role, Tier, tokens},
     error::ApiError,
     http::ClientIp,
     platform::Platform,
@@ -33,8 +43,28 @@ pub const STORE_ERRORS_TOTAL: &str = "lumi_rate_limit_store_errors_total";
 
 pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
+/// Liveness does no I/O and must answer under any load; readiness (which calls AWS) is limited.
 fn is_exempt(path: &str) -> bool {
-    path.starts_with("/api/v1/health/") || path == "/api/health" || path.starts_with("/api/health/")
+    path == "/api/v1/health/live" || path == "/api/health/liveness"
+}
+
+/// Readiness spends the IP budget only: a probe is anonymous and names no customer.
+fn is_probe(path: &str) -> bool {
+    under(path, "/api/v1/health") || under(path, "/api/health")
+}
+
+/// A client-supplied value as it enters a bucket key: a digest (bounded length, and no
+/// customer's email sits in the rate-limit table).
+fn digest(value: &str) -> String {
+    let hash = Sha256::digest(value.as_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The client's address as a key part: the gateway's `sourceIp`, parsed (anything else is one
+/// `unknown` client, never a key of the caller's choosing).
+pub fn client_key(ip: &str) -> String {
+    ip.parse::<std::net::IpAddr>()
+        .map_or_else(|_| "unknown".to_owned(), |ip| ip.to_string())
 }
 
 fn under(path: &str, prefix: &str) -> bool {
@@ -98,17 +128,28 @@ pub async fn enforce(
     checks: &[Check],
     metrics: Option<&MetricSet>,
 ) -> Result<Headers, ApiError> {
+    let decision = platform.limiter.check(checks).await;
+    answer(platform, decision, metrics)
+}
+
+/// A decision as the caller sees it: headers, 429 or 503, each counted.
+fn answer(
+    platform: &Platform,
+    decision: Decision,
+    metrics: Option<&MetricSet>,
+) -> Result<Headers, ApiError> {
     let count = |name: &str, dims: &[(&str, &str)]| {
         if let Some(metrics) = metrics {
             metrics.count(name, dims, 1.0);
         }
     };
-    match platform.limiter.check(checks).await {
+    match decision {
         Decision::Allowed(states) => Ok(headers_for(&states)),
         Decision::Limited {
             states,
             violated,
             retry_after_secs,
+            ..
         } => {
             count(
                 RATE_LIMITED_TOTAL,
@@ -175,8 +216,12 @@ pub async fn checks_for(
 ) -> Vec<Check> {
     let settings = platform.settings.get().await;
     let limits = &settings.rate_limits;
-    let identity = token_identity(platform, authorization).await;
+    let ip = client_key(ip);
     let mut checks = vec![Check::rolling(Scope::Ip, format!("ip#{ip}"), limits.ip)];
+    if is_probe(path) {
+        return checks;
+    }
+    let identity = token_identity(platform, authorization).await;
     if ["/api/v1/orders", "/api/v1/cart", "/api/v1/checkout"]
         .iter()
         .any(|p| under(path, p))
@@ -190,7 +235,8 @@ pub async fn checks_for(
             limits.customer,
         ));
     }
-    if under(path, "/api/v1/admin") {
+    let proven_admin = identity.as_ref().is_some_and(|c| c.role == Role::Admin);
+    if under(path, "/api/v1/admin") && proven_admin {
         checks.push(Check::rolling(Scope::Admin, "admin#all", limits.admin));
     }
     if let Some(claims) = &identity {
@@ -209,15 +255,103 @@ pub async fn checks_for(
     checks
 }
 
-/// The `auth` scope of a login or registration: per account and per IP (brute force).
-pub async fn auth_checks(platform: &Platform, email: &str, ip: &str) -> Vec<Check> {
-    let settings = platform.settings.get().await;
-    let budget = settings.rate_limits.auth;
-    let account = email.trim().to_lowercase();
-    vec![
-        Check::rolling(Scope::Auth, format!("auth#account:{account}"), budget),
-        Check::rolling(Scope::Auth, format!("auth#ip:{ip}"), budget),
-    ]
+/// A client's budget of sign-in attempts (over every account) is this many times the
+/// (account, client) budget: one address may serve a household or an office.
+pub const AUTH_CLIENT_FACTOR: u32 = 3;
+/// An account's ceiling over every client is this many times the (account, client) budget:
+/// high enough that one attacker cannot reach it from a few addresses, low enough to stop a
+/// distributed guess of one password.
+pub const AUTH_ACCOUNT_FACTOR: u32 = 10;
+/// How long the client that last signed in stays exempt from its account's ceiling.
+pub const TRUSTED_CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// The buckets of one sign-in attempt (login or registration), by OWASP's guidance.
+pub struct AuthAttempt {
+    /// The account: a digest of the normalised email.
+    account: String,
+    /// The client: a digest of its address.
+    client: String,
+    checks: Vec<Check>,
+}
+
+impl AuthAttempt {
+    /// `email` must be normalised and bounded already (`users::normalize_email`): only its
+    /// digest enters a key.
+    pub async fn new(platform: &Platform, email: &str, ip: &str) -> Self {
+        let settings = platform.settings.get().await;
+        let budget = settings.rate_limits.auth;
+        let scaled = |factor: u32| {
+            let mut b = budget;
+            b.limit = b.limit.saturating_mul(factor);
+            b
+        };
+        let account = digest(email);
+        let client = digest(&client_key(ip));
+        let checks = vec![
+            Check::rolling(
+                Scope::Auth,
+                format!("auth#pair:{}", digest(&format!("{account}|{client}"))),
+                budget,
+            ),
+            Check::rolling(
+                Scope::Auth,
+                format!("auth#client:{client}"),
+                scaled(AUTH_CLIENT_FACTOR),
+            ),
+            Check::rolling(
+                Scope::Auth,
+                format!("auth#account:{account}"),
+                scaled(AUTH_ACCOUNT_FACTOR),
+            ),
+        ];
+        Self {
+            account,
+            client,
+            checks,
+        }
+    }
+
+    pub fn checks(&self) -> &[Check] {
+        &self.checks
+    }
+}
+
+/// Admits a sign-in attempt or answers 429 (503 when the store fails: the scope fails closed
+/// by default). When only the account's ceiling refuses and this client is the one that last
+/// signed in to the account, the attempt is decided on its other two budgets (one read, paid
+/// only by a request that would otherwise be refused).
+pub async fn admit_login(
+    platform: &Platform,
+    attempt: &AuthAttempt,
+    metrics: Option<&MetricSet>,
+) -> Result<Headers, ApiError> {
+    let mut decision = platform.limiter.check(&attempt.checks).await;
+    if let Decision::Limited { violated_key, .. } = &decision
+        && *violated_key == attempt.checks[2].key
+    {
+        match platform.limiter.trusted_client(&attempt.account).await {
+            Ok(Some(trusted)) if trusted == attempt.client => {
+                decision = platform.limiter.check(&attempt.checks[..2]).await;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "trusted sign-in client unreadable; the ceiling applies");
+            }
+        }
+    }
+    answer(platform, decision, metrics)
+}
+
+/// After a successful sign-in: this client becomes the account's trusted one. A failure to
+/// record it is logged, not the caller's problem.
+pub async fn login_succeeded(platform: &Platform, attempt: &AuthAttempt) {
+    if let Err(error) = platform
+        .limiter
+        .trust(&attempt.account, &attempt.client, TRUSTED_CLIENT_TTL)
+        .await
+    {
+        tracing::warn!(error = %error, "trusted sign-in client not recorded");
+    }
 }
 
 /// The middleware.
@@ -298,6 +432,18 @@ mod tests {
         assert!(under("/api/v1/orders", "/api/v1/orders"));
         assert!(under("/api/v1/orders/LUMI-1/track", "/api/v1/orders"));
         assert!(!under("/api/v1/ordersx", "/api/v1/orders"));
-        assert!(is_exempt("/api/v1/health/ready") && is_exempt("/api/health"));
+        assert!(is_exempt("/api/v1/health/live") && is_exempt("/api/health/liveness"));
+        assert!(!is_exempt("/api/v1/health/ready") && is_probe("/api/v1/health/ready"));
+        assert!(!is_exempt("/api/health") && is_probe("/api/health"));
+    }
+
+    #[test]
+    fn client_values_enter_keys_bounded() {
+        assert_eq!(client_key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(client_key("::1"), "::1");
+        assert_eq!(client_key(&"x".repeat(10_000)), "unknown");
+        let long = digest(&"a".repeat(200_000));
+        assert_eq!(long.len(), 32);
+        assert_ne!(digest("a@example.com"), digest("b@example.com"));
     }
 }

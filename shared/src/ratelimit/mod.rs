@@ -129,6 +129,8 @@ pub enum Decision {
     Limited {
         states: Vec<ScopeState>,
         violated: Scope,
+        /// The key of the bucket that refused (one scope can have several buckets: `auth`).
+        violated_key: String,
         retry_after_secs: u64,
     },
     /// The store did not answer in time and a scope that applies fails closed.
@@ -147,6 +149,8 @@ enum LimiterError {
     Timeout(Duration),
     #[error("buckets kept changing under {0} attempts")]
     Contention(usize),
+    #[error("a bucket key is longer than {MAX_KEY_BYTES} bytes")]
+    KeyTooLong,
 }
 
 /// The shared limiter of a container.
@@ -155,8 +159,9 @@ pub struct RateLimiter {
     table: String,
     timeout: Duration,
     clock: Arc<dyn Clock>,
-    /// Last state seen per bucket: the TAT or the hour's count.
-    seen: Mutex<HashMap<String, Option<i64>>>,
+    /// Last state seen per bucket: the TAT or the hour's count. Only admitted requests add
+    /// entries, and the map is bounded by entries and by key bytes ([`SeenStates`]).
+    seen: Mutex<SeenStates>,
     /// Requests of this container queue per bucket instead of racing each other's conditions
     /// (a Lambda container serves one request at a time; the local gateway and tests many).
     queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -165,7 +170,48 @@ pub struct RateLimiter {
 
 /// Attempts when other containers keep moving the buckets; then the scope's fail mode applies.
 const MAX_ATTEMPTS: usize = 8;
-const SEEN_CAPACITY: usize = 50_000;
+/// The per-container memory of bucket states: at most this many entries...
+const SEEN_CAPACITY: usize = 20_000;
+/// ...holding at most this many bytes of keys (keys are short: client-supplied values enter
+/// them only as digests, see `layer`); either bound reached, the memory starts afresh (a
+/// forgotten bucket costs one extra read, never a wrong decision).
+const SEEN_KEY_BYTES: usize = 2 << 20;
+/// A key longer than this is refused before any store call (DynamoDB's own partition key
+/// limit is 2048 bytes; no key the layer builds comes near this).
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// The bounded map behind [`RateLimiter`]'s memory of bucket states.
+#[derive(Default)]
+struct SeenStates {
+    states: HashMap<String, Option<i64>>,
+    key_bytes: usize,
+}
+
+impl SeenStates {
+    fn get(&self, key: &str) -> Option<Option<i64>> {
+        self.states.get(key).copied()
+    }
+
+    /// Updates an entry that exists; never adds one.
+    fn update(&mut self, key: &str, state: Option<i64>) {
+        if let Some(slot) = self.states.get_mut(key) {
+            *slot = state;
+        }
+    }
+
+    fn insert(&mut self, key: &str, state: Option<i64>) {
+        if let Some(slot) = self.states.get_mut(key) {
+            *slot = state;
+            return;
+        }
+        if self.states.len() >= SEEN_CAPACITY || self.key_bytes + key.len() > SEEN_KEY_BYTES {
+            self.states.clear();
+            self.key_bytes = 0;
+        }
+        self.key_bytes += key.len();
+        self.states.insert(key.to_owned(), state);
+    }
+}
 
 impl RateLimiter {
     pub fn new(db: Db, table: String, timeout: Duration, clock: Arc<dyn Clock>) -> Self {
@@ -174,7 +220,7 @@ impl RateLimiter {
             table,
             timeout,
             clock,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(SeenStates::default()),
             queues: Mutex::new(HashMap::new()),
             round_trips: AtomicU64::new(0),
         }
@@ -194,8 +240,16 @@ impl RateLimiter {
         if checks.is_empty() {
             return Decision::Allowed(Vec::new());
         }
-        let _turn = self.queue(checks).await;
-        match self.decide(checks).await {
+        let outcome = if checks.iter().any(|c| c.key.len() > MAX_KEY_BYTES) {
+            Err(LimiterError::KeyTooLong)
+        } else {
+            let turn = self.queue(checks).await;
+            let outcome = self.decide(checks).await;
+            drop(turn);
+            self.release(checks);
+            outcome
+        };
+        match outcome {
             Ok(decision) => decision,
             Err(error) => match checks.iter().find(|c| c.fail == FailMode::Closed) {
                 Some(closed) => {
@@ -219,14 +273,10 @@ impl RateLimiter {
         keys.sort_unstable();
         keys.dedup();
         let locks: Vec<Arc<tokio::sync::Mutex<()>>> = match self.queues.lock() {
-            Ok(mut queues) => {
-                if queues.len() >= SEEN_CAPACITY {
-                    queues.retain(|_, lock| Arc::strong_count(lock) > 1);
-                }
-                keys.iter()
-                    .map(|k| queues.entry((*k).to_owned()).or_default().clone())
-                    .collect()
-            }
+            Ok(mut queues) => keys
+                .iter()
+                .map(|k| queues.entry((*k).to_owned()).or_default().clone())
+                .collect(),
             Err(_) => Vec::new(),
         };
         let mut guards = Vec::with_capacity(locks.len());
@@ -234,6 +284,33 @@ impl RateLimiter {
             guards.push(lock.lock_owned().await);
         }
         guards
+    }
+
+    /// Forgets the queues of `checks` that nobody else holds or waits for: the map holds only
+    /// buckets with requests in flight, so it cannot grow with the number of keys ever seen.
+    fn release(&self, checks: &[Check]) {
+        if let Ok(mut queues) = self.queues.lock() {
+            for check in checks {
+                if queues
+                    .get(&check.key)
+                    .is_some_and(|lock| Arc::strong_count(lock) == 1)
+                {
+                    queues.remove(&check.key);
+                }
+            }
+        }
+    }
+
+    /// Requests in flight per bucket, for the memory test.
+    pub fn queued_buckets(&self) -> usize {
+        self.queues.lock().map_or(0, |q| q.len())
+    }
+
+    /// Buckets whose state this container remembers, and their keys' bytes.
+    pub fn remembered(&self) -> (usize, usize) {
+        self.seen
+            .lock()
+            .map_or((0, 0), |s| (s.states.len(), s.key_bytes))
     }
 
     /// One store call under the limiter's timeout.
@@ -246,25 +323,32 @@ impl RateLimiter {
             .map_err(|_| LimiterError::Timeout(self.timeout))?
     }
 
-    fn seen(&self, key: &str) -> Option<Option<i64>> {
-        self.seen.lock().ok()?.get(key).copied()
+    /// What this decision knows of `key`: a state read during it, else the container's memory.
+    fn seen(&self, overlay: &HashMap<String, Option<i64>>, key: &str) -> Option<Option<i64>> {
+        overlay
+            .get(key)
+            .copied()
+            .or_else(|| self.seen.lock().ok()?.get(key))
     }
 
+    /// Remembers the state an admitted request left.
     fn remember(&self, key: &str, state: Option<i64>) {
         if let Ok(mut seen) = self.seen.lock() {
-            if seen.len() >= SEEN_CAPACITY {
-                seen.clear();
-            }
-            seen.insert(key.to_owned(), state);
+            seen.insert(key, state);
         }
     }
 
     async fn decide(&self, checks: &[Check]) -> Result<Decision, LimiterError> {
+        // States read during this decision: kept in the container's memory only if it admits
+        // (a denied or failed decision adds no entry; anyone can make those with any key).
+        let mut overlay: HashMap<String, Option<i64>> = HashMap::new();
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now_us();
             // What each bucket holds as far as this container knows (unknown: assume unused).
-            let expected: Vec<Option<i64>> =
-                checks.iter().map(|c| self.seen(&c.key).flatten()).collect();
+            let expected: Vec<Option<i64>> = checks
+                .iter()
+                .map(|c| self.seen(&overlay, &c.key).flatten())
+                .collect();
             let outcomes: Vec<Outcome> = checks
                 .iter()
                 .zip(&expected)
@@ -282,13 +366,22 @@ impl RateLimiter {
                 .find(|(_, o)| matches!(o, Outcome::Deny { .. }))
             {
                 let states = self.states(checks, &expected, now);
+                if let Ok(mut seen) = self.seen.lock() {
+                    for (key, state) in &overlay {
+                        seen.update(key, *state);
+                    }
+                }
                 return Ok(Decision::Limited {
                     states,
                     violated: check.scope,
+                    violated_key: check.key.clone(),
                     retry_after_secs: *retry_after_secs,
                 });
             }
-            let known: Vec<bool> = checks.iter().map(|c| self.seen(&c.key).is_some()).collect();
+            let known: Vec<bool> = checks
+                .iter()
+                .map(|c| self.seen(&overlay, &c.key).is_some())
+                .collect();
             match Box::pin(self.timed(self.write(checks, &expected, &known, &outcomes, now)))
                 .await?
             {
@@ -319,9 +412,7 @@ impl RateLimiter {
                         // Boxed: the SDK's futures are large, and this path is the rare one.
                         None => Box::pin(self.timed(self.read(checks))).await?,
                     };
-                    for (key, state) in current {
-                        self.remember(&key, state);
-                    }
+                    overlay.extend(current);
                 }
             }
         }
@@ -523,6 +614,46 @@ impl RateLimiter {
     }
 }
 
+/// The client that last signed in to an account (the login policy's exemption, see `layer`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TrustedClient {
+    pk: String,
+    client: String,
+    /// Seconds; the code checks it (the local stack never deletes expired items).
+    expires_at: i64,
+}
+
+impl RateLimiter {
+    /// The client digest that last signed in to `account` (a digest), unless expired.
+    pub async fn trusted_client(&self, account: &str) -> Result<Option<String>, StoreError> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let key = HashMap::from([("pk".to_owned(), AttributeValue::S(trusted_key(account)))]);
+        let item: Option<TrustedClient> = self.db.get(&self.table, key).await?;
+        let now = self.clock.now_us() / 1_000_000;
+        Ok(item.filter(|t| t.expires_at > now).map(|t| t.client))
+    }
+
+    /// Remembers `client` as the one that last signed in to `account`, for `ttl`.
+    pub async fn trust(
+        &self,
+        account: &str,
+        client: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let item = TrustedClient {
+            pk: trusted_key(account),
+            client: client.to_owned(),
+            expires_at: self.clock.now_us() / 1_000_000 + ttl.as_secs() as i64,
+        };
+        self.db.put(&self.table, &item).await
+    }
+}
+
+fn trusted_key(account: &str) -> String {
+    format!("auth#trusted:{account}")
+}
+
 enum Written {
     Done,
     /// Another container moved a bucket; its current states when the service returned them.
@@ -547,4 +678,34 @@ fn service_error(
         code: "RateLimitStore".into(),
         message: crate::error::error_chain(error),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_of_states_is_bounded_by_entries_and_key_bytes() {
+        let mut seen = SeenStates::default();
+        for i in 0..(SEEN_CAPACITY * 2) {
+            seen.insert(&format!("ip#{i}"), Some(1));
+            assert!(seen.states.len() <= SEEN_CAPACITY);
+        }
+        let mut seen = SeenStates::default();
+        let long = "k".repeat(MAX_KEY_BYTES);
+        for i in 0..(SEEN_KEY_BYTES / MAX_KEY_BYTES * 2) {
+            seen.insert(&format!("{i}{long}"), Some(1));
+            assert!(seen.key_bytes <= SEEN_KEY_BYTES);
+        }
+    }
+
+    #[test]
+    fn update_never_adds_an_entry() {
+        let mut seen = SeenStates::default();
+        seen.update("auth#client:x", Some(5));
+        assert_eq!(seen.get("auth#client:x"), None);
+        seen.insert("auth#client:x", Some(5));
+        seen.update("auth#client:x", Some(7));
+        assert_eq!(seen.get("auth#client:x"), Some(Some(7)));
+    }
 }

@@ -330,15 +330,26 @@ impl<'a> Api<'a> {
         }
     }
 
-    /// Audit events of `order:<reference>`.
+    /// Audit events of `order:<reference>` (every page).
     pub async fn audit(&self, reference: &str) -> Vec<Value> {
-        let path = format!(
-            "/api/v1/admin/audit-logs?limit=500&target={}",
-            encode(&format!("order:{reference}"))
-        );
-        let reply = self.as_admin(Method::GET, &path, None, None).await;
-        assert_eq!(reply.status, 200, "audit of {reference}: {}", reply.body);
-        reply.body["events"].as_array().unwrap().clone()
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!(
+                "/api/v1/admin/audit-logs?limit=200&target={}",
+                encode(&format!("order:{reference}"))
+            );
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={}", encode(cursor)));
+            }
+            let reply = self.as_admin(Method::GET, &path, None, None).await;
+            assert_eq!(reply.status, 200, "audit of {reference}: {}", reply.body);
+            events.extend(reply.body["events"].as_array().unwrap().iter().cloned());
+            match reply.body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return events,
+            }
+        }
     }
 
     /// Inventory mismatches the admin report finds (every page), by SKU.
