@@ -230,7 +230,7 @@ impl SystemSettings {
                 let plaintext = match value.reveal(keys, setting) {
                     Ok(plaintext) => plaintext,
                     Err(error) => {
-                        tracing::warn!(setting, %error, "a sensitive setting cannot be opened; set it again");
+                        tracing::warn!(setting, %error, "setting unreadable; set it again");
                         continue;
                     }
                 };

@@ -4,14 +4,14 @@
 //! so items are not paired up as they stream by. Instead each side is folded into a
 //! [`TableDigest`]: every item's digest (SHA-256 of its canonical encoding, set members sorted,
 //! since DynamoDB returns them in any order) is added into one of [`BUCKETS`] buckets chosen by
-//! its key, with a count. Equal tables give equal buckets; memory is `BUCKETS` × 40 bytes,
-//! whatever the item count.
+//! its key, with a count. Equal tables give equal buckets; memory is `BUCKETS` × 40 bytes
+//! (160 KiB), whatever the item count.
 //!
 //! Only when buckets differ is a second pass made ([`Localizer`]), over both sides again but
 //! keeping only the items of the first [`MAX_DIFFERENCES`] differing buckets, and of those only
 //! per-attribute digests: that names the keys and the attributes that differ, never a value.
-//! It holds about `MAX_DIFFERENCES` × items / `BUCKETS` items (10 of 100 000 for a table of
-//! ten million); [`Localizer::held`] counts them.
+//! It holds about 2 × `MAX_DIFFERENCES` × items / `BUCKETS` items (500 for a table of 100 000,
+//! 5 000 for a million; [`Localizer::held`] counts them), and only when the check fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 use crate::dynamo_json::Item;
 
 /// Buckets of a table's digest.
-pub const BUCKETS: usize = 1024;
+pub const BUCKETS: usize = 4096;
 /// Differences named in a report (and differing buckets examined) at most.
 pub const MAX_DIFFERENCES: usize = 10;
 
@@ -409,7 +409,7 @@ mod tests {
         );
         assert_eq!(report.len(), 3, "{text}");
         assert!(!text.contains("argon2id"), "no value: {text}");
-        // Three differing buckets of 5 000 items spread over 1 024: a handful each, both sides.
+        // Three differing buckets of 5 000 items spread over 4 096: a few items each, both sides.
         assert!(held < 100, "held {held} of {items}");
     }
 

@@ -9,7 +9,7 @@
 //! ([`FileItems`]): one S3 chunk and the items it completes are held, never a file or a table.
 //! Restoring holds at most `BATCH` × `WRITERS` items (100) besides; the restored table is read
 //! back in pages of [`SCAN_PAGE`] items, and compared with the export by digests
-//! ([`crate::compare`]: 1 024 buckets, and a second pass over only the buckets that differ).
+//! ([`crate::compare`]: 4 096 buckets, and a second pass over only the buckets that differ).
 //! Reading every file twice (verify, then restore) is the price of not holding it.
 //!
 //! A report names keys and attribute names, never an attribute's value: an item's values include
@@ -575,7 +575,7 @@ pub async fn delete_leftovers(
             continue;
         };
         if now - made > LEFTOVER_AGE {
-            tracing::warn!(table = %name, made = %made, "deleting a restore-check table a killed run left");
+            tracing::warn!(table = %name, %made, "deleting a killed check's table");
             delete_table(db, &name).await;
             deleted.push(name);
         }

@@ -4,7 +4,9 @@
 //! The DSN comes from the runtime settings (`errorReportingDsn`, so an operator can turn it on,
 //! move it or turn it off without a redeploy), else from `ERROR_REPORTING_DSN`; neither means no
 //! reporting. The setting is stored sealed (it carries the reporter's key) and opened here, the
-//! one place that uses it ([`configured_dsn`]); people see it masked ([`mask_dsn`]). Every internal error (a 500) is sent once, as a Sentry envelope, with the request id,
+//! one place that uses it ([`configured_dsn`]); people see it masked ([`mask_dsn`]).
+//!
+//! Every internal error (a 500) is sent once, as a Sentry envelope, with the request id,
 //! function, route and stage as tags and the error chain (redacted like a log line) as the
 //! message. The send is awaited with a short deadline before the response leaves, because a
 //! Lambda container may be frozen right after it answers and a background task would be lost;
