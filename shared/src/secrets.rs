@@ -25,13 +25,54 @@ pub struct JwtKey {
     pub secret: SecretString,
 }
 
+/// `config_encryption_key`, the runbook's `CONFIG_ENCRYPTION_KEY`, which seals sensitive settings
+/// (`crate::settings::sealed`): one key, or during a rotation a list of keys, newest first. The
+/// newest seals; every key in the list still opens what it sealed (each sealed value names its
+/// key by a key id derived from the key, so the list needs no names of its own).
+#[derive(Debug)]
+pub struct ConfigKeys(Vec<SecretString>);
+
+impl ConfigKeys {
+    /// Never empty (`AppSecrets::parse` refuses an empty list).
+    pub fn new(keys: Vec<SecretString>) -> Option<Self> {
+        (!keys.is_empty()).then_some(Self(keys))
+    }
+
+    /// The key that seals new values.
+    pub fn newest(&self) -> &SecretString {
+        &self.0[0]
+    }
+
+    /// Every key, newest first.
+    pub fn all(&self) -> &[SecretString] {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(SecretString),
+            Many(Vec<SecretString>),
+        }
+        let keys = match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(key) => vec![key],
+            OneOrMany::Many(keys) => keys,
+        };
+        Self::new(keys).ok_or_else(|| serde::de::Error::custom("config_encryption_key is empty"))
+    }
+}
+
 /// The keys of the config secret: the runbook's `COOKIE_SECRET`, `SESSION_FINGERPRINT_SECRET`,
-/// `CONFIG_ENCRYPTION_KEY` and `JWT_*_SECRET` (as a key list, newest first, for rotation).
+/// `CONFIG_ENCRYPTION_KEY` (one key, or a list newest first while rotating) and `JWT_*_SECRET`
+/// (as a key list, newest first, for rotation).
 #[derive(Debug, Deserialize)]
 pub struct AppSecrets {
     pub cookie_secret: SecretString,
     pub session_fingerprint_secret: SecretString,
-    pub config_encryption_key: SecretString,
+    pub config_encryption_key: ConfigKeys,
     pub jwt_keys: Vec<JwtKey>,
     /// HMAC keys of the payment providers' webhooks, by provider (`stripe`: the endpoint's
     /// `whsec_…` signing secret).
@@ -61,11 +102,26 @@ impl AppSecrets {
                 "session_fingerprint_secret",
                 &secrets.session_fingerprint_secret,
             ),
-            ("config_encryption_key", &secrets.config_encryption_key),
         ] {
             if value.expose_secret().len() < MIN_KEY_LEN {
                 return Err(SecretsError::Invalid(format!(
                     "{name} is shorter than {MIN_KEY_LEN} characters"
+                )));
+            }
+        }
+        let config_keys = secrets.config_encryption_key.all();
+        for (i, key) in config_keys.iter().enumerate() {
+            if key.expose_secret().len() < MIN_KEY_LEN {
+                return Err(SecretsError::Invalid(format!(
+                    "config_encryption_key[{i}] is shorter than {MIN_KEY_LEN} characters"
+                )));
+            }
+            if config_keys[..i]
+                .iter()
+                .any(|k| k.expose_secret() == key.expose_secret())
+            {
+                return Err(SecretsError::Invalid(format!(
+                    "config_encryption_key[{i}] repeats an earlier key"
                 )));
             }
         }
@@ -130,12 +186,16 @@ fn as_object(
 pub fn complete_secret_json(existing: Option<&str>) -> Result<String, SecretsError> {
     let mut object = as_object(existing)?;
     object.entry("schema").or_insert(serde_json::json!(1));
+    let long_enough = |v: &serde_json::Value| v.as_str().is_some_and(|v| v.len() >= MIN_KEY_LEN);
     for key in AppSecrets::KEYS {
-        let long_enough = object
-            .get(*key)
-            .and_then(|v| v.as_str())
-            .is_some_and(|v| v.len() >= MIN_KEY_LEN);
-        if !long_enough {
+        let present = object.get(*key).is_some_and(|v| match v {
+            // A config key list being rotated (newest first) is kept as it is.
+            serde_json::Value::Array(keys) if *key == "config_encryption_key" => {
+                !keys.is_empty() && keys.iter().all(long_enough)
+            }
+            v => long_enough(v),
+        });
+        if !present {
             object.insert((*key).to_owned(), serde_json::Value::String(random_key()));
         }
     }
@@ -156,6 +216,25 @@ pub fn complete_secret_json(existing: Option<&str>) -> Result<String, SecretsErr
     if !has_jwt_keys {
         object.insert("jwt_keys".into(), serde_json::json!([new_jwt_key()]));
     }
+    Ok(serde_json::Value::Object(object).to_string())
+}
+
+/// The secret's JSON with a new `config_encryption_key` first and the former ones after it (a
+/// string becomes a list), so values sealed under them still open until they are sealed again
+/// (`SettingsStore::reseal`; every backup run does it). Drop the old keys by hand once nothing
+/// names them (`lumi settings show` lists each sealed value's `kid`).
+pub fn rotate_config_key_json(existing: &str) -> Result<String, SecretsError> {
+    let mut object = as_object(Some(existing))?;
+    let mut keys = vec![serde_json::Value::String(random_key())];
+    match object.remove("config_encryption_key") {
+        Some(serde_json::Value::Array(old)) => keys.extend(old),
+        Some(old @ serde_json::Value::String(_)) => keys.push(old),
+        _ => {}
+    }
+    object.insert(
+        "config_encryption_key".into(),
+        serde_json::Value::Array(keys),
+    );
     Ok(serde_json::Value::Object(object).to_string())
 }
 
@@ -294,6 +373,37 @@ mod tests {
             Err(SecretsError::Invalid(_))
         ));
         assert!(AppSecrets::parse(r#"{"cookie_secret":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn the_config_key_may_be_a_list_newest_first_and_rotation_keeps_the_old_ones() {
+        let first = complete_secret_json(None).unwrap();
+        let one = AppSecrets::parse(&first).unwrap();
+        assert_eq!(one.config_encryption_key.all().len(), 1);
+        let rotated = rotate_config_key_json(&first).unwrap();
+        let two = AppSecrets::parse(&rotated).unwrap();
+        let keys = two.config_encryption_key.all();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(
+            keys[1].expose_secret(),
+            one.config_encryption_key.newest().expose_secret(),
+            "the former key follows the new one"
+        );
+        assert_ne!(keys[0].expose_secret(), keys[1].expose_secret());
+        // Completion keeps a list as it is.
+        let again = complete_secret_json(Some(&rotated)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&again).unwrap()["config_encryption_key"],
+            serde_json::from_str::<serde_json::Value>(&rotated).unwrap()["config_encryption_key"]
+        );
+        let mut value: serde_json::Value = serde_json::from_str(&rotated).unwrap();
+        value["config_encryption_key"] = serde_json::json!([]);
+        assert!(AppSecrets::parse(&value.to_string()).is_err(), "empty");
+        value["config_encryption_key"] = serde_json::json!([keys[0].expose_secret(), "short"]);
+        assert!(AppSecrets::parse(&value.to_string()).is_err(), "short");
+        let dup = keys[0].expose_secret();
+        value["config_encryption_key"] = serde_json::json!([dup, dup]);
+        assert!(AppSecrets::parse(&value.to_string()).is_err(), "repeated");
     }
 
     #[test]

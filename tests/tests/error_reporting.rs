@@ -1,7 +1,7 @@
 //! Internal errors reach the Sentry-compatible reporter named by `ERROR_REPORTING_DSN` or by the
 //! runtime setting `errorReportingDsn` (the runbook's "Sentry DSN via DB setting or env"), once
 //! each, with the request id; client errors are not reported; a reporter that is down changes
-//! nothing for the caller.
+//! nothing for the caller. (How the setting is stored sealed: `settings_secrets.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::{extract::State, http::HeaderMap, routing::post};
-use lumi_shared::settings::SystemSettings;
 use lumi_tests::{TestApp, assert_problem, unique_prefix};
 use tokio::sync::mpsc;
 
@@ -100,20 +99,29 @@ async fn internal_errors_go_to_the_dsn_from_the_environment_or_the_settings() {
     assert_problem(app.get("/api/v1/site-content/nothing-here").await, 404).await;
     assert!(received.try_recv().is_err());
 
-    // The runtime setting wins over the environment, without a redeploy.
-    let mut settings = SystemSettings {
-        error_reporting_dsn: Some(format!("http://dbkey@{address}/8")),
-        ..SystemSettings::default()
+    // The runtime setting, set through the admin API (stored sealed), wins over the
+    // environment, without a redeploy.
+    let admin = lumi_tests::access_token(&app.signed_in_admin().await);
+    let put = |dsn: String, etag: &'static str| {
+        app.http
+            .put(app.url("/api/v1/admin/settings"))
+            .bearer_auth(&admin)
+            .header("if-match", etag)
+            .json(&serde_json::json!({ "errorReportingDsn": dsn }))
+            .send()
     };
-    app.put_settings(&settings).await;
+    let set = put(format!("http://dbkey@{address}/8"), "\"v0\"")
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
     assert_problem(app.get(&broken).await, 500).await;
     let report = received.try_recv().unwrap();
     assert_eq!(report.path, "/api/8/envelope/");
     assert!(report.auth.contains("sentry_key=dbkey"));
 
     // The empty string turns reporting off.
-    settings.error_reporting_dsn = Some(String::new());
-    app.put_settings(&settings).await;
+    let off = put(String::new(), "\"v1\"").await.unwrap();
+    assert_eq!(off.status(), 200);
     assert_problem(app.get(&broken).await, 500).await;
     assert!(received.try_recv().is_err());
 }
@@ -164,7 +172,7 @@ async fn the_settings_api_refuses_a_dsn_that_is_not_one() {
     assert_eq!(ok.status(), 200);
     let ok: serde_json::Value = ok.json().await.unwrap();
     assert_eq!(
-        ok["errorReportingDsn"],
-        "https://abc@o1.ingest.sentry.io/99"
+        ok["errorReportingDsn"], "https://****@o1.ingest.sentry.io/99",
+        "shown masked"
     );
 }

@@ -3,6 +3,11 @@
 //! DSN), validated against their schema
 //! (unknown keys and out-of-range values are 422 naming them), written with optimistic
 //! concurrency (`ETag` on read, `If-Match` required on write, 412 when stale), audited.
+//!
+//! Sensitive settings (`errorReportingDsn`) are sealed before they are stored and shown masked
+//! (`SystemSettings::masked`), in answers and in the audit event alike. A `PUT` that sends a
+//! masked value back exactly as it was shown keeps the stored value, so a client can send back
+//! the whole document it read.
 
 use std::sync::Arc;
 
@@ -16,7 +21,8 @@ use lumi_shared::{
     auth::{AdminUser, sessions::RequestMeta},
     error::FieldError,
     http::Json,
-    settings::{SettingsStore, SystemSettings},
+    secrets::AppSecrets,
+    settings::{ERROR_REPORTING_DSN, Sensitive, SettingsStore, SystemSettings, secrets_for},
     store::StoreError,
     telemetry::report::Dsn,
 };
@@ -35,14 +41,26 @@ fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"v{version}\"")).unwrap_or(HeaderValue::from_static("\"v0\""))
 }
 
+/// The keys that seal and open `settings`' sensitive values.
+async fn secrets(platform: &Platform, settings: &SystemSettings) -> ApiResult<Arc<AppSecrets>> {
+    secrets_for(&platform.secrets, settings)
+        .await
+        .map_err(|e| ApiError::unavailable("the key store is unavailable; retry shortly", e))
+}
+
+fn answer(settings: Value, version: u64) -> Response {
+    let mut response = axum::Json(settings).into_response();
+    response.headers_mut().insert(header::ETAG, etag(version));
+    response
+}
+
 pub async fn get_settings(
     State(platform): State<Arc<Platform>>,
     _admin: AdminUser,
 ) -> ApiResult<Response> {
     let (settings, version) = store(&platform).read_versioned().await?;
-    let mut response = axum::Json(settings).into_response();
-    response.headers_mut().insert(header::ETAG, etag(version));
-    Ok(response)
+    let keys = &secrets(&platform, &settings).await?.config_encryption_key;
+    Ok(answer(settings.masked(keys), version))
 }
 
 const SCOPES: &[&str] = &["ip", "customer", "admin", "auth", "quota"];
@@ -185,6 +203,22 @@ pub async fn put_settings(
                 "send If-Match with the ETag of the settings you edited".into(),
             )
         })?;
+    let store = store(&platform);
+    let (mut before, version) = store.read_versioned().await?;
+    if version != expected {
+        return Err(ApiError::PreconditionFailed(
+            "the settings changed since you read them; reload".into(),
+        ));
+    }
+    let keys = &secrets(&platform, &before).await?.config_encryption_key;
+    let shown = before.masked(keys);
+    let mut document = document;
+    // A sensitive value sent back as it was shown (masked) means "unchanged".
+    if let (Some(patch), Some(sent)) = (document.as_object_mut(), shown.get(ERROR_REPORTING_DSN))
+        && patch.get(ERROR_REPORTING_DSN) == Some(sent)
+    {
+        patch.remove(ERROR_REPORTING_DSN);
+    }
     let errors = validate(&document);
     if !errors.is_empty() {
         return Err(ApiError::Validation {
@@ -192,13 +226,23 @@ pub async fn put_settings(
             errors,
         });
     }
-    let store = store(&platform);
-    let (before, version) = store.read_versioned().await?;
-    if version != expected {
-        return Err(ApiError::PreconditionFailed(
-            "the settings changed since you read them; reload".into(),
-        ));
+    // Sealed here, before it goes anywhere: never merged, stored or audited in plain text.
+    match document
+        .as_object_mut()
+        .and_then(|patch| patch.remove(ERROR_REPORTING_DSN))
+    {
+        None => {}
+        Some(Value::String(text)) => {
+            before.error_reporting_dsn = Some(
+                Sensitive::seal(keys, ERROR_REPORTING_DSN, &text).map_err(ApiError::internal)?,
+            );
+        }
+        // `null` (validated): the environment's DSN.
+        Some(_) => before.error_reporting_dsn = None,
     }
+    // Values an earlier version stored in plain text, or sealed under a key since rotated out
+    // of first place, are sealed under the newest key by this write.
+    before.seal_all(keys).map_err(ApiError::internal)?;
     // Scopes and flags left out keep their current values.
     let mut merged = serde_json::to_value(&before).map_err(ApiError::internal)?;
     merge(&mut merged, document);
@@ -216,7 +260,8 @@ pub async fn put_settings(
         }
         Err(error) => return Err(error.into()),
     };
-    let summary = json!({ "before": before, "after": settings });
+    let after = settings.masked(keys);
+    let summary = json!({ "before": shown, "after": after });
     crate::record(
         &platform,
         &admin,
@@ -226,9 +271,7 @@ pub async fn put_settings(
         summary,
     )
     .await?;
-    let mut response = axum::Json(settings).into_response();
-    response.headers_mut().insert(header::ETAG, etag(version));
-    Ok(response)
+    Ok(answer(after, version))
 }
 
 fn merge(target: &mut Value, patch: Value) {

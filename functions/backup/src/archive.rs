@@ -139,6 +139,19 @@ impl Archive {
         Ok(bytes.into_bytes().to_vec())
     }
 
+    /// The object's body as it arrives, for files too large to hold.
+    pub async fn stream(&self, key: &str) -> Result<ByteStream, JobError> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| JobError::aws("S3 GetObject", key, e))?;
+        Ok(object.body)
+    }
+
     pub async fn manifest(&self, run_id: &str) -> Result<Manifest, JobError> {
         let key = manifest_key(run_id);
         let bytes = self.get(&key).await?;

@@ -2,6 +2,11 @@
 //! gzipped DynamoDB JSON lines, a file per part of at most [`PART_ITEMS`] items so a large table
 //! never sits in memory whole; then the redacted configuration export; then the manifest, last,
 //! so a run that died half way is never taken for a backup.
+//!
+//! Items are exported as stored: sensitive settings sealed (never plain, see
+//! `lumi_shared::settings`), password and refresh-token hashes as hashes. Restoring the settings'
+//! sealed values needs a `config_encryption_key` that sealed them: the configuration export lists
+//! the key ids the secret held (`config_encryption_key_ids`).
 
 use std::io::Write as _;
 
@@ -45,11 +50,30 @@ pub async fn backup(jobs: &Jobs) -> Result<Manifest, JobError> {
     let started = time::OffsetDateTime::now_utc();
     let run_id = run_id(started);
     let archive = jobs.archive()?;
+    // Sensitive settings are sealed under the newest key before the table is read, so no export
+    // holds one in plain text (a value an earlier version stored so) and a key rotation completes
+    // within a backup interval.
+    let secrets = jobs
+        .platform
+        .secrets
+        .get()
+        .await
+        .map_err(|e| JobError::Internal(format!("the config secret: {e}")))?;
+    let keys = &secrets.config_encryption_key;
+    if jobs
+        .platform
+        .settings
+        .reseal(keys)
+        .await
+        .map_err(|e| JobError::Internal(format!("sealing the settings: {e}")))?
+    {
+        tracing::info!("sensitive settings sealed under the newest key");
+    }
     let mut tables = Vec::new();
     for (logical_id, name) in &jobs.platform.config.backup.tables {
         tables.push(export_table(jobs, &archive, &run_id, logical_id, name).await?);
     }
-    let config = crate::redact::config_export(jobs).await?;
+    let config = crate::redact::config_export(jobs, keys).await?;
     let config_bytes = serde_json::to_vec_pretty(&config)
         .map_err(|e| JobError::Internal(format!("config export: {e}")))?;
     let config_export = FileEntry {

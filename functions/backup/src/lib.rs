@@ -7,8 +7,9 @@
 //!   each file, start and end time, key schema), and a redacted configuration export
 //!   ([`export`], [`redact`], layout in [`archive`]).
 //! - `restore-check` (monthly by default, `RestoreCheckSchedule`): the newest export restored
-//!   into temporary tables, counts and checksums verified against the manifest, a sample read
-//!   back, the tables deleted, the outcome stored in `restore-checks/` ([`restore`]).
+//!   into temporary tables, counts and checksums verified against the manifest, every item
+//!   compared with the export in bounded memory ([`compare`]), the tables deleted (and those a
+//!   killed run left), the outcome stored in `restore-checks/` ([`restore`]).
 //!
 //! Each job emits `lumi_backup_runs_total` / `lumi_restore_checks_total` with an `outcome`
 //! dimension (`success`, `failure`), which the alarms watch; a failure also fails the
@@ -18,6 +19,7 @@
 //! the copy that outlives the table, the account's mistakes and PITR's 35 days.
 
 pub mod archive;
+pub mod compare;
 pub mod dynamo_json;
 pub mod export;
 pub mod redact;

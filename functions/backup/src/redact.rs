@@ -1,9 +1,11 @@
-//! The configuration export of every backup run: the runtime settings as stored, the
-//! function configuration, and the config secret's shape, with every secret value replaced by a
-//! fingerprint (`sha256:` and 16 hex digits of its hash). An operator can tell whether a key
+//! The configuration export of every backup run: the runtime settings (sensitive ones masked),
+//! the function configuration, and the config secret's shape, with every secret value replaced
+//! by a fingerprint (`sha256:` and 16 hex digits of its hash). An operator can tell whether a key
 //! changed between two runs, and which keys existed, without the backup ever holding a secret.
 
 use serde_json::{Map, Value, json};
+
+use lumi_shared::{secrets::ConfigKeys, settings::sealed::key_id};
 
 use crate::{JobError, Jobs, archive::sha256_hex};
 
@@ -26,7 +28,7 @@ pub fn fingerprint_leaves(value: &Value) -> Value {
     }
 }
 
-pub async fn config_export(jobs: &Jobs) -> Result<Value, JobError> {
+pub async fn config_export(jobs: &Jobs, keys: &ConfigKeys) -> Result<Value, JobError> {
     let platform = &jobs.platform;
     let config = &platform.config;
     let (settings, version) = platform
@@ -34,14 +36,8 @@ pub async fn config_export(jobs: &Jobs) -> Result<Value, JobError> {
         .read_versioned()
         .await
         .map_err(|e| JobError::aws("GetItem", "settings", e))?;
-    let mut settings = serde_json::to_value(&settings)
-        .map_err(|e| JobError::Internal(format!("settings: {e}")))?;
-    // The DSN carries the reporter's key.
-    if let Some(dsn) = settings.get_mut("errorReportingDsn")
-        && let Some(text) = dsn.as_str()
-    {
-        *dsn = Value::String(fingerprint(text));
-    }
+    // As an admin sees them: sensitive values masked (the DSN carries the reporter's key).
+    let settings = settings.masked(keys);
     let secret = jobs
         .secretsmanager()
         .get_secret_value()
@@ -62,6 +58,8 @@ pub async fn config_export(jobs: &Jobs) -> Result<Value, JobError> {
             "id": config.config_secret_id,
             "version_id": secret.version_id(),
             "values": secret_values,
+            // Which keys the settings' sealed values (in the table export) can be opened with.
+            "config_encryption_key_ids": keys.all().iter().map(key_id).collect::<Vec<_>>(),
         },
         "function_config": {
             "stage": config.stage,

@@ -1,89 +1,306 @@
-//! Bringing an export back: the restore check (the newest run into temporary tables, verified,
-//! then deleted) and the disaster-recovery restore into named tables.
+//! Bringing an export back: the restore check (the newest run into temporary tables, compared
+//! with the export, then deleted) and the disaster-recovery restore into named tables.
 //!
 //! Every file is checked against the manifest's SHA-256 and item count before a single item is
 //! written, so a corrupt export fails loudly, naming the file, instead of restoring half a table.
+//!
+//! Memory is bounded whatever the tables' size: a file is read from S3 as a stream, hashed and
+//! decompressed chunk by chunk, and its items handed on as each chunk completes them
+//! ([`FileItems`]): one S3 chunk and the items it completes are held, never a file or a table.
+//! Restoring holds at most `BATCH` × `WRITERS` items (100) besides; the restored table is read
+//! back in pages of [`SCAN_PAGE`] items, and compared with the export by digests
+//! ([`crate::compare`]: 4 096 buckets, and a second pass over only the buckets that differ).
+//! Reading every file twice (verify, then restore) is the price of not holding it.
+//!
+//! A report names keys and attribute names, never an attribute's value: an item's values include
+//! password hashes, and a report goes to the logs and to `restore-checks/`.
+//!
+//! Temporary tables are named `<table>-restorecheck-<UTC start, yyyymmddThhmmssZ>-<8 hex>`
+//! (lowercase). Each check deletes its own whatever happens, and first deletes those of this
+//! stack's tables older than [`LEFTOVER_AGE`]: left by a run that was killed (a timeout, the
+//! container gone) before it could.
 
-use std::{collections::HashMap, io::Read as _, time::Duration};
+use std::{io::Write as _, time::Duration};
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, PutRequest, ScalarAttributeType, Select, TableStatus, TimeToLiveSpecification,
     WriteRequest,
 };
-use flate2::read::GzDecoder;
+use aws_sdk_s3::primitives::ByteStream;
+use flate2::write::GzDecoder;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::{
     JobError, Jobs,
     archive::{self, FileEntry, Manifest, TableExport, sha256_hex},
+    compare::{Localizer, TableDigest},
     dynamo_json::{self, Item},
 };
 
-/// Items read back and compared in a restore check, per table.
-pub const SAMPLE_SIZE: usize = 25;
 /// BatchWriteItem's limit.
 const BATCH: usize = 25;
 /// Batches in flight while restoring.
 const WRITERS: usize = 4;
+/// Items per page when a restored table is read back.
+pub const SCAN_PAGE: i32 = 500;
+/// A restore-check table older than this is a leftover: twice the longest a Lambda function
+/// may run (15 minutes), so a check still running is never deleted under it.
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(30 * 60);
+/// What a temporary table's name has between the table's name and the stamp.
+const MARKER: &str = "-restorecheck-";
 
-/// One file's items, after its checksum and count were verified.
-pub async fn read_file(
-    archive: &archive::Archive,
-    entry: &FileEntry,
-) -> Result<Vec<Item>, JobError> {
-    let bytes = archive.get(&entry.key).await?;
-    let actual = sha256_hex(&bytes);
-    if actual != entry.sha256 {
-        return Err(JobError::Corrupt(format!(
-            "{}: SHA-256 is {actual}, the manifest says {}",
-            entry.key, entry.sha256
-        )));
-    }
-    let mut text = String::new();
-    GzDecoder::new(bytes.as_slice())
-        .read_to_string(&mut text)
-        .map_err(|e| JobError::Corrupt(format!("{}: not gzipped JSON lines: {e}", entry.key)))?;
-    let items = text
-        .lines()
-        .enumerate()
-        .map(|(n, line)| {
-            serde_json::from_str(line)
-                .map_err(|e| e.to_string())
-                .and_then(|v| dynamo_json::item_from_json(&v).map_err(|e| e.to_string()))
-                .map_err(|e| JobError::Corrupt(format!("{} line {}: {e}", entry.key, n + 1)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if items.len() as u64 != entry.items {
-        return Err(JobError::Corrupt(format!(
-            "{}: {} items, the manifest says {}",
-            entry.key,
-            items.len(),
-            entry.items
-        )));
-    }
-    Ok(items)
+/// The items of one export file as they arrive from S3. The SHA-256 and the item count are
+/// checked when the stream ends, so the items are trustworthy only once [`Self::next_items`]
+/// answered `None`; a file that fails part way is reported by its checksum when that differs
+/// (a flipped bit usually breaks the gzip stream first).
+pub struct FileItems<'a> {
+    entry: &'a FileEntry,
+    body: ByteStream,
+    hasher: Sha256,
+    decoder: GzDecoder<Vec<u8>>,
+    lines: u64,
+    done: bool,
 }
 
-/// Every file of a table, verified.
-pub async fn read_table(
+impl<'a> FileItems<'a> {
+    pub async fn open(archive: &archive::Archive, entry: &'a FileEntry) -> Result<Self, JobError> {
+        Ok(Self {
+            entry,
+            body: archive.stream(&entry.key).await?,
+            hasher: Sha256::new(),
+            decoder: GzDecoder::new(Vec::new()),
+            lines: 0,
+            done: false,
+        })
+    }
+
+    /// The items the next chunk completes; `None` once the file ended and checked out.
+    pub async fn next_items(&mut self) -> Result<Option<Vec<Item>>, JobError> {
+        while !self.done {
+            let Some(chunk) = self.body.next().await else {
+                self.done = true;
+                return self.finish();
+            };
+            let chunk =
+                chunk.map_err(|e| JobError::aws("S3 GetObject body", &self.entry.key, e))?;
+            self.hasher.update(&chunk);
+            let decoded = self
+                .decoder
+                .write_all(&chunk)
+                .map_err(|e| format!("not gzip: {e}"))
+                .and_then(|()| self.complete_lines());
+            match decoded {
+                Ok(items) if items.is_empty() => {}
+                Ok(items) => return Ok(Some(items)),
+                Err(problem) => return Err(self.failed(problem).await),
+            }
+        }
+        Ok(None)
+    }
+
+    fn finish(&mut self) -> Result<Option<Vec<Item>>, JobError> {
+        let key = &self.entry.key;
+        let actual = hex(&std::mem::take(&mut self.hasher).finalize());
+        if actual != self.entry.sha256 {
+            return Err(JobError::Corrupt(format!(
+                "{key}: SHA-256 is {actual}, the manifest says {}",
+                self.entry.sha256
+            )));
+        }
+        let rest = self
+            .decoder
+            .try_finish()
+            .map_err(|e| format!("not gzip: {e}"))
+            .and_then(|()| self.complete_lines())
+            .map_err(|problem| JobError::Corrupt(format!("{key}: {problem}")))?;
+        if !self.decoder.get_ref().is_empty() {
+            return Err(JobError::Corrupt(format!("{key}: the last line is cut")));
+        }
+        if self.lines != self.entry.items {
+            return Err(JobError::Corrupt(format!(
+                "{key}: {} items, the manifest says {}",
+                self.lines, self.entry.items
+            )));
+        }
+        Ok((!rest.is_empty()).then_some(rest))
+    }
+
+    /// Reads the rest of the file to tell a checksum mismatch (the likelier news) from a bad
+    /// file that matches its manifest.
+    async fn failed(&mut self, problem: String) -> JobError {
+        self.done = true;
+        while let Some(Ok(chunk)) = self.body.next().await {
+            self.hasher.update(&chunk);
+        }
+        let actual = hex(&std::mem::take(&mut self.hasher).finalize());
+        let key = &self.entry.key;
+        if actual != self.entry.sha256 {
+            JobError::Corrupt(format!(
+                "{key}: SHA-256 is {actual}, the manifest says {}",
+                self.entry.sha256
+            ))
+        } else {
+            JobError::Corrupt(format!("{key}: {problem}"))
+        }
+    }
+
+    /// The complete lines decoded so far, as items; a partial last line stays for later.
+    fn complete_lines(&mut self) -> Result<Vec<Item>, String> {
+        let buffer = self.decoder.get_mut();
+        let Some(end) = buffer.iter().rposition(|b| *b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let rest = buffer.split_off(end + 1);
+        let complete = std::mem::replace(buffer, rest);
+        let mut items = Vec::new();
+        for line in complete[..end].split(|b| *b == b'\n') {
+            self.lines += 1;
+            let item = serde_json::from_slice(line)
+                .map_err(|e| e.to_string())
+                .and_then(|v| dynamo_json::item_from_json(&v).map_err(|e| e.to_string()))
+                .map_err(|e| format!("line {}: {e}", self.lines))?;
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads every file of `table` through (checksums, counts), adding each item to `digest`.
+async fn verify_table(
     archive: &archive::Archive,
     table: &TableExport,
-) -> Result<Vec<Item>, JobError> {
-    let mut items = Vec::with_capacity(table.item_count as usize);
+    mut digest: Option<&mut TableDigest>,
+) -> Result<(), JobError> {
+    let mut total = 0u64;
     for entry in &table.files {
-        items.extend(read_file(archive, entry).await?);
+        let mut items = FileItems::open(archive, entry).await?;
+        while let Some(batch) = items.next_items().await? {
+            total += batch.len() as u64;
+            if let Some(digest) = digest.as_deref_mut() {
+                batch.iter().for_each(|item| digest.add(item));
+            }
+        }
     }
-    if items.len() as u64 != table.item_count {
+    if total != table.item_count {
         return Err(JobError::Corrupt(format!(
-            "{}: {} items in its files, the manifest says {}",
-            table.logical_id,
-            items.len(),
-            table.item_count
+            "{}: {total} items in its files, the manifest says {}",
+            table.logical_id, table.item_count
         )));
     }
-    Ok(items)
+    Ok(())
+}
+
+/// Every item of `table`'s files, in order, handed to `visit` as they stream by.
+async fn for_each_exported(
+    archive: &archive::Archive,
+    table: &TableExport,
+    mut visit: impl FnMut(&Item),
+) -> Result<(), JobError> {
+    for entry in &table.files {
+        let mut items = FileItems::open(archive, entry).await?;
+        while let Some(batch) = items.next_items().await? {
+            batch.iter().for_each(&mut visit);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `table`'s export into `name` as it streams by.
+async fn restore_items(
+    db: &aws_sdk_dynamodb::Client,
+    archive: &archive::Archive,
+    table: &TableExport,
+    name: &str,
+) -> Result<(), JobError> {
+    let mut pending = Vec::new();
+    for entry in &table.files {
+        let mut items = FileItems::open(archive, entry).await?;
+        while let Some(batch) = items.next_items().await? {
+            pending.extend(batch);
+            if pending.len() >= BATCH * WRITERS {
+                write_items(db, name, &pending).await?;
+                pending.clear();
+            }
+        }
+    }
+    write_items(db, name, &pending).await
+}
+
+/// Every item of `name`, a page of `page` items at a time, handed to `visit`.
+pub async fn for_each_stored(
+    db: &aws_sdk_dynamodb::Client,
+    name: &str,
+    page: i32,
+    mut visit: impl FnMut(&Item),
+) -> Result<(), JobError> {
+    let mut start = None;
+    loop {
+        let out = db
+            .scan()
+            .table_name(name)
+            .consistent_read(true)
+            .limit(page)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| JobError::aws("Scan", name, e))?;
+        out.items().iter().for_each(&mut visit);
+        match out.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn key_names(table: &TableExport) -> Vec<String> {
+    table
+        .schema
+        .key_schema
+        .iter()
+        .map(|k| k.attribute.clone())
+        .collect()
+}
+
+/// Compares `name` with `table`'s export (folded into `exported` while it was verified): the
+/// number of items compared, or which keys and attributes differ.
+pub async fn compare_restored(
+    db: &aws_sdk_dynamodb::Client,
+    archive: &archive::Archive,
+    table: &TableExport,
+    exported: &TableDigest,
+    name: &str,
+) -> Result<u64, JobError> {
+    let mut restored = TableDigest::new(key_names(table));
+    for_each_stored(db, name, SCAN_PAGE, |item| restored.add(item)).await?;
+    let differing = exported.differing_buckets(&restored);
+    if differing.is_empty() {
+        return Ok(restored.items());
+    }
+    let mut localizer = Localizer::new(key_names(table), &differing);
+    for_each_exported(archive, table, |item| localizer.add_exported(item)).await?;
+    for_each_stored(db, name, SCAN_PAGE, |item| localizer.add_restored(item)).await?;
+    let differences: Vec<String> = localizer
+        .differences()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Err(JobError::Corrupt(format!(
+        "{}: the table restored into {name} differs from the export ({} items restored, the \
+         manifest says {}; {} bucket(s) of {} differ): {}",
+        table.logical_id,
+        restored.items(),
+        table.item_count,
+        differing.len(),
+        crate::compare::BUCKETS,
+        differences.join("; ")
+    )))
 }
 
 /// Creates `name` with the exported table's keys and indexes, and waits until it is active.
@@ -239,47 +456,6 @@ async fn count_items(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<u64, J
     }
 }
 
-/// Reads up to [`SAMPLE_SIZE`] items, spread over the export, back from `name` and compares
-/// them with the export.
-async fn check_sample(
-    db: &aws_sdk_dynamodb::Client,
-    table: &TableExport,
-    name: &str,
-    items: &[Item],
-) -> Result<usize, JobError> {
-    let key_names: Vec<&str> = table
-        .schema
-        .key_schema
-        .iter()
-        .map(|k| k.attribute.as_str())
-        .collect();
-    let step = (items.len() / SAMPLE_SIZE).max(1);
-    let mut checked = 0;
-    for item in items.iter().step_by(step).take(SAMPLE_SIZE) {
-        let key: HashMap<_, _> = key_names
-            .iter()
-            .filter_map(|k| item.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-            .collect();
-        let read = db
-            .get_item()
-            .table_name(name)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| JobError::aws("GetItem", name, e))?;
-        if read.item() != Some(item) {
-            return Err(JobError::Corrupt(format!(
-                "{}: an item read back from {name} differs from the export: {}",
-                table.logical_id,
-                dynamo_json::item_to_json(item)
-            )));
-        }
-        checked += 1;
-    }
-    Ok(checked)
-}
-
 async fn delete_table(db: &aws_sdk_dynamodb::Client, name: &str) {
     if let Err(error) = db.delete_table().table_name(name).send().await {
         tracing::error!(table = name, error = %lumi_shared::error::error_chain(&error), "temporary table not deleted");
@@ -292,7 +468,8 @@ pub struct TableCheck {
     pub logical_id: String,
     pub items: u64,
     pub files: usize,
-    pub sampled: usize,
+    /// Items compared with the export: every one.
+    pub compared: u64,
 }
 
 /// The outcome of a restore check, as stored in `restore-checks/`.
@@ -310,16 +487,35 @@ pub struct CheckOutcome {
 pub async fn restore_check(jobs: &Jobs) -> Result<CheckOutcome, JobError> {
     let archive = jobs.archive()?;
     let db = jobs.dynamodb();
+    let now = time::OffsetDateTime::now_utc();
+    let stack_tables: Vec<&str> = jobs
+        .platform
+        .config
+        .backup
+        .tables
+        .iter()
+        .map(|(_, name)| name.as_str())
+        .collect();
+    delete_leftovers(db, &stack_tables, now).await?;
     let run_id = archive.latest_run().await?;
     let mut outcome = CheckOutcome {
         run_id: run_id.clone(),
-        checked_at: crate::export::rfc3339(time::OffsetDateTime::now_utc()),
+        checked_at: crate::export::rfc3339(now),
         ok: false,
         tables: Vec::new(),
         error: None,
     };
+    let check_id = crate::export::run_id(now).to_ascii_lowercase();
     let mut temporary = Vec::new();
-    let result = check_run(db, &archive, &run_id, &mut outcome, &mut temporary).await;
+    let result = check_run(
+        db,
+        &archive,
+        &run_id,
+        &check_id,
+        &mut outcome,
+        &mut temporary,
+    )
+    .await;
     for name in &temporary {
         delete_table(db, name).await;
     }
@@ -338,10 +534,60 @@ pub async fn restore_check(jobs: &Jobs) -> Result<CheckOutcome, JobError> {
     result.map(|()| outcome)
 }
 
+/// When a temporary table of one of `stack_tables` was made, from its name.
+fn leftover_stamp(stack_tables: &[&str], name: &str) -> Option<time::OffsetDateTime> {
+    let stamp = stack_tables
+        .iter()
+        .find_map(|table| name.strip_prefix(table)?.strip_prefix(MARKER))?;
+    let digits = |range: std::ops::Range<usize>| stamp.get(range)?.parse::<u32>().ok();
+    if stamp.get(8..9) != Some("t") || stamp.get(15..16) != Some("z") {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(digits(4..6)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(
+        i32::try_from(digits(0..4)?).ok()?,
+        month,
+        u8::try_from(digits(6..8)?).ok()?,
+    )
+    .ok()?;
+    let time = time::Time::from_hms(
+        u8::try_from(digits(9..11)?).ok()?,
+        u8::try_from(digits(11..13)?).ok()?,
+        u8::try_from(digits(13..15)?).ok()?,
+    )
+    .ok()?;
+    Some(time::PrimitiveDateTime::new(date, time).assume_utc())
+}
+
+/// Deletes the restore-check tables of `stack_tables` older than [`LEFTOVER_AGE`] (names
+/// `<table>-restorecheck-<stamp>-…`): other stacks' tables, and this stack's younger ones
+/// (a check running now), are left alone. Returns the names deleted.
+pub async fn delete_leftovers(
+    db: &aws_sdk_dynamodb::Client,
+    stack_tables: &[&str],
+    now: time::OffsetDateTime,
+) -> Result<Vec<String>, JobError> {
+    let mut names = db.list_tables().into_paginator().items().send();
+    let mut deleted = Vec::new();
+    while let Some(name) = names.next().await {
+        let name = name.map_err(|e| JobError::aws("ListTables", "", e))?;
+        let Some(made) = leftover_stamp(stack_tables, &name) else {
+            continue;
+        };
+        if now - made > LEFTOVER_AGE {
+            tracing::warn!(table = %name, %made, "deleting a killed check's table");
+            delete_table(db, &name).await;
+            deleted.push(name);
+        }
+    }
+    Ok(deleted)
+}
+
 async fn check_run(
     db: &aws_sdk_dynamodb::Client,
     archive: &archive::Archive,
     run_id: &str,
+    check_id: &str,
     outcome: &mut CheckOutcome,
     temporary: &mut Vec<String>,
 ) -> Result<(), JobError> {
@@ -353,27 +599,25 @@ async fn check_run(
             manifest.config_export.key
         )));
     }
-    let suffix = run_id.to_ascii_lowercase();
+    // Every file is verified before any table is created; the digests of the export are made
+    // on the way.
+    let mut digests = Vec::new();
     for table in &manifest.tables {
-        // Every file is verified before any table is created.
-        let items = read_table(archive, table).await?;
-        let name = format!("{}-restorecheck-{suffix}", table.name);
-        create_table(db, table, &name).await?;
+        let mut digest = TableDigest::new(key_names(table));
+        verify_table(archive, table, Some(&mut digest)).await?;
+        digests.push(digest);
+    }
+    for (table, exported) in manifest.tables.iter().zip(&digests) {
+        let name = format!("{}{MARKER}{check_id}", table.name);
         temporary.push(name.clone());
-        write_items(db, &name, &items).await?;
-        let counted = count_items(db, &name).await?;
-        if counted != table.item_count {
-            return Err(JobError::Corrupt(format!(
-                "{}: {counted} items restored, the manifest says {}",
-                table.logical_id, table.item_count
-            )));
-        }
-        let sampled = check_sample(db, table, &name, &items).await?;
+        create_table(db, table, &name).await?;
+        restore_items(db, archive, table, &name).await?;
+        let compared = compare_restored(db, archive, table, exported, &name).await?;
         outcome.tables.push(TableCheck {
             logical_id: table.logical_id.clone(),
-            items: counted,
+            items: compared,
             files: table.files.len(),
-            sampled,
+            compared,
         });
     }
     Ok(())
@@ -396,12 +640,13 @@ pub async fn restore_into(
             .find(|t| &t.logical_id == logical_id)
             .ok_or_else(|| JobError::Corrupt(format!("run {run_id} has no table {logical_id}")))?;
         // Verify everything before creating anything.
-        plan.push((table, target, read_table(archive, table).await?));
+        verify_table(archive, table, None).await?;
+        plan.push((table, target));
     }
     let mut restored = Vec::new();
-    for (table, target, items) in plan {
+    for (table, target) in plan {
         create_table(db, table, target).await?;
-        write_items(db, target, &items).await?;
+        restore_items(db, archive, table, target).await?;
         if let Some(attribute) = &table.schema.ttl_attribute {
             db.update_time_to_live()
                 .table_name(target)
@@ -426,4 +671,32 @@ pub async fn restore_into(
         restored.push((target.clone(), counted));
     }
     Ok(restored)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn leftovers_are_told_by_their_stack_and_stamp() {
+        let tables = ["t1-AppTable", "t1-RateLimitTable"];
+        let made = time::macros::datetime!(2026-11-23 01:02:03 UTC);
+        for name in [
+            "t1-AppTable-restorecheck-20261123t010203z-abcdef12",
+            // The names of earlier versions: the backup run's id in the same place.
+            "t1-RateLimitTable-restorecheck-20261123t010203z-deadbeef",
+        ] {
+            assert_eq!(leftover_stamp(&tables, name), Some(made), "{name}");
+        }
+        for name in [
+            "t2-AppTable-restorecheck-20261123t010203z-abcdef12",
+            "t1-AppTable-dr",
+            "t1-AppTable-restorecheck-2026112",
+            "t1-AppTable-restorecheck-20261323t010203z-x",
+            "t1-AppTable-restorecheck-20261123x010203z-x",
+        ] {
+            assert_eq!(leftover_stamp(&tables, name), None, "{name}");
+        }
+    }
 }

@@ -12,6 +12,8 @@
 //! - `lumi secrets rotate-jwt --secret-id <id>`: a new signing key now, by the steps of the
 //!   scheduled rotation (`secret_rotation::rotate_now`); the previous one keeps verifying until
 //!   its tokens expire.
+//! - `lumi secrets rotate-config-key --secret-id <id>`: a new `config_encryption_key` first in
+//!   the list; the former ones still open what they sealed.
 //! - `lumi users create-admin --table <t> --email <e> --name <n>`: the first admin; the password
 //!   is read from standard input.
 //! - `lumi users tier --table <t> <user id or email> <standard|premium>`: a user's tier (the
@@ -25,6 +27,8 @@
 //! - `lumi settings rate-limit --table <t> --scope customer --limit 120 [--window 300]
 //!   [--fail open|closed]` (or `--premium-multiplier N`): changes a budget; every container
 //!   applies it within `SETTINGS_CACHE_TTL_SECONDS`.
+//! - `lumi settings reseal --table <t> --secret-id <id>`: seals every sensitive setting under the
+//!   newest config key now (every backup run does it too); prints the key ids still in use.
 //!
 //! Benchmark (run by `make bench`): `lumi bench aws-calls` counts, on a local stack of its own,
 //! the rate limiter's DynamoDB calls per admitted request and the AWS calls of a checkout and of
@@ -61,6 +65,7 @@ const USAGE: &str = "usage:
   lumi dev [--port 3000] [--moto-port 4566]
   lumi secrets init --secret-id <id>
   lumi secrets rotate-jwt --secret-id <id>
+  lumi secrets rotate-config-key --secret-id <id>
   lumi users create-admin --table <table> --email <email> --name <name>   (password on stdin)
   lumi users tier --table <table> <user id or email> <standard|premium>
   lumi sessions purge --table <table> --user <user id>
@@ -71,6 +76,7 @@ const USAGE: &str = "usage:
   lumi settings show --table <table>
   lumi settings rate-limit --table <table> --scope <ip|customer|admin|auth|quota> [--limit N] [--window SECONDS] [--fail open|closed]
   lumi settings rate-limit --table <table> --premium-multiplier N
+  lumi settings reseal --table <table> --secret-id <id>
   lumi bench aws-calls [--requests 200]
   lumi backup run|restore-check --env-file <file>      (make backup / make restore-check)
   lumi backup list --bucket <bucket>
@@ -102,6 +108,12 @@ async fn main() -> anyhow::Result<()> {
         }
         ["users", "tier"] => users_tier(&args).await,
         ["settings", "rate-limit"] => set_rate_limit(&args).await,
+        ["secrets", "rotate-config-key"] => {
+            secrets_rotate_config_key(&flag(&args, "--secret-id")?).await
+        }
+        ["settings", "reseal"] => {
+            settings_reseal(&flag(&args, "--table")?, &flag(&args, "--secret-id")?).await
+        }
         ["dlq", "redrive"] => {
             let (from, to) = (flag(&args, "--from")?, flag(&args, "--to")?);
             let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
@@ -445,6 +457,55 @@ async fn secrets_rotate_jwt(secret_id: &str) -> anyhow::Result<()> {
     println!(
         "new signing key {kid} (version {version} is AWSCURRENT); the previous key verifies until its tokens expire (at most 15 minutes).\n\
          Containers pick it up within SECRETS_CACHE_TTL_SECONDS (300 s), or at once when they meet a token it signed."
+    );
+    Ok(())
+}
+
+async fn secrets_rotate_config_key(secret_id: &str) -> anyhow::Result<()> {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let current = read_secret(&client, secret_id)
+        .await?
+        .context("the secret has no value: run `lumi secrets init` first")?;
+    let rotated = lumi_shared::secrets::rotate_config_key_json(&current)?;
+    let keys = lumi_shared::secrets::AppSecrets::parse(&rotated)?.config_encryption_key;
+    client
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(rotated)
+        .send()
+        .await
+        .with_context(|| format!("writing {secret_id}"))?;
+    println!(
+        "new config key {}; the former ones still open what they sealed.\n\
+         Containers pick it up within SECRETS_CACHE_TTL_SECONDS (300 s). Then run `lumi settings reseal`\n\
+         (or wait for the next backup), and drop a former key from the secret once no value and no\n\
+         backup you may restore names it.",
+        lumi_shared::settings::sealed::key_id(keys.newest())
+    );
+    Ok(())
+}
+
+async fn settings_reseal(table: &str, secret_id: &str) -> anyhow::Result<()> {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let secret = read_secret(&client, secret_id)
+        .await?
+        .context("the secret has no value: run `lumi secrets init` first")?;
+    let keys = lumi_shared::secrets::AppSecrets::parse(&secret)?.config_encryption_key;
+    let store = settings_store(table).await;
+    let wrote = store.reseal(&keys).await?;
+    let (settings, _) = store.read_versioned().await?;
+    let kids: Vec<&str> = settings
+        .error_reporting_dsn
+        .iter()
+        .filter_map(|v| v.kid())
+        .collect();
+    println!(
+        "{}; key ids in use: {kids:?}",
+        if wrote {
+            "sealed again"
+        } else {
+            "nothing to seal"
+        }
     );
     Ok(())
 }

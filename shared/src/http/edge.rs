@@ -22,7 +22,7 @@ use crate::{
     platform::Platform,
     telemetry::{
         metrics::{HTTP_REQUESTS_TOTAL, MetricSet, status_class},
-        report::{self, Dsn, ErrorEvent},
+        report::{self, ErrorEvent},
     },
 };
 
@@ -148,23 +148,12 @@ pub async fn edge(
     response
 }
 
-/// Sends an internal error to the configured reporter, if any: the runtime settings'
-/// `errorReportingDsn` (the empty string: off), else `ERROR_REPORTING_DSN`. A failed report is
-/// logged and changes nothing else.
+/// Sends an internal error to the configured reporter, if any ([`report::configured_dsn`]). A
+/// failed report is logged and changes nothing else.
 async fn report_internal_error(platform: &Platform, chain: &str, request_id: &str, route: &str) {
-    let settings = platform.settings.get().await;
-    let dsn = match settings.error_reporting_dsn.as_deref() {
-        Some("") => None,
-        Some(text) => match Dsn::parse(text) {
-            Ok(dsn) => Some(dsn),
-            Err(error) => {
-                tracing::warn!(%error, "errorReportingDsn is unusable; error not reported");
-                None
-            }
-        },
-        None => platform.config.error_reporting_dsn.clone(),
+    let Some(dsn) = report::configured_dsn(platform).await else {
+        return;
     };
-    let Some(dsn) = dsn else { return };
     let event = ErrorEvent {
         message: chain,
         request_id,

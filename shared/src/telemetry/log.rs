@@ -37,6 +37,8 @@ const SENSITIVE_KEY_PARTS: &[&str] = &[
     "private_key",
     "credential",
     "signature",
+    // A Sentry DSN carries the reporter's key (`errorReportingDsn`).
+    "dsn",
 ];
 
 pub fn is_sensitive_key(key: &str) -> bool {
@@ -267,7 +269,7 @@ mod tests {
             tracing::info!(
                 password = "hunter2",
                 authorization = "Bearer abc.def",
-                body = r#"{"email":"a@b.c","refreshToken":"r-1"}"#,
+                body = r#"{"email":"a@b.c","refreshToken":"r-1","errorReportingDsn":"https://k1@h/1"}"#,
                 note = "sent Bearer xyz to upstream",
                 status = 200,
                 "login attempt"
@@ -284,6 +286,7 @@ mod tests {
         assert_eq!(line["authorization"], REDACTED);
         let body: Value = serde_json::from_str(line["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["refreshToken"], REDACTED);
+        assert_eq!(body["errorReportingDsn"], REDACTED);
         assert_eq!(body["email"], "a@b.c");
         assert_eq!(line["note"], "sent Bearer [REDACTED] to upstream");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));

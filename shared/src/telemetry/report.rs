@@ -3,7 +3,10 @@
 //!
 //! The DSN comes from the runtime settings (`errorReportingDsn`, so an operator can turn it on,
 //! move it or turn it off without a redeploy), else from `ERROR_REPORTING_DSN`; neither means no
-//! reporting. Every internal error (a 500) is sent once, as a Sentry envelope, with the request id,
+//! reporting. The setting is stored sealed (it carries the reporter's key) and opened here, the
+//! one place that uses it ([`configured_dsn`]); people see it masked ([`mask_dsn`]).
+//!
+//! Every internal error (a 500) is sent once, as a Sentry envelope, with the request id,
 //! function, route and stage as tags and the error chain (redacted like a log line) as the
 //! message. The send is awaited with a short deadline before the response leaves, because a
 //! Lambda container may be frozen right after it answers and a background task would be lost;
@@ -66,6 +69,59 @@ impl Dsn {
             envelope_url: format!("{scheme}://{host}{prefix}/api/{project_id}/envelope/"),
             project_id: project_id.to_owned(),
         })
+    }
+}
+
+/// The DSN with its credentials (public key, and the secret key of old DSNs) hidden:
+/// `https://****@o1.ingest.sentry.io/7`; host and project stay, so an operator can tell which
+/// project it is. `""` (reporting off) stays `""`.
+pub fn mask_dsn(text: &str) -> String {
+    if text.is_empty() {
+        return String::new();
+    }
+    match (text.split_once("://"), text.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, location))) => format!("{scheme}://****@{location}"),
+        _ => "****".into(),
+    }
+}
+
+/// Where this container's internal errors go: the runtime setting `errorReportingDsn`, opened
+/// with the config secret's keys (the empty string: nowhere), else `ERROR_REPORTING_DSN`. A
+/// setting that cannot be opened (its key dropped from the secret, Secrets Manager down) or is no
+/// DSN is logged, and the environment's DSN is used meanwhile: errors still reach someone.
+pub async fn configured_dsn(platform: &crate::Platform) -> Option<Dsn> {
+    use secrecy::ExposeSecret as _;
+    let settings = platform.settings.get().await;
+    let fallback = || platform.config.error_reporting_dsn.clone();
+    let Some(value) = settings.error_reporting_dsn.as_ref() else {
+        return fallback();
+    };
+    let secrets = match crate::settings::secrets_for(&platform.secrets, &settings).await {
+        Ok(secrets) => secrets,
+        Err(error) => {
+            tracing::warn!(%error, "errorReportingDsn cannot be opened; using the environment's");
+            return fallback();
+        }
+    };
+    let text = match value.reveal(
+        &secrets.config_encryption_key,
+        crate::settings::ERROR_REPORTING_DSN,
+    ) {
+        Ok(text) => text,
+        Err(error) => {
+            tracing::warn!(%error, "errorReportingDsn cannot be opened; using the environment's");
+            return fallback();
+        }
+    };
+    if text.expose_secret().is_empty() {
+        return None;
+    }
+    match Dsn::parse(text.expose_secret()) {
+        Ok(dsn) => Some(dsn),
+        Err(error) => {
+            tracing::warn!(%error, "errorReportingDsn is unusable; using the environment's");
+            fallback()
+        }
     }
 }
 
@@ -198,6 +254,20 @@ mod tests {
         ] {
             assert!(Dsn::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn masks_hide_the_keys_and_keep_the_project() {
+        assert_eq!(
+            mask_dsn("https://abc123@o42.ingest.sentry.io/4505"),
+            "https://****@o42.ingest.sentry.io/4505"
+        );
+        assert_eq!(
+            mask_dsn("http://key:secret@127.0.0.1:9000/sentry/7"),
+            "http://****@127.0.0.1:9000/sentry/7"
+        );
+        assert_eq!(mask_dsn(""), "");
+        assert_eq!(mask_dsn("no-dsn-at-all"), "****");
     }
 
     #[test]
