@@ -5,12 +5,18 @@ can both succeed, and concurrent TransactWriteItems can fail with 500s. DynamoDB
 serialises writes to an item, so this launcher puts every request behind one lock: the
 concurrency tests then hold the project to DynamoDB's real guarantee.
 
+The lock is first come, first served (`FifoLock`), and only moto's own work happens under it:
+each request's body is read from the socket before the request queues for the lock, and the
+answer, built whole inside it, is written to the socket after it.
+
 Usage: moto_server.py [--port N] [--request-log FILE] [--exit-on-stdin-eof]
 Prints `READY <port>` on stdout once listening. With --exit-on-stdin-eof it exits when its
 standard input closes, so a test process that dies takes its server with it.
 """
 
 import argparse
+import collections
+import io
 import json
 import logging
 import sys
@@ -41,14 +47,90 @@ def sent_emails():
     return emails
 
 
+class FifoLock:
+    """A lock served first come, first served.
+
+    `threading.Lock` is not fair: a thread that releases it and asks again (or a newcomer) can
+    take it before a thread that has been waiting, again and again, which under load left some
+    requests waiting seconds. Here each waiter queues behind those already waiting and the
+    releasing thread hands the lock to the oldest of them directly.
+    """
+
+    def __init__(self):
+        self._mutex = threading.Lock()
+        self._waiters = collections.deque()
+        self._held = False
+
+    def acquire(self):
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        # Released by `release` once every earlier waiter has had its turn: the lock is then
+        # this thread's (handed over, never free in between).
+        turn.acquire()
+
+    def release(self):
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._held = False
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def read_body(environ):
+    """Reads the whole request body from the socket and gives the app an in-memory copy.
+
+    Done before taking the lock, so a slow upload delays only its own request.
+    """
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return
+    if environ.get("wsgi.input_terminated"):
+        # Chunked: werkzeug's dechunking stream ends with the body.
+        body = stream.read()
+    else:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        parts, left = [], length
+        while left > 0:
+            part = stream.read(left)
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        body = b"".join(parts)
+    environ["wsgi.input"] = io.BytesIO(body)
+
+
 def locked(app, lock, request_log):
+    log_lock = threading.Lock()
+
     def serve(environ, start_response):
         if environ.get("PATH_INFO") == "/_lumi/sent-emails":
             with lock:
                 body = json.dumps(sent_emails(), default=str).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
+        arrived = time.monotonic()
+        read_body(environ)
+        read = time.monotonic()
         with lock:
+            started = time.monotonic()
+            # moto's state is read only here: the whole answer is built inside the lock; the
+            # server writes it to the socket after `serve` returns, outside it.
             chunks = app(environ, start_response)
             try:
                 body = b"".join(chunks)
@@ -56,30 +138,108 @@ def locked(app, lock, request_log):
                 close = getattr(chunks, "close", None)
                 if close:
                     close()
-            if request_log is not None:
-                # One line per AWS call, for benchmarks that count requests.
-                target = environ.get("HTTP_X_AMZ_TARGET", "")
-                auth = environ.get("HTTP_AUTHORIZATION", "")
-                service = ""
-                if "Credential=" in auth:
-                    parts = auth.split("Credential=", 1)[1].split("/")
-                    service = parts[3] if len(parts) > 3 else ""
-                request_log.write(
-                    json.dumps(
-                        {
-                            "t": time.time(),
-                            "service": service,
-                            "target": target,
-                            "method": environ.get("REQUEST_METHOD"),
-                            "path": environ.get("PATH_INFO"),
-                        }
-                    )
-                    + "\n"
-                )
+            done = time.monotonic()
+        if request_log is not None:
+            # One line per AWS call, for benchmarks that count requests and see where the time
+            # went: reading the body, waiting for the lock, moto's own handling (milliseconds).
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            auth = environ.get("HTTP_AUTHORIZATION", "")
+            service = ""
+            if "Credential=" in auth:
+                parts = auth.split("Credential=", 1)[1].split("/")
+                service = parts[3] if len(parts) > 3 else ""
+            line = json.dumps(
+                {
+                    "t": time.time(),
+                    "service": service,
+                    "target": target,
+                    "method": environ.get("REQUEST_METHOD"),
+                    "path": environ.get("PATH_INFO"),
+                    "read_ms": round((read - arrived) * 1000, 3),
+                    "wait_ms": round((started - read) * 1000, 3),
+                    "handle_ms": round((done - started) * 1000, 3),
+                }
+            )
+            with log_lock:
+                request_log.write(line + "\n")
                 request_log.flush()
         return [body]
 
     return serve
+
+
+def cheap_transaction_rollback():
+    """Makes moto's TransactWriteItems cost what it writes, not the size of its tables.
+
+    moto 5 keeps a transaction atomic by deep-copying every table the transaction names, once
+    per part, before writing, and putting the copies back if a part fails. The cost grows with
+    everything ever written: under a shop's load (orders, ledger, audit and idempotency items
+    pile up in one table) a checkout's transaction took tens of milliseconds of moto's time
+    under the lock, and every other request queued behind it. Here the transaction saves only
+    the items it names (a copy of each, or their absence) and puts those back when moto raises,
+    which is the same all-or-nothing: moto's own rollback, left in place, puts back the very
+    same table objects. Safe because moto runs one request at a time (the lock), so nothing
+    else reads or writes the tables while a transaction is in flight, and nothing else reads
+    the module's `copy` meanwhile.
+    """
+    import copy
+
+    import moto.dynamodb.models as dynamodb
+    from moto.dynamodb.models.table import Table
+
+    original = dynamodb.DynamoDBBackend.transact_write_items
+
+    class TablesNotCopied:
+        @staticmethod
+        def deepcopy(value, memo=None):
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def named_items(backend, transact_items):
+        """(table, hash key, range key, a copy of the item or None) for each part."""
+        saved = []
+        for part in transact_items:
+            try:
+                op_type, op = next(iter(part.items()))
+                table = backend.get_table(op["TableName"])
+                if op_type == "Put":
+                    attrs = op["Item"]
+                    keys = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                    if table.range_key_attr is not None:
+                        keys[table.range_key_attr] = attrs[table.range_key_attr]
+                else:
+                    keys = op["Key"]
+                hash_key, range_key = backend.get_keys_value(table, keys)
+                before = table.get_item(hash_key, range_key)
+            except Exception:
+                # A malformed part: moto refuses it without writing it.
+                continue
+            saved.append((table, hash_key, range_key, copy.deepcopy(before)))
+        return saved
+
+    def put_back(saved):
+        for table, hash_key, range_key, before in reversed(saved):
+            if range_key is not None:
+                if before is None:
+                    table.items.get(hash_key, {}).pop(range_key, None)
+                else:
+                    table.items[hash_key][range_key] = before
+            elif before is None:
+                table.items.pop(hash_key, None)
+            else:
+                table.items[hash_key] = before
+
+    def transact_write_items(self, transact_items):
+        saved = named_items(self, transact_items)
+        dynamodb.copy = TablesNotCopied
+        try:
+            return original(self, transact_items)
+        except BaseException:
+            put_back(saved)
+            raise
+        finally:
+            dynamodb.copy = copy
+
+    dynamodb.DynamoDBBackend.transact_write_items = transact_write_items
 
 
 def main():
@@ -94,10 +254,11 @@ def main():
 
     # One access line per AWS call would drown the test output; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    cheap_transaction_rollback()
     app = DomainDispatcherApplication(create_backend_app)
     request_log = open(args.request_log, "a") if args.request_log else None
     server = make_server(
-        args.host, args.port, locked(app, threading.Lock(), request_log), threaded=True
+        args.host, args.port, locked(app, FifoLock(), request_log), threaded=True
     )
     print(f"READY {server.server_port}", flush=True)
 
