@@ -95,7 +95,7 @@ def read_body(environ):
     """
     stream = environ.get("wsgi.input")
     if stream is None:
-        return
+        return b""
     if environ.get("wsgi.input_terminated"):
         # Chunked: werkzeug's dechunking stream ends with the body.
         body = stream.read()
@@ -113,6 +113,7 @@ def read_body(environ):
             left -= len(part)
         body = b"".join(parts)
     environ["wsgi.input"] = io.BytesIO(body)
+    return body
 
 
 def locked(app, lock, request_log):
@@ -125,7 +126,7 @@ def locked(app, lock, request_log):
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
         arrived = time.monotonic()
-        read_body(environ)
+        body_in = read_body(environ)
         read = time.monotonic()
         with lock:
             started = time.monotonic()
@@ -148,18 +149,25 @@ def locked(app, lock, request_log):
             if "Credential=" in auth:
                 parts = auth.split("Credential=", 1)[1].split("/")
                 service = parts[3] if len(parts) > 3 else ""
-            line = json.dumps(
-                {
-                    "t": time.time(),
-                    "service": service,
-                    "target": target,
-                    "method": environ.get("REQUEST_METHOD"),
-                    "path": environ.get("PATH_INFO"),
-                    "read_ms": round((read - arrived) * 1000, 3),
-                    "wait_ms": round((started - read) * 1000, 3),
-                    "handle_ms": round((done - started) * 1000, 3),
-                }
-            )
+            entry = {
+                "t": time.time(),
+                "service": service,
+                "target": target,
+                "method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"),
+                "read_ms": round((read - arrived) * 1000, 3),
+                "wait_ms": round((started - read) * 1000, 3),
+                "handle_ms": round((done - started) * 1000, 3),
+            }
+            if target.startswith("DynamoDB_") and body_in:
+                # Which table and index: a query of an index is a scan of the table in moto.
+                try:
+                    request = json.loads(body_in)
+                    entry["table"] = request.get("TableName")
+                    entry["index"] = request.get("IndexName")
+                except (ValueError, AttributeError):
+                    pass
+            line = json.dumps(entry)
             with log_lock:
                 request_log.write(line + "\n")
                 request_log.flush()
@@ -242,6 +250,120 @@ def cheap_transaction_rollback():
     dynamodb.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def partition_queries():
+    """Makes moto's Query read the partition it asks for, not the whole table.
+
+    moto 5 answers every Query by sorting every item of the table and filtering them: a query
+    of a global secondary index (the catalog, a customer's orders, a variant's reservations)
+    and even of one partition of the table cost time in proportion to everything ever written,
+    all of it under the lock. Here a Query of the table sees only the items of its partition,
+    and a Query of a GSI only the items that were ever written with its partition key value
+    (kept per table as items are written; moto still checks every condition, so an item
+    that has since changed or gone is left out as before). Everything else, Scan included, is
+    moto's own code.
+    """
+    import moto.dynamodb.models as dynamodb
+    from moto.dynamodb.models.table import GlobalSecondaryIndex, Table
+
+    # Key attributes are strings, numbers or binary: other values are never looked up.
+    KEY_TYPES = ("S", "N", "B")
+    original_query = Table.query
+    original_put = Table.put_item
+    original_update = dynamodb.DynamoDBBackend.update_item
+
+    def by_value(table, attr):
+        """{value of `attr`: {(hash key, range key)}}, built on first use, then kept."""
+        maps = table.__dict__.setdefault("_lumi_by_value", {})
+        if attr not in maps:
+            values = {}
+            for item in Table.all_items(table):
+                value = item.attrs.get(attr)
+                if value is not None and value.type in KEY_TYPES:
+                    values.setdefault(value, set()).add((item.hash_key, item.range_key))
+            maps[attr] = values
+        return maps[attr]
+
+    def note(table, item):
+        """An item was written: it may now be found by its current values."""
+        if item is None:
+            return
+        for attr, values in table.__dict__.get("_lumi_by_value", {}).items():
+            value = item.attrs.get(attr)
+            if value is not None and value.type in KEY_TYPES:
+                values.setdefault(value, set()).add((item.hash_key, item.range_key))
+
+    def lookup(table, hash_key, range_key):
+        partition = table.items.get(hash_key)
+        if partition is None:
+            return None
+        if table.range_key_attr:
+            return partition.get(range_key)
+        return partition
+
+    def in_order(items):
+        return sorted(
+            items,
+            key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key,
+        )
+
+    def candidates(table, hash_key, index_name, hash_key_conditions):
+        if not index_name:
+            if hash_key is None:
+                return None
+            partition = table.items.get(hash_key)
+            if partition is None:
+                return []
+            return list(partition.values()) if table.range_key_attr else [partition]
+        index = next((i for i in table.all_indexes() if i.name == index_name), None)
+        if not isinstance(index, GlobalSecondaryIndex):
+            return None
+        hash_attrs = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+        conditions = hash_key_conditions or []
+        if (
+            len(hash_attrs) != 1
+            or len(conditions) != 1
+            or conditions[0][0] != hash_attrs[0]
+            or conditions[0][1].type not in KEY_TYPES
+        ):
+            return None
+        keys = by_value(table, hash_attrs[0]).get(conditions[0][1], ())
+        found = (lookup(table, h, r) for h, r in keys)
+        return [item for item in found if item is not None]
+
+    def query(self, hash_key, *args, **kwargs):
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        items = candidates(self, hash_key, index_name, kwargs.get("hash_key_conditions"))
+        if items is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        items = in_order(items)
+        # moto's query reads `self.all_items()`: for this call, only the candidates.
+        self.all_items = lambda: list(items)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    def put_item(self, *args, **kwargs):
+        item = original_put(self, *args, **kwargs)
+        note(self, item)
+        return item
+
+    def update_item(self, table_name, key, *args, **kwargs):
+        try:
+            return original_update(self, table_name, key, *args, **kwargs)
+        finally:
+            # Even a refused update may have changed the item in place: note it as it is.
+            try:
+                table = self.get_table(table_name)
+                note(table, table.get_item(*self.get_keys_value(table, key)))
+            except Exception:
+                pass
+
+    Table.query = query
+    Table.put_item = put_item
+    dynamodb.DynamoDBBackend.update_item = update_item
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -255,6 +377,7 @@ def main():
     # One access line per AWS call would drown the test output; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     cheap_transaction_rollback()
+    partition_queries()
     app = DomainDispatcherApplication(create_backend_app)
     request_log = open(args.request_log, "a") if args.request_log else None
     server = make_server(
