@@ -20,7 +20,7 @@ usage: lumi-bench cold-start --lambda-dir DIR --reference NAME
   --json PATH              also write the figures as JSON to PATH
 
 usage: lumi-bench load [--lumi PATH] [--clients N] [--duration SECONDS] [--warmup SECONDS]
-                       [--moto-log PATH] [--dev-output PATH] [--json PATH]
+                       [--one-address] [--moto-log PATH] [--dev-output PATH] [--json PATH]
 
   --lumi PATH              the `lumi` binary whose `lumi dev` is loaded (default target/debug/lumi,
                            what `make dev` runs)
@@ -28,6 +28,7 @@ usage: lumi-bench load [--lumi PATH] [--clients N] [--duration SECONDS] [--warmu
   --duration SECONDS       measured time (default 30)
   --warmup SECONDS         time before the measured window, for every client's warm-up round
                            (default 10)
+  --one-address            every client from 127.0.0.10 (default: each from its own address)
   --moto-log PATH          moto's request log, summarised for the window (default
                            target/bench-load-moto.jsonl; `none` for no log)
   --dev-output PATH        where `lumi dev`'s output goes (default target/bench-load-dev.log)
@@ -54,6 +55,7 @@ pub struct Load {
     pub clients: usize,
     pub duration: Duration,
     pub warmup: Duration,
+    pub one_address: bool,
     pub moto_log: Option<PathBuf>,
     pub dev_output: PathBuf,
     pub json: Option<PathBuf>,
@@ -149,8 +151,15 @@ fn options(args: impl Iterator<Item = String>) -> Result<Vec<(String, String)>> 
     let mut args = args.peekable();
     let mut out = Vec::new();
     while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            out.push(("--help".to_owned(), String::new()));
+        if arg == "-h" || arg == "--help" || arg == "--one-address" {
+            out.push((
+                if arg == "-h" {
+                    "--help".to_owned()
+                } else {
+                    arg
+                },
+                String::new(),
+            ));
             continue;
         }
         match arg.split_once('=') {
@@ -174,6 +183,7 @@ fn parse_load(args: impl Iterator<Item = String>) -> Result<Command> {
         clients: 8,
         duration: Duration::from_secs(30),
         warmup: Duration::from_secs(10),
+        one_address: false,
         moto_log: Some(PathBuf::from("target/bench-load-moto.jsonl")),
         dev_output: crate::load::default_dev_output(),
         json: None,
@@ -181,6 +191,7 @@ fn parse_load(args: impl Iterator<Item = String>) -> Result<Command> {
     for (flag, value) in options(args)? {
         match flag.as_str() {
             "--help" => return Ok(Command::Help),
+            "--one-address" => load.one_address = true,
             "--lumi" => load.lumi = PathBuf::from(value),
             "--clients" => {
                 load.clients = positive(&flag, &value)?;
@@ -285,6 +296,7 @@ mod tests {
             (4, Duration::from_secs(5), Duration::from_secs(10))
         );
         assert_eq!((load.moto_log, load.json), (None, Some("o.json".into())));
+        assert!(load.one_address);
         assert_eq!(parse(args("load --help")).unwrap(), Command::Help);
         for line in [
             "load --clients 0",

@@ -16,7 +16,9 @@
 //!
 //! With `--moto-log`, moto's request log (one line per AWS call with the time spent reading
 //! the body, waiting for the lock and handled by moto) is summarised for the measured window:
-//! where the AWS side of the time goes.
+//! where the AWS side of the time goes. `--one-address` sends every customer's load from one
+//! address (as a load generator on one machine does without it): every request then spends
+//! the same `ip` bucket.
 
 use std::{
     io::Write as _,
@@ -359,7 +361,7 @@ async fn customers(dev: &Dev, clients: usize) -> Result<Vec<Client>> {
             anyhow::Ok(client)
         }
     });
-    futures_join_all(signups).await.into_iter().collect()
+    join_all(signups).await
 }
 
 fn customer_address(i: usize) -> Ipv4Addr {
@@ -367,16 +369,16 @@ fn customer_address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, i)
 }
 
-/// `futures::future::join_all` without the dependency: spawned tasks, awaited in order.
-async fn futures_join_all<T: Send + 'static>(
-    futures: impl IntoIterator<Item = impl Future<Output = T> + Send + 'static>,
-) -> Vec<T> {
+/// Runs the futures as tasks, concurrently; their outputs in order.
+async fn join_all<T: Send + 'static>(
+    futures: impl IntoIterator<Item = impl Future<Output = Result<T>> + Send + 'static>,
+) -> Result<Vec<T>> {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
     for handle in handles {
-        out.push(handle.await.expect("a load task panicked"));
+        out.push(handle.await.context("a load task panicked")??);
     }
-    out
+    Ok(out)
 }
 
 /// One customer's loop: rounds from `first` step on until `until`; samples of requests that
@@ -489,7 +491,14 @@ async fn measure(dev: &Dev, opts: &Load) -> Result<LoadReport> {
         opts.clients
     );
     let products = Arc::new(prepare(dev).await?);
-    let clients = customers(dev, opts.clients).await?;
+    let mut clients = customers(dev, opts.clients).await?;
+    if opts.one_address {
+        // Signed up from their own addresses (the `auth` budget is per IP, and the auth
+        // function may still hold the default budgets), loaded from one.
+        for client in &mut clients {
+            client.http = Client::new(&dev.base, customer_address(0))?.http;
+        }
+    }
     // Enough time for every client's warm-up round (first calls of each route) before the
     // measured window opens.
     let from = Instant::now() + opts.warmup;
@@ -505,10 +514,7 @@ async fn measure(dev: &Dev, opts: &Load) -> Result<LoadReport> {
         let products = products.clone();
         drive(client, i, products, from, until)
     });
-    let mut samples = Vec::new();
-    for result in futures_join_all(tasks).await {
-        samples.extend(result?);
-    }
+    let samples: Vec<Sample> = join_all(tasks).await?.into_iter().flatten().collect();
     // Requests that were still running at `until` finished after it: the window is the time
     // the last of them took.
     let measured = Instant::now().saturating_duration_since(from);
@@ -516,7 +522,13 @@ async fn measure(dev: &Dev, opts: &Load) -> Result<LoadReport> {
         Some(log) => Some(aws_calls(log, wall_from, measured)?),
         None => None,
     };
-    Ok(LoadReport::new(opts.clients, measured, samples, aws))
+    Ok(LoadReport::new(
+        opts.clients,
+        opts.one_address,
+        measured,
+        samples,
+        aws,
+    ))
 }
 
 /// The AWS calls moto logged within the measured window.
@@ -534,7 +546,17 @@ fn aws_calls(log: &Path, from: SystemTime, window: Duration) -> Result<Vec<AwsCa
         })
         .map(|call| AwsCall {
             name: match call["target"].as_str() {
-                Some(target) if !target.is_empty() => target.to_owned(),
+                Some(target) if !target.is_empty() => {
+                    let operation = target.rsplit('.').next().unwrap_or(target);
+                    let mut name = operation.to_owned();
+                    if let Some(table) = call["table"].as_str() {
+                        name = format!("{name} {table}");
+                    }
+                    if let Some(index) = call["index"].as_str() {
+                        name = format!("{name} (index {index})");
+                    }
+                    name
+                }
                 _ => format!(
                     "{} {} {}",
                     call["service"].as_str().unwrap_or(""),

@@ -230,6 +230,8 @@ pub struct AwsCall {
 #[derive(Debug)]
 pub struct LoadReport {
     pub clients: usize,
+    /// Every client from one address (else each from its own).
+    pub one_address: bool,
     pub window: Duration,
     pub requests: usize,
     pub per_second: f64,
@@ -262,6 +264,8 @@ pub struct StepFigures {
 #[derive(Debug)]
 pub struct AwsFigures {
     pub calls: usize,
+    /// Whether the log has the timings (a log of an older launcher has only the calls).
+    pub timed: bool,
     pub per_request: f64,
     pub wait_p50_ms: f64,
     pub wait_p99_ms: f64,
@@ -277,6 +281,7 @@ pub struct AwsFigures {
 impl LoadReport {
     pub fn new(
         clients: usize,
+        one_address: bool,
         window: Duration,
         samples: Vec<Sample>,
         aws: Option<Vec<AwsCall>>,
@@ -320,6 +325,7 @@ impl LoadReport {
         let aws = aws.map(|calls| AwsFigures::new(&calls, samples.len(), window));
         LoadReport {
             clients,
+            one_address,
             window,
             requests: samples.len(),
             per_second: samples.len() as f64 / window.as_secs_f64().max(1e-9),
@@ -341,11 +347,16 @@ impl LoadReport {
     pub fn table(&self) -> String {
         let round: Vec<&str> = Step::ROUND.iter().map(|s| s.label()).collect();
         let mut out = format!(
-            "load: {} clients against `lumi dev` (make dev's stack), {:.1} s measured after a \
-             warm-up round per client; each client repeats: {} (manual payment)\n\
+            "load: {} clients ({}) against `lumi dev` (make dev's stack), {:.1} s measured \
+             after a warm-up round per client; each client repeats: {} (manual payment)\n\
              goal at {LOAD_GOAL_CLIENTS} clients: p99 under {LOAD_P99_MAX_MS:.0} ms, no 5xx \
              (ratio: p99 over the goal's p99)\n\n",
             self.clients,
+            if self.one_address {
+                "all from one address"
+            } else {
+                "each from its own address"
+            },
             self.window.as_secs_f64(),
             round.join(", "),
         );
@@ -405,21 +416,25 @@ impl LoadReport {
         }
 
         if let Some(aws) = &self.aws {
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "\nAWS calls in the window (moto's request log): {} calls, {:.1} per request; \
-                 moto busy {:.0} % of the window\n\
-                 per call: lock wait p50 {:.1} ms, p99 {:.1} ms; moto's handling p50 {:.1} ms, \
-                 p99 {:.1} ms; reading the body p99 {:.1} ms\n",
-                aws.calls,
-                aws.per_request,
-                aws.busy * 100.0,
-                aws.wait_p50_ms,
-                aws.wait_p99_ms,
-                aws.handle_p50_ms,
-                aws.handle_p99_ms,
-                aws.read_p99_ms,
+                "\nAWS calls in the window (moto's request log): {} calls, {:.1} per request",
+                aws.calls, aws.per_request,
             );
+            if aws.timed {
+                let _ = writeln!(
+                    out,
+                    "moto busy (the lock held) {:.0} % of the window; per call: lock wait p50 \
+                     {:.1} ms, p99 {:.1} ms; moto's handling p50 {:.1} ms, p99 {:.1} ms; \
+                     reading the body p99 {:.1} ms",
+                    aws.busy * 100.0,
+                    aws.wait_p50_ms,
+                    aws.wait_p99_ms,
+                    aws.handle_p50_ms,
+                    aws.handle_p99_ms,
+                    aws.read_p99_ms,
+                );
+            }
             let rows: Vec<Vec<String>> = aws
                 .by_call
                 .iter()
@@ -446,6 +461,7 @@ impl LoadReport {
     pub fn json(&self) -> Value {
         json!({
             "clients": self.clients,
+            "one_address": self.one_address,
             "window_s": round2(self.window.as_secs_f64()),
             "requests": self.requests,
             "requests_per_s": round2(self.per_second),
@@ -509,6 +525,7 @@ impl AwsFigures {
         by_call.sort_by(|a, b| b.3.total_cmp(&a.3));
         AwsFigures {
             calls: calls.len(),
+            timed: !handle.is_empty(),
             per_request: calls.len() as f64 / requests.max(1) as f64,
             wait_p50_ms: percentile(&wait, 50),
             wait_p99_ms: percentile(&wait, 99),
@@ -690,7 +707,7 @@ mod tests {
             };
             4
         ];
-        let report = LoadReport::new(8, Duration::from_secs(10), samples, Some(calls));
+        let report = LoadReport::new(8, false, Duration::from_secs(10), samples, Some(calls));
         assert_eq!(report.requests, 100);
         assert_eq!(report.per_second, 10.0);
         assert_eq!(
