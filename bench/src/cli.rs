@@ -286,7 +286,7 @@ mod tests {
     #[test]
     fn parses_the_load_line() {
         let Command::Load(load) = parse(args(
-            "load --clients 4 --duration=5 --moto-log none --json o.json",
+            "load --clients 4 --duration=5 --one-address --moto-log none --json o.json",
         ))
         .unwrap() else {
             panic!("not load");
