@@ -5,12 +5,20 @@ can both succeed, and concurrent TransactWriteItems can fail with 500s. DynamoDB
 serialises writes to an item, so this launcher puts every request behind one lock: the
 concurrency tests then hold the project to DynamoDB's real guarantee.
 
+The lock is first come, first served (`FifoLock`), and only moto's own work happens under it:
+each request's body is read from the socket before the request queues for the lock, and the
+answer, built whole inside it, is written to the socket after it. Two patches of moto
+(`cheap_transaction_rollback`, `partition_queries`) make its time per DynamoDB call depend on
+what the call reads and writes, not on the size of the table; both keep moto's answers.
+
 Usage: moto_server.py [--port N] [--request-log FILE] [--exit-on-stdin-eof]
 Prints `READY <port>` on stdout once listening. With --exit-on-stdin-eof it exits when its
 standard input closes, so a test process that dies takes its server with it.
 """
 
 import argparse
+import collections
+import io
 import json
 import logging
 import sys
@@ -41,14 +49,91 @@ def sent_emails():
     return emails
 
 
+class FifoLock:
+    """A lock served first come, first served.
+
+    `threading.Lock` is not fair: a thread that releases it and asks again (or a newcomer) can
+    take it before a thread that has been waiting, again and again, which under load left some
+    requests waiting seconds. Here each waiter queues behind those already waiting and the
+    releasing thread hands the lock to the oldest of them directly.
+    """
+
+    def __init__(self):
+        self._mutex = threading.Lock()
+        self._waiters = collections.deque()
+        self._held = False
+
+    def acquire(self):
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        # Released by `release` once every earlier waiter has had its turn: the lock is then
+        # this thread's (handed over, never free in between).
+        turn.acquire()
+
+    def release(self):
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._held = False
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def read_body(environ):
+    """Reads the whole request body from the socket and gives the app an in-memory copy.
+
+    Done before taking the lock, so a slow upload delays only its own request.
+    """
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    if environ.get("wsgi.input_terminated"):
+        # Chunked: werkzeug's dechunking stream ends with the body.
+        body = stream.read()
+    else:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        parts, left = [], length
+        while left > 0:
+            part = stream.read(left)
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        body = b"".join(parts)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
 def locked(app, lock, request_log):
+    log_lock = threading.Lock()
+
     def serve(environ, start_response):
         if environ.get("PATH_INFO") == "/_lumi/sent-emails":
             with lock:
                 body = json.dumps(sent_emails(), default=str).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
+        arrived = time.monotonic()
+        body_in = read_body(environ)
+        read = time.monotonic()
         with lock:
+            started = time.monotonic()
+            # moto's state is read only here: the whole answer is built inside the lock; the
+            # server writes it to the socket after `serve` returns, outside it.
             chunks = app(environ, start_response)
             try:
                 body = b"".join(chunks)
@@ -56,30 +141,229 @@ def locked(app, lock, request_log):
                 close = getattr(chunks, "close", None)
                 if close:
                     close()
-            if request_log is not None:
-                # One line per AWS call, for benchmarks that count requests.
-                target = environ.get("HTTP_X_AMZ_TARGET", "")
-                auth = environ.get("HTTP_AUTHORIZATION", "")
-                service = ""
-                if "Credential=" in auth:
-                    parts = auth.split("Credential=", 1)[1].split("/")
-                    service = parts[3] if len(parts) > 3 else ""
-                request_log.write(
-                    json.dumps(
-                        {
-                            "t": time.time(),
-                            "service": service,
-                            "target": target,
-                            "method": environ.get("REQUEST_METHOD"),
-                            "path": environ.get("PATH_INFO"),
-                        }
-                    )
-                    + "\n"
-                )
+            done = time.monotonic()
+        if request_log is not None:
+            # One line per AWS call, for benchmarks that count requests and see where the time
+            # went: reading the body, waiting for the lock, moto's own handling (milliseconds).
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            auth = environ.get("HTTP_AUTHORIZATION", "")
+            service = ""
+            if "Credential=" in auth:
+                parts = auth.split("Credential=", 1)[1].split("/")
+                service = parts[3] if len(parts) > 3 else ""
+            entry = {
+                "t": time.time(),
+                "service": service,
+                "target": target,
+                "method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"),
+                "read_ms": round((read - arrived) * 1000, 3),
+                "wait_ms": round((started - read) * 1000, 3),
+                "handle_ms": round((done - started) * 1000, 3),
+            }
+            if target.startswith("DynamoDB_") and body_in:
+                # Which table and index: a query of an index is a scan of the table in moto.
+                try:
+                    request = json.loads(body_in)
+                    entry["table"] = request.get("TableName")
+                    entry["index"] = request.get("IndexName")
+                except (ValueError, AttributeError):
+                    pass
+            line = json.dumps(entry)
+            with log_lock:
+                request_log.write(line + "\n")
                 request_log.flush()
         return [body]
 
     return serve
+
+
+def cheap_transaction_rollback():
+    """Makes moto's TransactWriteItems cost what it writes, not the size of its tables.
+
+    moto 5 keeps a transaction atomic by deep-copying every table the transaction names, once
+    per part, before writing, and putting the copies back if a part fails. The cost grows with
+    everything ever written: under a shop's load (orders, ledger, audit and idempotency items
+    pile up in one table) a checkout's transaction took tens of milliseconds of moto's time
+    under the lock, and every other request queued behind it. Here the transaction saves only
+    the items it names (a copy of each, or their absence) and puts those back when moto raises,
+    which is the same all-or-nothing: moto's own rollback, left in place, puts back the very
+    same table objects. Safe because moto runs one request at a time (the lock), so nothing
+    else reads or writes the tables while a transaction is in flight, and nothing else reads
+    the module's `copy` meanwhile.
+    """
+    import copy
+
+    import moto.dynamodb.models as dynamodb
+    from moto.dynamodb.models.table import Table
+
+    original = dynamodb.DynamoDBBackend.transact_write_items
+
+    class TablesNotCopied:
+        @staticmethod
+        def deepcopy(value, memo=None):
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def named_items(backend, transact_items):
+        """(table, hash key, range key, a copy of the item or None) for each part."""
+        saved = []
+        for part in transact_items:
+            try:
+                op_type, op = next(iter(part.items()))
+                table = backend.get_table(op["TableName"])
+                if op_type == "Put":
+                    attrs = op["Item"]
+                    keys = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                    if table.range_key_attr is not None:
+                        keys[table.range_key_attr] = attrs[table.range_key_attr]
+                else:
+                    keys = op["Key"]
+                hash_key, range_key = backend.get_keys_value(table, keys)
+                before = table.get_item(hash_key, range_key)
+            except Exception:
+                # A malformed part: moto refuses it without writing it.
+                continue
+            saved.append((table, hash_key, range_key, copy.deepcopy(before)))
+        return saved
+
+    def put_back(saved):
+        for table, hash_key, range_key, before in reversed(saved):
+            if range_key is not None:
+                if before is None:
+                    table.items.get(hash_key, {}).pop(range_key, None)
+                else:
+                    table.items[hash_key][range_key] = before
+            elif before is None:
+                table.items.pop(hash_key, None)
+            else:
+                table.items[hash_key] = before
+
+    def transact_write_items(self, transact_items):
+        saved = named_items(self, transact_items)
+        dynamodb.copy = TablesNotCopied
+        try:
+            return original(self, transact_items)
+        except BaseException:
+            put_back(saved)
+            raise
+        finally:
+            dynamodb.copy = copy
+
+    dynamodb.DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def partition_queries():
+    """Makes moto's Query read the partition it asks for, not the whole table.
+
+    moto 5 answers every Query by sorting every item of the table and filtering them: a query
+    of a global secondary index (the catalog, a customer's orders, a variant's reservations)
+    and even of one partition of the table cost time in proportion to everything ever written,
+    all of it under the lock. Here a Query of the table sees only the items of its partition,
+    and a Query of a GSI only the items that were ever written with its partition key value
+    (kept per table as items are written; moto still checks every condition, so an item
+    that has since changed or gone is left out as before). Everything else, Scan included, is
+    moto's own code.
+    """
+    import moto.dynamodb.models as dynamodb
+    from moto.dynamodb.models.table import GlobalSecondaryIndex, Table
+
+    # Key attributes are strings, numbers or binary: other values are never looked up.
+    KEY_TYPES = ("S", "N", "B")
+    original_query = Table.query
+    original_put = Table.put_item
+    original_update = dynamodb.DynamoDBBackend.update_item
+
+    def by_value(table, attr):
+        """{value of `attr`: {(hash key, range key)}}, built on first use, then kept."""
+        maps = table.__dict__.setdefault("_lumi_by_value", {})
+        if attr not in maps:
+            values = {}
+            for item in Table.all_items(table):
+                value = item.attrs.get(attr)
+                if value is not None and value.type in KEY_TYPES:
+                    values.setdefault(value, set()).add((item.hash_key, item.range_key))
+            maps[attr] = values
+        return maps[attr]
+
+    def note(table, item):
+        """An item was written: it may now be found by its current values."""
+        if item is None:
+            return
+        for attr, values in table.__dict__.get("_lumi_by_value", {}).items():
+            value = item.attrs.get(attr)
+            if value is not None and value.type in KEY_TYPES:
+                values.setdefault(value, set()).add((item.hash_key, item.range_key))
+
+    def lookup(table, hash_key, range_key):
+        partition = table.items.get(hash_key)
+        if partition is None:
+            return None
+        if table.range_key_attr:
+            return partition.get(range_key)
+        return partition
+
+    def in_order(items):
+        return sorted(
+            items,
+            key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key,
+        )
+
+    def candidates(table, hash_key, index_name, hash_key_conditions):
+        if not index_name:
+            if hash_key is None:
+                return None
+            partition = table.items.get(hash_key)
+            if partition is None:
+                return []
+            return list(partition.values()) if table.range_key_attr else [partition]
+        index = next((i for i in table.all_indexes() if i.name == index_name), None)
+        if not isinstance(index, GlobalSecondaryIndex):
+            return None
+        hash_attrs = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+        conditions = hash_key_conditions or []
+        if (
+            len(hash_attrs) != 1
+            or len(conditions) != 1
+            or conditions[0][0] != hash_attrs[0]
+            or conditions[0][1].type not in KEY_TYPES
+        ):
+            return None
+        keys = by_value(table, hash_attrs[0]).get(conditions[0][1], ())
+        found = (lookup(table, h, r) for h, r in keys)
+        return [item for item in found if item is not None]
+
+    def query(self, hash_key, *args, **kwargs):
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        items = candidates(self, hash_key, index_name, kwargs.get("hash_key_conditions"))
+        if items is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        items = in_order(items)
+        # moto's query reads `self.all_items()`: for this call, only the candidates.
+        self.all_items = lambda: list(items)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    def put_item(self, *args, **kwargs):
+        item = original_put(self, *args, **kwargs)
+        note(self, item)
+        return item
+
+    def update_item(self, table_name, key, *args, **kwargs):
+        try:
+            return original_update(self, table_name, key, *args, **kwargs)
+        finally:
+            # Even a refused update may have changed the item in place: note it as it is.
+            try:
+                table = self.get_table(table_name)
+                note(table, table.get_item(*self.get_keys_value(table, key)))
+            except Exception:
+                pass
+
+    Table.query = query
+    Table.put_item = put_item
+    dynamodb.DynamoDBBackend.update_item = update_item
 
 
 def main():
@@ -94,10 +378,12 @@ def main():
 
     # One access line per AWS call would drown the test output; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    cheap_transaction_rollback()
+    partition_queries()
     app = DomainDispatcherApplication(create_backend_app)
     request_log = open(args.request_log, "a") if args.request_log else None
     server = make_server(
-        args.host, args.port, locked(app, threading.Lock(), request_log), threaded=True
+        args.host, args.port, locked(app, FifoLock(), request_log), threaded=True
     )
     print(f"READY {server.server_port}", flush=True)
 

@@ -1,7 +1,7 @@
 //! Command line parsing with plain `std::env::args`: one subcommand and a handful of options do
 //! not need clap (and its build time).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -18,6 +18,21 @@ usage: lumi-bench cold-start --lambda-dir DIR --reference NAME
   --runs N                 measured runs per binary (default 20)
   --warmup N               discarded runs per binary before measuring (default 2)
   --json PATH              also write the figures as JSON to PATH
+
+usage: lumi-bench load [--lumi PATH] [--clients N] [--duration SECONDS] [--warmup SECONDS]
+                       [--one-address] [--moto-log PATH] [--dev-output PATH] [--json PATH]
+
+  --lumi PATH              the `lumi` binary whose `lumi dev` is loaded (default target/debug/lumi,
+                           what `make dev` runs)
+  --clients N              concurrent customers (default 8, the goal's)
+  --duration SECONDS       measured time (default 30)
+  --warmup SECONDS         time before the measured window, for every client's warm-up round
+                           (default 10)
+  --one-address            every client from 127.0.0.10 (default: each from its own address)
+  --moto-log PATH          moto's request log, summarised for the window (default
+                           target/bench-load-moto.jsonl; `none` for no log)
+  --dev-output PATH        where `lumi dev`'s output goes (default target/bench-load-dev.log)
+  --json PATH              also write the figures as JSON to PATH
 ";
 
 /// Measured runs per binary when `--runs` is not given.
@@ -30,6 +45,20 @@ const DEFAULT_WARMUP: usize = 2;
 pub enum Command {
     Help,
     ColdStart(ColdStart),
+    Load(Load),
+}
+
+/// Options of the `load` subcommand.
+#[derive(Debug, PartialEq)]
+pub struct Load {
+    pub lumi: PathBuf,
+    pub clients: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub one_address: bool,
+    pub moto_log: Option<PathBuf>,
+    pub dev_output: PathBuf,
+    pub json: Option<PathBuf>,
 }
 
 /// Options of the `cold-start` subcommand.
@@ -54,7 +83,8 @@ fn parse_inner(args: impl IntoIterator<Item = String>) -> Result<Command> {
     match args.next().as_deref() {
         None | Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("cold-start") => {}
-        Some(other) => bail!("unknown subcommand `{other}` (expected `cold-start`)"),
+        Some("load") => return parse_load(args),
+        Some(other) => bail!("unknown subcommand `{other}` (expected `cold-start` or `load`)"),
     }
 
     let mut lambda_dir = None;
@@ -114,6 +144,72 @@ fn parse_inner(args: impl IntoIterator<Item = String>) -> Result<Command> {
         warmup,
         json,
     }))
+}
+
+/// `--opt value` or `--opt=value` pairs, in order; `-h`/`--help` as `("--help", "")`.
+fn options(args: impl Iterator<Item = String>) -> Result<Vec<(String, String)>> {
+    let mut args = args.peekable();
+    let mut out = Vec::new();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" || arg == "--one-address" {
+            out.push((
+                if arg == "-h" {
+                    "--help".to_owned()
+                } else {
+                    arg
+                },
+                String::new(),
+            ));
+            continue;
+        }
+        match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                out.push((flag.to_owned(), value.to_owned()));
+            }
+            _ => {
+                let value = args
+                    .next()
+                    .with_context(|| format!("{arg} needs a value"))?;
+                out.push((arg, value));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_load(args: impl Iterator<Item = String>) -> Result<Command> {
+    let mut load = Load {
+        lumi: PathBuf::from("target/debug/lumi"),
+        clients: 8,
+        duration: Duration::from_secs(30),
+        warmup: Duration::from_secs(10),
+        one_address: false,
+        moto_log: Some(PathBuf::from("target/bench-load-moto.jsonl")),
+        dev_output: crate::load::default_dev_output(),
+        json: None,
+    };
+    for (flag, value) in options(args)? {
+        match flag.as_str() {
+            "--help" => return Ok(Command::Help),
+            "--one-address" => load.one_address = true,
+            "--lumi" => load.lumi = PathBuf::from(value),
+            "--clients" => {
+                load.clients = positive(&flag, &value)?;
+                if load.clients > 200 {
+                    bail!("--clients is at most 200 (one loopback address each)");
+                }
+            }
+            "--duration" => load.duration = Duration::from_secs(positive(&flag, &value)? as u64),
+            "--warmup" => load.warmup = Duration::from_secs(count(&flag, &value)? as u64),
+            "--moto-log" => {
+                load.moto_log = (value != "none").then(|| PathBuf::from(value));
+            }
+            "--dev-output" => load.dev_output = PathBuf::from(value),
+            "--json" => load.json = Some(PathBuf::from(value)),
+            other => bail!("unknown option `{other}`"),
+        }
+    }
+    Ok(Command::Load(load))
 }
 
 /// A binary name becomes a path component (`<lambda-dir>/<name>/bootstrap`) and part of an
@@ -185,6 +281,31 @@ mod tests {
         assert!(opts.functions.is_empty());
         assert_eq!(parse(args("")).unwrap(), Command::Help);
         assert_eq!(parse(args("cold-start --help")).unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn parses_the_load_line() {
+        let Command::Load(load) = parse(args(
+            "load --clients 4 --duration=5 --one-address --moto-log none --json o.json",
+        ))
+        .unwrap() else {
+            panic!("not load");
+        };
+        assert_eq!(
+            (load.clients, load.duration, load.warmup),
+            (4, Duration::from_secs(5), Duration::from_secs(10))
+        );
+        assert_eq!((load.moto_log, load.json), (None, Some("o.json".into())));
+        assert!(load.one_address);
+        assert_eq!(parse(args("load --help")).unwrap(), Command::Help);
+        for line in [
+            "load --clients 0",
+            "load --clients",
+            "load --bogus 1",
+            "load --clients 201",
+        ] {
+            assert!(parse(args(line)).is_err(), "accepted: {line}");
+        }
     }
 
     #[test]

@@ -16,8 +16,12 @@
 //! that fill the page cache.
 //!
 //! Run by `make bench` after `cargo lambda build --release`; see `bench/README.md`.
+//!
+//! `lumi-bench load` ([`load`]): the local stack (`lumi dev`) under a mixed customer load,
+//! p50 and p99 against the goal at 8 clients; `make bench-load` runs it alone.
 
 mod cli;
+mod load;
 mod report;
 mod runtime_api;
 
@@ -58,6 +62,7 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Ok(cli::Command::ColdStart(opts)) => cold_start(opts).await,
+        Ok(cli::Command::Load(opts)) => load::run(opts).await,
         Err(err) => Err(err),
     };
     match result {

@@ -1,10 +1,13 @@
 //! Figures from the samples: median and p90 per binary, the ratio to the reference, the binary
-//! size and the two goals; printed as a table and optionally written as JSON.
+//! size and the two goals; printed as a table and optionally written as JSON. And the load
+//! figures ([`LoadReport`]): requests per second, p50 and p99 against the goal at 8 clients.
 
-use std::{fmt::Write as _, path::Path, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
+
+use crate::load::Step;
 
 /// Goal: a function's median cold start is at most this many times hello-world's.
 pub const COLD_START_RATIO_MAX: f64 = 1.5;
@@ -198,6 +201,376 @@ impl Report {
     }
 }
 
+/// Goal of the load benchmark: at [`LOAD_GOAL_CLIENTS`] clients, p99 under this.
+pub const LOAD_P99_MAX_MS: f64 = 1000.0;
+/// The number of clients the load goal is set for.
+pub const LOAD_GOAL_CLIENTS: usize = 8;
+
+/// One timed request of the load.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub step: Step,
+    pub status: u16,
+    pub latency: Duration,
+    /// The start of the body of an answer of 400 or more.
+    pub detail: Option<String>,
+}
+
+/// One AWS call from moto's request log, with where its time went (absent in an old log).
+#[derive(Debug, Clone)]
+pub struct AwsCall {
+    /// `X-Amz-Target` (`DynamoDB_20120810.UpdateItem`), else service, method and path.
+    pub name: String,
+    pub read_ms: Option<f64>,
+    pub wait_ms: Option<f64>,
+    pub handle_ms: Option<f64>,
+}
+
+/// The load figures.
+#[derive(Debug)]
+pub struct LoadReport {
+    pub clients: usize,
+    /// Every client from one address (else each from its own).
+    pub one_address: bool,
+    pub window: Duration,
+    pub requests: usize,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub server_errors: usize,
+    pub client_errors: usize,
+    pub ratio: f64,
+    pub p99_ok: bool,
+    pub no_5xx_ok: bool,
+    pub steps: Vec<StepFigures>,
+    /// A few answers of 400 or more, to say what went wrong.
+    pub errors: Vec<String>,
+    pub aws: Option<AwsFigures>,
+}
+
+/// One kind of request.
+#[derive(Debug)]
+pub struct StepFigures {
+    pub label: &'static str,
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub not_2xx: usize,
+}
+
+/// moto's side of the window.
+#[derive(Debug)]
+pub struct AwsFigures {
+    pub calls: usize,
+    /// Whether the log has the timings (a log of an older launcher has only the calls).
+    pub timed: bool,
+    pub per_request: f64,
+    pub wait_p50_ms: f64,
+    pub wait_p99_ms: f64,
+    pub handle_p50_ms: f64,
+    pub handle_p99_ms: f64,
+    pub read_p99_ms: f64,
+    /// Share of the window moto spent handling calls (the lock held): 1.0 is saturated.
+    pub busy: f64,
+    /// Per call name: count, mean handling ms, total handling s; most time first.
+    pub by_call: Vec<(String, usize, f64, f64)>,
+}
+
+impl LoadReport {
+    pub fn new(
+        clients: usize,
+        one_address: bool,
+        window: Duration,
+        samples: Vec<Sample>,
+        aws: Option<Vec<AwsCall>>,
+    ) -> Self {
+        let all: Vec<f64> = samples.iter().map(|s| ms(s.latency)).collect();
+        let p99_ms = percentile(&all, 99);
+        let server_errors = samples.iter().filter(|s| s.status >= 500).count();
+        let client_errors = samples
+            .iter()
+            .filter(|s| (400..500).contains(&s.status))
+            .count();
+        let steps = Step::ROUND
+            .iter()
+            .map(|&step| {
+                let of: Vec<&Sample> = samples.iter().filter(|s| s.step == step).collect();
+                let lat: Vec<f64> = of.iter().map(|s| ms(s.latency)).collect();
+                StepFigures {
+                    label: step.label(),
+                    count: of.len(),
+                    p50_ms: percentile(&lat, 50),
+                    p99_ms: percentile(&lat, 99),
+                    max_ms: percentile(&lat, 100),
+                    not_2xx: of
+                        .iter()
+                        .filter(|s| !(200..300).contains(&s.status))
+                        .count(),
+                }
+            })
+            .collect();
+        let mut errors: Vec<String> = samples
+            .iter()
+            .filter_map(|s| {
+                s.detail
+                    .as_ref()
+                    .map(|d| format!("{} {}: {d}", s.status, s.step.label()))
+            })
+            .collect();
+        errors.dedup();
+        errors.truncate(5);
+        let ratio = round2(p99_ms / LOAD_P99_MAX_MS);
+        let aws = aws.map(|calls| AwsFigures::new(&calls, samples.len(), window));
+        LoadReport {
+            clients,
+            one_address,
+            window,
+            requests: samples.len(),
+            per_second: samples.len() as f64 / window.as_secs_f64().max(1e-9),
+            p50_ms: percentile(&all, 50),
+            p99_ms,
+            max_ms: percentile(&all, 100),
+            server_errors,
+            client_errors,
+            ratio,
+            p99_ok: p99_ms < LOAD_P99_MAX_MS,
+            no_5xx_ok: server_errors == 0,
+            steps,
+            errors,
+            aws,
+        }
+    }
+
+    /// What `make bench` and `make bench-load` print.
+    pub fn table(&self) -> String {
+        let round: Vec<&str> = Step::ROUND.iter().map(|s| s.label()).collect();
+        let mut out = format!(
+            "load: {} clients ({}) against `lumi dev` (make dev's stack), {:.1} s measured \
+             after a warm-up round per client; each client repeats: {} (manual payment)\n\
+             goal at {LOAD_GOAL_CLIENTS} clients: p99 under {LOAD_P99_MAX_MS:.0} ms, no 5xx \
+             (ratio: p99 over the goal's p99)\n\n",
+            self.clients,
+            if self.one_address {
+                "all from one address"
+            } else {
+                "each from its own address"
+            },
+            self.window.as_secs_f64(),
+            round.join(", "),
+        );
+        let headers = [
+            "clients",
+            "requests",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "5xx",
+            "4xx",
+            "goal p99 ms",
+            "ratio",
+            "p99 <1 s",
+            "no 5xx",
+        ];
+        let cells = [
+            self.clients.to_string(),
+            self.requests.to_string(),
+            format!("{:.1}", self.per_second),
+            format!("{:.0}", self.p50_ms),
+            format!("{:.0}", self.p99_ms),
+            format!("{:.0}", self.max_ms),
+            self.server_errors.to_string(),
+            self.client_errors.to_string(),
+            format!("{LOAD_P99_MAX_MS:.0}"),
+            format!("{:.2}", self.ratio),
+            verdict(self.p99_ok).to_owned(),
+            verdict(self.no_5xx_ok).to_owned(),
+        ];
+        push_table(&mut out, &headers, &[cells.to_vec()], &[10, 11]);
+
+        out.push_str("\nby request:\n");
+        let rows: Vec<Vec<String>> = self
+            .steps
+            .iter()
+            .map(|s| {
+                vec![
+                    s.label.to_owned(),
+                    s.count.to_string(),
+                    format!("{:.0}", s.p50_ms),
+                    format!("{:.0}", s.p99_ms),
+                    format!("{:.0}", s.max_ms),
+                    s.not_2xx.to_string(),
+                ]
+            })
+            .collect();
+        push_table(
+            &mut out,
+            &["request", "count", "p50 ms", "p99 ms", "max ms", "not 2xx"],
+            &rows,
+            &[],
+        );
+        for error in &self.errors {
+            let _ = writeln!(out, "  answer: {error}");
+        }
+
+        if let Some(aws) = &self.aws {
+            let _ = writeln!(
+                out,
+                "\nAWS calls in the window (moto's request log): {} calls, {:.1} per request",
+                aws.calls, aws.per_request,
+            );
+            if aws.timed {
+                let _ = writeln!(
+                    out,
+                    "moto busy (the lock held) {:.0} % of the window; per call: lock wait p50 \
+                     {:.1} ms, p99 {:.1} ms; moto's handling p50 {:.1} ms, p99 {:.1} ms; \
+                     reading the body p99 {:.1} ms",
+                    aws.busy * 100.0,
+                    aws.wait_p50_ms,
+                    aws.wait_p99_ms,
+                    aws.handle_p50_ms,
+                    aws.handle_p99_ms,
+                    aws.read_p99_ms,
+                );
+            }
+            let rows: Vec<Vec<String>> = aws
+                .by_call
+                .iter()
+                .take(10)
+                .map(|(name, count, mean, total)| {
+                    vec![
+                        name.clone(),
+                        count.to_string(),
+                        format!("{mean:.1}"),
+                        format!("{total:.1}"),
+                    ]
+                })
+                .collect();
+            push_table(
+                &mut out,
+                &["call", "count", "mean handling ms", "total handling s"],
+                &rows,
+                &[],
+            );
+        }
+        out
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "clients": self.clients,
+            "one_address": self.one_address,
+            "window_s": round2(self.window.as_secs_f64()),
+            "requests": self.requests,
+            "requests_per_s": round2(self.per_second),
+            "p50_ms": round2(self.p50_ms),
+            "p99_ms": round2(self.p99_ms),
+            "max_ms": round2(self.max_ms),
+            "5xx": self.server_errors,
+            "4xx": self.client_errors,
+            "goal": { "clients": LOAD_GOAL_CLIENTS, "p99_ms_max": LOAD_P99_MAX_MS, "5xx": 0 },
+            "ratio": self.ratio,
+            "p99_goal": verdict(self.p99_ok),
+            "no_5xx_goal": verdict(self.no_5xx_ok),
+            "by_request": self.steps.iter().map(|s| json!({
+                "request": s.label, "count": s.count, "p50_ms": round2(s.p50_ms),
+                "p99_ms": round2(s.p99_ms), "max_ms": round2(s.max_ms), "not_2xx": s.not_2xx,
+            })).collect::<Vec<_>>(),
+            "aws": self.aws.as_ref().map(|aws| json!({
+                "calls": aws.calls,
+                "per_request": round2(aws.per_request),
+                "busy": round2(aws.busy),
+                "wait_p50_ms": round2(aws.wait_p50_ms),
+                "wait_p99_ms": round2(aws.wait_p99_ms),
+                "handle_p50_ms": round2(aws.handle_p50_ms),
+                "handle_p99_ms": round2(aws.handle_p99_ms),
+                "read_p99_ms": round2(aws.read_p99_ms),
+                "by_call": aws.by_call.iter().map(|(name, count, mean, total)| json!({
+                    "call": name, "count": count, "mean_handle_ms": round2(*mean),
+                    "total_handle_s": round2(*total),
+                })).collect::<Vec<_>>(),
+            })),
+        })
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(&self.json())?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+impl AwsFigures {
+    fn new(calls: &[AwsCall], requests: usize, window: Duration) -> Self {
+        let field =
+            |f: fn(&AwsCall) -> Option<f64>| -> Vec<f64> { calls.iter().filter_map(f).collect() };
+        let (read, wait, handle) = (
+            field(|c| c.read_ms),
+            field(|c| c.wait_ms),
+            field(|c| c.handle_ms),
+        );
+        let mut by_name: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+        for call in calls {
+            let entry = by_name.entry(&call.name).or_default();
+            entry.0 += 1;
+            entry.1 += call.handle_ms.unwrap_or(0.0);
+        }
+        let mut by_call: Vec<(String, usize, f64, f64)> = by_name
+            .into_iter()
+            .map(|(name, (count, total))| {
+                (name.to_owned(), count, total / count as f64, total / 1e3)
+            })
+            .collect();
+        by_call.sort_by(|a, b| b.3.total_cmp(&a.3));
+        AwsFigures {
+            calls: calls.len(),
+            timed: !handle.is_empty(),
+            per_request: calls.len() as f64 / requests.max(1) as f64,
+            wait_p50_ms: percentile(&wait, 50),
+            wait_p99_ms: percentile(&wait, 99),
+            handle_p50_ms: percentile(&handle, 50),
+            handle_p99_ms: percentile(&handle, 99),
+            read_p99_ms: percentile(&read, 99),
+            busy: handle.iter().sum::<f64>() / 1e3 / window.as_secs_f64().max(1e-9),
+            by_call,
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A left-aligned first column, numbers on the right, the `left` columns (verdicts) on the left.
+fn push_table(out: &mut String, headers: &[&str], rows: &[Vec<String>], left: &[usize]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            let width = *width;
+            let _ = match i {
+                0 => write!(text, "{cell:<width$}"),
+                _ if left.contains(&i) => write!(text, "  {cell:<width$}"),
+                _ => write!(text, "  {cell:>width$}"),
+            };
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(headers);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    line(&rule.iter().map(String::as_str).collect::<Vec<_>>());
+    for row in rows {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "ok" } else { "over" }
 }
@@ -225,8 +598,14 @@ fn median(samples: &[f64]) -> f64 {
 
 /// Nearest-rank 90th percentile: the smallest sample with at least 90 % of samples at or below.
 fn p90(samples: &[f64]) -> f64 {
+    percentile(samples, 90)
+}
+
+/// Nearest-rank percentile: the smallest sample with at least `p` % of samples at or below.
+/// 0 for no samples.
+fn percentile(samples: &[f64], p: usize) -> f64 {
     let sorted = sorted(samples);
-    let rank = (sorted.len() * 9).div_ceil(10);
+    let rank = (sorted.len() * p).div_ceil(100);
     sorted.get(rank.saturating_sub(1)).copied().unwrap_or(0.0)
 }
 
@@ -307,5 +686,58 @@ mod tests {
         let json = report.json();
         assert_eq!(json["functions"][2]["size_goal"], "over");
         assert_eq!(json["functions"][1]["median_ms"], 15.0);
+    }
+
+    #[test]
+    fn load_figures_against_the_goal() {
+        let sample = |step, status, millis| Sample {
+            step,
+            status,
+            latency: Duration::from_millis(millis),
+            detail: (status >= 400).then(|| "boom".to_owned()),
+        };
+        let mut samples: Vec<Sample> = (1..=99).map(|m| sample(Step::Catalog, 200, m)).collect();
+        samples.push(sample(Step::Checkout, 503, 1500));
+        let calls = vec![
+            AwsCall {
+                name: "DynamoDB_20120810.UpdateItem".into(),
+                read_ms: Some(0.1),
+                wait_ms: Some(2.0),
+                handle_ms: Some(3.0),
+            };
+            4
+        ];
+        let report = LoadReport::new(8, false, Duration::from_secs(10), samples, Some(calls));
+        assert_eq!(report.requests, 100);
+        assert_eq!(report.per_second, 10.0);
+        assert_eq!(
+            (report.p50_ms, report.p99_ms, report.max_ms),
+            (50.0, 99.0, 1500.0)
+        );
+        assert_eq!((report.server_errors, report.client_errors), (1, 0));
+        assert_eq!(
+            (report.ratio, report.p99_ok, report.no_5xx_ok),
+            (0.1, true, false)
+        );
+        let table = report.table();
+        let figures: Vec<&str> = table
+            .lines()
+            .find(|l| l.starts_with("8 "))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            figures,
+            [
+                "8", "100", "10.0", "50", "99", "1500", "1", "0", "1000", "0.10", "ok", "over"
+            ],
+            "{table}"
+        );
+        assert!(table.contains("503 POST /api/v1/orders: boom"), "{table}");
+        let aws = report.aws.as_ref().unwrap();
+        assert_eq!((aws.calls, aws.per_request), (4, 0.04));
+        assert!((aws.busy - 0.0012).abs() < 1e-9);
+        println!("{table}");
+        assert_eq!(report.json()["5xx"], 1);
     }
 }

@@ -1,5 +1,5 @@
 //! Starts the local AWS stack: `infra/moto_server.py` from the project's `.venv`, on a free
-//! loopback port, serving one request at a time.
+//! loopback port, serving one request at a time, first come first served.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -15,7 +15,8 @@ use anyhow::{Context as _, anyhow, bail};
 pub struct MotoOptions {
     /// 0 for any free port.
     pub port: u16,
-    /// Append one JSON line per AWS call here (benchmarks count calls).
+    /// Append one JSON line per AWS call here (benchmarks count calls, and read each call's
+    /// lock wait and moto's handling time).
     pub request_log: Option<PathBuf>,
     /// Exit when this process ends (the server watches its standard input).
     pub tie_to_parent: bool,
