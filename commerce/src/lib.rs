@@ -26,6 +26,7 @@ pub mod cart;
 pub mod catalog;
 pub mod content;
 pub mod deliveries;
+pub mod incidents;
 pub mod ledger;
 pub mod model;
 pub mod orders;

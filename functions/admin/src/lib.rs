@@ -22,8 +22,10 @@
 //! | `GET /api/v1/admin/inventory/mismatches`, `POST /api/v1/admin/inventory/rebalance` | the inventory-mismatch procedure |
 //! | `GET`/`PUT /api/v1/admin/site-content/{key}` | the storefront's content blocks |
 //! | `GET /api/v1/admin/email-deliveries?status=failed` | refund emails to send by hand |
+//! | `POST /api/v1/admin/incidents`, `GET` (list), `GET`/`PATCH .../{id}` | security incidents with an order's timeline (see `incidents_api`) |
 
 pub mod catalog_api;
+pub mod incidents_api;
 pub mod orders_api;
 pub mod settings_api;
 pub mod users_api;
@@ -116,6 +118,14 @@ pub fn routes(platform: Arc<Platform>) -> Router {
             get(catalog_api::get_content).put(catalog_api::put_content),
         )
         .route("/api/v1/admin/email-deliveries", get(email_deliveries))
+        .route(
+            "/api/v1/admin/incidents",
+            get(incidents_api::list_incidents).post(incidents_api::create_incident),
+        )
+        .route(
+            "/api/v1/admin/incidents/{id}",
+            get(incidents_api::get_incident).patch(incidents_api::set_incident_status),
+        )
         .route("/api/v1/admin/users", get(list_users))
         .route("/api/v1/admin/users/{id}/lock", post(lock_user))
         .route("/api/v1/admin/users/{id}/unlock", post(unlock_user))
