@@ -236,7 +236,11 @@ async fn the_refund_email_workers_failed_records_are_reported_once_without_their
     while let Ok(report) = received.try_recv() {
         reports.push(report);
     }
-    assert_eq!(reports.len(), 2, "one report per failed record: {reports:?}");
+    assert_eq!(
+        reports.len(),
+        2,
+        "one report per failed record: {reports:?}"
+    );
     let event_of = |message_id: &str| {
         reports
             .iter()
@@ -284,7 +288,10 @@ async fn a_failed_backup_job_is_reported_once_and_still_fails_the_invocation() {
     let (address, mut received) = reporter().await;
     let app = TestApp::spawn().await;
     let mut vars = app.stack.function_env("backup").unwrap();
-    vars.set("ERROR_REPORTING_DSN", format!("http://backupkey@{address}/12"));
+    vars.set(
+        "ERROR_REPORTING_DSN",
+        format!("http://backupkey@{address}/12"),
+    );
     let config = lumi_shared::Config::from_env("backup", &vars).unwrap();
     let jobs = backup::Jobs::new(Platform::build(
         config,
@@ -325,10 +332,7 @@ async fn a_failed_backup_job_is_reported_once_and_still_fails_the_invocation() {
     );
     assert!(received.try_recv().is_err(), "one report per failure");
     assert_eq!(
-        app.metric_total(
-            "lumi_restore_checks_total",
-            &[("outcome", "failure")]
-        ),
+        app.metric_total("lumi_restore_checks_total", &[("outcome", "failure")]),
         1.0,
         "the outcome is counted as before"
     );

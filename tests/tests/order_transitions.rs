@@ -169,7 +169,10 @@ async fn a_stripe_refund_webhook_counts_its_transition_once() {
         assert_eq!(app.stripe_webhook(&refund).await.status(), 200);
     }
     assert_eq!(
-        app.stored_order(reference).await.financial_status().as_str(),
+        app.stored_order(reference)
+            .await
+            .financial_status()
+            .as_str(),
         "partially_refunded"
     );
     assert_eq!(

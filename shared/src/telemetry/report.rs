@@ -175,7 +175,8 @@ pub async fn report(platform: &crate::Platform, event: &ErrorEvent<'_>) -> bool 
         send(&dsn, event).await.map(|()| true)
     };
     let (tag, id) = event.source.tag();
-    match tokio::time::timeout(REPORT_DEADLINE, attempt).await {
+    // Boxed: the HTTPS exchange's future is large, and a report sits inside every caller's.
+    match tokio::time::timeout(REPORT_DEADLINE, Box::pin(attempt)).await {
         Ok(Ok(sent)) => {
             if sent {
                 tracing::info!(source = tag, id, "error reported");
