@@ -41,9 +41,11 @@ use std::sync::Arc;
 
 use lumi_shared::{
     Platform,
+    auth::sessions::RequestMeta,
     error::{DomainError, ErrorClass, FieldError},
     idempotency::IdempotencyError,
     store::{Db, StoreError},
+    telemetry::metrics::MetricSet,
 };
 
 pub use model::Money;
@@ -131,13 +133,16 @@ pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> C
     }
 }
 
-/// Who makes a change, for the timeline and the audit log.
+/// Who makes a change, for the timeline and the audit log, and the request it is made in.
 #[derive(Debug, Clone, Default)]
 pub struct Actor {
     /// `user:<id>`, `admin:<id>`, `provider:<name>`, `system`.
     pub name: String,
     pub request_id: Option<String>,
     pub client_ip: Option<String>,
+    /// The request's metrics (the edge flushes them); `None` outside a request: what the
+    /// change counts is then written to the platform's metrics sink at once.
+    pub metrics: Option<MetricSet>,
 }
 
 impl Actor {
@@ -148,10 +153,23 @@ impl Actor {
         }
     }
 
-    pub fn with_request(mut self, request_id: Option<String>, client_ip: Option<String>) -> Self {
-        self.request_id = request_id;
-        self.client_ip = client_ip;
+    /// The request's id, client and metrics (what `RequestMeta` extracted).
+    pub fn with_request(mut self, meta: RequestMeta) -> Self {
+        self.request_id = meta.request_id;
+        self.client_ip = meta.client_ip;
+        self.metrics = meta.metrics;
         self
+    }
+
+    /// Another actor acting within the same request (the provider answering a refund asked
+    /// during it): its changes count in the same metrics.
+    pub fn within(&self, name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            request_id: self.request_id.clone(),
+            client_ip: None,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -205,13 +223,12 @@ pub(crate) fn new_id(prefix: &str) -> String {
     )
 }
 
-/// Counts every facet a change moved in `order_status_transitions_total` (labels `facet`,
-/// `from`, `to`), whichever path made it, and the refunds and amount mismatches it recorded.
-pub fn count_change(
-    metrics: &lumi_shared::telemetry::metrics::MetricSet,
-    function: &str,
-    change: &model::Change,
-) {
+/// Counts every facet a committed change moved in `order_status_transitions_total` (labels
+/// `function`, `facet`, `from`, `to`), and the refunds, failed refunds and amount mismatches it
+/// recorded. Called by `Shop::mutate` for each commit, the one way every order change is
+/// written, so whichever path made the change (customer, admin, webhook, the refund retry)
+/// counts it exactly once; use cases and handlers count no transitions themselves.
+fn count_change(metrics: &MetricSet, function: &str, change: &model::Change) {
     for moved in change.facet_changes() {
         metrics.count(
             ORDER_STATUS_TRANSITIONS_TOTAL,
@@ -267,5 +284,22 @@ pub fn count_change(
             ],
             1.0,
         );
+    }
+}
+
+impl Shop {
+    /// Counts a committed change ([`count_change`]) in the actor's request metrics, or, outside
+    /// a request, in a set flushed to the platform's metrics sink at once (the sink the
+    /// scheduled and queue-fed functions use).
+    pub(crate) fn record_change(&self, actor: &Actor, change: &model::Change) {
+        let function = &self.platform.config.function_name;
+        match &actor.metrics {
+            Some(metrics) => count_change(metrics, function, change),
+            None => {
+                let metrics = MetricSet::default();
+                count_change(&metrics, function, change);
+                metrics.flush(self.platform.metrics_sink.as_ref(), &[]);
+            }
+        }
     }
 }

@@ -437,7 +437,7 @@ impl Shop {
         {
             let ids = change.provider_refunds.clone();
             let committed = change.after.version;
-            change.after = Box::pin(self.ask_provider_refunds(&change.after, &ids)).await?;
+            change.after = Box::pin(self.ask_provider_refunds(&change.after, &ids, actor)).await?;
             if let Some(guard) = guard
                 && change.after.version != committed
                 && let Err(error) = guard
@@ -511,10 +511,12 @@ impl Shop {
             };
             match db.commit(tx).await? {
                 Ok(()) => {
-                    if let Mutated::Changed(change) = &mutated
-                        && !change.emails.is_empty()
-                    {
-                        self.flush_outbox().await;
+                    if let Mutated::Changed(change) = &mutated {
+                        // The one place a committed order change is counted.
+                        self.record_change(actor, change);
+                        if !change.emails.is_empty() {
+                            self.flush_outbox().await;
+                        }
                     }
                     return Ok(Done::Fresh(mutated));
                 }

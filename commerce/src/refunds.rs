@@ -94,12 +94,14 @@ pub(crate) fn project(tx: &mut Tx, refund: &Refund, order: &Order) -> Result<usi
 }
 
 impl Shop {
-    /// Asks the provider for each of `refund_ids` of `order` and applies its answers. Returns
-    /// the order as it is after them (unchanged when the provider could not be reached).
+    /// Asks the provider for each of `refund_ids` of `order` and applies its answers (as the
+    /// provider, within `on_behalf`'s request if any: its metrics count them). Returns the
+    /// order as it is after them (unchanged when the provider could not be reached).
     pub(crate) async fn ask_provider_refunds(
         &self,
         order: &Order,
         refund_ids: &[String],
+        on_behalf: &Actor,
     ) -> Result<Order, CommerceError> {
         let mut latest = order.clone();
         for refund_id in refund_ids {
@@ -154,7 +156,7 @@ impl Shop {
                 }
             };
             let event_id = format!("provider-refund:{refund_id}");
-            let actor = Actor::new("provider:stripe");
+            let actor = on_behalf.within("provider:stripe");
             let done = self
                 .mutate_inner(
                     &latest.reference,
@@ -208,11 +210,13 @@ impl Shop {
     /// Asks the provider again for the refunds it could not be asked before (oldest first, at
     /// most `limit`), once they have waited [`RETRY_AFTER_US`]: a younger one may still be in
     /// its own first ask (asking twice at once is what the idempotency key is for, but there is
-    /// no need to lean on it). Returns the changes its answers made (for the metrics).
+    /// no need to lean on it). The answers are applied through `mutate`, which counts them (in
+    /// `on_behalf`'s request metrics, if any). Returns how many orders the answers changed.
     pub async fn retry_provider_refunds(
         &self,
         limit: i32,
-    ) -> Result<Vec<crate::model::Change>, CommerceError> {
+        on_behalf: &Actor,
+    ) -> Result<usize, CommerceError> {
         let request = self
             .db()
             .client()
@@ -227,25 +231,20 @@ impl Shop {
             )
             .limit(limit);
         let (items, _) = self.db().query_page(self.table(), request).await?;
-        let mut answered = Vec::new();
+        let mut answered = 0;
         for item in items {
             let waiting: ProviderRefundItem = from_item(self.table(), item)?;
             let Ok(order) = self.order(&waiting.order_reference).await else {
                 continue;
             };
-            let after = Box::pin(
-                self.ask_provider_refunds(&order, std::slice::from_ref(&waiting.refund_id)),
-            )
+            let after = Box::pin(self.ask_provider_refunds(
+                &order,
+                std::slice::from_ref(&waiting.refund_id),
+                on_behalf,
+            ))
             .await?;
             if after.version != order.version {
-                answered.push(crate::model::Change {
-                    before: order,
-                    after,
-                    stock: Vec::new(),
-                    emails: Vec::new(),
-                    provider_refunds: Vec::new(),
-                    action: "refund.answer".into(),
-                });
+                answered += 1;
             }
         }
         Ok(answered)

@@ -162,7 +162,7 @@ pub(crate) fn page_limit(limit: Option<i32>, default: i32) -> ApiResult<i32> {
 
 /// The admin as the actor of a domain change.
 pub(crate) fn actor(admin: &AdminUser, meta: RequestMeta) -> Actor {
-    Actor::new(format!("admin:{}", admin.0.user.id)).with_request(meta.request_id, meta.client_ip)
+    Actor::new(format!("admin:{}", admin.0.user.id)).with_request(meta)
 }
 
 /// Appends an audit event of this admin's request.

@@ -1,7 +1,7 @@
 //! Orders and payments for the admin: listing, one order, status changes, fulfilment, refunds,
 //! settling refunds, payments by provider, manual captures and the failed-payment procedure.
 //! Each handler parses, calls one `lumi_commerce` use case (which writes its own audit event
-//! in its transaction), counts the change and shapes the answer.
+//! in its transaction; `Shop::mutate` counts the change) and shapes the answer.
 
 use axum::{
     extract::{Path, Query, State},
@@ -10,9 +10,8 @@ use axum::{
 };
 use lumi_commerce::{
     admin::{RefundRequest, StatusRequest},
-    count_change,
     model::{FinancialStatus, OrderStatus, PaymentStatus, RefundStatus},
-    orders::{AdminOrderView, Mutated, OrderFilter},
+    orders::{AdminOrderView, OrderFilter},
     payments::Applied,
 };
 use lumi_shared::{
@@ -21,16 +20,11 @@ use lumi_shared::{
     http::{Json, extract::idempotent},
     idempotency::{Guard, IdempotencyKey, hash_request},
     secrets::PAYMENT_PROVIDERS,
-    telemetry::metrics::MetricSet,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{Shared, actor};
-
-fn function(shop: &Shared) -> &str {
-    &shop.platform.config.function_name
-}
 
 #[derive(Deserialize)]
 pub struct OrderQuery {
@@ -109,7 +103,6 @@ pub async fn change_status(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
-    metrics: MetricSet,
     Path(reference): Path<String>,
     Json(body): Json<StatusChange>,
 ) -> ApiResult<axum::Json<AdminOrderView>> {
@@ -122,7 +115,6 @@ pub async fn change_status(
     let change = shop
         .set_status(&reference, to, note, &actor(&admin, meta))
         .await?;
-    count_change(&metrics, function(&shop), &change);
     Ok(axum::Json(AdminOrderView::from(&change.after)))
 }
 
@@ -146,7 +138,6 @@ pub async fn fulfil(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
-    metrics: MetricSet,
     Path(reference): Path<String>,
     Json(body): Json<FulfilBody>,
 ) -> ApiResult<axum::Json<AdminOrderView>> {
@@ -161,7 +152,6 @@ pub async fn fulfil(
     let change = shop
         .fulfil(&reference, lines.as_deref(), note, &actor(&admin, meta))
         .await?;
-    count_change(&metrics, function(&shop), &change);
     Ok(axum::Json(AdminOrderView::from(&change.after)))
 }
 
@@ -171,7 +161,6 @@ pub async fn refund_order(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
-    metrics: MetricSet,
     key: IdempotencyKey,
     Path(reference): Path<String>,
     body: bytes::Bytes,
@@ -190,9 +179,6 @@ pub async fn refund_order(
         .refund(&reference, &request, &actor(&admin, meta), &guard)
         .await?;
     let done = done.map(|mutated| {
-        if let Mutated::Changed(change) = &mutated {
-            count_change(&metrics, function(&shop), change);
-        }
         let order = mutated.order();
         json!({
             "refund": order.refunds.last(),
@@ -207,13 +193,11 @@ pub async fn settle_refund(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
-    metrics: MetricSet,
     Path((reference, refund_id)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<AdminOrderView>> {
     let change = shop
         .settle_refund(&reference, &refund_id, &actor(&admin, meta))
         .await?;
-    count_change(&metrics, function(&shop), &change);
     Ok(axum::Json(AdminOrderView::from(&change.after)))
 }
 
@@ -284,10 +268,9 @@ pub async fn list_payments(
     ))
 }
 
-fn applied(metrics: &MetricSet, shop: &Shared, id: &str, applied: Applied) -> Value {
+fn applied(id: &str, applied: Applied) -> Value {
     match applied {
         Applied::Changed(change) => {
-            count_change(metrics, function(shop), &change);
             json!({
                 "payment_id": id,
                 "applied": true,
@@ -342,14 +325,13 @@ pub async fn list_refunds(
 /// asked (it was unreachable), oldest first, 25 at a time.
 pub async fn retry_refunds(
     State(shop): State<Shared>,
-    _admin: AdminUser,
-    metrics: MetricSet,
+    admin: AdminUser,
+    meta: RequestMeta,
 ) -> ApiResult<axum::Json<Value>> {
-    let answered = shop.retry_provider_refunds(25).await?;
-    for change in &answered {
-        count_change(&metrics, function(&shop), change);
-    }
-    Ok(axum::Json(json!({ "answered": answered.len() })))
+    let answered = shop
+        .retry_provider_refunds(25, &actor(&admin, meta))
+        .await?;
+    Ok(axum::Json(json!({ "answered": answered })))
 }
 
 #[derive(Deserialize)]
@@ -363,14 +345,13 @@ pub async fn capture_payment(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
-    metrics: MetricSet,
     Path(id): Path<String>,
     Json(body): Json<CaptureBody>,
 ) -> ApiResult<axum::Json<Value>> {
     let outcome = shop
         .capture_manual(&id, body.amount_minor, &body.currency, &actor(&admin, meta))
         .await?;
-    Ok(axum::Json(applied(&metrics, &shop, &id, outcome)))
+    Ok(axum::Json(applied(&id, outcome)))
 }
 
 #[derive(Deserialize)]
@@ -383,12 +364,11 @@ pub async fn fail_payment(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
-    metrics: MetricSet,
     Path(id): Path<String>,
     Json(body): Json<FailPayment>,
 ) -> ApiResult<axum::Json<Value>> {
     let outcome = shop
         .fail_payment(&id, &body.reason, &actor(&admin, meta))
         .await?;
-    Ok(axum::Json(applied(&metrics, &shop, &id, outcome)))
+    Ok(axum::Json(applied(&id, outcome)))
 }

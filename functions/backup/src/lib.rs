@@ -13,7 +13,9 @@
 //!
 //! Each job emits `lumi_backup_runs_total` / `lumi_restore_checks_total` with an `outcome`
 //! dimension (`success`, `failure`), which the alarms watch; a failure also fails the
-//! invocation, loudly, with the reason (which file, which count).
+//! invocation, loudly, with the reason (which file, which count), and is sent to the error
+//! reporter (`lumi_shared::telemetry::report`) with the function, the job and the event's id,
+//! within the reporter's deadline; a report that fails changes nothing of the outcome.
 //!
 //! Point-in-time recovery stays on for every table as well (the template): these exports are
 //! the copy that outlives the table, the account's mistakes and PITR's 35 days.
@@ -29,8 +31,14 @@ use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lumi_shared::{
-    Platform, aws::LazyClient, bootstrap::EventHandler, error::error_chain,
-    telemetry::metrics::MetricSet,
+    Platform,
+    aws::LazyClient,
+    bootstrap::EventHandler,
+    error::error_chain,
+    telemetry::{
+        metrics::MetricSet,
+        report::{self, ErrorEvent, Source},
+    },
 };
 use serde::{Deserialize, Serialize};
 
@@ -153,11 +161,40 @@ impl Jobs {
     }
 }
 
+impl Jobs {
+    /// Tells the error reporter that `job` failed (within its deadline; never fails). The
+    /// error names tables, files and counts, never items or secret values.
+    async fn report(&self, job: Job, event_id: &str, error: &JobError) {
+        let config = &self.platform.config;
+        let route = match job {
+            Job::Backup => "backup job backup",
+            Job::RestoreCheck => "backup job restore-check",
+        };
+        let message = error.to_string();
+        let event = ErrorEvent {
+            message: &message,
+            source: Source::Event(event_id),
+            function: &config.function_name,
+            route,
+            stage: &config.stage,
+        };
+        report::report(&self.platform, &event).await;
+    }
+}
+
 impl EventHandler for Jobs {
     type Event = EventBridgeEvent<JobDetail>;
     type Output = serde_json::Value;
 
+    /// Runs the event's job; a failure is reported (with the event's id) before it fails the
+    /// invocation.
     async fn handle(&self, event: Self::Event) -> Result<Self::Output, lambda_runtime::Error> {
-        Ok(self.run(event.detail.job).await?)
+        let job = event.detail.job;
+        let result = self.run(job).await;
+        if let Err(error) = &result {
+            self.report(job, event.id.as_deref().unwrap_or("unknown"), error)
+                .await;
+        }
+        Ok(result?)
     }
 }

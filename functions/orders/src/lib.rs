@@ -1,7 +1,8 @@
 //! The orders function: the catalog, the cart and its stock reservations, checkout, the
 //! customer's orders, cancel and tracking, and the payment provider's webhook. The rules live in
-//! `lumi_commerce`; these handlers parse, call one use case, count the runbooks' metrics and
-//! shape the answers. Domain errors become problem+json through `DomainError`.
+//! `lumi_commerce`; these handlers parse, call one use case, count the runbooks' cart and
+//! checkout metrics (order transitions are counted by `Shop::mutate`, where every change is
+//! committed) and shape the answers. Domain errors become problem+json through `DomainError`.
 //!
 //! | route | auth |
 //! | --- | --- |
@@ -22,8 +23,7 @@ use axum::{
 };
 use lumi_commerce::{
     Actor, CART_OPERATIONS_TOTAL, CommerceError, ORDER_CREATED_TOTAL, Shop, cart, catalog, content,
-    count_change,
-    orders::{self, Mutated, OrderFilter, OrderView, Tracking},
+    orders::{self, OrderFilter, OrderView, Tracking},
     payments::{Applied, WebhookError, WebhookOutcome},
 };
 use lumi_shared::{
@@ -67,7 +67,7 @@ fn function(shop: &Shop) -> &str {
 }
 
 fn customer(user: &Authenticated, meta: RequestMeta) -> Actor {
-    Actor::new(format!("user:{}", user.user.id)).with_request(meta.request_id, meta.client_ip)
+    Actor::new(format!("user:{}", user.user.id)).with_request(meta)
 }
 
 async fn list_products(State(shop): State<Shared>) -> ApiResult<axum::Json<serde_json::Value>> {
@@ -309,7 +309,6 @@ async fn cancel_order(
     State(shop): State<Shared>,
     user: Authenticated,
     meta: RequestMeta,
-    metrics: MetricSet,
     key: IdempotencyKey,
     Path(reference): Path<String>,
 ) -> ApiResult<Response> {
@@ -322,12 +321,7 @@ async fn cancel_order(
     let done = shop
         .cancel_by_customer(&user.user.id, &reference, &actor, &guard)
         .await?;
-    let done = done.map(|mutated| {
-        if let Mutated::Changed(change) = &mutated {
-            count_change(&metrics, function(&shop), change);
-        }
-        OrderView::of(mutated.order())
-    });
+    let done = done.map(|mutated| OrderView::of(mutated.order()));
     Ok(idempotent(StatusCode::OK, done))
 }
 
@@ -337,7 +331,6 @@ async fn cancel_order(
 async fn payment_webhook(
     State(shop): State<Shared>,
     meta: RequestMeta,
-    metrics: MetricSet,
     Path(provider): Path<String>,
     headers: HeaderMap,
     body: bytes::Bytes,
@@ -365,8 +358,7 @@ async fn payment_webhook(
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
-    let actor =
-        Actor::new(format!("provider:{provider}")).with_request(meta.request_id, meta.client_ip);
+    let actor = Actor::new(format!("provider:{provider}")).with_request(meta);
     use secrecy::ExposeSecret as _;
     let outcome = shop
         .apply_stripe_webhook(
@@ -379,15 +371,10 @@ async fn payment_webhook(
         .await?;
     // Stripe calls often: each verified event also asks again (a few) refunds Stripe could not
     // be asked before.
-    if outcome.is_ok() {
-        match shop.retry_provider_refunds(3).await {
-            Ok(answered) => {
-                for change in &answered {
-                    count_change(&metrics, function(&shop), change);
-                }
-            }
-            Err(error) => tracing::warn!(%error, "waiting refunds not retried"),
-        }
+    if outcome.is_ok()
+        && let Err(error) = shop.retry_provider_refunds(3, &actor).await
+    {
+        tracing::warn!(%error, "waiting refunds not retried");
     }
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -416,7 +403,6 @@ async fn payment_webhook(
             for one in applied {
                 outcomes.push(match one {
                     Applied::Changed(change) => {
-                        count_change(&metrics, function(&shop), &change);
                         json!({
                             "applied": true,
                             "outcome": change.action,

@@ -11,6 +11,11 @@
 //!   message moves to the dead-letter queue: the admin's list of deliveries to make by hand.
 //! - A message that cannot be read is recorded `failed` at once and reported, so it is not
 //!   retried forever: after `maxReceiveCount` receives it rests in the dead-letter queue.
+//! - Every failed record except a busy claim (another receive is sending it: not an error) is
+//!   also sent to the error reporter (`lumi_shared::telemetry::report`), with the function, the
+//!   message id and what failed, never the message (no address, no order details); the last
+//!   receive's failure says the message goes to the dead-letter queue. Reporting is bounded by
+//!   its deadline and never changes the record's outcome.
 
 use std::sync::Arc;
 
@@ -20,7 +25,62 @@ use lumi_commerce::{
     deliveries::{self, About, Claim},
     outbox::RefundEmail,
 };
-use lumi_shared::{Platform, aws::LazyClient, bootstrap::SqsHandler, error::error_chain};
+use lumi_shared::{
+    Platform,
+    aws::LazyClient,
+    bootstrap::SqsHandler,
+    error::error_chain,
+    telemetry::report::{self, ErrorEvent, Source},
+};
+
+/// Why a record failed: SQS redelivers it (and after `maxReceiveCount` receives moves it to
+/// the dead-letter queue).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Not a refund email of schema 1: recorded `failed` at once.
+    #[error("unreadable refund-email message: {0}")]
+    Unreadable(String),
+    /// Another receive of the message holds the delivery's claim.
+    #[error("delivery {id} is {status}")]
+    Busy { id: String, status: String },
+    /// SES did not take it; at the last receive the delivery is recorded `failed`.
+    #[error("refund email not sent (receive {receives}): {error}")]
+    NotSent {
+        error: String,
+        receives: u32,
+        last: bool,
+    },
+    /// The delivery records could not be read or written.
+    #[error("delivery record: {0}")]
+    Store(String),
+}
+
+impl Failure {
+    /// What the error reporter is told, or `None` (a busy claim is no error). Never the
+    /// message's contents: an unreadable message's parse error may quote them.
+    pub fn report_text(&self) -> Option<String> {
+        match self {
+            Self::Busy { .. } => None,
+            Self::Unreadable(_) => Some(
+                "unreadable refund-email message: recorded failed; it goes to the dead-letter queue"
+                    .into(),
+            ),
+            Self::NotSent {
+                error,
+                receives,
+                last: true,
+            } => Some(format!(
+                "refund email not sent at the last receive ({receives}): recorded failed; the message goes to the dead-letter queue: {error}"
+            )),
+            Self::NotSent {
+                error, receives, ..
+            } => Some(format!(
+                "refund email not sent (receive {receives}; SQS redelivers it): {error}"
+            )),
+            Self::Store(error) => Some(format!("delivery record: {error}")),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Worker {
@@ -39,7 +99,7 @@ impl Worker {
     }
 
     /// One record: `Err` reports it as failed (SQS redelivers it).
-    async fn process(&self, record: SqsMessage) -> Result<(), String> {
+    async fn process(&self, record: SqsMessage) -> Result<(), Failure> {
         let message_id = record.message_id.clone().unwrap_or_default();
         let receives: u32 = record
             .attributes
@@ -56,8 +116,8 @@ impl Worker {
                 tracing::error!(%message_id, %reason, "unreadable refund-email message; recorded as failed");
                 deliveries::record_unreadable(db, self.table(), &message_id, &reason, now)
                     .await
-                    .map_err(|e| e.to_string())?;
-                return Err(reason);
+                    .map_err(|e| Failure::Store(e.to_string()))?;
+                return Err(Failure::Unreadable(reason));
             }
         };
         let about = About {
@@ -68,11 +128,14 @@ impl Worker {
         };
         match deliveries::claim(db, self.table(), &email.idempotency_id, &about, now)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Failure::Store(e.to_string()))?
         {
             Claim::AlreadySent => return Ok(()),
             Claim::Busy(status) => {
-                return Err(format!("delivery {} is {status}", email.idempotency_id));
+                return Err(Failure::Busy {
+                    id: email.idempotency_id.clone(),
+                    status,
+                });
             }
             Claim::Send(_) => {}
         }
@@ -88,7 +151,7 @@ impl Worker {
             Ok(()) => {
                 deliveries::finish(db, self.table(), &email.idempotency_id, "sent", None, now)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Failure::Store(e.to_string()))?;
                 tracing::info!(delivery = %email.idempotency_id, order = %email.order_reference, "refund email sent");
                 Ok(())
             }
@@ -104,11 +167,28 @@ impl Worker {
                     now,
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Failure::Store(e.to_string()))?;
                 tracing::warn!(delivery = %email.idempotency_id, %error, receives, status, "refund email not sent");
-                Err(error)
+                Err(Failure::NotSent {
+                    error,
+                    receives,
+                    last,
+                })
             }
         }
+    }
+
+    /// Tells the error reporter about a failed record (within its deadline; never fails).
+    async fn report(&self, message_id: &str, what: &str) {
+        let config = &self.platform.config;
+        let event = ErrorEvent {
+            message: what,
+            source: Source::Message(message_id),
+            function: &config.function_name,
+            route: "refund-email record",
+            stage: &config.stage,
+        };
+        report::report(&self.platform, &event).await;
     }
 
     async fn send(&self, email: &RefundEmail) -> Result<(), String> {
@@ -160,9 +240,18 @@ impl SqsHandler for Worker {
             .map(|record| {
                 let id = record.message_id.clone().unwrap_or_default();
                 let worker = self.clone();
+                let message_id = id.clone();
                 (
                     id,
-                    tokio::spawn(async move { worker.process(record).await }),
+                    tokio::spawn(async move {
+                        let result = worker.process(record).await;
+                        if let Err(failure) = &result
+                            && let Some(text) = failure.report_text()
+                        {
+                            worker.report(&message_id, &text).await;
+                        }
+                        result
+                    }),
                 )
             })
             .collect();
@@ -176,6 +265,8 @@ impl SqsHandler for Worker {
                 }
                 Err(join) => {
                     tracing::error!(message_id = %id, panicked = join.is_panic(), "refund-email record crashed");
+                    self.report(&id, "the refund-email record's task crashed")
+                        .await;
                     true
                 }
             };

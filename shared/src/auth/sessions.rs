@@ -82,6 +82,8 @@ pub struct RequestMeta {
     pub client_ip: Option<String>,
     /// Only for the session's fingerprint; never logged or stored as is.
     pub user_agent: Option<String>,
+    /// The request's metrics (flushed by the edge), for what a use case counts itself.
+    pub metrics: Option<crate::telemetry::metrics::MetricSet>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMeta {
@@ -97,6 +99,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMeta {
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            metrics: parts
+                .extensions
+                .get::<crate::telemetry::metrics::MetricSet>()
+                .cloned(),
         })
     }
 }

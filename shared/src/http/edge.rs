@@ -22,7 +22,7 @@ use crate::{
     platform::Platform,
     telemetry::{
         metrics::{HTTP_REQUESTS_TOTAL, MetricSet, status_class},
-        report::{self, ErrorEvent},
+        report::{self, ErrorEvent, Source},
     },
 };
 
@@ -148,23 +148,17 @@ pub async fn edge(
     response
 }
 
-/// Sends an internal error to the configured reporter, if any ([`report::configured_dsn`]). A
+/// Sends an internal error to the configured reporter, if any ([`report::report`]). A
 /// failed report is logged and changes nothing else.
 async fn report_internal_error(platform: &Platform, chain: &str, request_id: &str, route: &str) {
-    let Some(dsn) = report::configured_dsn(platform).await else {
-        return;
-    };
     let event = ErrorEvent {
         message: chain,
-        request_id,
+        source: Source::Request(request_id),
         function: &platform.config.function_name,
         route,
         stage: &platform.config.stage,
     };
-    match report::send(&dsn, &event).await {
-        Ok(()) => tracing::info!("error reported"),
-        Err(error) => tracing::warn!(%error, "error report not sent"),
-    }
+    report::report(platform, &event).await;
 }
 
 /// By the declared length, or by the buffered body's exact size (Lambda bodies are buffered).

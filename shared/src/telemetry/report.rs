@@ -6,11 +6,15 @@
 //! reporting. The setting is stored sealed (it carries the reporter's key) and opened here, the
 //! one place that uses it ([`configured_dsn`]); people see it masked ([`mask_dsn`]).
 //!
-//! Every internal error (a 500) is sent once, as a Sentry envelope, with the request id,
-//! function, route and stage as tags and the error chain (redacted like a log line) as the
-//! message. The send is awaited with a short deadline before the response leaves, because a
-//! Lambda container may be frozen right after it answers and a background task would be lost;
-//! a reporter that is down or slow costs at most that deadline and never changes the response.
+//! What is reported, each once, through [`report`], the one way in: every internal error of a
+//! request (a 500, sent by the HTTP edge, tagged with the request id and route), every failed
+//! record of a queue-fed function (tagged with the SQS message id) and every failed job of a
+//! scheduled one (tagged with the EventBridge event id); always with the function and stage, the
+//! error (redacted like a log line, e-mail addresses masked) as the message. Callers pass what
+//! failed, never a message body or item contents. A report is awaited within
+//! [`REPORT_DEADLINE`], because a Lambda container may be frozen right after it answers and a
+//! background task would be lost; a reporter that is down or slow costs at most that deadline
+//! and never changes the outcome (a failed report is only logged).
 //!
 //! The HTTPS client is built on the first report, not at cold start: most containers never
 //! report anything and should not pay for loading the trust store.
@@ -21,7 +25,8 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde_json::{Value, json};
 
-/// How long a report may hold up the response that carries the error.
+/// How long a report may hold up what carries the error (the response, the batch, the job),
+/// finding the DSN included.
 pub const REPORT_DEADLINE: Duration = Duration::from_secs(2);
 
 /// A parsed DSN: `{scheme}://{public_key}@{host}[:port]/[{path}/]{project_id}`.
@@ -125,22 +130,109 @@ pub async fn configured_dsn(platform: &crate::Platform) -> Option<Dsn> {
     }
 }
 
-/// What is known of one failed request.
+/// The id of what failed, tagged by its kind.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// An HTTP request: its request id.
+    Request(&'a str),
+    /// A queue message (SQS): its message id.
+    Message(&'a str),
+    /// An event-fed invocation (an EventBridge schedule): the event's id.
+    Event(&'a str),
+}
+
+impl Source<'_> {
+    fn tag(&self) -> (&'static str, &str) {
+        match self {
+            Self::Request(id) => ("request_id", id),
+            Self::Message(id) => ("message_id", id),
+            Self::Event(id) => ("event_id", id),
+        }
+    }
+}
+
+/// What is known of one failure.
 #[derive(Debug, Clone)]
 pub struct ErrorEvent<'a> {
+    /// The error, with no message body or item contents (e-mail addresses are masked anyway).
     pub message: &'a str,
-    pub request_id: &'a str,
+    pub source: Source<'a>,
     pub function: &'a str,
+    /// A request's route (`GET /api/v1/...`), or what a function was doing (`refund-email
+    /// record`, `backup job restore-check`).
     pub route: &'a str,
     pub stage: &'a str,
+}
+
+/// Sends `event` to the configured reporter ([`configured_dsn`]), if any, within
+/// [`REPORT_DEADLINE`] in all. Never fails: a report not sent is logged, and nothing else
+/// changes. `true` when the reporter took it.
+pub async fn report(platform: &crate::Platform, event: &ErrorEvent<'_>) -> bool {
+    let attempt = async {
+        let Some(dsn) = configured_dsn(platform).await else {
+            return Ok(false);
+        };
+        send(&dsn, event).await.map(|()| true)
+    };
+    let (tag, id) = event.source.tag();
+    // Boxed: the HTTPS exchange's future is large, and a report sits inside every caller's.
+    match tokio::time::timeout(REPORT_DEADLINE, Box::pin(attempt)).await {
+        Ok(Ok(sent)) => {
+            if sent {
+                tracing::info!(source = tag, id, "error reported");
+            }
+            sent
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, source = tag, id, "error report not sent");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(source = tag, id, deadline = ?REPORT_DEADLINE, "error report not sent in time");
+            false
+        }
+    }
+}
+
+/// `text` with every e-mail address (`local@domain.tld`) replaced by `[email]`: an error from
+/// a mail service may quote the recipient.
+pub fn mask_emails(text: &str) -> String {
+    let is_part = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let local_start = rest[..at]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| is_part(*c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let domain_len = rest[at + 1..]
+            .char_indices()
+            .take_while(|(_, c)| is_part(*c))
+            .last()
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let domain = rest[at + 1..at + 1 + domain_len].trim_end_matches('.');
+        if local_start < at && domain.contains('.') {
+            out.push_str(&rest[..local_start]);
+            out.push_str("[email]");
+            rest = &rest[at + 1 + domain.len()..];
+        } else {
+            out.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The envelope for one event: header line, item header line, event line.
 pub fn envelope(dsn: &Dsn, event: &ErrorEvent<'_>, now: time::OffsetDateTime) -> String {
     let event_id = uuid::Uuid::new_v4().simple().to_string();
     let timestamp = now.unix_timestamp_nanos() as f64 / 1e9;
-    let mut message = Value::String(event.message.to_owned());
+    let mut message = Value::String(mask_emails(event.message));
     super::log::redact(&mut message);
+    let (id_tag, id) = event.source.tag();
     let body = json!({
         "event_id": event_id,
         "timestamp": timestamp,
@@ -153,7 +245,7 @@ pub fn envelope(dsn: &Dsn, event: &ErrorEvent<'_>, now: time::OffsetDateTime) ->
         "transaction": event.route,
         "message": { "formatted": message },
         "tags": {
-            "request_id": event.request_id,
+            id_tag: id,
             "function": event.function,
             "route": event.route,
         },
@@ -275,7 +367,7 @@ mod tests {
         let dsn = Dsn::parse("https://k@h/1").unwrap();
         let event = ErrorEvent {
             message: "decode failed: Authorization: Bearer eyJsecret.token",
-            request_id: "req-9",
+            source: Source::Request("req-9"),
             function: "admin",
             route: "GET /api/v1/admin/orders/{reference}",
             stage: "prod",
@@ -294,5 +386,26 @@ mod tests {
         assert_eq!(lines[2]["tags"]["request_id"], "req-9");
         assert_eq!(lines[2]["event_id"], lines[0]["event_id"]);
         assert!(!text.contains("eyJsecret"), "{text}");
+    }
+
+    #[test]
+    fn jobs_are_tagged_with_their_message_or_event_and_emails_are_masked() {
+        let dsn = Dsn::parse("https://k@h/1").unwrap();
+        let event = ErrorEvent {
+            message: "MessageRejected: Email address is not verified: yuki.t+1@example.co.jp.",
+            source: Source::Message("m-1"),
+            function: "refund-email",
+            route: "refund-email record",
+            stage: "prod",
+        };
+        let text = envelope(&dsn, &event, time::OffsetDateTime::UNIX_EPOCH);
+        let body: Value = serde_json::from_str(text.lines().nth(2).unwrap()).unwrap();
+        assert_eq!(body["tags"]["message_id"], "m-1");
+        assert!(body["tags"].get("request_id").is_none());
+        assert_eq!(
+            body["message"]["formatted"],
+            "MessageRejected: Email address is not verified: [email]."
+        );
+        assert_eq!(mask_emails("a@b c@d.e @x.y z@"), "a@b [email] @x.y z@");
     }
 }
