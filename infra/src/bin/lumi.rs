@@ -303,11 +303,12 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
     let env_dir = write_env_files(&stack)?;
     spawn_refund_email_poller(&stack)?;
-    let schedules = lumi_infra::schedule::spawn_schedules(&stack).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    // The health probe calls the API through this gateway, as it calls API Gateway in AWS.
+    let schedules = lumi_infra::schedule::spawn_schedules(&stack, &base).await?;
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("port {port} is taken: is another `make dev` running?"))?;
-    let base = format!("http://127.0.0.1:{port}");
     let webhook_secret = stack.config_secret_json().await?["payment_webhook_secrets"]["stripe"]
         .as_str()
         .map(str::to_owned)
