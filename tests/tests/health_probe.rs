@@ -113,6 +113,15 @@ async fn an_invocation_from_the_template_schedule_runs_two_rounds() {
         assert_eq!(total(&metrics, probe, "ok"), 2.0, "{probe}");
         assert_eq!(total(&metrics, probe, "failed"), 0.0, "{probe}");
     }
+
+    // The sample event (`cargo lambda invoke health-probe --data-file ...`) is the same job.
+    let sample = std::fs::read_to_string(
+        lumi_infra::workspace_root().join("events/health-probe/probe.json"),
+    )
+    .unwrap();
+    let sample: <Probe as lumi_shared::bootstrap::EventHandler>::Event =
+        serde_json::from_str(&sample).unwrap();
+    assert_eq!(sample.detail.job, health_probe::Job::Probe);
 }
 
 #[tokio::test]

@@ -47,7 +47,10 @@ use std::{
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_util::{
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioTimer},
+};
 use lumi_shared::{Platform, bootstrap::EventHandler, telemetry::metrics::MetricSet};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -176,6 +179,7 @@ impl Probe {
         // than finding one the API closed in between.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(10))
+            .pool_timer(TokioTimer::new())
             .build(connector);
         Ok(self.client.get_or_init(|| client))
     }
