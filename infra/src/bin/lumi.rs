@@ -301,9 +301,9 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         LocalStack::bootstrap(Template::project()?, &moto.endpoint, "lumi", parameters).await?;
     let accounts = seed::seed(&stack).await?;
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
-    let env_dir = write_env_files(&stack)?;
-    spawn_refund_email_poller(&stack)?;
     let base = format!("http://127.0.0.1:{port}");
+    let env_dir = write_env_files(&stack, &base)?;
+    spawn_refund_email_poller(&stack)?;
     // The health probe calls the API through this gateway, as it calls API Gateway in AWS.
     let schedules = lumi_infra::schedule::spawn_schedules(&stack, &base).await?;
     let listener = TcpListener::bind(("127.0.0.1", port))
@@ -380,12 +380,13 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// `target/local-env/<function>.env`: what `cargo lambda watch --env-file` needs to run a
-/// function against this stack.
-fn write_env_files(stack: &LocalStack) -> anyhow::Result<std::path::PathBuf> {
+/// function against this stack (the API at `api_base`, this gateway).
+fn write_env_files(stack: &LocalStack, api_base: &str) -> anyhow::Result<std::path::PathBuf> {
     let dir = lumi_infra::workspace_root().join("target/local-env");
     std::fs::create_dir_all(&dir)?;
     for (_, binary) in stack.template.functions()? {
-        let env = stack.function_env(&binary)?;
+        let mut env = stack.function_env(&binary)?;
+        lumi_infra::schedule::local_api_urls(stack, &mut env, api_base)?;
         let mut vars: Vec<(&str, &str)> = env.iter().collect();
         vars.sort();
         let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
