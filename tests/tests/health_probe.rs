@@ -46,8 +46,16 @@ async fn a_round_against_a_healthy_api_counts_ok_for_readiness_and_liveness() {
     let (probe, metrics) = probe_at(&app, &app.base_url, "0");
 
     let results = probe.round().await.unwrap();
-    assert_eq!(outcome_of(&results, Target::Ready), Outcome::Ok, "{results:?}");
-    assert_eq!(outcome_of(&results, Target::Live), Outcome::Ok, "{results:?}");
+    assert_eq!(
+        outcome_of(&results, Target::Ready),
+        Outcome::Ok,
+        "{results:?}"
+    );
+    assert_eq!(
+        outcome_of(&results, Target::Live),
+        Outcome::Ok,
+        "{results:?}"
+    );
     assert!(results.iter().all(|r| r.status == Some(200)), "{results:?}");
 
     for probe in ["ready", "live"] {
@@ -126,10 +134,7 @@ async fn an_invocation_from_the_template_schedule_runs_two_rounds() {
 
 #[tokio::test]
 async fn a_failing_readiness_counts_failed_and_liveness_stays_ok() {
-    let app = TestApp::builder()
-        .env("HEALTH_CACHE_MS", "0")
-        .spawn()
-        .await;
+    let app = TestApp::builder().env("HEALTH_CACHE_MS", "0").spawn().await;
     let (probe, metrics) = probe_at(&app, &app.base_url, "0");
     app.dynamodb()
         .delete_table()
@@ -204,7 +209,10 @@ async fn without_a_base_url_the_invocation_fails_and_publishes_nothing() {
 
     let error = probe.round().await.unwrap_err();
     assert!(error.to_string().contains("PROBE_BASE_URL"), "{error}");
-    assert!(metrics.json().is_empty(), "no results: the alarm sees missing data");
+    assert!(
+        metrics.json().is_empty(),
+        "no results: the alarm sees missing data"
+    );
 }
 
 #[test]
@@ -218,7 +226,10 @@ fn the_interval_is_at_most_forty_seconds() {
     assert_eq!(default.probe.interval, Duration::from_secs(30));
     env.set("PROBE_INTERVAL_SECONDS", "41");
     let error = lumi_shared::Config::from_env("health-probe", &env).unwrap_err();
-    assert!(error.to_string().contains("PROBE_INTERVAL_SECONDS"), "{error}");
+    assert!(
+        error.to_string().contains("PROBE_INTERVAL_SECONDS"),
+        "{error}"
+    );
 }
 
 /// Under `make dev` the schedule's `PROBE_BASE_URL` (the deployed API's endpoint in the
@@ -227,16 +238,15 @@ fn the_interval_is_at_most_forty_seconds() {
 async fn the_local_schedule_points_the_probe_at_the_gateway() {
     let app = TestApp::spawn().await;
     let mut env = app.stack.function_env("health-probe").unwrap();
-    assert!(
-        env.get("PROBE_BASE_URL")
-            .unwrap()
-            .contains(".execute-api.")
-    );
+    assert!(env.get("PROBE_BASE_URL").unwrap().contains(".execute-api."));
     lumi_infra::schedule::local_api_urls(&app.stack, &mut env, "http://127.0.0.1:3000/").unwrap();
     assert_eq!(env.get("PROBE_BASE_URL"), Some("http://127.0.0.1:3000"));
     // Nothing else changes.
     assert_eq!(
         env.get("APP_TABLE"),
-        app.stack.function_env("health-probe").unwrap().get("APP_TABLE")
+        app.stack
+            .function_env("health-probe")
+            .unwrap()
+            .get("APP_TABLE")
     );
 }
