@@ -84,9 +84,10 @@ BENCH_EVENT_orders := events/orders/02-cart.401.json
 BENCH_EVENT_admin  := events/admin/01-orders.401.json
 BENCH_EVENT_refund-email := events/refund-email/empty-batch.json
 BENCH_EVENT_images := events/images/03-admin-images.401.json
-# Scheduled jobs' cold starts cost nobody a wait (nor do Secrets Manager's rotation steps): not
+# Scheduled jobs' cold starts cost nobody a wait (nor do Secrets Manager's rotation steps, nor the
+# health probe's, which calls the API itself and has no sample event): not
 # benchmarked.
-BENCH_FUNCTIONS := $(filter-out backup secret-rotation,$(FUNCTIONS))
+BENCH_FUNCTIONS := $(filter-out backup secret-rotation health-probe,$(FUNCTIONS))
 bench_event = $(or $(BENCH_EVENT_$(1)),$(firstword $(sort $(wildcard events/$(1)/*.json))))
 
 .PHONY: bench

@@ -36,6 +36,7 @@ pub fn event_functions() -> Vec<(&'static str, EventFn)> {
     vec![
         ("backup", backup_event),
         ("secret-rotation", secret_rotation_event),
+        ("health-probe", health_probe_event),
     ]
 }
 
@@ -53,6 +54,21 @@ fn backup_event(
     Box::pin(async move {
         let event = serde_json::from_value(event)?;
         backup::Jobs::new(platform)
+            .handle(event)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })
+}
+
+/// One probe invocation (two rounds), as the schedule runs it; locally `PROBE_BASE_URL` is the
+/// gateway's address (see `schedule::local_api_urls`).
+fn health_probe_event(
+    platform: Arc<Platform>,
+    event: serde_json::Value,
+) -> BoxFuture<'static, anyhow::Result<serde_json::Value>> {
+    Box::pin(async move {
+        let event = serde_json::from_value(event)?;
+        health_probe::Probe::new(platform)
             .handle(event)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))

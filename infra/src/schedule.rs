@@ -1,19 +1,26 @@
 //! The local stand-in for EventBridge schedules: `make dev` runs every `Schedule` event of the
-//! template (the backup and the restore check) at the times its expression names, with the
-//! event's `Input`, through the same handler Lambda calls.
+//! template (the backup, the restore check, the health probe) at the times its expression names,
+//! with the event's `Input`, through the same handler Lambda calls. A variable that names the
+//! deployed API (`https://${LumiApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}`, the health
+//! probe's `PROBE_BASE_URL`) names the local gateway instead ([`local_api_urls`]).
 //!
 //! Expressions are EventBridge's: `rate(1 hour)` and the six-field
 //! `cron(minutes hours day-of-month month day-of-week year)`, with `*`, `?`, lists, ranges and
 //! `/` steps (the `L`, `W` and `#` forms are refused, not misread). Times are UTC.
 
 use anyhow::{Context as _, anyhow, bail};
+use lumi_shared::Env;
 use time::{Duration, OffsetDateTime, Weekday};
 
 use crate::stack::LocalStack;
 
 /// Starts a task per `Schedule` event of the template; returns `(function, event, expression)`
-/// of each, for the start-up banner.
-pub async fn spawn_schedules(stack: &LocalStack) -> anyhow::Result<Vec<(String, String, String)>> {
+/// of each, for the start-up banner. `api_base` is where the local gateway serves
+/// (`http://127.0.0.1:3000`).
+pub async fn spawn_schedules(
+    stack: &LocalStack,
+    api_base: &str,
+) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut started = Vec::new();
     for event in stack.template.schedules()? {
         let expression = stack.names.resolve(&event.expression)?;
@@ -29,7 +36,8 @@ pub async fn spawn_schedules(stack: &LocalStack) -> anyhow::Result<Vec<(String, 
             }
         };
         // The function's own start-up, with its environment resolved against this stack.
-        let env = stack.function_env(&event.function)?;
+        let mut env = stack.function_env(&event.function)?;
+        local_api_urls(stack, &mut env, api_base)?;
         let platform = lumi_shared::bootstrap::platform(&event.function, &env).await?;
         let name = format!("{}/{}", event.function, event.name);
         started.push((event.function.clone(), event.name.clone(), expression));
@@ -48,6 +56,32 @@ pub async fn spawn_schedules(stack: &LocalStack) -> anyhow::Result<Vec<(String, 
         });
     }
     Ok(started)
+}
+
+/// Points every variable of `env` that names a deployed HttpApi of the template (its
+/// `https://<api id>.execute-api.<region>.<suffix>` endpoint, resolved as the local stack
+/// resolves it) at `api_base`, the local gateway, keeping the path after it.
+pub fn local_api_urls(stack: &LocalStack, env: &mut Env, api_base: &str) -> anyhow::Result<()> {
+    let api_base = api_base.trim_end_matches('/');
+    for api in stack.template.of_kind("AWS::Serverless::HttpApi") {
+        let spelled = format!(
+            "!Sub https://${{{}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}",
+            api.logical_id
+        );
+        let deployed = stack.names.resolve(&serde_norway::from_str(&spelled)?)?;
+        let local: Vec<(String, String)> = env
+            .iter()
+            .filter_map(|(key, value)| {
+                let rest = value.strip_prefix(deployed.as_str())?;
+                (rest.is_empty() || rest.starts_with('/'))
+                    .then(|| (key.to_owned(), format!("{api_base}{rest}")))
+            })
+            .collect();
+        for (key, value) in local {
+            env.set(key, value);
+        }
+    }
+    Ok(())
 }
 
 /// A parsed schedule expression.

@@ -203,6 +203,17 @@ pub struct BackupConfig {
     pub tables: Vec<(String, String)>,
 }
 
+/// What the health-probe function calls and how often (see `functions/health-probe`).
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// `PROBE_BASE_URL`: the public API's base URL (`https://<api>.execute-api.<region>...`; the
+    /// local gateway's `http://127.0.0.1:<port>` under `make dev`).
+    pub base_url: Option<String>,
+    /// `PROBE_INTERVAL_SECONDS`, default 30, at most 40: between the two rounds of one
+    /// invocation (the schedule fires every minute; the function's timeout holds two rounds).
+    pub interval: Duration,
+}
+
 /// The rate limiter's switches (the budgets themselves are runtime settings).
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
@@ -289,6 +300,7 @@ pub struct Config {
     pub error_reporting_dsn: Option<crate::telemetry::report::Dsn>,
     pub backup: BackupConfig,
     pub images: ImagesConfig,
+    pub probe: ProbeConfig,
 }
 
 /// Stripe, the online payment provider (its secret key and webhook key are in the config
@@ -485,6 +497,22 @@ impl Config {
                             })
                     })
                     .collect::<Result<_, _>>()?,
+            },
+            probe: ProbeConfig {
+                base_url: env
+                    .get("PROBE_BASE_URL")
+                    .map(|url| url.trim().trim_end_matches('/').to_owned()),
+                interval: {
+                    let seconds: u64 = env.parsed("PROBE_INTERVAL_SECONDS", 30)?;
+                    if seconds > 40 {
+                        return Err(ConfigError::Invalid {
+                            var: "PROBE_INTERVAL_SECONDS",
+                            reason: "must be at most 40 (two rounds fit the function's timeout)"
+                                .into(),
+                        });
+                    }
+                    Duration::from_secs(seconds)
+                },
             },
             images: ImagesConfig {
                 bucket: env

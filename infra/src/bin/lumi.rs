@@ -301,13 +301,14 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         LocalStack::bootstrap(Template::project()?, &moto.endpoint, "lumi", parameters).await?;
     let accounts = seed::seed(&stack).await?;
     let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
-    let env_dir = write_env_files(&stack)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let env_dir = write_env_files(&stack, &base)?;
     spawn_refund_email_poller(&stack)?;
-    let schedules = lumi_infra::schedule::spawn_schedules(&stack).await?;
+    // The health probe calls the API through this gateway, as it calls API Gateway in AWS.
+    let schedules = lumi_infra::schedule::spawn_schedules(&stack, &base).await?;
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("port {port} is taken: is another `make dev` running?"))?;
-    let base = format!("http://127.0.0.1:{port}");
     let webhook_secret = stack.config_secret_json().await?["payment_webhook_secrets"]["stripe"]
         .as_str()
         .map(str::to_owned)
@@ -379,12 +380,13 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// `target/local-env/<function>.env`: what `cargo lambda watch --env-file` needs to run a
-/// function against this stack.
-fn write_env_files(stack: &LocalStack) -> anyhow::Result<std::path::PathBuf> {
+/// function against this stack (the API at `api_base`, this gateway).
+fn write_env_files(stack: &LocalStack, api_base: &str) -> anyhow::Result<std::path::PathBuf> {
     let dir = lumi_infra::workspace_root().join("target/local-env");
     std::fs::create_dir_all(&dir)?;
     for (_, binary) in stack.template.functions()? {
-        let env = stack.function_env(&binary)?;
+        let mut env = stack.function_env(&binary)?;
+        lumi_infra::schedule::local_api_urls(stack, &mut env, api_base)?;
         let mut vars: Vec<(&str, &str)> = env.iter().collect();
         vars.sort();
         let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
