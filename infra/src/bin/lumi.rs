@@ -285,7 +285,7 @@ async fn schema_status(args: &[String]) -> anyhow::Result<i32> {
         names: pairs(args, "--name")?.into_iter().collect(),
         parameters: pairs(args, "--parameter")?.into_iter().collect(),
     };
-    for (id, _) in &target.names {
+    for id in target.names.keys() {
         let known = template.resources.get(id).is_some_and(|r| {
             matches!(
                 r.kind.as_str(),
