@@ -114,6 +114,27 @@ bench-load: $(STAMP) ## Only the load figures: make bench-load [CLIENTS=8] [DURA
 	cargo build -p lumi-bench
 	target/debug/lumi-bench $(BENCH_LOAD)
 
+# The monthly dependency audit (the runbook's "Dependency audit"; CI runs it monthly and on every
+# change to Cargo.lock, never as part of `make test`: it needs the network). cargo-deny is pinned
+# and installed by the target into .tools/ (built with --locked). Licenses, bans and sources are
+# checked from Cargo.lock alone; advisories need the RustSec database from GitHub, so they are
+# checked when it is reachable and skipped, saying so, when not.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := .tools/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny
+ADVISORY_DB := https://github.com/rustsec/advisory-db
+
+$(CARGO_DENY):
+	cargo install --locked --quiet cargo-deny@$(CARGO_DENY_VERSION) --root $(abspath $(dir $@)..)
+
+.PHONY: audit
+audit: $(CARGO_DENY) ## Dependency audit: cargo deny (licenses, bans, sources; advisories when reachable)
+	$(CARGO_DENY) --all-features check licenses bans sources
+	@if timeout 30 git ls-remote --exit-code $(ADVISORY_DB) HEAD >/dev/null 2>&1; then \
+		$(CARGO_DENY) --all-features check advisories; \
+	else \
+		echo "advisories skipped: database unreachable ($(ADVISORY_DB))"; \
+	fi
+
 # `make deploy ENV=staging|prod [REGION=...]`: ENV picks a config env of samconfig.toml (stack,
 # stage, rollout, alarm email). Only a make argument or a staging/prod value counts as ENV, since
 # some shells export ENV for their own use. The region is REGION, else AWS_REGION or an

@@ -8,6 +8,7 @@
 //! - [`poller`]: the local SQS event source (and the dead-letter redrive).
 //! - [`schedule`]: the local EventBridge schedules (`rate()` and `cron()`), run by `make dev`.
 //! - [`seed`]: the demo accounts `make dev` creates.
+//! - [`schema`]: `lumi schema status`, the live tables, queues and buckets against the template.
 //! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
 //!   router of the function that owns it, with an API Gateway-like request context.
 
@@ -16,6 +17,7 @@ pub mod gateway;
 pub mod moto;
 pub mod poller;
 pub mod schedule;
+pub mod schema;
 pub mod seed;
 pub mod stack;
 pub mod stripe_server;

@@ -1,6 +1,6 @@
-//! Creates the local stack from `template.yaml`: every DynamoDB table (keys, GSIs, TTL, stream),
-//! SQS queue (dead-letter redrive included), S3 bucket, SES email identity and Secrets Manager
-//! secret it declares,
+//! Creates the local stack from `template.yaml`: every DynamoDB table (keys, GSIs, TTL, stream,
+//! point-in-time recovery), SQS queue (dead-letter redrive included), S3 bucket (versioning,
+//! lifecycle rules), SES email identity and Secrets Manager secret it declares,
 //! named `<prefix>-<LogicalId>` so that every test can have a stack of its own on one server.
 //! There is no second list of resources: a resource added to the template exists locally too.
 
@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use anyhow::{Context as _, anyhow};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use lumi_shared::Env;
@@ -93,6 +93,7 @@ impl LocalStack {
                 .send()
                 .await
                 .with_context(|| format!("creating bucket {name}"))?;
+            configure_bucket(&s3, bucket, &name, &names).await?;
             names.attributes.insert(
                 format!("{}.Arn", bucket.logical_id),
                 format!("arn:aws:s3:::{name}"),
@@ -301,6 +302,24 @@ async fn create_table(
             .await
             .with_context(|| format!("enabling TTL on {name}"))?;
     }
+    if let Some(pitr) = prop(table, "PointInTimeRecoverySpecification")
+        && pitr
+            .get("PointInTimeRecoveryEnabled")
+            .and_then(Value::as_bool)
+            == Some(true)
+    {
+        client
+            .update_continuous_backups()
+            .table_name(&name)
+            .point_in_time_recovery_specification(
+                PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(true)
+                    .build()?,
+            )
+            .send()
+            .await
+            .with_context(|| format!("enabling point-in-time recovery on {name}"))?;
+    }
     let description = created.table_description;
     let arn = description
         .as_ref()
@@ -315,6 +334,46 @@ async fn create_table(
         .attributes
         .insert(format!("{}.Arn", table.logical_id), arn);
     names.refs.insert(table.logical_id.clone(), name);
+    Ok(())
+}
+
+/// A bucket's versioning and lifecycle rules, as declared (`lumi schema status` compares them).
+async fn configure_bucket(
+    client: &aws_sdk_s3::Client,
+    bucket: &Resource,
+    name: &str,
+    names: &Names,
+) -> anyhow::Result<()> {
+    if let Some(status) = prop(bucket, "VersioningConfiguration")
+        .and_then(|v| v.get("Status"))
+        .and_then(Value::as_str)
+    {
+        client
+            .put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::from(status))
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("setting the versioning of {name}"))?;
+    }
+    let rules = crate::schema::declared_lifecycle_rules(bucket, names)?;
+    if !rules.is_empty() {
+        client
+            .put_bucket_lifecycle_configuration()
+            .bucket(name)
+            .lifecycle_configuration(
+                aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+                    .set_rules(Some(rules))
+                    .build()?,
+            )
+            .send()
+            .await
+            .with_context(|| format!("setting the lifecycle rules of {name}"))?;
+    }
     Ok(())
 }
 

@@ -40,6 +40,14 @@
 //! - `lumi backup run|restore-check --env-file <f>`: a backup job now, as the function would run
 //!   it (`make backup` and `make restore-check`, against `make dev`'s stack).
 //!
+//! - `lumi schema status [--prefix lumi] [--name <LogicalId>=<physical name> ...]
+//!   [--parameter <Name>=<value> ...]`: the live tables, queues and buckets against
+//!   `template.yaml` (`lumi_infra::schema`), one line per drift; exit status 0 when they match,
+//!   1 on drift, 2 when the check could not run. Local names are `<prefix>-<LogicalId>` (`make
+//!   dev`'s prefix is `lumi`); for a deployed stack name each resource with `--name` (the table
+//!   names, queue URLs and bucket names of the stack's outputs) and pass the parameters it was
+//!   deployed with that the compared properties use (`BackupArchiveAfterDays`, ...).
+//!
 //! - `lumi outbox flush --table <t> --queue-url <url>`: sends the messages waiting in the outbox
 //!   (refund emails whose first send failed).
 //! - `lumi dlq redrive --from <dead-letter queue url> --to <queue url>`: moves the refund emails
@@ -71,6 +79,7 @@ const USAGE: &str = "usage:
   lumi sessions purge --table <table> --user <user id>
   lumi sessions revoke-all --table <table> --user <user id>
   lumi sessions revoke-all --table <table> --everyone
+  lumi schema status [--prefix lumi] [--name <LogicalId>=<physical name> ...] [--parameter <Name>=<value> ...]
   lumi outbox flush --table <table> --queue-url <url>
   lumi dlq redrive --from <dead-letter queue url> --to <queue url>
   lumi settings show --table <table>
@@ -184,6 +193,16 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         ["backup", "restore"] => backup_restore(&args).await,
+        ["schema", "status"] => {
+            let code = match schema_status(&args).await {
+                Ok(code) => code,
+                Err(error) => {
+                    eprintln!("schema status could not run: {error:#}");
+                    2
+                }
+            };
+            std::process::exit(code)
+        }
         ["--help" | "-h" | "help", ..] => {
             println!("{USAGE}");
             Ok(())
@@ -244,6 +263,44 @@ async fn backup_restore(args: &[String]) -> anyhow::Result<()> {
         println!("  {table}: {items} items, checksums and counts verified");
     }
     Ok(())
+}
+
+/// The values of every `flag` of `args`, each `key=value`.
+fn pairs(args: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> {
+    args.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| {
+            w[1].split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("{flag} {}: expected <name>=<value>", w[1]))
+        })
+        .collect()
+}
+
+/// `lumi schema status`: prints each drift and returns the exit status.
+async fn schema_status(args: &[String]) -> anyhow::Result<i32> {
+    let template = Template::project()?;
+    let target = lumi_infra::schema::Target {
+        prefix: flag(args, "--prefix").unwrap_or_else(|_| "lumi".into()),
+        names: pairs(args, "--name")?.into_iter().collect(),
+        parameters: pairs(args, "--parameter")?.into_iter().collect(),
+    };
+    for id in target.names.keys() {
+        let known = template.resources.get(id).is_some_and(|r| {
+            matches!(
+                r.kind.as_str(),
+                "AWS::DynamoDB::Table" | "AWS::SQS::Queue" | "AWS::S3::Bucket"
+            )
+        });
+        if !known {
+            bail!("--name {id}=...: template.yaml has no table, queue or bucket {id}");
+        }
+    }
+    let report = lumi_infra::schema::status(&template, &sdk_config().await, &target).await?;
+    for line in report.lines() {
+        println!("{line}");
+    }
+    Ok(report.exit_code())
 }
 
 async fn sdk_config() -> aws_config::SdkConfig {
