@@ -11,11 +11,13 @@
 //! Stored in the application table as `INCIDENT#<id>`/`INCIDENT`, listed on `gsi1` by the
 //! partition `INCIDENTS`, sorted by creation time (`<microseconds, 20 digits>#<id>`). Each
 //! write is one transaction with its audit event (`incident.create`, `incident.status`; target
-//! `incident:<id>`).
+//! `incident:<id>`); recording one also carries its Idempotency-Key record, so a retried request
+//! answers the first incident instead of recording a second.
 
 use lumi_shared::{
     audit::{self, AuditEvent},
     error::{DomainError, ErrorClass, FieldError},
+    idempotency::{Done, Guard},
     store::{Item, StoreError, Tx, decode_cursor, encode_cursor, from_item, key, n, s},
 };
 use serde::{Deserialize, Serialize};
@@ -136,7 +138,7 @@ impl IncidentStatus {
 }
 
 /// What an admin asks to record (checked by [`NewIncident::check`]).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewIncident {
     pub order_reference: String,
     pub summary: String,
@@ -341,8 +343,17 @@ impl Shop {
         &self,
         request: &NewIncident,
         actor: &Actor,
-    ) -> Result<Incident, IncidentError> {
+        guard: &Guard,
+    ) -> Result<Done<Incident>, IncidentError> {
         let severity = request.check()?;
+        let (db, table) = (self.db(), self.table());
+        if let Some(body) = guard
+            .lookup(db, table, self.now_us())
+            .await
+            .map_err(CommerceError::from)?
+        {
+            return Ok(Done::Replay(body));
+        }
         let reference = request.order_reference.as_str();
         let order = self.order(reference).await?;
         let (audit_events, audit_events_truncated) = self.order_audit_events(reference).await?;
@@ -395,11 +406,22 @@ impl Shop {
                 &now,
             ),
         )?;
-        self.db()
-            .commit(tx)
-            .await?
-            .map_err(|_| IncidentError::Conflict("the incident was not recorded; retry".into()))?;
-        Ok(incident)
+        let response = serde_json::to_value(&incident)
+            .map_err(|e| CommerceError::Internal(format!("incident {}: {e}", incident.id)))?;
+        let guard_part = guard.record(&mut tx, &response, now_us)?;
+        match db.commit(tx).await? {
+            Ok(()) => Ok(Done::Fresh(incident)),
+            // The key is live: the first request's answer (or 409 while it is still writing).
+            Err(cancelled) if cancelled.condition_failed(guard_part) => Ok(Done::Replay(
+                guard
+                    .resolve(db, table, now_us)
+                    .await
+                    .map_err(CommerceError::from)?,
+            )),
+            Err(_) => Err(IncidentError::Conflict(
+                "the incident was not recorded; retry".into(),
+            )),
+        }
     }
 
     /// The order's audit events, newest first: one query of at most

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use lumi_tests::{TestApp, assert_problem, unique_sku};
+use lumi_tests::{TestApp, assert_problem, unique_prefix, unique_sku};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -29,8 +29,13 @@ async fn track(app: &TestApp, customer: &str, reference: &str) -> Value {
         .await
 }
 
+/// Records with a fresh Idempotency-Key.
 async fn record(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
-    app.call(Method::POST, INCIDENTS, Some(token), None, Some(body))
+    record_with_key(app, token, &unique_prefix(), body).await
+}
+
+async fn record_with_key(app: &TestApp, token: &str, key: &str, body: &Value) -> reqwest::Response {
+    app.call(Method::POST, INCIDENTS, Some(token), Some(key), Some(body))
         .await
 }
 
@@ -364,4 +369,55 @@ async fn an_incident_is_resolved_and_reopened_with_a_note_each_time_audited() {
         audited[1]["summary"]["after"]["note"],
         "refunded, user locked"
     );
+}
+
+#[tokio::test]
+async fn a_retried_incident_with_the_same_key_is_recorded_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (_, order) = paid_order(&app, &admin).await;
+    let body = json!({
+        "order_reference": reference(&order),
+        "summary": "chargeback, retried after a timeout",
+        "severity": "high",
+    });
+    let key = unique_prefix();
+
+    let first = record_with_key(&app, &admin, &key, &body).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotency-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    // The retry (the same body, keys in another order): the same incident, marked a replay.
+    let same = json!({
+        "severity": "high",
+        "summary": "chargeback, retried after a timeout",
+        "order_reference": reference(&order),
+    });
+    let again = record_with_key(&app, &admin, &key, &same).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first);
+
+    // The key with another body: 422, nothing recorded.
+    let other =
+        json!({ "order_reference": reference(&order), "summary": "other", "severity": "low" });
+    assert_problem(record_with_key(&app, &admin, &key, &other).await, 422).await;
+    // No key: 400 before anything is read.
+    let response = app
+        .call(Method::POST, INCIDENTS, Some(&admin), None, Some(&body))
+        .await;
+    assert_problem(response, 400).await;
+
+    let listed = app.get_json(INCIDENTS, &admin).await;
+    let ids: Vec<&Value> = listed["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["id"])
+        .collect();
+    assert_eq!(ids, [&first["id"]], "one incident");
+    let created = app.audit_events(&admin, "action=incident.create").await;
+    assert_eq!(created.len(), 1, "{created:?}");
 }

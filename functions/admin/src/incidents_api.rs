@@ -3,6 +3,7 @@
 //! them newest first, read one, open or resolve one with a note. Each handler parses, calls one
 //! `lumi_commerce::incidents` use case (which audits its own writes) and shapes the answer.
 
+use axum::response::Response;
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
@@ -11,23 +12,37 @@ use lumi_commerce::incidents::{Incident, NewIncident, StatusChange};
 use lumi_shared::{
     ApiResult,
     auth::{AdminUser, sessions::RequestMeta},
-    http::Json,
+    http::{Json, extract::idempotent},
+    idempotency::{Guard, IdempotencyKey, hash_request},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{Shared, actor};
 
-/// `POST /api/v1/admin/incidents` `{order_reference, summary, severity, request_ids?}`: 201 and
-/// the incident; 422 naming every wrong field; 404 for an unknown order.
+/// `POST /api/v1/admin/incidents` (Idempotency-Key) `{order_reference, summary, severity,
+/// request_ids?}`: 201 and the incident; a retry with the same key and body gets the same
+/// incident (`Idempotency-Replayed: true`), not a second one; 422 naming every wrong field; 404
+/// for an unknown order.
 pub async fn create_incident(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
+    key: IdempotencyKey,
     Json(body): Json<NewIncident>,
-) -> ApiResult<(StatusCode, axum::Json<Incident>)> {
-    let incident = shop.record_incident(&body, &actor(&admin, meta)).await?;
-    Ok((StatusCode::CREATED, axum::Json(incident)))
+) -> ApiResult<Response> {
+    // The parsed body, re-serialised: the same incident asked twice hashes the same whatever
+    // its whitespace or field order.
+    let canonical = serde_json::to_vec(&body).unwrap_or_default();
+    let guard = Guard::new(
+        &format!("incident:{}", admin.0.user.id),
+        &key,
+        hash_request(&[b"incident", &canonical]),
+    );
+    let done = shop
+        .record_incident(&body, &actor(&admin, meta), &guard)
+        .await?;
+    Ok(idempotent(StatusCode::CREATED, done))
 }
 
 #[derive(Deserialize)]

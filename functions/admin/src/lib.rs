@@ -22,7 +22,7 @@
 //! | `GET /api/v1/admin/inventory/mismatches`, `POST /api/v1/admin/inventory/rebalance` | the inventory-mismatch procedure |
 //! | `GET`/`PUT /api/v1/admin/site-content/{key}` | the storefront's content blocks |
 //! | `GET /api/v1/admin/email-deliveries?status=failed` | refund emails to send by hand |
-//! | `POST /api/v1/admin/incidents`, `GET` (list), `GET`/`PATCH .../{id}` | security incidents with an order's timeline (see `incidents_api`) |
+//! | `POST /api/v1/admin/incidents` (Idempotency-Key), `GET` (list), `GET`/`PATCH .../{id}` | security incidents with an order's timeline (see `incidents_api`) |
 
 pub mod catalog_api;
 pub mod incidents_api;
