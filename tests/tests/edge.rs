@@ -229,3 +229,43 @@ async fn malformed_path_identifiers_are_404_before_any_aws_call() {
     }
     assert!(checked >= 40, "{checked} routes with parameters checked");
 }
+
+/// A path the API serves, asked with a method it does not serve there, is 405 problem+json with
+/// `Allow` (whichever function serves the path: the catch-all answers); an unknown path is 404.
+#[tokio::test]
+async fn a_method_a_path_does_not_serve_is_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let trace = reqwest::Method::from_bytes(b"TRACE").unwrap();
+    for (method, path, allow) in [
+        (trace.clone(), "/api/v1/orders", "GET, POST"),
+        (reqwest::Method::DELETE, "/api/v1/products/p_1", "GET"),
+        (reqwest::Method::GET, "/api/v1/auth/login", "POST"),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/cart/items/SKU-1",
+            "DELETE, PATCH",
+        ),
+        (reqwest::Method::PATCH, "/api/v1/admin/settings", "GET, PUT"),
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let problem = assert_problem(response, 405).await;
+        assert_eq!(
+            problem["type"], "https://lumi-commerce.com/problems/method-not-allowed",
+            "{problem}"
+        );
+    }
+    let response = app
+        .http
+        .request(trace, app.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("allow").is_none());
+    assert_problem(response, 404).await;
+}

@@ -232,3 +232,21 @@ fn every_schedule_parses_and_has_a_local_handler() {
         assert!(input["detail"]["job"].is_string());
     }
 }
+
+/// The catch-all's route table (405 with `Allow`) is the template's routes.
+#[test]
+fn the_edge_route_table_is_the_templates() {
+    let table: BTreeSet<(String, String)> = lumi_shared::http::routes::API_ROUTES
+        .iter()
+        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .collect();
+    let template: BTreeSet<(String, String)> = template_routes()
+        .into_iter()
+        .filter(|(method, _, _)| method != "ANY")
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    assert_eq!(
+        table, template,
+        "lumi_shared::http::routes::API_ROUTES must list exactly the template's routes"
+    );
+}

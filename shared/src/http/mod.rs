@@ -13,10 +13,13 @@
 //!   client IP and metric set of the request.
 //! - [`path_ids`]: every path parameter checked by the one identifier format before the
 //!   handler runs (404 when malformed), so a handler never sends one to DynamoDB or S3.
+//! - [`routes`]: the API's routes, so that what no route matches is 405 with `Allow` when the
+//!   path exists under another method, else 404.
 
 pub mod edge;
 pub mod extract;
 pub mod path_ids;
+pub mod routes;
 
 use std::{sync::Arc, time::Duration};
 
@@ -50,6 +53,8 @@ pub fn serve(platform: Arc<Platform>, routes: Router) -> Router {
     routes
         .route_layer(middleware::from_fn(path_ids::check))
         .fallback(unknown_route)
+        // The same answer as the catch-all's, whichever function a method reaches.
+        .method_not_allowed_fallback(unknown_route)
         .layer(DefaultBodyLimit::max(platform.config.max_body_bytes))
         // Inside CORS (preflights are not limited), inside the edge (429s carry the request id).
         .layer(middleware::from_fn_with_state(
@@ -76,12 +81,33 @@ pub fn serve(platform: Arc<Platform>, routes: Router) -> Router {
         .layer(middleware::from_fn_with_state(platform, edge::edge))
 }
 
-async fn unknown_route(method: Method, uri: http::Uri) -> Problem {
-    Problem::new(
-        http::StatusCode::NOT_FOUND,
-        "route-not-found",
-        format!("no route matches {method} {}", uri.path()),
+/// What no route of this function matched: 405 with `Allow` when another method of the API
+/// serves the path (the catch-all function answers for every function), else 404.
+async fn unknown_route(method: Method, uri: http::Uri) -> Response {
+    let allowed = routes::allowed_methods(uri.path());
+    if allowed.is_empty() {
+        return Problem::new(
+            http::StatusCode::NOT_FOUND,
+            "route-not-found",
+            format!("no route matches {method} {}", uri.path()),
+        )
+        .into_response();
+    }
+    let allow = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut response = Problem::new(
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} accepts {allow}, not {method}", uri.path()),
     )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 fn cors_layer(cors: &CorsConfig) -> CorsLayer {
