@@ -61,8 +61,9 @@ soak: $(STAMP) ## Long commerce history check: make soak SEED=7,8 OPS=2000 (SEED
 		cargo test -p lumi-tests --test commerce_history -- --nocapture
 
 .PHONY: lint
-lint: $(STAMP) ## rustfmt, clippy -D warnings, cfn-lint, sam validate --lint, OpenAPI
+lint: $(STAMP) ## rustfmt, one feature set for dev and test, clippy -D warnings, cfn-lint, sam validate --lint, OpenAPI
 	cargo fmt --all --check
+	$(PY) infra/scripts/check_features.py
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint --template template.yaml
