@@ -36,8 +36,23 @@ $(STAMP): infra/requirements.txt
 .PHONY: venv
 venv: $(STAMP) ## Python tools: moto, cfn-lint, sam, cargo-lambda, openapi validator (pinned)
 
+# The API reference at /docs: Redoc's bundle, pinned and checked (infra/src/api_docs.rs).
+REDOC_VERSION   := 2.5.4
+REDOC_INTEGRITY := sha512-M6jWhG1qoBnH6TFmzJnstyCZ87HmOY/UzDm78mHiYihEdlV/YcS9ogOo1NlElnJMeLsyxHFe2yFc4sNjHTrABQ==
+REDOC           := .tools/redoc-$(REDOC_VERSION)/redoc.standalone.js
+
+$(REDOC): | $(STAMP)
+	$(PY) infra/scripts/fetch_redoc.py $(REDOC_VERSION) $(REDOC_INTEGRITY) $@
+
+# The headless browser that checks the /docs page renders (tests/tests/api_docs.rs).
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium (the API reference's rendering test) with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
 .PHONY: dev
-dev: $(STAMP) ## Serve the whole API on http://127.0.0.1:3000 against a local AWS stack
+dev: $(STAMP) $(REDOC) ## Serve the whole API on http://127.0.0.1:3000 (reference at /docs) against a local AWS stack
 	cargo build -p lumi-infra --bin lumi
 	target/debug/lumi dev --port 3000
 
@@ -52,8 +67,8 @@ restore-check: $(STAMP) ## Restore the newest backup into temporary tables and v
 	target/debug/lumi backup restore-check --env-file target/local-env/backup.env
 
 .PHONY: test
-test: $(STAMP) lint ## Formatting, clippy, template and OpenAPI lint, then every test
-	LUMI_REQUIRE_LOCALSTRIPE=1 cargo test --workspace --all-targets --no-fail-fast
+test: $(STAMP) $(REDOC) chromium lint ## Formatting, clippy, template and OpenAPI lint, then every test
+	LUMI_REQUIRE_LOCALSTRIPE=1 LUMI_REQUIRE_CHROMIUM=1 cargo test --workspace --all-targets --no-fail-fast
 
 .PHONY: soak
 soak: $(STAMP) ## Long commerce history check: make soak SEED=7,8 OPS=2000 (SEED=random by default)

@@ -205,7 +205,8 @@ impl Gateway {
             let entry = entry.fallback(forwarding(unmatched, "ANY /{proxy+}".to_owned()));
             by_path.insert(route.path.clone(), entry);
         }
-        let mut router = Router::new();
+        // The API reference (`make dev`'s /docs): no template route, served beside the API.
+        let mut router = crate::api_docs::router(crate::workspace_root());
         for (path, methods) in by_path {
             router = router.route(&axum_path(&path), methods);
         }

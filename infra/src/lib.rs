@@ -10,8 +10,10 @@
 //! - [`seed`]: the demo accounts `make dev` creates.
 //! - [`schema`]: `lumi schema status`, the live tables, queues and buckets against the template.
 //! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
-//!   router of the function that owns it, with an API Gateway-like request context.
+//!   router of the function that owns it, with an API Gateway-like request context, and the
+//!   API reference at `/docs` ([`api_docs`]).
 
+pub mod api_docs;
 pub mod functions;
 pub mod gateway;
 pub mod moto;
