@@ -122,17 +122,11 @@ impl Archive {
         Ok(())
     }
 
+    /// A small object (a manifest, the config export), whole.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, JobError> {
-        let object = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| JobError::aws("S3 GetObject", key, e))?;
-        let bytes = object
-            .body
+        let bytes = self
+            .stream(key)
+            .await?
             .collect()
             .await
             .map_err(|e| JobError::aws("S3 GetObject body", key, e))?;
