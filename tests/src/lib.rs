@@ -138,6 +138,11 @@ impl TestAppBuilder {
     }
 
     pub async fn spawn(self) -> TestApp {
+        // Boxed: the whole start-up's state is large for every caller's future to hold.
+        Box::pin(self.start()).await
+    }
+
+    async fn start(self) -> TestApp {
         let _ = logs();
         let request_log = self.request_log.clone();
         let moto = self.own_moto.then(|| {
