@@ -212,6 +212,20 @@ pub async fn adopt(
     })
 }
 
+async fn exists(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::Result<bool> {
+    match client.describe_table().table_name(name).send().await {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(format!("describing {name}"))),
+    }
+}
+
 /// `lumi backup restore`: the run `run_id` (the newest complete one when `None`) of the backup
 /// bucket `bucket` into new tables (`targets`: `(logical id, new table name)`), each then
 /// [`adopt`]ed. Refuses a target that exists or that the template does not declare, before
@@ -238,6 +252,11 @@ pub async fn restore(
         None => archive.latest_run().await?,
     };
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk_config);
+    for (_, name) in targets {
+        if exists(&dynamodb, name).await? {
+            bail!("the table {name} exists; restore into a new name (nothing was created)");
+        }
+    }
     let counted = backup::restore::restore_into(&archive, &dynamodb, &run_id, targets).await?;
     let mut tables = Vec::new();
     for ((logical_id, name), (_, items)) in targets.iter().zip(counted) {

@@ -10,8 +10,10 @@ use backup::Job;
 use lumi_infra::{
     recovery,
     schema::{self, Report},
+    stack::LocalStack,
 };
 use lumi_tests::{TestApp, access_token, unique_prefix, unique_sku};
+use serde_norway::Value;
 
 /// A customer with a password and an order: (email, password, order reference).
 async fn customer_with_an_order(app: &TestApp) -> (String, String, String) {
@@ -48,6 +50,37 @@ async fn table_names(app: &TestApp) -> Vec<String> {
         .try_collect()
         .await
         .unwrap()
+}
+
+/// The table of every DynamoDB ARN in the functions' IAM policies, resolved as a deploy of
+/// `stack`'s parameters would (`<table>`, `<table>/index/*`, `<table>-restorecheck-*`).
+fn policy_tables(stack: &LocalStack) -> Vec<String> {
+    let mut tables = Vec::new();
+    for function in stack.template.of_kind("AWS::Serverless::Function") {
+        let statements = function
+            .properties
+            .get("Policies")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("Statement").and_then(Value::as_sequence))
+            .flatten();
+        for resource in statements.filter_map(|s| s.get("Resource")) {
+            let values = match resource {
+                Value::Sequence(items) => items.clone(),
+                other => vec![other.clone()],
+            };
+            for value in values {
+                let arn = stack.names.resolve(&value).unwrap_or_else(|e| {
+                    panic!("{}: {value:?}: {e:#}", function.logical_id);
+                });
+                if let Some((_, table)) = arn.split_once(":dynamodb:") {
+                    tables.push(table.split_once(":table/").unwrap().1.to_owned());
+                }
+            }
+        }
+    }
+    tables
 }
 
 /// Step 3 of the procedure: a stack deployed with the parameters `lumi backup restore` (or
@@ -131,6 +164,19 @@ async fn yuki_8_restore_a_backup_into_new_tables_deploy_on_them_and_readiness_pa
         ["PointInTimeRecovery"],
         "time to live comes from the manifest, point-in-time recovery from the template"
     );
+    // A name that exists is refused before anything is created.
+    let fresh = format!("{dr}-second-try");
+    let refused = recovery::restore(
+        template,
+        &app.stack.sdk_config,
+        &app.resource("BackupBucket"),
+        Some(&run),
+        &[("AppTable".to_owned(), fresh.clone()), targets[1].clone()],
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("exists"), "{refused}");
+    assert!(!table_names(&app).await.contains(&fresh));
 
     // 3. Deploy with the parameters: the stack uses the restored tables and creates none.
     let recovered = deploy_with(&parameters).await;
@@ -155,6 +201,25 @@ async fn yuki_8_restore_a_backup_into_new_tables_deploy_on_them_and_readiness_pa
             .unwrap()
             .as_deref(),
         Some(targets[1].1.as_str())
+    );
+    // Every IAM grant on a table names a restored one (its indexes, its restore checks' copies).
+    let granted = policy_tables(&recovered.stack);
+    assert!(granted.len() > 10, "{granted:?}");
+    for table in &granted {
+        assert!(
+            targets.iter().any(|(_, name)| table == name
+                || table == &format!("{name}/index/*")
+                || table == &format!("{name}/index/gsi1")
+                || table == &format!("{name}-restorecheck-*")),
+            "a grant on {table}"
+        );
+    }
+    assert!(granted.contains(&format!("{}/index/*", targets[0].1)));
+    assert!(
+        policy_tables(&app.stack)
+            .iter()
+            .all(|t| t.starts_with(&format!("{}-", app.stack.prefix))),
+        "without the parameters every grant names the stack's own tables"
     );
     let env = recovered.stack.function_env("orders").unwrap();
     assert_eq!(env.get("APP_TABLE"), Some(targets[0].1.as_str()));
