@@ -65,6 +65,7 @@ pub fn deploy_parameters(
     tables
         .iter()
         .map(|(logical_id, name)| {
+            table(template, logical_id)?;
             existing_parameter(template, logical_id)
                 .map(|parameter| format!("{parameter}={name}"))
                 .ok_or_else(|| {
