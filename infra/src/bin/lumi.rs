@@ -37,8 +37,8 @@
 //! - `lumi backup list --bucket <b>`: the complete backup runs, oldest first.
 //! - `lumi backup restore --bucket <b> [--run <id>] --table AppTable=<new name> ...`: disaster
 //!   recovery: an export (the newest by default) into new tables, verified against its manifest,
-//!   each then adopted (below); prints the `--parameter-overrides` of the deploy that uses them
-//!   (`lumi_infra::recovery`, README "Disaster recovery").
+//!   each then adopted (below); prints the parameters (`ExistingAppTableName=...`) of the deploy
+//!   that uses them (`lumi_infra::recovery`, README "Disaster recovery").
 //! - `lumi backup adopt --table AppTable=<name> ...`: a table restored some other way (DynamoDB's
 //!   point-in-time restore) checked against the template's declaration (keys, attributes,
 //!   indexes; refused when they differ) and given what a restore leaves out: time to live,
