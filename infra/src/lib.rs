@@ -1,7 +1,8 @@
 //! The local AWS stack, built from `template.yaml` so local and deployed stacks cannot drift:
 //!
 //! - [`moto`]: starts `infra/moto_server.py` (moto behind one lock) on a free loopback port.
-//! - [`template`]: reads the template's resources, functions, routes and environment.
+//! - [`template`]: reads the template's resources, conditions, functions, routes, environment
+//!   and outputs.
 //! - [`stack`]: creates every table, queue, bucket and secret the template declares, under a
 //!   name prefix (one per test), and resolves each function's environment against them.
 //! - [`functions`]: the registry of function binaries and their routers.
@@ -9,6 +10,8 @@
 //! - [`schedule`]: the local EventBridge schedules (`rate()` and `cron()`), run by `make dev`.
 //! - [`seed`]: the demo accounts `make dev` creates.
 //! - [`schema`]: `lumi schema status`, the live tables, queues and buckets against the template.
+//! - [`recovery`]: disaster recovery, `lumi backup restore` and `lumi backup adopt`: tables
+//!   restored under new names and made to match the template, for a deploy that uses them.
 //! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
 //!   router of the function that owns it, with an API Gateway-like request context, and the
 //!   API reference at `/docs` ([`api_docs`]).
@@ -18,6 +21,7 @@ pub mod functions;
 pub mod gateway;
 pub mod moto;
 pub mod poller;
+pub mod recovery;
 pub mod schedule;
 pub mod schema;
 pub mod seed;

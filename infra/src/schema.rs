@@ -14,6 +14,12 @@
 //! - S3 buckets (HeadBucket, GetBucketVersioning, GetBucketLifecycleConfiguration): existence,
 //!   versioning, lifecycle rules (by id).
 //!
+//! A resource whose `Condition` is false for the parameters given is not expected and not
+//! checked, unless [`Target::names`] names it: a stack deployed with `ExistingAppTableName`
+//! creates no `AppTable`, and the table it uses instead (`--name AppTable=<its name>`) is
+//! compared with `AppTable`'s declaration all the same ([`crate::recovery::adopt`] does that for
+//! a restored table before a deploy).
+//!
 //! Not compared: encryption settings, public access blocks, CORS, tags. A describe call the
 //! server does not implement is [`Skipped`] and reported as such, never counted as clean or as
 //! drift. Live names are the local stack's (`<prefix>-<LogicalId>`, see [`crate::stack`]) unless
@@ -209,16 +215,32 @@ pub async fn status(
         ..Names::default()
     };
     names.parameters.extend(target.parameters.clone());
+    names.conditions = template
+        .conditions(&names)
+        .map_err(|e| SchemaError::Template {
+            resource: "Conditions".into(),
+            message: format!("{e:#}"),
+        })?;
+    let expected_ids: BTreeSet<&str> = template
+        .resources
+        .values()
+        .filter(|r| names.creates(r) || target.names.contains_key(&r.logical_id))
+        .map(|r| r.logical_id.as_str())
+        .collect();
+    let expected = |resource: &&Resource| expected_ids.contains(resource.logical_id.as_str());
 
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk_config);
-    for table in template.of_kind("AWS::DynamoDB::Table") {
+    for table in template.of_kind("AWS::DynamoDB::Table").filter(expected) {
         report.checked.push(table.logical_id.clone());
         check_table(&dynamodb, table, &target.name(table), &mut report).await?;
     }
 
     // Queues first read, then compared: a redrive policy names another queue's ARN.
     let sqs = aws_sdk_sqs::Client::new(sdk_config);
-    let queues: Vec<&Resource> = template.of_kind("AWS::SQS::Queue").collect();
+    let queues: Vec<&Resource> = template
+        .of_kind("AWS::SQS::Queue")
+        .filter(expected)
+        .collect();
     let mut live_queues = HashMap::new();
     for queue in &queues {
         let live = read_queue(&sqs, queue, &target.name(queue)).await?;
@@ -246,7 +268,7 @@ pub async fn status(
     }
 
     let s3 = lumi_shared::aws::s3_client(sdk_config);
-    for bucket in template.of_kind("AWS::S3::Bucket") {
+    for bucket in template.of_kind("AWS::S3::Bucket").filter(expected) {
         report.checked.push(bucket.logical_id.clone());
         check_bucket(&s3, bucket, &target.name(bucket), &names, &mut report).await?;
     }
@@ -435,7 +457,8 @@ fn skip(report: &mut Report, resource: &Resource, property: &str, operation: &st
     });
 }
 
-async fn check_table(
+/// Compares the table `name` with the declaration of the template's table `table`.
+pub async fn check_table(
     client: &aws_sdk_dynamodb::Client,
     table: &Resource,
     name: &str,

@@ -3,6 +3,9 @@
 //! lifecycle rules), SES email identity and Secrets Manager secret it declares,
 //! named `<prefix>-<LogicalId>` so that every test can have a stack of its own on one server.
 //! There is no second list of resources: a resource added to the template exists locally too.
+//! Conditions are evaluated with the parameters as a deploy would: a resource whose `Condition`
+//! is false is not created (and has no name to `!Ref`), so a stack bootstrapped with
+//! `ExistingAppTableName` creates no `AppTable` and its functions use the named table.
 
 use std::collections::HashMap;
 
@@ -71,13 +74,14 @@ impl LocalStack {
             parameters,
             ..Names::default()
         };
+        names.conditions = template.conditions(&names)?;
 
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config);
-        for table in template.of_kind("AWS::DynamoDB::Table") {
-            create_table(&dynamodb, table, prefix, &mut names).await?;
+        for table in declared(&template, &names, "AWS::DynamoDB::Table") {
+            create_table(&dynamodb, &table, prefix, &mut names).await?;
         }
         let sqs = aws_sdk_sqs::Client::new(&sdk_config);
-        let queues: Vec<&Resource> = template.of_kind("AWS::SQS::Queue").collect();
+        let queues = declared(&template, &names, "AWS::SQS::Queue");
         for queue in &queues {
             create_queue(&sqs, queue, prefix, &mut names).await?;
         }
@@ -86,14 +90,14 @@ impl LocalStack {
             set_redrive(&sqs, queue, &names).await?;
         }
         let s3 = lumi_shared::aws::s3_client(&sdk_config);
-        for bucket in template.of_kind("AWS::S3::Bucket") {
+        for bucket in declared(&template, &names, "AWS::S3::Bucket") {
             let name = format!("{prefix}-{}", bucket.logical_id).to_ascii_lowercase();
             s3.create_bucket()
                 .bucket(&name)
                 .send()
                 .await
                 .with_context(|| format!("creating bucket {name}"))?;
-            configure_bucket(&s3, bucket, &name, &names).await?;
+            configure_bucket(&s3, &bucket, &name, &names).await?;
             names.attributes.insert(
                 format!("{}.Arn", bucket.logical_id),
                 format!("arn:aws:s3:::{name}"),
@@ -101,9 +105,9 @@ impl LocalStack {
             names.refs.insert(bucket.logical_id.clone(), name);
         }
         let ses = aws_sdk_sesv2::Client::new(&sdk_config);
-        for identity in template.of_kind("AWS::SES::EmailIdentity") {
+        for identity in declared(&template, &names, "AWS::SES::EmailIdentity") {
             let address = names.resolve(
-                prop(identity, "EmailIdentity")
+                prop(&identity, "EmailIdentity")
                     .ok_or_else(|| anyhow!("{}: EmailIdentity", identity.logical_id))?,
             )?;
             ses.create_email_identity()
@@ -114,7 +118,7 @@ impl LocalStack {
             names.refs.insert(identity.logical_id.clone(), address);
         }
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
-        for secret in template.of_kind("AWS::SecretsManager::Secret") {
+        for secret in declared(&template, &names, "AWS::SecretsManager::Secret") {
             let name = format!("{prefix}-{}", secret.logical_id);
             let created = secrets
                 .create_secret()
@@ -129,12 +133,17 @@ impl LocalStack {
             names.refs.insert(secret.logical_id.clone(), arn);
         }
         // Any other resource (functions, log groups, alarms, the API) has no local counterpart,
-        // but a `!Ref` to it still resolves to a stable local name.
-        for resource in template.resources.values() {
-            names
-                .refs
-                .entry(resource.logical_id.clone())
-                .or_insert_with(|| format!("{prefix}-{}", resource.logical_id));
+        // but a `!Ref` to it still resolves to a stable local name; one whose condition is false
+        // has none, as in CloudFormation.
+        let others: Vec<String> = template
+            .resources
+            .values()
+            .filter(|r| names.creates(r) && !names.refs.contains_key(&r.logical_id))
+            .map(|r| r.logical_id.clone())
+            .collect();
+        for id in others {
+            let name = format!("{prefix}-{id}");
+            names.refs.insert(id, name);
         }
         Ok(Self {
             template,
@@ -143,6 +152,26 @@ impl LocalStack {
             names,
             sdk_config,
         })
+    }
+
+    /// The value of the template's output `name` for this stack (`AppTableName`: the table the
+    /// functions use, created or existing); `None` when the output's condition is false.
+    pub fn output(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let output = self
+            .template
+            .outputs()
+            .into_iter()
+            .find(|o| o.name == name)
+            .ok_or_else(|| anyhow!("template.yaml has no output {name}"))?;
+        if let Some(condition) = &output.condition
+            && !self.names.condition(condition)?
+        {
+            return Ok(None);
+        }
+        self.names
+            .resolve(&output.value)
+            .map(Some)
+            .with_context(|| format!("output {name}"))
     }
 
     /// The environment `template.yaml` gives the function built as `binary`, resolved against
@@ -184,6 +213,15 @@ pub fn local_secret_value() -> anyhow::Result<String> {
         serde_json::Value::String(crate::stripe_server::LOCAL_SECRET_KEY.to_owned())
     });
     Ok(serde_json::Value::Object(object).to_string())
+}
+
+/// The resources of `kind` a stack with these parameters has (their condition, if any, true).
+fn declared(template: &Template, names: &Names, kind: &str) -> Vec<Resource> {
+    template
+        .of_kind(kind)
+        .filter(|r| names.creates(r))
+        .cloned()
+        .collect()
 }
 
 fn prop<'a>(resource: &'a Resource, key: &str) -> Option<&'a Value> {

@@ -1,6 +1,9 @@
-//! Reads `template.yaml`: its parameters, resources, functions and HttpApi routes, and resolves
-//! the intrinsic functions (`!Ref`, `!GetAtt`, `!Sub`, `!Join`, `!Split`) that the local stack
-//! needs, against the local resources' names.
+//! Reads `template.yaml`: its parameters, conditions, resources, functions, HttpApi routes and
+//! outputs, and resolves the intrinsic functions (`!Ref`, `!GetAtt`, `!Sub`, `!Join`, `!Split`,
+//! `!If`) that the local stack needs, against the local resources' names. Conditions
+//! (`!Equals`, `!Not`, `!And`, `!Or`, `!Condition`) are evaluated with the parameter values in
+//! force, as CloudFormation does at deploy: [`Names::creates`] tells whether a resource with a
+//! `Condition` exists.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -17,8 +20,18 @@ pub const LOCAL_ACCOUNT: &str = "123456789012";
 pub struct Resource {
     pub logical_id: String,
     pub kind: String,
+    /// The name of the condition the resource is created under (`Condition:`), if any.
+    pub condition: Option<String>,
     pub properties: Value,
     pub metadata: Value,
+}
+
+/// An entry of the template's `Outputs`, unresolved.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub name: String,
+    pub condition: Option<String>,
+    pub value: Value,
 }
 
 /// An HttpApi route and the function that owns it.
@@ -83,6 +96,7 @@ impl Template {
                 Resource {
                     logical_id: logical_id.to_owned(),
                     kind,
+                    condition: str_of(body, "Condition").map(str::to_owned),
                     properties: body.get("Properties").cloned().unwrap_or(Value::Null),
                     metadata: body.get("Metadata").cloned().unwrap_or(Value::Null),
                 },
@@ -112,6 +126,40 @@ impl Template {
             }
         }
         out
+    }
+
+    /// The `Outputs`, in the template's order.
+    pub fn outputs(&self) -> Vec<Output> {
+        let Some(outputs) = self.root.get("Outputs").and_then(Value::as_mapping) else {
+            return Vec::new();
+        };
+        outputs
+            .iter()
+            .filter_map(|(name, body)| {
+                Some(Output {
+                    name: name.as_str()?.to_owned(),
+                    condition: str_of(body, "Condition").map(str::to_owned),
+                    value: body.get("Value")?.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every condition of `Conditions`, evaluated against `names`' parameter values.
+    pub fn conditions(&self, names: &Names) -> anyhow::Result<HashMap<String, bool>> {
+        let declared: HashMap<String, Value> = self
+            .root
+            .get("Conditions")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, body)| Some((name.as_str()?.to_owned(), body.clone())))
+            .collect();
+        let mut values = HashMap::new();
+        for name in declared.keys() {
+            evaluate_condition(name, &declared, names, &mut values, &mut Vec::new())?;
+        }
+        Ok(values)
     }
 
     /// The binary a function resource builds (cargo-lambda's `BuildProperties.Binary`).
@@ -230,8 +278,94 @@ impl Template {
     }
 }
 
-/// The local names of the stack's resources, and the parameter values in force: what the
-/// intrinsic functions resolve to.
+/// Evaluates the condition `name` (and those it names), memoized in `values`; `path` holds the
+/// conditions being evaluated, to refuse a cycle.
+fn evaluate_condition(
+    name: &str,
+    declared: &HashMap<String, Value>,
+    names: &Names,
+    values: &mut HashMap<String, bool>,
+    path: &mut Vec<String>,
+) -> anyhow::Result<bool> {
+    if let Some(value) = values.get(name) {
+        return Ok(*value);
+    }
+    if path.iter().any(|n| n == name) {
+        bail!("condition {name} refers to itself");
+    }
+    let body = declared
+        .get(name)
+        .ok_or_else(|| anyhow!("no condition {name} in Conditions"))?;
+    path.push(name.to_owned());
+    let value = condition_value(body, declared, names, values, path)
+        .with_context(|| format!("condition {name}"))?;
+    path.pop();
+    values.insert(name.to_owned(), value);
+    Ok(value)
+}
+
+/// The value of a condition function: `!Equals`, `!Not`, `!And`, `!Or`, `!Condition`.
+fn condition_value(
+    value: &Value,
+    declared: &HashMap<String, Value>,
+    names: &Names,
+    values: &mut HashMap<String, bool>,
+    path: &mut Vec<String>,
+) -> anyhow::Result<bool> {
+    let (function, args) = match value {
+        Value::Tagged(tagged) => (
+            tagged.tag.to_string().trim_start_matches('!').to_owned(),
+            &tagged.value,
+        ),
+        Value::Mapping(map) if map.len() == 1 => {
+            let (key, inner) = map.iter().next().ok_or_else(|| anyhow!("empty mapping"))?;
+            let key = key.as_str().unwrap_or_default();
+            (key.trim_start_matches("Fn::").to_owned(), inner)
+        }
+        other => bail!("{other:?} is not a condition function"),
+    };
+    let items = || {
+        args.as_sequence()
+            .ok_or_else(|| anyhow!("!{function} takes a list"))
+    };
+    Ok(match function.as_str() {
+        "Equals" => {
+            let items = items()?;
+            let [a, b] = items.as_slice() else {
+                bail!("!Equals takes [a, b]");
+            };
+            names.resolve(a)? == names.resolve(b)?
+        }
+        "Not" => {
+            let items = items()?;
+            let [inner] = items.as_slice() else {
+                bail!("!Not takes [condition]");
+            };
+            !condition_value(inner, declared, names, values, path)?
+        }
+        "And" | "Or" => {
+            let mut outcomes = Vec::new();
+            for inner in items()? {
+                outcomes.push(condition_value(inner, declared, names, values, path)?);
+            }
+            if function == "And" {
+                outcomes.iter().all(|v| *v)
+            } else {
+                outcomes.iter().any(|v| *v)
+            }
+        }
+        "Condition" => {
+            let name = args
+                .as_str()
+                .ok_or_else(|| anyhow!("!Condition takes a name"))?;
+            evaluate_condition(name, declared, names, values, path)?
+        }
+        other => bail!("condition function {other} is not supported locally"),
+    })
+}
+
+/// The local names of the stack's resources, the parameter values in force and the conditions
+/// they make true: what the intrinsic functions resolve to.
 #[derive(Debug, Clone, Default)]
 pub struct Names {
     pub stack_name: String,
@@ -240,9 +374,28 @@ pub struct Names {
     pub refs: HashMap<String, String>,
     /// `!GetAtt X.Attr`, keyed `X.Attr`.
     pub attributes: HashMap<String, String>,
+    /// Each condition of the template, evaluated with `parameters` ([`Template::conditions`]).
+    pub conditions: HashMap<String, bool>,
 }
 
 impl Names {
+    /// Whether `resource` exists in a stack deployed with these parameters: it has no
+    /// `Condition`, or its condition is true.
+    pub fn creates(&self, resource: &Resource) -> bool {
+        resource
+            .condition
+            .as_ref()
+            .is_none_or(|c| self.conditions.get(c).copied().unwrap_or(false))
+    }
+
+    /// The value of the condition `name`.
+    pub fn condition(&self, name: &str) -> anyhow::Result<bool> {
+        self.conditions
+            .get(name)
+            .copied()
+            .ok_or_else(|| anyhow!("no condition {name} (were the conditions evaluated?)"))
+    }
+
     fn pseudo(&self, name: &str) -> Option<String> {
         Some(match name {
             "AWS::Region" => LOCAL_REGION.to_owned(),
@@ -348,6 +501,21 @@ impl Names {
                 let sep = self.resolve(&items[0])?;
                 Ok(self.resolve_list(&items[1])?.join(&sep))
             }
+            "If" => {
+                let items = args
+                    .as_sequence()
+                    .filter(|s| s.len() == 3)
+                    .ok_or_else(|| anyhow!("!If takes [condition, then, else]"))?;
+                let condition = items[0]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("!If names its condition"))?;
+                let chosen = if self.condition(condition)? {
+                    &items[1]
+                } else {
+                    &items[2]
+                };
+                self.resolve(chosen)
+            }
             other => bail!("intrinsic function {other} is not supported locally"),
         }
     }
@@ -386,6 +554,7 @@ mod tests {
             parameters: HashMap::from([("Origins".into(), "https://a,https://b".into())]),
             refs: HashMap::from([("AppTable".into(), "t1-AppTable".into())]),
             attributes: HashMap::from([("AppTable.Arn".into(), "arn:t".into())]),
+            conditions: HashMap::from([("HasThing".into(), false)]),
         };
         let value = |yaml: &str| -> Value { serde_norway::from_str(yaml).unwrap() };
         assert_eq!(
@@ -413,6 +582,75 @@ mod tests {
             ["https://a", "https://b"]
         );
         assert!(names.resolve(&value("!Ref Nope")).is_err());
+        assert_eq!(
+            names
+                .resolve(&value("!If [HasThing, !Ref Nope, !Ref AppTable]"))
+                .unwrap(),
+            "t1-AppTable",
+            "only the branch the condition chooses is resolved"
+        );
+        assert!(names.resolve(&value("!If [Unknown, a, b]")).is_err());
+    }
+
+    #[test]
+    fn conditions_follow_the_parameters_and_decide_which_resources_exist() {
+        let template = Template::parse(
+            r#"
+Parameters:
+  Existing: { Type: String, Default: "" }
+  Mode: { Type: String, Default: off }
+Conditions:
+  Create: !Equals [!Ref Existing, ""]
+  Keep: !Not [!Condition Create]
+  Both: !And [!Condition Create, !Equals [!Ref Mode, "on"]]
+  Either: { "Fn::Or": [{ Condition: Keep }, !Equals [!Ref Mode, "on"]] }
+Resources:
+  Table: { Type: "AWS::DynamoDB::Table", Condition: Create }
+  Other: { Type: "AWS::S3::Bucket" }
+Outputs:
+  TableName:
+    Value: !If [Create, !Ref Table, !Ref Existing]
+"#,
+        )
+        .unwrap();
+        let names_with = |overrides: &[(&str, &str)]| {
+            let mut names = Names {
+                parameters: template.parameters(),
+                refs: HashMap::from([("Table".into(), "p-Table".into())]),
+                ..Names::default()
+            };
+            for (k, v) in overrides {
+                names.parameters.insert((*k).into(), (*v).into());
+            }
+            names.conditions = template.conditions(&names).unwrap();
+            names
+        };
+        let output = &template.outputs()[0];
+        let defaults = names_with(&[]);
+        assert_eq!(
+            defaults.conditions,
+            HashMap::from([
+                ("Create".into(), true),
+                ("Keep".into(), false),
+                ("Both".into(), false),
+                ("Either".into(), false),
+            ])
+        );
+        assert!(defaults.creates(&template.resources["Table"]));
+        assert!(defaults.creates(&template.resources["Other"]));
+        assert_eq!(defaults.resolve(&output.value).unwrap(), "p-Table");
+
+        let existing = names_with(&[("Existing", "restored"), ("Mode", "on")]);
+        assert!(!existing.creates(&template.resources["Table"]));
+        assert!(existing.creates(&template.resources["Other"]));
+        assert_eq!(existing.resolve(&output.value).unwrap(), "restored");
+        assert!(existing.conditions["Keep"] && existing.conditions["Either"]);
+
+        let cyclic = Template::parse(
+            "Conditions:\n  A: !Not [!Condition B]\n  B: !Condition A\nResources: {}\n",
+        )
+        .unwrap();
+        assert!(cyclic.conditions(&Names::default()).is_err());
     }
 
     #[test]

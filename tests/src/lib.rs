@@ -56,11 +56,19 @@ pub fn unique_prefix() -> String {
 
 /// A stack of this test's own on the shared server.
 pub async fn bootstrap_stack(endpoint: &str) -> LocalStack {
+    bootstrap_stack_with(endpoint, &[]).await
+}
+
+/// A stack of this test's own on the server at `endpoint`, deployed with `parameters` besides
+/// the local ones (`ExistingAppTableName`, ...).
+pub async fn bootstrap_stack_with(endpoint: &str, parameters: &[(String, String)]) -> LocalStack {
+    let mut overrides = stack::local_parameters();
+    overrides.extend(parameters.iter().cloned());
     LocalStack::bootstrap(
         Template::project().unwrap(),
         endpoint,
         &unique_prefix(),
-        stack::local_parameters(),
+        overrides,
     )
     .await
     .expect("bootstrapping the stack from template.yaml")
@@ -72,6 +80,7 @@ pub struct TestAppBuilder {
     own_moto: bool,
     request_log: Option<std::path::PathBuf>,
     env: Vec<(String, String)>,
+    parameters: Vec<(String, String)>,
     online_payments: Option<Option<u8>>,
     /// Stripe's own webhooks are not sent to the app (the test sends every event itself).
     without_stripe_webhooks: bool,
@@ -115,6 +124,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// A template parameter of the app's stack, as a deploy's `--parameter-overrides` would set
+    /// it (`ExistingAppTableName`: the functions use that table, and the stack creates none).
+    pub fn parameter(mut self, name: &str, value: &str) -> Self {
+        self.parameters.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// An environment variable for every function, after the template's.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
@@ -122,6 +138,11 @@ impl TestAppBuilder {
     }
 
     pub async fn spawn(self) -> TestApp {
+        // Boxed: the whole start-up's state is large for every caller's future to hold.
+        Box::pin(self.start()).await
+    }
+
+    async fn start(self) -> TestApp {
         let _ = logs();
         let request_log = self.request_log.clone();
         let moto = self.own_moto.then(|| {
@@ -135,7 +156,7 @@ impl TestAppBuilder {
         let endpoint = moto
             .as_ref()
             .map_or_else(|| shared_moto().to_owned(), |m| m.endpoint.clone());
-        let stack = bootstrap_stack(&endpoint).await;
+        let stack = bootstrap_stack_with(&endpoint, &self.parameters).await;
         let metrics = CapturedLines::default();
         // Its own server: localstripe sends every event to every registered endpoint.
         let stripe = self.online_payments.map(|_| {

@@ -12,7 +12,7 @@ use lumi_infra::{
     schema::{self, Report, Target},
     stack::LocalStack,
 };
-use lumi_tests::{bootstrap_stack, shared_moto};
+use lumi_tests::{bootstrap_stack, bootstrap_stack_with, shared_moto};
 
 async fn status(stack: &LocalStack) -> Report {
     schema::status(
@@ -43,15 +43,42 @@ async fn a_stack_built_from_the_template_has_no_drift() {
             "RefundEmailQueue",
             "BackupBucket",
             "ImagesBucket",
-            // Conditional (LogArchive), but the local stack creates every declared bucket.
-            "LogArchiveBucket",
+            // Not LogArchiveBucket: its condition (LogArchive=enabled) is false by default, so
+            // neither a deploy nor the local stack creates it.
         ]
     );
     assert_eq!(report.exit_code(), 0);
     assert_eq!(
         report.lines(),
-        ["7 resource(s) checked, 0 drift(s), 0 propert(ies) skipped"]
+        ["6 resource(s) checked, 0 drift(s), 0 propert(ies) skipped"]
     );
+}
+
+#[tokio::test]
+async fn a_conditional_resource_exists_exactly_when_its_condition_holds() {
+    let parameters = [("LogArchive".to_owned(), "enabled".to_owned())];
+    let stack = bootstrap_stack_with(shared_moto(), &parameters).await;
+    let target = Target {
+        parameters: parameters.into_iter().collect(),
+        ..Target::local(&stack.prefix)
+    };
+    let report = schema::status(&stack.template, &stack.sdk_config, &target)
+        .await
+        .unwrap();
+    assert_eq!(report.drifts, []);
+    assert_eq!(report.checked.last().unwrap(), "LogArchiveBucket");
+    assert!(stack.names.refs.contains_key("LogArchiveBucket"));
+    assert_eq!(
+        stack.output("LogArchiveBucketName").unwrap(),
+        Some(stack.names.refs["LogArchiveBucket"].clone())
+    );
+
+    let without = bootstrap_stack(shared_moto()).await;
+    assert!(!without.names.refs.contains_key("LogArchiveBucket"));
+    assert_eq!(without.output("LogArchiveBucketName").unwrap(), None);
+    let s3 = lumi_shared::aws::s3_client(&without.sdk_config);
+    let bucket = format!("{}-logarchivebucket", without.prefix);
+    assert!(s3.head_bucket().bucket(&bucket).send().await.is_err());
 }
 
 #[tokio::test]
@@ -140,6 +167,6 @@ async fn drift_made_on_purpose_is_reported_one_line_per_property() {
     assert_eq!(report.exit_code(), 1);
     assert_eq!(
         report.lines().last().unwrap(),
-        "7 resource(s) checked, 9 drift(s), 0 propert(ies) skipped"
+        "6 resource(s) checked, 9 drift(s), 0 propert(ies) skipped"
     );
 }

@@ -36,7 +36,13 @@
 //!
 //! - `lumi backup list --bucket <b>`: the complete backup runs, oldest first.
 //! - `lumi backup restore --bucket <b> [--run <id>] --table AppTable=<new name> ...`: disaster
-//!   recovery: an export (the newest by default) into new tables, verified against its manifest.
+//!   recovery: an export (the newest by default) into new tables, verified against its manifest,
+//!   each then adopted (below); prints the parameters (`ExistingAppTableName=...`) of the deploy
+//!   that uses them (`lumi_infra::recovery`, README "Disaster recovery").
+//! - `lumi backup adopt --table AppTable=<name> ...`: a table restored some other way (DynamoDB's
+//!   point-in-time restore) checked against the template's declaration (keys, attributes,
+//!   indexes; refused when they differ) and given what a restore leaves out: time to live,
+//!   point-in-time recovery, on-demand billing.
 //! - `lumi backup run|restore-check --env-file <f>`: a backup job now, as the function would run
 //!   it (`make backup` and `make restore-check`, against `make dev`'s stack).
 //!
@@ -89,7 +95,8 @@ const USAGE: &str = "usage:
   lumi bench aws-calls [--requests 200]
   lumi backup run|restore-check --env-file <file>      (make backup / make restore-check)
   lumi backup list --bucket <bucket>
-  lumi backup restore --bucket <bucket> [--run <run id>] --table <LogicalId>=<new table name> ...";
+  lumi backup restore --bucket <bucket> [--run <run id>] --table <LogicalId>=<new table name> ...
+  lumi backup adopt --table <LogicalId>=<table name> ...";
 
 fn flag(args: &[String], name: &str) -> anyhow::Result<String> {
     args.iter()
@@ -193,6 +200,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         ["backup", "restore"] => backup_restore(&args).await,
+        ["backup", "adopt"] => backup_adopt(&args).await,
         ["schema", "status"] => {
             let code = match schema_status(&args).await {
                 Ok(code) => code,
@@ -237,32 +245,77 @@ async fn backup_archive(bucket: &str) -> backup::archive::Archive {
     }
 }
 
-/// Disaster recovery: an export back into new tables (then point the stack at them, or copy).
+/// Disaster recovery: an export back into new tables, made to match the template; then a
+/// deploy with the parameters printed points the stack at them.
 async fn backup_restore(args: &[String]) -> anyhow::Result<()> {
-    let archive = backup_archive(&flag(args, "--bucket")?).await;
-    let run = match flag(args, "--run") {
-        Ok(run) => run,
-        Err(_) => archive.latest_run().await?,
-    };
-    let targets: Vec<(String, String)> = args
-        .windows(2)
-        .filter(|w| w[0] == "--table")
-        .map(|w| {
-            w[1].split_once('=')
-                .map(|(id, name)| (id.to_owned(), name.to_owned()))
-                .with_context(|| format!("--table {}: expected LogicalId=new-table-name", w[1]))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let bucket = flag(args, "--bucket")?;
+    let run = flag(args, "--run").ok();
+    let targets = pairs(args, "--table")?;
     if targets.is_empty() {
         bail!("name at least one --table LogicalId=new-table-name");
     }
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config().await);
-    println!("restoring run {run}");
-    for (table, items) in backup::restore::restore_into(&archive, &dynamodb, &run, &targets).await?
-    {
-        println!("  {table}: {items} items, checksums and counts verified");
+    let template = Template::project()?;
+    let overrides = lumi_infra::recovery::deploy_parameters(&template, &targets)?;
+    let restored = lumi_infra::recovery::restore(
+        &template,
+        &sdk_config().await,
+        &bucket,
+        run.as_deref(),
+        &targets,
+    )
+    .await?;
+    println!("restored run {}", restored.run_id);
+    for table in &restored.tables {
+        println!(
+            "  {} ({}): {} items, checksums and counts verified; {}",
+            table.name,
+            table.adopted.logical_id,
+            table.items,
+            adopted_summary(&table.adopted)
+        );
     }
+    print_next_step(&overrides);
     Ok(())
+}
+
+/// A table restored another way (point-in-time), checked against the template and completed.
+async fn backup_adopt(args: &[String]) -> anyhow::Result<()> {
+    let targets = pairs(args, "--table")?;
+    if targets.is_empty() {
+        bail!("name at least one --table LogicalId=table-name");
+    }
+    let template = Template::project()?;
+    let overrides = lumi_infra::recovery::deploy_parameters(&template, &targets)?;
+    let sdk = sdk_config().await;
+    for (logical_id, name) in &targets {
+        let adopted = lumi_infra::recovery::adopt(&template, &sdk, logical_id, name).await?;
+        println!("  {name} ({logical_id}): {}", adopted_summary(&adopted));
+    }
+    print_next_step(&overrides);
+    Ok(())
+}
+
+fn adopted_summary(adopted: &lumi_infra::recovery::Adopted) -> String {
+    if adopted.enabled.is_empty() {
+        "matches the template".to_owned()
+    } else {
+        format!(
+            "matches the template once enabled: {}",
+            adopted.enabled.join(", ")
+        )
+    }
+}
+
+fn print_next_step(overrides: &[String]) {
+    println!(
+        "next (README \"Disaster recovery\"): add to parameter_overrides of the stack's env in \
+         samconfig.toml:\n  {}\nthen `make deploy ENV=<env>` and check GET /api/v1/health/ready",
+        overrides
+            .iter()
+            .map(|o| o.replacen('=', "=\"", 1) + "\"")
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 }
 
 /// The values of every `flag` of `args`, each `key=value`.
