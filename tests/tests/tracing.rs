@@ -117,6 +117,17 @@ async fn a_checkout_continues_the_callers_trace_with_a_client_span_per_dynamodb_
         call.name() == "DynamoDB.TransactWriteItems"
             && call.attribute("aws.dynamodb.table_names").as_deref() == Some(app_table.as_str())
     }));
+    // Only Lumi's spans: the request and its calls, none of the SDK's own spans under them.
+    let in_trace: Vec<ReceivedSpan> = traces
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id() == trace_id)
+        .collect();
+    assert!(
+        in_trace.iter().all(|s| s.span_id() == request.span_id()
+            || (s.parent_id() == request.span_id() && s.attribute("sdk_invocation_id").is_none())),
+        "{in_trace:#?}"
+    );
 
     // X-Ray's header names the trace too (Root and Parent).
     let (epoch, unique, parent) = (random_hex(4), random_hex(12), random_hex(8));
