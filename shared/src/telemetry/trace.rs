@@ -322,23 +322,28 @@ pub fn aws_failed(span: &Span, code: &str) {
     span.set_status(Status::error(code.to_owned()));
 }
 
-/// Runs one AWS SDK call (other than `Db::call`'s) in its span, its failure recorded there.
-pub async fn aws_call<T, E, R>(
+/// Runs one AWS SDK call (other than `Db::call`'s) in its span, its failure recorded there. The
+/// call is boxed: an SDK call's future is large, and this one stays small where it is awaited.
+pub fn aws_call<T, E, R, F>(
     service: &'static str,
     operation: &'static str,
     table: Option<&str>,
-    call: impl Future<Output = Result<T, SdkError<E, R>>>,
-) -> Result<T, SdkError<E, R>>
+    call: F,
+) -> impl Future<Output = Result<T, SdkError<E, R>>> + use<T, E, R, F>
 where
     E: ProvideErrorMetadata,
+    F: Future<Output = Result<T, SdkError<E, R>>>,
 {
     use tracing::Instrument as _;
     let span = aws_span(service, operation, table);
-    let outcome = call.instrument(span.clone()).await;
-    if let Err(error) = &outcome {
-        aws_failed(&span, &sdk_error_code(error));
+    let call = Box::pin(call).instrument(span.clone());
+    async move {
+        let outcome = call.await;
+        if let Err(error) = &outcome {
+            aws_failed(&span, &sdk_error_code(error));
+        }
+        outcome
     }
-    outcome
 }
 
 /// An SDK error's code as an `error.type`.
@@ -446,7 +451,7 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(remote_parent(&headers), Some(xray.clone()));
+        assert_eq!(remote_parent(&headers), Some(xray));
         headers.insert(
             TRACEPARENT,
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
