@@ -2,8 +2,16 @@
 //! causes them, then sent and deleted. A send that fails leaves the message in the outbox for the
 //! next flush (`lumi outbox flush`, and every later flush by the function), so a refund email is
 //! never lost between the database and the queue; the consumer deduplicates by `idempotency_id`.
+//! With `TRACING_ENABLED=1` a message keeps the trace of the request that queued it and carries
+//! it to the consumer as the `traceparent` message attribute.
 
-use lumi_shared::store::{Db, StoreError, Tx, from_item, key, s};
+use std::collections::HashMap;
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use lumi_shared::{
+    store::{Db, StoreError, Tx, from_item, key, s},
+    telemetry::trace,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{CommerceError, rfc3339};
@@ -33,6 +41,11 @@ struct OutboxItem {
     gsi1sk: String,
     /// The message, as sent.
     body: String,
+    /// The trace of the request that queued the message (W3C `traceparent`, with
+    /// `TRACING_ENABLED=1`), sent as the message attribute of that name: the consumer's span
+    /// joins it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
 }
 
 /// Adds `email` to a transaction (once per idempotency id).
@@ -49,6 +62,7 @@ pub fn record(tx: &mut Tx, email: &RefundEmail, now_us: i64) -> Result<usize, St
         gsi1pk: "OUTBOX".into(),
         gsi1sk: format!("{}#{}", rfc3339(now_us), email.idempotency_id),
         body,
+        traceparent: lumi_shared::telemetry::trace::current_traceparent(),
     };
     tx.put(&item, Some("attribute_not_exists(pk)"), Vec::new())
 }
@@ -73,11 +87,22 @@ pub async fn flush(
     let mut sent = 0;
     for item in page.items.unwrap_or_default() {
         let message: OutboxItem = from_item(table, item)?;
+        let trace = message.traceparent.as_deref().and_then(|traceparent| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(traceparent)
+                .build()
+                .ok()
+        });
         let send = sqs
             .send_message()
             .queue_url(queue_url)
             .message_body(&message.body)
+            .set_message_attributes(
+                trace.map(|value| HashMap::from([(trace::TRACEPARENT.to_owned(), value)])),
+            )
             .send();
+        let send = trace::aws_call("SQS", "SendMessage", None, send);
         match tokio::time::timeout(std::time::Duration::from_secs(5), send).await {
             Ok(Ok(_)) => {
                 let request = db

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use lumi_shared::bootstrap::SqsHandler;
 
@@ -31,6 +31,7 @@ pub async fn poll_once(
         .max_number_of_messages(10)
         .wait_time_seconds(wait_secs)
         .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
         .send()
         .await?
         .messages
@@ -55,6 +56,20 @@ pub async fn poll_once(
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(k, v)| (k.as_str().to_owned(), v))
+                .collect();
+            // String attributes, as Lambda's event source passes them (a trace's `traceparent`).
+            record.message_attributes = message
+                .message_attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, value)| value.string_value.is_some())
+                .map(|(name, value)| {
+                    let mut attribute = SqsMessageAttribute::default();
+                    attribute.string_value = value.string_value;
+                    attribute.data_type = Some(value.data_type);
+                    (name, attribute)
+                })
                 .collect();
             if let (Some(id), Some(handle)) = (&message.message_id, &message.receipt_handle) {
                 handles.insert(id.clone(), handle.clone());

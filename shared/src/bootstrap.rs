@@ -11,11 +11,14 @@
 //! Once per cold start: JSON logging, the typed config (a bad one stops the container with a
 //! message naming the variable), the AWS clients; then the router, behind the shared edge, is
 //! handed to `lambda_http::run`. The local gateway builds the same router with [`app`]. Queue-fed
-//! and event-fed functions get the same start-up through [`run_sqs`] and [`run_events`].
+//! and event-fed functions get the same start-up through [`run_sqs`] and [`run_events`]. With
+//! `TRACING_ENABLED=1` each invocation's spans are exported before it ends
+//! ([`telemetry::trace::flush`]).
 
 use std::sync::Arc;
 
 use axum::Router;
+use tracing::Instrument as _;
 
 use crate::{
     config::{Config, ConfigError, Env},
@@ -36,7 +39,13 @@ pub async fn platform(function_name: &str, env: &Env) -> Result<Arc<Platform>, B
     let config = match Config::from_env(function_name, env) {
         Ok(config) => config,
         Err(error) => {
-            telemetry::log::init(function_name, tracing::Level::INFO, false, Arc::new(Stdout));
+            telemetry::log::init(
+                function_name,
+                tracing::Level::INFO,
+                false,
+                Arc::new(Stdout),
+                None,
+            );
             tracing::error!(%error, "invalid configuration; the function cannot start");
             return Err(error.into());
         }
@@ -46,6 +55,9 @@ pub async fn platform(function_name: &str, env: &Env) -> Result<Arc<Platform>, B
         config.log_level,
         config.tracing_enabled,
         Arc::new(Stdout),
+        config
+            .tracing_enabled
+            .then_some(config.otlp_endpoint.as_str()),
     );
     Ok(Platform::new(config).await)
 }
@@ -64,7 +76,16 @@ pub async fn run_http(
 ) -> Result<(), BootError> {
     let platform = platform(function_name, &Env::from_process()).await?;
     let router = app(platform, routes);
-    lambda_http::run(router).await.map_err(BootError::Runtime)
+    // The invocation's spans leave before Lambda freezes the container.
+    let service = tower::service_fn(move |request: lambda_http::Request| {
+        let router = router.clone();
+        async move {
+            let response = tower::ServiceExt::oneshot(router, request).await;
+            telemetry::trace::flush().await;
+            response
+        }
+    });
+    lambda_http::run(service).await.map_err(BootError::Runtime)
 }
 
 /// An SQS-fed function: one batch in, the failed records out (`ReportBatchItemFailures`).
@@ -86,7 +107,11 @@ pub async fn run_sqs<H: SqsHandler>(
     let service = lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
             let handler = handler.clone();
-            async move { Ok::<_, lambda_runtime::Error>(handler.handle(event.payload).await) }
+            async move {
+                let response = handler.handle(event.payload).await;
+                telemetry::trace::flush().await;
+                Ok::<_, lambda_runtime::Error>(response)
+            }
         },
     );
     lambda_runtime::run(service)
@@ -113,12 +138,19 @@ pub async fn run_events<H: EventHandler>(
 ) -> Result<(), BootError> {
     let platform = platform(function_name, &Env::from_process()).await?;
     platform.mark_started();
-    let handler = make(platform);
+    let handler = make(platform.clone());
     let service =
         lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<H::Event>| {
             let handler = handler.clone();
-            // Boxed: a backup job's future is too large to sit inside the runtime's.
-            async move { Box::pin(handler.handle(event.payload)).await }
+            let span = telemetry::trace::event_span(&platform.config.function_name);
+            async move {
+                // Boxed: a backup job's future is too large to sit inside the runtime's.
+                let outcome = Box::pin(handler.handle(event.payload))
+                    .instrument(span)
+                    .await;
+                telemetry::trace::flush().await;
+                outcome
+            }
         });
     lambda_runtime::run(service)
         .await

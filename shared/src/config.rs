@@ -279,7 +279,13 @@ pub struct Config {
     /// How long a container reuses its readiness report (each report costs an AWS call per
     /// dependency; a flood of probes must not become a flood of AWS calls).
     pub health_cache_ttl: Duration,
+    /// `TRACING_ENABLED`, default off: every span written as a log line and exported over OTLP
+    /// to `otlp_endpoint` (see [`crate::telemetry::trace`]).
     pub tracing_enabled: bool,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, default `http://localhost:4318` (the collector of the AWS
+    /// Distro for OpenTelemetry Lambda layer): where spans go, as OTLP/HTTP protobuf to
+    /// `<endpoint>/v1/traces`; plain HTTP (the collector is on the same host).
+    pub otlp_endpoint: String,
     pub log_level: tracing::Level,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
@@ -358,6 +364,17 @@ impl Config {
             return Err(ConfigError::Invalid {
                 var: "HEALTH_CHECK_TIMEOUT_MS",
                 reason: "must stay under the 2 s health-check timeout of the load balancer".into(),
+            });
+        }
+        let otlp_endpoint = env
+            .get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .unwrap_or("http://localhost:4318")
+            .trim_end_matches('/')
+            .to_owned();
+        if !otlp_endpoint.starts_with("http://") || otlp_endpoint.len() == "http://".len() {
+            return Err(ConfigError::Invalid {
+                var: "OTEL_EXPORTER_OTLP_ENDPOINT",
+                reason: "an http:// URL (the collector runs beside the function)".into(),
             });
         }
         let defaults = AuthConfig::default();
@@ -536,6 +553,7 @@ impl Config {
             health_check_timeout,
             health_cache_ttl: Duration::from_millis(env.parsed("HEALTH_CACHE_MS", 5000)?),
             tracing_enabled: env.flag("TRACING_ENABLED", false)?,
+            otlp_endpoint,
             log_level: log_level.parse().map_err(|_| ConfigError::Invalid {
                 var: "LOG_LEVEL",
                 reason: format!("`{log_level}` is not one of trace, debug, info, warn, error"),
@@ -572,6 +590,7 @@ mod tests {
         );
         assert!(config.cors.allowed_origins.is_empty());
         assert!(!config.tracing_enabled);
+        assert_eq!(config.otlp_endpoint, "http://localhost:4318");
     }
 
     #[test]
@@ -587,6 +606,14 @@ mod tests {
         let mut env = minimal();
         env.set("TRACING_ENABLED", "maybe");
         assert!(Config::from_env("health", &env).is_err());
+
+        let mut env = minimal();
+        env.set("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318");
+        let err = Config::from_env("health", &env).unwrap_err();
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -341,6 +341,8 @@ impl SecretStore {
             // pending version is never read by mistake (and the local stack agrees).
             .version_stage("AWSCURRENT")
             .send();
+        let call =
+            crate::telemetry::trace::aws_call("SecretsManager", "GetSecretValue", None, call);
         let output = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| SecretsError::Timeout(self.timeout))?

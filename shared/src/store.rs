@@ -1,5 +1,6 @@
 //! DynamoDB access for every function: each call has a timeout (`QUERY_TIMEOUT_MS`, default
-//! 5000), is a `dynamodb` span (written with `TRACING_ENABLED=1`), and logs a warning when slower
+//! 5000), is an `aws` span (written and exported with `TRACING_ENABLED=1`:
+//! [`crate::telemetry::trace::aws_span`]), and logs a warning when slower
 //! than `DATABASE_SLOW_QUERY_THRESHOLD_MS` (default 100). Items are Rust types mapped with
 //! serde_dynamo; the application table keys every item by `pk` and `sk`.
 
@@ -163,11 +164,22 @@ impl Db {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let span = tracing::debug_span!("dynamodb", op, table);
+        let span = crate::telemetry::trace::aws_span("DynamoDB", op, Some(table));
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.timeout, call)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
+        match &outcome {
+            Ok(Ok(_)) => {}
+            Err(_) => crate::telemetry::trace::aws_failed(&span, "Timeout"),
+            Ok(Err(error)) => {
+                crate::telemetry::trace::aws_failed(
+                    &span,
+                    &crate::telemetry::trace::sdk_error_code(error),
+                );
+            }
+        }
+        drop(span);
         let elapsed = started.elapsed();
         let slow = self.slow_threshold();
         if elapsed >= slow {

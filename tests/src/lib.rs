@@ -33,19 +33,48 @@ pub fn shared_moto() -> &'static str {
         .endpoint
 }
 
-/// Every log line of this test binary (installed as the global logger by the first app).
-/// Tests search it for their own unique values, so sharing it keeps them isolated.
-pub fn logs() -> &'static CapturedLines {
-    static LOGS: OnceLock<CapturedLines> = OnceLock::new();
+pub mod otlp;
+
+static LOGS: OnceLock<CapturedLines> = OnceLock::new();
+
+/// Installs the global logger (with the span exporter to `otlp_endpoint` when given), unless the
+/// process has one: whether this call installed it.
+fn install_logger(otlp_endpoint: Option<&str>) -> bool {
+    let mut installed = false;
     LOGS.get_or_init(|| {
+        installed = true;
         let lines = CapturedLines::default();
         lumi_shared::telemetry::log::init(
             "test",
             tracing::Level::DEBUG,
             true,
             Arc::new(lines.clone()),
+            otlp_endpoint,
         );
         lines
+    });
+    installed
+}
+
+/// Every log line of this test binary (installed as the global logger by the first app).
+/// Tests search it for their own unique values, so sharing it keeps them isolated.
+pub fn logs() -> &'static CapturedLines {
+    install_logger(None);
+    LOGS.get().expect("installed above")
+}
+
+/// The OTLP receiver every span of this test binary is exported to (`TRACING_ENABLED=1` for the
+/// whole process, as the logger is). Call it before the binary's first app is spawned; tests
+/// find their own spans by their request ids and trace ids.
+pub fn traces() -> &'static otlp::Receiver {
+    static TRACES: OnceLock<otlp::Receiver> = OnceLock::new();
+    TRACES.get_or_init(|| {
+        let receiver = otlp::Receiver::start();
+        assert!(
+            install_logger(Some(&receiver.endpoint)),
+            "traces() comes before the first app of the test binary"
+        );
+        receiver
     })
 }
 

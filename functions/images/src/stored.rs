@@ -39,7 +39,7 @@ use lumi_shared::{
     auth::{AdminUser, sessions::RequestMeta},
     aws::LazyClient,
     error::error_chain,
-    telemetry::metrics::MetricSet,
+    telemetry::{metrics::MetricSet, trace},
 };
 use serde::Serialize;
 use serde_json::json;
@@ -194,7 +194,8 @@ impl Images {
     /// The uploaded object, read only if its size is within `limit` and it is the object
     /// that HEAD saw (see the module's doc).
     async fn read_upload(&self, bucket: &str, key: &str, limit: usize) -> ApiResult<Bytes> {
-        let head = self.s3().head_object().bucket(bucket).key(key).send().await;
+        let head = self.s3().head_object().bucket(bucket).key(key).send();
+        let head = trace::aws_call("S3", "HeadObject", None, head).await;
         let head = match head {
             Ok(head) => head,
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
@@ -215,7 +216,7 @@ impl Images {
         if let Some(etag) = head.e_tag() {
             request = request.if_match(etag);
         }
-        let object = match request.send().await {
+        let object = match trace::aws_call("S3", "GetObject", None, request.send()).await {
             Ok(object) => object,
             Err(error)
                 if error
@@ -320,14 +321,8 @@ pub async fn process_upload(
         }
     };
     // The upload is now the original; a failure here leaves a stray upload, not a lost image.
-    if let Err(error) = images
-        .s3()
-        .delete_object()
-        .bucket(&bucket)
-        .key(&key)
-        .send()
-        .await
-    {
+    let delete = images.s3().delete_object().bucket(&bucket).key(&key).send();
+    if let Err(error) = trace::aws_call("S3", "DeleteObject", None, delete).await {
         tracing::warn!(error = %error_chain(&error), key, "processed upload not deleted");
     }
     audit_created(&images, &admin, &meta, &set, "upload").await?;
@@ -456,7 +451,7 @@ async fn put_and_presign(
     content_type: &str,
     bytes: Vec<u8>,
 ) -> ApiResult<String> {
-    images
+    let put = images
         .s3()
         .put_object()
         .bucket(bucket)
@@ -464,7 +459,8 @@ async fn put_and_presign(
         .content_type(content_type)
         .cache_control("public, max-age=31536000, immutable")
         .body(ByteStream::from(bytes))
-        .send()
+        .send();
+    trace::aws_call("S3", "PutObject", None, put)
         .await
         .map_err(|e| s3_unavailable("PutObject", e))?;
     let presigned = images

@@ -2,7 +2,9 @@
 //! `RefundEmailQueue` and sends each through SES v2, exactly once toward the customer.
 //!
 //! - Every record of a batch is handled in a task of its own: a bad record, or one that panics,
-//!   is that record's failure (`batchItemFailures`) and never fails the others.
+//!   is that record's failure (`batchItemFailures`) and never fails the others. Each runs in its
+//!   own span, with `TRACING_ENABLED=1` a child of the request that queued the message (its
+//!   `traceparent` attribute).
 //! - A delivery record is claimed with a condition before sending (see
 //!   `lumi_commerce::deliveries`): a redelivered message finds it `sent` and sends
 //!   nothing.
@@ -30,8 +32,12 @@ use lumi_shared::{
     aws::LazyClient,
     bootstrap::SqsHandler,
     error::error_chain,
-    telemetry::report::{self, ErrorEvent, Source},
+    telemetry::{
+        report::{self, ErrorEvent, Source},
+        trace,
+    },
 };
+use tracing::Instrument as _;
 
 /// Why a record failed: SQS redelivers it (and after `maxReceiveCount` receives moves it to
 /// the dead-letter queue).
@@ -215,7 +221,8 @@ impl Worker {
                     .build(),
             )
             .build();
-        self.ses
+        let send = self
+            .ses
             .get()
             .send_email()
             .from_email_address(sender)
@@ -225,7 +232,8 @@ impl Worker {
                     .build(),
             )
             .content(EmailContent::builder().simple(message).build())
-            .send()
+            .send();
+        trace::aws_call("SESv2", "SendEmail", None, send)
             .await
             .map(drop)
             .map_err(|e| error_chain(&e))
@@ -241,17 +249,22 @@ impl SqsHandler for Worker {
                 let id = record.message_id.clone().unwrap_or_default();
                 let worker = self.clone();
                 let message_id = id.clone();
+                // The record's span continues the trace of the request that queued it.
+                let span = trace::message_span(&self.platform.config.function_name, &record);
                 (
                     id,
-                    tokio::spawn(async move {
-                        let result = worker.process(record).await;
-                        if let Err(failure) = &result
-                            && let Some(text) = failure.report_text()
-                        {
-                            worker.report(&message_id, &text).await;
+                    tokio::spawn(
+                        async move {
+                            let result = worker.process(record).await;
+                            if let Err(failure) = &result
+                                && let Some(text) = failure.report_text()
+                            {
+                                worker.report(&message_id, &text).await;
+                            }
+                            result
                         }
-                        result
-                    }),
+                        .instrument(span),
+                    ),
                 )
             })
             .collect();

@@ -23,6 +23,7 @@ use crate::{
     telemetry::{
         metrics::{HTTP_REQUESTS_TOTAL, MetricSet, status_class},
         report::{self, ErrorEvent, Source},
+        trace,
     },
 };
 
@@ -91,7 +92,11 @@ pub async fn edge(
         cold_start,
         method = %method,
         route = route.as_deref().unwrap_or("unmatched"),
+        // The trace's span name (semantic conventions: `{method} {route}`); not logged.
+        otel.name = %route.as_deref().map_or_else(|| method.to_string(), |r| format!("{method} {r}")),
+        otel.kind = "server",
     );
+    trace::start_request(&span, request.headers(), method.as_str(), route.as_deref());
 
     request
         .extensions_mut()
@@ -124,6 +129,7 @@ pub async fn edge(
     headers.insert(X_API_VERSION, HeaderValue::from_static(crate::API_VERSION));
 
     let status = response.status().as_u16();
+    trace::finish_request(&span, status);
     span.in_scope(|| {
         tracing::info!(
             status,

@@ -539,6 +539,12 @@ impl RateLimiter {
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
                 .send();
+            let request = crate::telemetry::trace::aws_call(
+                "DynamoDB",
+                "UpdateItem",
+                Some(&self.table),
+                request,
+            );
             return match request.await {
                 Ok(_) => Ok(Written::Done),
                 Err(SdkError::ServiceError(error)) => match error.into_err() {
@@ -556,11 +562,17 @@ impl RateLimiter {
             .into_iter()
             .map(|u| TransactWriteItem::builder().update(u).build())
             .collect();
-        match client
+        let request = client
             .transact_write_items()
             .set_transact_items(Some(items))
-            .send()
-            .await
+            .send();
+        match crate::telemetry::trace::aws_call(
+            "DynamoDB",
+            "TransactWriteItems",
+            Some(&self.table),
+            request,
+        )
+        .await
         {
             Ok(_) => Ok(Written::Done),
             Err(SdkError::ServiceError(error)) => match error.into_err() {

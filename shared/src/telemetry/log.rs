@@ -87,11 +87,19 @@ fn redact_text(text: &str) -> Option<String> {
     Some(format!("{}{REDACTED}{}", &text[..start], &text[end..]))
 }
 
-/// Installs the JSON logger as the process's subscriber (once; later calls keep the first).
-pub fn init(function_name: &str, level: Level, spans_enabled: bool, sink: Arc<dyn LineSink>) {
+/// Installs the JSON logger as the process's subscriber (once; later calls keep the first), with
+/// the span exporter to `otlp_endpoint` when given ([`super::trace`]).
+pub fn init(
+    function_name: &str,
+    level: Level,
+    spans_enabled: bool,
+    sink: Arc<dyn LineSink>,
+    otlp_endpoint: Option<&str>,
+) {
     let layer = JsonLogLayer::new(function_name, spans_enabled, sink);
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(LevelFilter::from_level(level)))
+        .with(otlp_endpoint.and_then(|endpoint| super::trace::layer(function_name, endpoint)))
         .try_init();
 }
 
@@ -117,6 +125,9 @@ impl JsonLogLayer {
         self.sink.write_line(&value.to_string());
     }
 }
+
+/// Span fields for the trace exporter only (`otel.name`, `otel.kind`): not logged.
+const OTEL_ONLY: &str = "otel.";
 
 /// The fields of a span, kept in its extensions.
 struct SpanFields(Map<String, Value>);
@@ -165,6 +176,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut fields = Map::new();
         attrs.record(&mut JsonVisitor(&mut fields));
+        fields.retain(|key, _| !key.starts_with(OTEL_ONLY));
         let mut extensions = span.extensions_mut();
         extensions.insert(SpanFields(fields));
         if self.spans_enabled {
@@ -176,6 +188,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         if let Some(SpanFields(fields)) = span.extensions_mut().get_mut::<SpanFields>() {
             values.record(&mut JsonVisitor(fields));
+            fields.retain(|key, _| !key.starts_with(OTEL_ONLY));
         }
     }
 
@@ -306,5 +319,18 @@ mod tests {
         assert_eq!(span["span"], "dynamodb");
         assert_eq!(span["op"], "GetItem");
         assert!(span["duration_ms"].as_f64().unwrap() >= 0.0);
+    }
+
+    #[test]
+    fn span_fields_for_the_trace_exporter_are_not_logged() {
+        let lines = capture(true, || {
+            let span = tracing::info_span!("aws", op = "GetItem", otel.kind = "client");
+            span.in_scope(|| tracing::info!("inside"));
+        });
+        assert!(
+            lines.iter().all(|l| l.get("otel.kind").is_none()),
+            "{lines:?}"
+        );
+        assert!(lines.iter().all(|l| l["op"] == "GetItem"));
     }
 }

@@ -1,10 +1,12 @@
 //! Telemetry: JSON-line logs ([`log`]) and CloudWatch Embedded Metric Format metrics
-//! ([`metrics`]), and internal errors sent to a Sentry-compatible reporter ([`report`]); logs and metrics are both written as lines to stdout, which Lambda ships to CloudWatch Logs (where
+//! ([`metrics`]), internal errors sent to a Sentry-compatible reporter ([`report`]), and, with
+//! `TRACING_ENABLED=1`, spans exported over OTLP ([`trace`]); logs and metrics are both written as lines to stdout, which Lambda ships to CloudWatch Logs (where
 //! EMF lines become metrics without any API call).
 
 pub mod log;
 pub mod metrics;
 pub mod report;
+pub mod trace;
 
 use std::sync::{Arc, Mutex};
 

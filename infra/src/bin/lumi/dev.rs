@@ -26,11 +26,17 @@ pub struct DevArgs {
 /// the API reference at `/docs`) until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let DevArgs { port, moto_port } = args;
+    // `TRACING_ENABLED=1`: spans as log lines, and exported to a local OTLP collector
+    // (`OTEL_EXPORTER_OTLP_ENDPOINT`, default `http://localhost:4318`; Jaeger's, say).
+    let tracing_enabled = std::env::var("TRACING_ENABLED").is_ok_and(|v| v == "1");
+    let otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .unwrap_or_else(|_| "http://localhost:4318".into());
     lumi_shared::telemetry::log::init(
         "local-gateway",
         tracing::Level::INFO,
-        std::env::var("TRACING_ENABLED").is_ok_and(|v| v == "1"),
+        tracing_enabled,
         std::sync::Arc::new(lumi_shared::telemetry::Stdout),
+        tracing_enabled.then_some(otlp_endpoint.as_str()),
     );
     // Tied to this process: however `lumi dev` ends, moto ends with it.
     let mut moto = MotoServer::start(&MotoOptions {
