@@ -36,13 +36,24 @@ pub async fn platform(function_name: &str, env: &Env) -> Result<Arc<Platform>, B
     let config = match Config::from_env(function_name, env) {
         Ok(config) => config,
         Err(error) => {
-            telemetry::log::init(function_name, tracing::Level::INFO, false, Arc::new(Stdout));
+            let tags = telemetry::Tags::new(
+                env.get("STAGE").unwrap_or("local"),
+                env.get("AWS_REGION").unwrap_or("unknown"),
+            );
+            telemetry::log::init(
+                function_name,
+                &tags,
+                tracing::Level::INFO,
+                false,
+                Arc::new(Stdout),
+            );
             tracing::error!(%error, "invalid configuration; the function cannot start");
             return Err(error.into());
         }
     };
     telemetry::log::init(
         function_name,
+        &config.tags(),
         config.log_level,
         config.tracing_enabled,
         Arc::new(Stdout),

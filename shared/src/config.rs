@@ -266,6 +266,9 @@ pub struct Config {
     /// `local`, `dev`, `staging`, `prod`: tags logs and metrics.
     pub stage: String,
     pub region: String,
+    /// `METRICS_NAMESPACE`: the stack's CloudWatch namespace, `Lumi/<stack name>` (the template
+    /// gives it); unset, `Lumi/<stage>`. Every EMF line is published in it, every alarm reads it.
+    pub metrics_namespace: String,
     /// Set locally (the moto server); unset in AWS.
     pub aws_endpoint_url: Option<String>,
     pub tables: Tables,
@@ -381,10 +384,16 @@ impl Config {
                 reason: "token lifetimes must be greater than 0".into(),
             });
         }
+        let stage = env.get("STAGE").unwrap_or("local").to_owned();
+        let metrics_namespace = match env.get("METRICS_NAMESPACE") {
+            Some(namespace) => metrics_namespace(namespace.trim())?,
+            None => format!("{}/{stage}", crate::telemetry::metrics::NAMESPACE_PREFIX),
+        };
         Ok(Self {
             auth,
             function_name: function_name.to_owned(),
-            stage: env.get("STAGE").unwrap_or("local").to_owned(),
+            stage,
+            metrics_namespace,
             region: env
                 .get("AWS_REGION")
                 .or_else(|| env.get("AWS_DEFAULT_REGION"))
@@ -544,6 +553,32 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The tags of this function's log and metric lines.
+    pub fn tags(&self) -> crate::telemetry::Tags {
+        crate::telemetry::Tags::new(&self.stage, &self.region)
+    }
+}
+
+/// A CloudWatch namespace of this stack: `Lumi/...`, at most 255 of CloudWatch's characters.
+fn metrics_namespace(raw: &str) -> Result<String, ConfigError> {
+    let prefix = format!("{}/", crate::telemetry::metrics::NAMESPACE_PREFIX);
+    let valid = raw.len() <= 255
+        && raw.len() > prefix.len()
+        && raw.starts_with(&prefix)
+        && raw.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b'#' | b':')
+        });
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err(ConfigError::Invalid {
+            var: "METRICS_NAMESPACE",
+            reason: format!("`{raw}` is not Lumi/<stack name> (letters, digits, . - _ / # :)"),
+        })
+    }
+}
+
 fn csv(raw: &str) -> impl Iterator<Item = &str> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
@@ -572,6 +607,29 @@ mod tests {
         );
         assert!(config.cors.allowed_origins.is_empty());
         assert!(!config.tracing_enabled);
+        assert_eq!(config.metrics_namespace, "Lumi/local");
+    }
+
+    #[test]
+    fn the_metrics_namespace_is_the_stacks() {
+        let mut env = minimal();
+        env.set("METRICS_NAMESPACE", "Lumi/lumi-staging");
+        env.set("STAGE", "staging");
+        env.set("AWS_REGION", "eu-west-1");
+        let config = Config::from_env("orders", &env).unwrap();
+        assert_eq!(config.metrics_namespace, "Lumi/lumi-staging");
+        assert_eq!(
+            config.tags(),
+            crate::telemetry::Tags::new("staging", "eu-west-1")
+        );
+        for bad in ["Lumi", "Lumi/", "Other/x", "Lumi/a b"] {
+            env.set("METRICS_NAMESPACE", bad);
+            let err = Config::from_env("orders", &env).unwrap_err();
+            assert!(
+                err.to_string().contains("METRICS_NAMESPACE"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub fn logs() -> &'static CapturedLines {
         let lines = CapturedLines::default();
         lumi_shared::telemetry::log::init(
             "test",
+            &lumi_shared::telemetry::Tags::new("local", lumi_infra::template::LOCAL_REGION),
             tracing::Level::DEBUG,
             true,
             Arc::new(lines.clone()),

@@ -328,6 +328,7 @@ async fn dev(args: &[String]) -> anyhow::Result<()> {
         .parse()?;
     lumi_shared::telemetry::log::init(
         "local-gateway",
+        &lumi_shared::telemetry::Tags::new("local", lumi_infra::template::LOCAL_REGION),
         tracing::Level::INFO,
         std::env::var("TRACING_ENABLED").is_ok_and(|v| v == "1"),
         std::sync::Arc::new(lumi_shared::telemetry::Stdout),

@@ -6,7 +6,9 @@
 //! [`dimension_sets`]): one EMF line, several metrics, still no API call.
 //!
 //! Names are the runbooks' (`lumi_http_requests_total`, `order_created_total`, ...); the
-//! namespace is `Lumi`.
+//! namespace is the stack's own, `Lumi/<stack name>` (`METRICS_NAMESPACE`), so two stacks in one
+//! account and region never add up each other's counts, and every alarm reads its own stack's.
+//! Each line also carries the [`Tags`] (`service`, `stage`, `region`) as properties.
 
 use std::{
     collections::BTreeMap,
@@ -15,9 +17,10 @@ use std::{
 
 use serde_json::{Map, Value, json};
 
-use super::LineSink;
+use super::{LineSink, Tags};
 
-pub const NAMESPACE: &str = "Lumi";
+/// Every stack's namespace starts with this: `Lumi/<stack name>`.
+pub const NAMESPACE_PREFIX: &str = "Lumi";
 
 /// Every HTTP request, by function, route and status class.
 pub const HTTP_REQUESTS_TOTAL: &str = "lumi_http_requests_total";
@@ -42,10 +45,16 @@ impl MetricSet {
         }
     }
 
-    /// Writes one EMF document per counter and dimension set, then empties the set.
-    /// `properties` (the request id, say) are added to each document for search, not as
-    /// dimensions.
-    pub fn flush(&self, sink: &dyn LineSink, properties: &[(&str, &str)]) {
+    /// Writes one EMF document per counter and dimension set in `namespace`, then empties the
+    /// set. The `tags` and `properties` (the request id, say) are added to each document for
+    /// search, not as dimensions.
+    pub fn flush(
+        &self,
+        sink: &dyn LineSink,
+        namespace: &str,
+        tags: &Tags,
+        properties: &[(&str, &str)],
+    ) {
         let drained = match self.counts.lock() {
             Ok(mut counts) => std::mem::take(&mut *counts),
             Err(_) => return,
@@ -58,13 +67,13 @@ impl MetricSet {
                 json!({
                     "Timestamp": timestamp as i64,
                     "CloudWatchMetrics": [{
-                        "Namespace": NAMESPACE,
+                        "Namespace": namespace,
                         "Dimensions": dimension_sets(&dims),
                         "Metrics": [{ "Name": name, "Unit": unit_of(&name) }],
                     }],
                 }),
             );
-            for (key, value) in properties {
+            for (key, value) in tags.fields().iter().chain(properties) {
                 doc.insert((*key).to_owned(), Value::String((*value).to_owned()));
             }
             for (key, value) in dims {
@@ -141,7 +150,8 @@ mod tests {
         set.count(HTTP_REQUESTS_TOTAL, &dims, 1.0);
         set.count("order_created_total", &[("function", "orders")], 1.0);
         let sink = CapturedLines::default();
-        set.flush(&sink, &[("request_id", "r-1")]);
+        let tags = Tags::new("prod", "eu-west-1");
+        set.flush(&sink, "Lumi/lumi-prod", &tags, &[("request_id", "r-1")]);
         let docs = sink.json();
         assert_eq!(docs.len(), 2);
         let http = docs
@@ -152,7 +162,12 @@ mod tests {
         assert_eq!(http["route"], "GET /x");
         assert_eq!(http["request_id"], "r-1");
         let directive = &http["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], NAMESPACE);
+        assert_eq!(directive["Namespace"], "Lumi/lumi-prod");
+        assert_eq!(
+            (&http["service"], &http["stage"], &http["region"]),
+            (&json!("lumi"), &json!("prod"), &json!("eu-west-1")),
+            "tags as properties"
+        );
         assert_eq!(
             directive["Dimensions"][0],
             json!(["function", "route", "status_class"])
@@ -178,7 +193,7 @@ mod tests {
             json!([["function"], []])
         );
 
-        set.flush(&sink, &[]);
+        set.flush(&sink, "Lumi/lumi-prod", &tags, &[]);
         assert_eq!(sink.json().len(), 2, "a flushed set writes nothing again");
     }
 
