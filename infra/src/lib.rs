@@ -9,9 +9,11 @@
 //! - [`schedule`]: the local EventBridge schedules (`rate()` and `cron()`), run by `make dev`.
 //! - [`seed`]: the demo accounts `make dev` creates.
 //! - [`schema`]: `lumi schema status`, the live tables, queues and buckets against the template.
+//! - [`emf`]: the local CloudWatch Logs: EMF lines printed and published as CloudWatch metrics.
 //! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
 //!   router of the function that owns it, with an API Gateway-like request context.
 
+pub mod emf;
 pub mod functions;
 pub mod gateway;
 pub mod moto;

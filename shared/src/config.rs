@@ -269,6 +269,7 @@ pub struct Config {
     /// `METRICS_NAMESPACE`: the stack's CloudWatch namespace, `Lumi/<stack name>` (the template
     /// gives it); unset, `Lumi/<stage>`. Every EMF line is published in it, every alarm reads it.
     pub metrics_namespace: String,
+    pub metrics_endpoint: MetricsEndpointConfig,
     /// Set locally (the moto server); unset in AWS.
     pub aws_endpoint_url: Option<String>,
     pub tables: Tables,
@@ -304,6 +305,18 @@ pub struct Config {
     pub backup: BackupConfig,
     pub images: ImagesConfig,
     pub probe: ProbeConfig,
+}
+
+/// The Prometheus endpoint (`GET /api/v1/metrics`, the admin function): what it reads back
+/// from CloudWatch and how long it reuses an answer.
+#[derive(Debug, Clone)]
+pub struct MetricsEndpointConfig {
+    /// `METRICS_WINDOW_MINUTES`, default 60 (1 to 1440): every value is what CloudWatch holds
+    /// for the last this many minutes (a sum, or a latency summary).
+    pub window: Duration,
+    /// `METRICS_SCRAPE_INTERVAL_SECONDS`, default 60 (at least 10): a container answers from its
+    /// last reading for this long, so a scrape costs CloudWatch calls at most once an interval.
+    pub scrape_interval: Duration,
 }
 
 /// Stripe, the online payment provider (its secret key and webhook key are in the config
@@ -389,11 +402,34 @@ impl Config {
             Some(namespace) => metrics_namespace(namespace.trim())?,
             None => format!("{}/{stage}", crate::telemetry::metrics::NAMESPACE_PREFIX),
         };
+        let metrics_endpoint = MetricsEndpointConfig {
+            window: {
+                let minutes: u64 = env.parsed("METRICS_WINDOW_MINUTES", 60)?;
+                if !(1..=1440).contains(&minutes) {
+                    return Err(ConfigError::Invalid {
+                        var: "METRICS_WINDOW_MINUTES",
+                        reason: "between 1 and 1440 (a day)".into(),
+                    });
+                }
+                Duration::from_secs(minutes * 60)
+            },
+            scrape_interval: {
+                let seconds: u64 = env.parsed("METRICS_SCRAPE_INTERVAL_SECONDS", 60)?;
+                if seconds < 10 {
+                    return Err(ConfigError::Invalid {
+                        var: "METRICS_SCRAPE_INTERVAL_SECONDS",
+                        reason: "at least 10 (each reading costs CloudWatch calls)".into(),
+                    });
+                }
+                Duration::from_secs(seconds)
+            },
+        };
         Ok(Self {
             auth,
             function_name: function_name.to_owned(),
             stage,
             metrics_namespace,
+            metrics_endpoint,
             region: env
                 .get("AWS_REGION")
                 .or_else(|| env.get("AWS_DEFAULT_REGION"))

@@ -85,6 +85,73 @@ impl MetricSet {
     }
 }
 
+/// One value of an EMF line, as CloudWatch Logs extracts it: a metric in a namespace, under one
+/// of the line's dimension sets (so a line with its roll-ups gives several).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmfDatum {
+    pub namespace: String,
+    pub name: String,
+    /// The dimension set's names with the line's values, in the set's order.
+    pub dimensions: Vec<(String, String)>,
+    pub value: f64,
+    /// `Count`, `Milliseconds`, `Bytes`, ...
+    pub unit: String,
+    /// Milliseconds since the epoch.
+    pub timestamp_ms: i64,
+}
+
+/// The values of one EMF line (`[]` for any other line): what CloudWatch Logs would publish.
+/// A directive naming a value or dimension the line does not carry is skipped, as CloudWatch
+/// skips it.
+pub fn parse_emf(line: &str) -> Vec<EmfDatum> {
+    let Ok(Value::Object(doc)) = serde_json::from_str::<Value>(line) else {
+        return Vec::new();
+    };
+    let Some(aws) = doc.get("_aws") else {
+        return Vec::new();
+    };
+    let timestamp_ms = aws.get("Timestamp").and_then(Value::as_i64).unwrap_or(0);
+    let mut out = Vec::new();
+    let directives = aws.get("CloudWatchMetrics").and_then(Value::as_array);
+    for directive in directives.into_iter().flatten() {
+        let Some(namespace) = directive.get("Namespace").and_then(Value::as_str) else {
+            continue;
+        };
+        let sets = directive.get("Dimensions").and_then(Value::as_array);
+        let metrics = directive.get("Metrics").and_then(Value::as_array);
+        for metric in metrics.into_iter().flatten() {
+            let Some(name) = metric.get("Name").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(value) = doc.get(name).and_then(Value::as_f64) else {
+                continue;
+            };
+            let unit = metric.get("Unit").and_then(Value::as_str).unwrap_or("None");
+            for set in sets.into_iter().flatten().filter_map(Value::as_array) {
+                let dimensions: Option<Vec<(String, String)>> = set
+                    .iter()
+                    .map(|key| {
+                        let key = key.as_str()?;
+                        let value = doc.get(key)?.as_str()?;
+                        Some((key.to_owned(), value.to_owned()))
+                    })
+                    .collect();
+                if let Some(dimensions) = dimensions {
+                    out.push(EmfDatum {
+                        namespace: namespace.to_owned(),
+                        name: name.to_owned(),
+                        dimensions,
+                        value,
+                        unit: unit.to_owned(),
+                        timestamp_ms,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The unit, from the name's suffix: `_ms` milliseconds, `_bytes` bytes, else a count. A
 /// set adds up what one invocation records under a name (one transform: one value).
 fn unit_of(name: &str) -> &'static str {
@@ -195,6 +262,35 @@ mod tests {
 
         set.flush(&sink, "Lumi/lumi-prod", &tags, &[]);
         assert_eq!(sink.json().len(), 2, "a flushed set writes nothing again");
+    }
+
+    #[test]
+    fn an_emf_line_gives_one_value_per_dimension_set() {
+        let set = MetricSet::default();
+        set.count(
+            "order_created_total",
+            &[("function", "orders"), ("provider", "manual")],
+            2.0,
+        );
+        let sink = CapturedLines::default();
+        set.flush(&sink, "Lumi/s1", &Tags::new("local", "us-east-1"), &[]);
+        let data = parse_emf(&sink.lines()[0]);
+        let sets: Vec<_> = data.iter().map(|d| d.dimensions.len()).collect();
+        assert_eq!(sets, [2, 1, 0], "own dimensions, [function], []");
+        assert!(data.iter().all(|d| d.namespace == "Lumi/s1"
+            && d.name == "order_created_total"
+            && d.value == 2.0
+            && d.unit == "Count"
+            && d.timestamp_ms > 0));
+        assert_eq!(
+            data[0].dimensions,
+            [
+                ("function".to_owned(), "orders".to_owned()),
+                ("provider".to_owned(), "manual".to_owned())
+            ]
+        );
+        assert!(parse_emf(r#"{"message":"not a metric"}"#).is_empty());
+        assert!(parse_emf("plain text").is_empty());
     }
 
     #[test]
