@@ -38,7 +38,9 @@ pub async fn platform(function_name: &str, env: &Env) -> Result<Arc<Platform>, B
         Err(error) => {
             let tags = telemetry::Tags::new(
                 env.get("STAGE").unwrap_or("local"),
-                env.get("AWS_REGION").unwrap_or("unknown"),
+                env.get("AWS_REGION")
+                    .or_else(|| env.get("AWS_DEFAULT_REGION"))
+                    .unwrap_or("us-east-1"),
             );
             telemetry::log::init(
                 function_name,

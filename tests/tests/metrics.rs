@@ -120,7 +120,7 @@ async fn app_with_customer_budget(limit: u32) -> TestApp {
 
 #[tokio::test]
 async fn after_a_checkout_and_a_429_the_metrics_endpoint_shows_both_with_their_labels() {
-    let app = app_with_customer_budget(4).await;
+    let app = Box::pin(app_with_customer_budget(4)).await;
     let sku = format!("{}-ONI", lumi_tests::unique_prefix());
     app.product(&[(&sku, 450, 10)]).await;
     let customer = app.customer_token().await;

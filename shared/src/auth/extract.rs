@@ -119,7 +119,7 @@ where
 #[derive(Debug, Clone)]
 pub enum MetricsReader {
     ScrapeToken,
-    Admin(AdminUser),
+    Admin(Box<AdminUser>),
 }
 
 /// Whether `token` is one of the secret's scrape tokens; compared in constant time.
@@ -150,9 +150,9 @@ where
         let platform = Arc::<Platform>::from_ref(state);
         let token = bearer(parts)?;
         if tokens::key_id(token).is_ok() {
-            return Ok(Self::Admin(
+            return Ok(Self::Admin(Box::new(
                 AdminUser::from_request_parts(parts, state).await?,
-            ));
+            )));
         }
         let secrets = platform.secrets.get().await.map_err(secrets_unavailable)?;
         if is_scrape_token(&secrets, token) {
