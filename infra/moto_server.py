@@ -366,6 +366,169 @@ def partition_queries():
     dynamodb.DynamoDBBackend.update_item = update_item
 
 
+def rpc_v2_cbor(app):
+    """Serves AWS's Smithy RPC v2 CBOR protocol, which moto does not speak, through moto's JSON one.
+
+    The Rust SDK calls CloudWatch in CBOR (`POST /service/<service>/operation/<operation>`,
+    `smithy-protocol: rpc-v2-cbor`); moto answers CloudWatch in the JSON protocol too. Such a
+    request is decoded with botocore's CBOR parser against the operation's input shape, sent
+    to moto as JSON (`X-Amz-Target: <service>.<operation>`), and moto's answer is encoded back
+    to CBOR with botocore's serializer against the output shape (timestamps as CBOR tag 1),
+    errors as `{"__type", "message"}`. Only the services whose model lists both protocols
+    can be served this way; that is CloudWatch here.
+    """
+    import datetime
+
+    import botocore.session
+    from botocore.parsers import JSONParser, RpcV2CBORParser
+    from botocore.serialize import RpcV2CBORSerializer
+
+    session = botocore.session.get_session()
+    models = {}
+
+    def operation_model(service_id, operation):
+        if service_id not in models:
+            for name in session.get_available_services():
+                model = session.get_service_model(name)
+                if model.metadata.get("targetPrefix") == service_id:
+                    models[service_id] = model
+                    break
+            else:
+                models[service_id] = None
+        model = models[service_id]
+        return model.operation_model(operation) if model is not None else None
+
+    def plain(value):
+        if isinstance(value, datetime.datetime):
+            return value.timestamp()
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    def serve(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        parts = path.strip("/").split("/")
+        if not (
+            environ.get("HTTP_SMITHY_PROTOCOL") == "rpc-v2-cbor"
+            and len(parts) == 4
+            and parts[0] == "service"
+            and parts[2] == "operation"
+        ):
+            return app(environ, start_response)
+        service_id, operation = parts[1], parts[3]
+        model = operation_model(service_id, operation)
+        body = environ["wsgi.input"].read()
+        if model is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [f"no CBOR service {service_id}".encode()]
+        params = {}
+        if body:
+            parser = RpcV2CBORParser()
+            raw = parser._initial_body_parse(body)
+            params = parser._parse_shape(model.input_shape, raw) if model.input_shape else {}
+        json_body = json.dumps(plain(params)).encode()
+        environ = dict(environ)
+        environ["PATH_INFO"] = "/"
+        environ["CONTENT_TYPE"] = "application/x-amz-json-1.0"
+        environ["CONTENT_LENGTH"] = str(len(json_body))
+        environ["HTTP_X_AMZ_TARGET"] = f"{service_id}.{operation}"
+        environ["wsgi.input"] = io.BytesIO(json_body)
+        answer = {}
+
+        def capture(status, headers, exc_info=None):
+            answer["status"], answer["headers"] = status, headers
+            return lambda data: None
+
+        chunks = app(environ, capture)
+        try:
+            out = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+        status = answer["status"]
+        code = int(status.split(" ", 1)[0])
+        serializer = RpcV2CBORSerializer()
+        encoded = bytearray()
+        if code >= 400:
+            try:
+                error = json.loads(out or b"{}")
+            except ValueError:
+                error = {}
+            kind = str(error.get("__type") or error.get("code") or "InternalFailure")
+            message = str(error.get("message") or error.get("Message") or "")
+            encoded.append(0xA2)  # a map of two pairs
+            for text in ("__type", kind, "message", message):
+                serializer._serialize_type_string(encoded, text, None, None)
+        elif model.output_shape is not None:
+            parsed = JSONParser().parse(
+                {"body": out, "headers": {}, "status_code": code}, model.output_shape
+            )
+            parsed.pop("ResponseMetadata", None)
+            serializer._serialize_data_item(encoded, parsed, model.output_shape)
+        else:
+            encoded.append(0xA0)  # an empty map
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/cbor"),
+                ("smithy-protocol", "rpc-v2-cbor"),
+                ("Content-Length", str(len(encoded))),
+            ],
+        )
+        return [bytes(encoded)]
+
+    return serve
+
+
+def cloudwatch_namespaces_and_percentiles():
+    """Two gaps of moto's CloudWatch GetMetricData that the Prometheus endpoint would see.
+
+    moto compares a query's namespace only when the query names no dimensions, so a test
+    stack's `Lumi/<prefix>` series would add up every other stack's with the same dimensions on
+    a shared server: here each call sees only the metrics of its queries' namespace (the
+    endpoint asks one namespace per call). And moto answers no percentile statistic (`p99`):
+    here `pNN` is the nearest-rank percentile of the values put one by one.
+    """
+    import math
+
+    import moto.cloudwatch.models as cloudwatch
+
+    original_get = cloudwatch.CloudWatchBackend.get_metric_data
+    original_stat = cloudwatch.Statistics.get_statistics_for_type
+
+    def get_metric_data(self, queries, start_time, end_time, scan_by="TimestampAscending"):
+        namespaces = {
+            q["MetricStat"]["Metric"]["Namespace"] for q in queries if "MetricStat" in q
+        }
+        if len(namespaces) != 1:
+            return original_get(self, queries, start_time, end_time, scan_by)
+        namespace = namespaces.pop()
+        everything = self.get_all_metrics
+        self.get_all_metrics = lambda: [m for m in everything() if m.namespace == namespace]
+        try:
+            return original_get(self, queries, start_time, end_time, scan_by)
+        finally:
+            del self.get_all_metrics
+
+    def get_statistics_for_type(self, stat):
+        if len(stat) > 1 and stat[0] == "p":
+            try:
+                rank = float(stat[1:])
+            except ValueError:
+                return None
+            values = sorted(self.metric_single_values_list)
+            if not values or not 0 <= rank <= 100:
+                return None
+            return values[max(0, math.ceil(rank / 100 * len(values)) - 1)]
+        return original_stat(self, stat)
+
+    cloudwatch.CloudWatchBackend.get_metric_data = get_metric_data
+    cloudwatch.Statistics.get_statistics_for_type = get_statistics_for_type
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -380,7 +543,8 @@ def main():
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     cheap_transaction_rollback()
     partition_queries()
-    app = DomainDispatcherApplication(create_backend_app)
+    cloudwatch_namespaces_and_percentiles()
+    app = rpc_v2_cbor(DomainDispatcherApplication(create_backend_app))
     request_log = open(args.request_log, "a") if args.request_log else None
     server = make_server(
         args.host, args.port, locked(app, FifoLock(), request_log), threaded=True

@@ -298,7 +298,7 @@ impl Shop {
             None => {
                 let metrics = MetricSet::default();
                 count_change(&metrics, function, change);
-                metrics.flush(self.platform.metrics_sink.as_ref(), &[]);
+                self.platform.flush_metrics(&metrics, &[]);
             }
         }
     }

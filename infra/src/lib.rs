@@ -12,11 +12,13 @@
 //! - [`schema`]: `lumi schema status`, the live tables, queues and buckets against the template.
 //! - [`recovery`]: disaster recovery, `lumi backup restore` and `lumi backup adopt`: tables
 //!   restored under new names and made to match the template, for a deploy that uses them.
+//! - [`emf`]: the local CloudWatch Logs: EMF lines printed and published as CloudWatch metrics.
 //! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
 //!   router of the function that owns it, with an API Gateway-like request context, and the
 //!   API reference at `/docs` ([`api_docs`]).
 
 pub mod api_docs;
+pub mod emf;
 pub mod functions;
 pub mod gateway;
 pub mod moto;

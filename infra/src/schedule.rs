@@ -8,18 +8,21 @@
 //! `cron(minutes hours day-of-month month day-of-week year)`, with `*`, `?`, lists, ranges and
 //! `/` steps (the `L`, `W` and `#` forms are refused, not misread). Times are UTC.
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, anyhow, bail};
-use lumi_shared::Env;
+use lumi_shared::{Env, telemetry::LineSink};
 use time::{Duration, OffsetDateTime, Weekday};
 
 use crate::stack::LocalStack;
 
 /// Starts a task per `Schedule` event of the template; returns `(function, event, expression)`
 /// of each, for the start-up banner. `api_base` is where the local gateway serves
-/// (`http://127.0.0.1:3000`).
+/// (`http://127.0.0.1:3000`); the functions' EMF lines go to `metrics_sink` (the gateway's).
 pub async fn spawn_schedules(
     stack: &LocalStack,
     api_base: &str,
+    metrics_sink: Arc<dyn LineSink>,
 ) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut started = Vec::new();
     for event in stack.template.schedules()? {
@@ -38,7 +41,9 @@ pub async fn spawn_schedules(
         // The function's own start-up, with its environment resolved against this stack.
         let mut env = stack.function_env(&event.function)?;
         local_api_urls(stack, &mut env, api_base)?;
-        let platform = lumi_shared::bootstrap::platform(&event.function, &env).await?;
+        let config = lumi_shared::Config::from_env(&event.function, &env)?;
+        let platform = lumi_shared::Platform::with_metrics_sink(config, metrics_sink.clone()).await;
+        platform.mark_started();
         let name = format!("{}/{}", event.function, event.name);
         started.push((event.function.clone(), event.name.clone(), expression));
         tokio::spawn(async move {

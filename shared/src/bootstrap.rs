@@ -39,8 +39,15 @@ pub async fn platform(function_name: &str, env: &Env) -> Result<Arc<Platform>, B
     let config = match Config::from_env(function_name, env) {
         Ok(config) => config,
         Err(error) => {
+            let tags = telemetry::Tags::new(
+                env.get("STAGE").unwrap_or("local"),
+                env.get("AWS_REGION")
+                    .or_else(|| env.get("AWS_DEFAULT_REGION"))
+                    .unwrap_or("us-east-1"),
+            );
             telemetry::log::init(
                 function_name,
+                &tags,
                 tracing::Level::INFO,
                 false,
                 Arc::new(Stdout),
@@ -52,6 +59,7 @@ pub async fn platform(function_name: &str, env: &Env) -> Result<Arc<Platform>, B
     };
     telemetry::log::init(
         function_name,
+        &config.tags(),
         config.log_level,
         config.tracing_enabled,
         Arc::new(Stdout),

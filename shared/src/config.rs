@@ -266,6 +266,10 @@ pub struct Config {
     /// `local`, `dev`, `staging`, `prod`: tags logs and metrics.
     pub stage: String,
     pub region: String,
+    /// `METRICS_NAMESPACE`: the stack's CloudWatch namespace, `Lumi/<stack name>` (the template
+    /// gives it); unset, `Lumi/<stage>`. Every EMF line is published in it, every alarm reads it.
+    pub metrics_namespace: String,
+    pub metrics_endpoint: MetricsEndpointConfig,
     /// Set locally (the moto server); unset in AWS.
     pub aws_endpoint_url: Option<String>,
     pub tables: Tables,
@@ -307,6 +311,18 @@ pub struct Config {
     pub backup: BackupConfig,
     pub images: ImagesConfig,
     pub probe: ProbeConfig,
+}
+
+/// The Prometheus endpoint (`GET /api/v1/metrics`, the admin function): what it reads back
+/// from CloudWatch and how long it reuses an answer.
+#[derive(Debug, Clone)]
+pub struct MetricsEndpointConfig {
+    /// `METRICS_WINDOW_MINUTES`, default 60 (1 to 1440): every value is what CloudWatch holds
+    /// for the last this many minutes (a sum, or a latency summary).
+    pub window: Duration,
+    /// `METRICS_SCRAPE_INTERVAL_SECONDS`, default 60 (at least 10): a container answers from its
+    /// last reading for this long, so a scrape costs CloudWatch calls at most once an interval.
+    pub scrape_interval: Duration,
 }
 
 /// Stripe, the online payment provider (its secret key and webhook key are in the config
@@ -398,10 +414,39 @@ impl Config {
                 reason: "token lifetimes must be greater than 0".into(),
             });
         }
+        let stage = env.get("STAGE").unwrap_or("local").to_owned();
+        let metrics_namespace = match env.get("METRICS_NAMESPACE") {
+            Some(namespace) => metrics_namespace(namespace.trim())?,
+            None => format!("{}/{stage}", crate::telemetry::metrics::NAMESPACE_PREFIX),
+        };
+        let metrics_endpoint = MetricsEndpointConfig {
+            window: {
+                let minutes: u64 = env.parsed("METRICS_WINDOW_MINUTES", 60)?;
+                if !(1..=1440).contains(&minutes) {
+                    return Err(ConfigError::Invalid {
+                        var: "METRICS_WINDOW_MINUTES",
+                        reason: "between 1 and 1440 (a day)".into(),
+                    });
+                }
+                Duration::from_secs(minutes * 60)
+            },
+            scrape_interval: {
+                let seconds: u64 = env.parsed("METRICS_SCRAPE_INTERVAL_SECONDS", 60)?;
+                if seconds < 10 {
+                    return Err(ConfigError::Invalid {
+                        var: "METRICS_SCRAPE_INTERVAL_SECONDS",
+                        reason: "at least 10 (each reading costs CloudWatch calls)".into(),
+                    });
+                }
+                Duration::from_secs(seconds)
+            },
+        };
         Ok(Self {
             auth,
             function_name: function_name.to_owned(),
-            stage: env.get("STAGE").unwrap_or("local").to_owned(),
+            stage,
+            metrics_namespace,
+            metrics_endpoint,
             region: env
                 .get("AWS_REGION")
                 .or_else(|| env.get("AWS_DEFAULT_REGION"))
@@ -562,6 +607,32 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The tags of this function's log and metric lines.
+    pub fn tags(&self) -> crate::telemetry::Tags {
+        crate::telemetry::Tags::new(&self.stage, &self.region)
+    }
+}
+
+/// A CloudWatch namespace of this stack: `Lumi/...`, at most 255 of CloudWatch's characters.
+fn metrics_namespace(raw: &str) -> Result<String, ConfigError> {
+    let prefix = format!("{}/", crate::telemetry::metrics::NAMESPACE_PREFIX);
+    let valid = raw.len() <= 255
+        && raw.len() > prefix.len()
+        && raw.starts_with(&prefix)
+        && raw.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b'#' | b':')
+        });
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err(ConfigError::Invalid {
+            var: "METRICS_NAMESPACE",
+            reason: format!("`{raw}` is not Lumi/<stack name> (letters, digits, . - _ / # :)"),
+        })
+    }
+}
+
 fn csv(raw: &str) -> impl Iterator<Item = &str> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
@@ -591,6 +662,29 @@ mod tests {
         assert!(config.cors.allowed_origins.is_empty());
         assert!(!config.tracing_enabled);
         assert_eq!(config.otlp_endpoint, "http://localhost:4318");
+        assert_eq!(config.metrics_namespace, "Lumi/local");
+    }
+
+    #[test]
+    fn the_metrics_namespace_is_the_stacks() {
+        let mut env = minimal();
+        env.set("METRICS_NAMESPACE", "Lumi/lumi-staging");
+        env.set("STAGE", "staging");
+        env.set("AWS_REGION", "eu-west-1");
+        let config = Config::from_env("orders", &env).unwrap();
+        assert_eq!(config.metrics_namespace, "Lumi/lumi-staging");
+        assert_eq!(
+            config.tags(),
+            crate::telemetry::Tags::new("staging", "eu-west-1")
+        );
+        for bad in ["Lumi", "Lumi/", "Other/x", "Lumi/a b"] {
+            env.set("METRICS_NAMESPACE", bad);
+            let err = Config::from_env("orders", &env).unwrap_err();
+            assert!(
+                err.to_string().contains("METRICS_NAMESPACE"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

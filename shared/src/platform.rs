@@ -19,7 +19,7 @@ use crate::{
     secrets::SecretStore,
     settings::SettingsStore,
     store::Db,
-    telemetry::{LineSink, Stdout},
+    telemetry::{LineSink, Stdout, metrics::MetricSet},
 };
 
 pub struct Platform {
@@ -85,6 +85,17 @@ impl Platform {
             cold_start: AtomicBool::new(true),
             started: AtomicBool::new(false),
         })
+    }
+
+    /// Writes a set's counts as EMF lines in the stack's namespace, tagged with the service,
+    /// stage and region (and `properties`, such as the request id), to the metrics sink.
+    pub fn flush_metrics(&self, metrics: &MetricSet, properties: &[(&str, &str)]) {
+        metrics.flush(
+            self.metrics_sink.as_ref(),
+            &self.config.metrics_namespace,
+            &self.config.tags(),
+            properties,
+        );
     }
 
     /// True for the first request this container serves, false after.

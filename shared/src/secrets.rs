@@ -82,6 +82,30 @@ pub struct AppSecrets {
     /// unavailable (503) and checkout falls back to nothing: set it before turning them on.
     #[serde(default)]
     pub stripe_secret_key: Option<SecretString>,
+    /// `metrics_scrape_token`: what Prometheus sends as `Authorization: Bearer` to
+    /// `GET /api/v1/metrics`; one token, or during a rotation a list (every one is accepted).
+    /// Absent: only an admin's access token reads the metrics.
+    #[serde(
+        default,
+        rename = "metrics_scrape_token",
+        deserialize_with = "one_or_many"
+    )]
+    pub metrics_scrape_tokens: Vec<SecretString>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(SecretString),
+        Many(Vec<SecretString>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(token) => vec![token],
+        OneOrMany::Many(tokens) => tokens,
+    })
 }
 
 impl AppSecrets {
@@ -90,6 +114,7 @@ impl AppSecrets {
         "cookie_secret",
         "session_fingerprint_secret",
         "config_encryption_key",
+        "metrics_scrape_token",
     ];
 
     /// Parses and validates the secret's JSON.
@@ -122,6 +147,13 @@ impl AppSecrets {
             {
                 return Err(SecretsError::Invalid(format!(
                     "config_encryption_key[{i}] repeats an earlier key"
+                )));
+            }
+        }
+        for (i, token) in secrets.metrics_scrape_tokens.iter().enumerate() {
+            if token.expose_secret().len() < MIN_KEY_LEN {
+                return Err(SecretsError::Invalid(format!(
+                    "metrics_scrape_token[{i}] is shorter than {MIN_KEY_LEN} characters"
                 )));
             }
         }
@@ -189,8 +221,10 @@ pub fn complete_secret_json(existing: Option<&str>) -> Result<String, SecretsErr
     let long_enough = |v: &serde_json::Value| v.as_str().is_some_and(|v| v.len() >= MIN_KEY_LEN);
     for key in AppSecrets::KEYS {
         let present = object.get(*key).is_some_and(|v| match v {
-            // A config key list being rotated (newest first) is kept as it is.
-            serde_json::Value::Array(keys) if *key == "config_encryption_key" => {
+            // A config key or scrape token list being rotated is kept as it is.
+            serde_json::Value::Array(keys)
+                if ["config_encryption_key", "metrics_scrape_token"].contains(key) =>
+            {
                 !keys.is_empty() && keys.iter().all(long_enough)
             }
             v => long_enough(v),

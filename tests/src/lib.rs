@@ -46,6 +46,7 @@ fn install_logger(otlp_endpoint: Option<&str>) -> bool {
         let lines = CapturedLines::default();
         lumi_shared::telemetry::log::init(
             "test",
+            &lumi_shared::telemetry::Tags::new("local", lumi_infra::template::LOCAL_REGION),
             tracing::Level::DEBUG,
             true,
             Arc::new(lines.clone()),
@@ -113,6 +114,8 @@ pub struct TestAppBuilder {
     online_payments: Option<Option<u8>>,
     /// Stripe's own webhooks are not sent to the app (the test sends every event itself).
     without_stripe_webhooks: bool,
+    /// EMF lines also published to the local CloudWatch, as `make dev` does.
+    publishing_metrics: bool,
 }
 
 impl TestAppBuilder {
@@ -129,6 +132,14 @@ impl TestAppBuilder {
     /// history checker's sequential model needs every event to be one of its operations).
     pub fn without_stripe_webhooks(mut self) -> Self {
         self.without_stripe_webhooks = true;
+        self
+    }
+
+    /// The functions' EMF lines are also published to the stack's CloudWatch (what CloudWatch
+    /// Logs does in AWS, and `make dev` locally), for tests that read metrics back
+    /// (`GET /api/v1/metrics`); [`TestApp::flush_metrics`] waits until they are.
+    pub fn publishing_metrics(mut self) -> Self {
+        self.publishing_metrics = true;
         self
     }
 
@@ -209,8 +220,15 @@ impl TestAppBuilder {
             .clock
             .clone()
             .map(|c| Arc::new(c) as Arc<dyn lumi_shared::clock::Clock>);
+        let publisher = self.publishing_metrics.then(|| {
+            lumi_infra::emf::EmfPublisher::spawn(&stack.sdk_config, Arc::new(metrics.clone()))
+        });
+        let sink: Arc<dyn lumi_shared::telemetry::LineSink> = match &publisher {
+            Some(publisher) => publisher.clone(),
+            None => Arc::new(metrics.clone()),
+        };
         let options = GatewayOptions {
-            metrics_sink: Some(Arc::new(metrics.clone())),
+            metrics_sink: Some(sink),
             env_overrides: env.clone(),
             clock: clock.clone(),
         };
@@ -233,6 +251,7 @@ impl TestAppBuilder {
                 .unwrap(),
             stack,
             metrics,
+            publisher,
             moto,
             request_log,
             env_overrides: env,
@@ -275,6 +294,8 @@ pub struct TestApp {
     pub stack: LocalStack,
     /// Every EMF line the functions wrote.
     pub metrics: CapturedLines,
+    /// With [`TestAppBuilder::publishing_metrics`]: what sends them to the local CloudWatch.
+    publisher: Option<Arc<lumi_infra::emf::EmfPublisher>>,
     pub moto: Option<MotoServer>,
     request_log: Option<std::path::PathBuf>,
     env_overrides: Vec<(String, String)>,
@@ -373,6 +394,29 @@ impl TestApp {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         url
+    }
+
+    /// Returns once every EMF line written so far is in the stack's CloudWatch; needs
+    /// [`TestAppBuilder::publishing_metrics`].
+    pub async fn flush_metrics(&self) {
+        let publisher = self
+            .publisher
+            .as_ref()
+            .expect("built with publishing_metrics()");
+        publisher.flush().await;
+        assert_eq!(publisher.dropped(), 0, "EMF values dropped");
+    }
+
+    /// The config secret's `metrics_scrape_token` (what Prometheus sends).
+    pub async fn scrape_token(&self) -> String {
+        let secret: serde_json::Value = serde_json::from_str(&self.secret_json().await).unwrap();
+        secret["metrics_scrape_token"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET /api/v1/metrics` with `Authorization: Bearer <token>` when given.
+    pub async fn scrape(&self, token: Option<&str>) -> reqwest::Response {
+        self.call(reqwest::Method::GET, "/api/v1/metrics", token, None, None)
+            .await
     }
 
     /// An admin account, logged in: its token response.

@@ -82,14 +82,18 @@ async fn a_round_against_a_healthy_api_counts_ok_for_readiness_and_liveness() {
             "Milliseconds"
         );
     }
-    // The alarm reads `{outcome, probe}` in the Lumi namespace.
+    // The alarm reads `{outcome, probe}` in the stack's namespace, `Lumi/<stack name>`.
     let line = metrics
         .json()
         .into_iter()
         .find(|doc| doc["probe"] == "ready" && doc["outcome"] == "failed")
         .unwrap();
     let directive = &line["_aws"]["CloudWatchMetrics"][0];
-    assert_eq!(directive["Namespace"], "Lumi");
+    assert_eq!(directive["Namespace"], format!("Lumi/{}", app.stack.prefix));
+    assert_eq!(
+        (&line["service"], &line["stage"]),
+        (&json!("lumi"), &json!("local"))
+    );
     assert_eq!(directive["Dimensions"][0], json!(["outcome", "probe"]));
     // The probe's requests reached the health function through the gateway.
     assert!(

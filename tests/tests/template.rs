@@ -250,3 +250,143 @@ fn the_edge_route_table_is_the_templates() {
         "lumi_shared::http::routes::API_ROUTES must list exactly the template's routes"
     );
 }
+
+/// The stack's own namespace, as the template writes it.
+const STACK_NAMESPACE: &str = "Lumi/${AWS::StackName}";
+
+/// Every `Namespace` under `value` (alarms' `Namespace` and `MetricStat.Metric.Namespace`).
+fn namespaces<'a>(value: &'a serde_norway::Value, out: &mut Vec<&'a serde_norway::Value>) {
+    match value {
+        serde_norway::Value::Mapping(map) => {
+            for (key, inner) in map {
+                if key.as_str() == Some("Namespace") {
+                    out.push(inner);
+                } else {
+                    namespaces(inner, out);
+                }
+            }
+        }
+        serde_norway::Value::Sequence(items) => items.iter().for_each(|i| namespaces(i, out)),
+        serde_norway::Value::Tagged(tagged) => namespaces(&tagged.value, out),
+        _ => {}
+    }
+}
+
+/// Two stacks in one account and region do not mix their metrics: the functions publish in
+/// `Lumi/<stack name>`, and every alarm (the canary's rollback alarms among them) and every
+/// dashboard widget reading a Lumi metric reads that namespace, not another stack's.
+#[test]
+fn every_alarm_and_widget_reads_the_stacks_own_namespace() {
+    let text = std::fs::read_to_string(lumi_infra::workspace_root().join("template.yaml")).unwrap();
+    let root: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let is_stack_namespace = |value: &serde_norway::Value| match value {
+        serde_norway::Value::Tagged(tagged) => {
+            tagged.tag == "Sub" && tagged.value.as_str() == Some(STACK_NAMESPACE)
+        }
+        _ => false,
+    };
+    assert!(is_stack_namespace(
+        &root["Globals"]["Function"]["Environment"]["Variables"]["METRICS_NAMESPACE"]
+    ));
+
+    let mut lumi_alarm_metrics = 0;
+    let mut dashboards = 0;
+    for (id, resource) in root["Resources"].as_mapping().unwrap() {
+        let id = id.as_str().unwrap();
+        match resource["Type"].as_str().unwrap() {
+            "AWS::CloudWatch::Alarm" => {
+                let mut found = Vec::new();
+                namespaces(&resource["Properties"], &mut found);
+                assert!(!found.is_empty(), "{id} reads no metric");
+                for namespace in found {
+                    if namespace.as_str().is_some_and(|n| n.starts_with("AWS/")) {
+                        continue;
+                    }
+                    assert!(
+                        is_stack_namespace(namespace),
+                        "{id} reads {namespace:?}, not !Sub {STACK_NAMESPACE}"
+                    );
+                    lumi_alarm_metrics += 1;
+                }
+            }
+            "AWS::CloudWatch::Dashboard" => {
+                dashboards += 1;
+                let body = &resource["Properties"]["DashboardBody"];
+                let serde_norway::Value::Tagged(tagged) = body else {
+                    panic!("{id}: DashboardBody is not a !Sub");
+                };
+                // `${AWS::StackName}` as a recognisable stack name, the other references as
+                // placeholders, so the body parses as the JSON CloudWatch receives.
+                let mut json = tagged
+                    .value
+                    .as_str()
+                    .unwrap()
+                    .replace("${AWS::StackName}", "the-stack");
+                while let Some(start) = json.find("${") {
+                    let end = start + json[start..].find('}').unwrap();
+                    json.replace_range(start..=end, "ref");
+                }
+                let body: Value = serde_json::from_str(&json).unwrap();
+                let mut lumi_widgets = 0;
+                for widget in body["widgets"].as_array().unwrap() {
+                    for metric in widget["properties"]["metrics"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        let row = metric.as_array().unwrap();
+                        if let Some(namespace) = row[0].as_str()
+                            && !namespace.starts_with("AWS/")
+                        {
+                            assert_eq!(namespace, "Lumi/the-stack", "{id}: {metric}");
+                            lumi_widgets += 1;
+                        }
+                        if let Some(expression) = row[0]["expression"].as_str()
+                            && expression.contains("SEARCH(")
+                        {
+                            assert!(
+                                expression.contains("SEARCH('{\"Lumi/the-stack\","),
+                                "{id}: {expression}"
+                            );
+                            lumi_widgets += 1;
+                        }
+                    }
+                }
+                assert!(lumi_widgets >= 10, "{id}: {lumi_widgets} Lumi metrics");
+            }
+            _ => {}
+        }
+    }
+    assert!(lumi_alarm_metrics >= 15, "{lumi_alarm_metrics}");
+    assert_eq!(dashboards, 1);
+}
+
+/// A second stack in the account and region deploys: only a stack with
+/// `SenderIdentity=create` creates the SES identity of the refund emails' sender.
+#[test]
+fn the_sender_identity_is_created_by_one_stack_only() {
+    let text = std::fs::read_to_string(lumi_infra::workspace_root().join("template.yaml")).unwrap();
+    let root: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let parameter = &root["Parameters"]["SenderIdentity"];
+    assert_eq!(parameter["Default"].as_str(), Some("create"));
+    let identities: Vec<_> = root["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::SES::EmailIdentity"))
+        .collect();
+    assert!(!identities.is_empty());
+    for (id, resource) in identities {
+        let condition = resource["Condition"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id:?}"));
+        let serde_norway::Value::Tagged(equals) = &root["Conditions"][condition] else {
+            panic!("{condition} is not an !Equals");
+        };
+        assert_eq!(equals.tag, "Equals");
+        let args = equals.value.as_sequence().unwrap();
+        assert!(matches!(&args[0], serde_norway::Value::Tagged(r)
+            if r.tag == "Ref" && r.value.as_str() == Some("SenderIdentity")));
+        assert_eq!(args[1].as_str(), Some("create"));
+    }
+}

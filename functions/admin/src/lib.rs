@@ -23,9 +23,11 @@
 //! | `GET`/`PUT /api/v1/admin/site-content/{key}` | the storefront's content blocks |
 //! | `GET /api/v1/admin/email-deliveries?status=failed` | refund emails to send by hand |
 //! | `POST /api/v1/admin/incidents` (Idempotency-Key), `GET` (list), `GET`/`PATCH .../{id}` | security incidents with an order's timeline (see `incidents_api`) |
+//! | `GET /api/v1/metrics` (the scrape token, or an admin) | the stack's CloudWatch metrics in the Prometheus text format (see `metrics_api`) |
 
 pub mod catalog_api;
 pub mod incidents_api;
+pub mod metrics_api;
 pub mod orders_api;
 pub mod settings_api;
 pub mod users_api;
@@ -55,7 +57,12 @@ use serde_json::{Value, json};
 pub(crate) type Shared = AppState<Shop>;
 
 pub fn routes(platform: Arc<Platform>) -> Router {
+    let metrics = metrics_api::MetricsEndpoint::new(&platform);
     Router::new()
+        .route(
+            "/api/v1/metrics",
+            get(metrics_api::scrape).layer(axum::Extension(metrics)),
+        )
         .route("/api/v1/admin/orders", get(orders_api::list_orders))
         .route(
             "/api/v1/admin/orders/{reference}",

@@ -153,7 +153,7 @@ impl Jobs {
         };
         let outcome = if result.is_ok() { "success" } else { "failure" };
         metrics.count(metric, &[("outcome", outcome)], 1.0);
-        metrics.flush(self.platform.metrics_sink.as_ref(), &[]);
+        self.platform.flush_metrics(&metrics, &[]);
         if let Err(error) = &result {
             tracing::error!(?job, %error, "job failed");
         }

@@ -243,7 +243,7 @@ impl Probe {
                 ),
             }
         }
-        metrics.flush(self.platform.metrics_sink.as_ref(), &[]);
+        self.platform.flush_metrics(&metrics, &[]);
         Ok(results)
     }
 

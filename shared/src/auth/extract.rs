@@ -114,6 +114,65 @@ where
     }
 }
 
+/// Who may read the stack's metrics (`GET /api/v1/metrics`): Prometheus, with a scrape token
+/// of the config secret (`metrics_scrape_token`), or a signed-in admin.
+#[derive(Debug, Clone)]
+pub enum MetricsReader {
+    ScrapeToken,
+    Admin(Box<AdminUser>),
+}
+
+/// Whether `token` is one of the secret's scrape tokens; compared in constant time.
+fn is_scrape_token(secrets: &crate::secrets::AppSecrets, token: &str) -> bool {
+    use secrecy::ExposeSecret as _;
+    use subtle::ConstantTimeEq as _;
+    // Every token is compared, so the time taken does not say which one matched.
+    secrets
+        .metrics_scrape_tokens
+        .iter()
+        .fold(subtle::Choice::from(0), |found, known| {
+            found | known.expose_secret().as_bytes().ct_eq(token.as_bytes())
+        })
+        .into()
+}
+
+impl<S> FromRequestParts<S> for MetricsReader
+where
+    Arc<Platform>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    /// A JWT goes the admin's way (401 invalid, 403 not an admin); anything else must be a
+    /// scrape token. A token the container does not know may be a rotated one: the secret is
+    /// read again, at most once per 30 s (as for an unknown JWT key), then 401.
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let platform = Arc::<Platform>::from_ref(state);
+        let token = bearer(parts)?;
+        if tokens::key_id(token).is_ok() {
+            return Ok(Self::Admin(Box::new(
+                AdminUser::from_request_parts(parts, state).await?,
+            )));
+        }
+        let secrets = platform.secrets.get().await.map_err(secrets_unavailable)?;
+        if is_scrape_token(&secrets, token) {
+            return Ok(Self::ScrapeToken);
+        }
+        let secrets = platform
+            .secrets
+            .refresh_for_unknown_key()
+            .await
+            .map_err(secrets_unavailable)?;
+        if is_scrape_token(&secrets, token) {
+            return Ok(Self::ScrapeToken);
+        }
+        tracing::info!("metrics scrape token refused");
+        Err(ApiError::Unauthorized(
+            "send the metrics scrape token or an admin's access token".into(),
+        ))
+    }
+}
+
 impl<S> FromRequestParts<S> for AdminUser
 where
     Arc<Platform>: FromRef<S>,

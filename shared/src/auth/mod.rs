@@ -22,7 +22,7 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
-pub use extract::{AdminUser, Authenticated};
+pub use extract::{AdminUser, Authenticated, MetricsReader};
 pub use users::{Role, Tier, User};
 
 /// Milliseconds since the Unix epoch.

@@ -147,10 +147,7 @@ pub async fn edge(
         ],
         1.0,
     );
-    metrics.flush(
-        platform.metrics_sink.as_ref(),
-        &[("request_id", &request_id)],
-    );
+    platform.flush_metrics(&metrics, &[("request_id", &request_id)]);
     response
 }
 

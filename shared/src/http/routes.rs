@@ -64,6 +64,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/health/live"),
     ("GET", "/api/v1/health/ready"),
     ("POST", "/api/v1/images/transform"),
+    ("GET", "/api/v1/metrics"),
     ("GET", "/api/v1/orders"),
     ("POST", "/api/v1/orders"),
     ("GET", "/api/v1/orders/{reference}"),

@@ -1,6 +1,6 @@
-//! JSON-line logging: one object per event with `timestamp`, `level`, `message`, the fields of
-//! the enclosing spans (the edge's request span brings `request_id`, `function`, `cold_start`)
-//! and the event's own fields.
+//! JSON-line logging: one object per event with `timestamp`, `level`, `message`, the process's
+//! [`Tags`] (`service`, `stage`, `region`), the fields of the enclosing spans (the edge's request
+//! span brings `request_id`, `function`, `cold_start`) and the event's own fields.
 //!
 //! Values of sensitive keys (password, token, secret, authorization, cookie, ...) are replaced by
 //! `[REDACTED]` before the line is written, also inside JSON-looking string values and in
@@ -20,7 +20,7 @@ use tracing_subscriber::{
     Layer, filter::LevelFilter, layer::Context, prelude::*, registry::LookupSpan,
 };
 
-use super::LineSink;
+use super::{LineSink, Tags};
 
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -91,12 +91,13 @@ fn redact_text(text: &str) -> Option<String> {
 /// the span exporter to `otlp_endpoint` when given ([`super::trace`]).
 pub fn init(
     function_name: &str,
+    tags: &Tags,
     level: Level,
     spans_enabled: bool,
     sink: Arc<dyn LineSink>,
     otlp_endpoint: Option<&str>,
 ) {
-    let layer = JsonLogLayer::new(function_name, spans_enabled, sink);
+    let layer = JsonLogLayer::new(function_name, spans_enabled, sink).with_tags(tags);
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(LevelFilter::from_level(level)))
         .with(otlp_endpoint.and_then(|endpoint| super::trace::layer(function_name, endpoint)))
@@ -106,6 +107,9 @@ pub fn init(
 /// The tracing layer that writes JSON lines.
 pub struct JsonLogLayer {
     function_name: String,
+    /// `service`, `stage`, `region` with their values, first on every line (none until
+    /// [`JsonLogLayer::with_tags`]).
+    tags: Vec<(&'static str, Value)>,
     spans_enabled: bool,
     sink: Arc<dyn LineSink>,
 }
@@ -114,12 +118,41 @@ impl JsonLogLayer {
     pub fn new(function_name: &str, spans_enabled: bool, sink: Arc<dyn LineSink>) -> Self {
         Self {
             function_name: function_name.to_owned(),
+            tags: Vec::new(),
             spans_enabled,
             sink,
         }
     }
 
+    /// Every line carries these tags. One process serves one stage and region (the local
+    /// gateway's functions share its stack), so they are the process's, like its function
+    /// name; a request span's `function` still names the function that served it.
+    pub fn with_tags(mut self, tags: &Tags) -> Self {
+        self.tags = tags
+            .fields()
+            .iter()
+            .map(|(key, value)| (*key, Value::String((*value).to_owned())))
+            .collect();
+        self
+    }
+
+    /// The first fields of every line: time, level, function, tags.
+    fn head(&self, level: &str) -> Map<String, Value> {
+        let mut line = Map::new();
+        line.insert("timestamp".into(), Value::String(now_rfc3339()));
+        line.insert("level".into(), Value::String(level.to_owned()));
+        line.insert("function".into(), Value::String(self.function_name.clone()));
+        for (key, value) in &self.tags {
+            line.insert((*key).to_owned(), value.clone());
+        }
+        line
+    }
+
     fn write(&self, mut object: Map<String, Value>) {
+        // The tags are the process's: no span or event field named like one replaces it.
+        for (key, value) in &self.tags {
+            object.insert((*key).to_owned(), value.clone());
+        }
         let mut value = Value::Object(std::mem::take(&mut object));
         redact(&mut value);
         self.sink.write_line(&value.to_string());
@@ -193,13 +226,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut line = Map::new();
-        line.insert("timestamp".into(), Value::String(now_rfc3339()));
-        line.insert(
-            "level".into(),
-            Value::String(event.metadata().level().to_string()),
-        );
-        line.insert("function".into(), Value::String(self.function_name.clone()));
+        let mut line = self.head(event.metadata().level().as_str());
         // Outer spans first, so inner spans' fields win.
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
@@ -231,10 +258,7 @@ where
         let Some(SpanStarted(started)) = extensions.get::<SpanStarted>() else {
             return;
         };
-        let mut line = Map::new();
-        line.insert("timestamp".into(), Value::String(now_rfc3339()));
-        line.insert("level".into(), Value::String("TRACE".into()));
-        line.insert("function".into(), Value::String(self.function_name.clone()));
+        let mut line = self.head("TRACE");
         line.insert("type".into(), Value::String("span".into()));
         line.insert("span".into(), Value::String(span.name().into()));
         line.insert(
@@ -265,11 +289,10 @@ mod tests {
 
     fn capture(spans: bool, f: impl FnOnce()) -> Vec<Value> {
         let lines = CapturedLines::default();
-        let subscriber = tracing_subscriber::registry().with(JsonLogLayer::new(
-            "health",
-            spans,
-            Arc::new(lines.clone()),
-        ));
+        let subscriber = tracing_subscriber::registry().with(
+            JsonLogLayer::new("health", spans, Arc::new(lines.clone()))
+                .with_tags(&Tags::new("staging", "eu-west-1")),
+        );
         tracing::subscriber::with_default(subscriber, f);
         lines.json()
     }
@@ -292,6 +315,9 @@ mod tests {
         assert_eq!(line["message"], "login attempt");
         assert_eq!(line["level"], "INFO");
         assert_eq!(line["function"], "health");
+        assert_eq!(line["service"], "lumi");
+        assert_eq!(line["stage"], "staging");
+        assert_eq!(line["region"], "eu-west-1");
         assert_eq!(line["request_id"], "req-42");
         assert_eq!(line["cold_start"], true);
         assert_eq!(line["status"], 200);
@@ -317,6 +343,10 @@ mod tests {
         let lines = capture(true, emit);
         let span = lines.iter().find(|l| l["type"] == "span").unwrap();
         assert_eq!(span["span"], "dynamodb");
+        assert_eq!(
+            (&span["service"], &span["stage"]),
+            (&"lumi".into(), &"staging".into())
+        );
         assert_eq!(span["op"], "GetItem");
         assert!(span["duration_ms"].as_f64().unwrap() >= 0.0);
     }

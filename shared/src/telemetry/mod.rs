@@ -10,6 +10,38 @@ pub mod trace;
 
 use std::sync::{Arc, Mutex};
 
+/// The service every log line and metric line names (the runbook's "tag streams with service,
+/// environment and region").
+pub const SERVICE: &str = "lumi";
+
+/// What every log line and every EMF line carries besides its own fields: the service, the
+/// stage (`STAGE`: local, dev, staging, prod) and the AWS region. Properties, never metric
+/// dimensions: the alarms read fixed dimension sets, and the stack's namespace already keeps
+/// two stacks' metrics apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tags {
+    pub stage: String,
+    pub region: String,
+}
+
+impl Tags {
+    pub fn new(stage: &str, region: &str) -> Self {
+        Self {
+            stage: stage.to_owned(),
+            region: region.to_owned(),
+        }
+    }
+
+    /// `service`, `stage`, `region`, in that order.
+    pub fn fields(&self) -> [(&'static str, &str); 3] {
+        [
+            ("service", SERVICE),
+            ("stage", &self.stage),
+            ("region", &self.region),
+        ]
+    }
+}
+
 /// Where finished lines go: stdout in a function, a buffer in a test.
 pub trait LineSink: Send + Sync + 'static {
     fn write_line(&self, line: &str);

@@ -290,7 +290,7 @@ pub fn finish_request(span: &Span, status: u16) {
 pub fn aws_span(service: &'static str, operation: &'static str, table: Option<&str>) -> Span {
     let span = tracing::debug_span!(
         "aws",
-        service,
+        aws_service = service,
         op = operation,
         table,
         otel.name = %format_args!("{service}.{operation}"),

@@ -33,6 +33,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|_| "http://localhost:4318".into());
     lumi_shared::telemetry::log::init(
         "local-gateway",
+        &lumi_shared::telemetry::Tags::new("local", lumi_infra::template::LOCAL_REGION),
         tracing::Level::INFO,
         tracing_enabled,
         std::sync::Arc::new(lumi_shared::telemetry::Stdout),
@@ -63,12 +64,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let stack =
         LocalStack::bootstrap(Template::project()?, &moto.endpoint, "lumi", parameters).await?;
     let accounts = seed::seed(&stack).await?;
-    let gateway = Gateway::build(&stack, &GatewayOptions::default()).await?;
+    // The EMF lines are printed, and published to the local CloudWatch as CloudWatch Logs
+    // does in AWS: `GET /api/v1/metrics` reads them back.
+    let metrics = lumi_infra::emf::EmfPublisher::spawn(
+        &stack.sdk_config,
+        std::sync::Arc::new(lumi_shared::telemetry::Stdout),
+    );
+    let gateway = Gateway::build(
+        &stack,
+        &GatewayOptions {
+            metrics_sink: Some(metrics.clone()),
+            ..GatewayOptions::default()
+        },
+    )
+    .await?;
     let base = format!("http://127.0.0.1:{port}");
     let env_dir = write_env_files(&stack, &base)?;
     spawn_refund_email_poller(&stack)?;
     // The health probe calls the API through this gateway, as it calls API Gateway in AWS.
-    let schedules = lumi_infra::schedule::spawn_schedules(&stack, &base).await?;
+    let schedules = lumi_infra::schedule::spawn_schedules(&stack, &base, metrics.clone()).await?;
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("port {port} is taken: is another `make dev` running?"))?;
@@ -114,6 +128,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
   curl -s -X POST {base}/api/v1/auth/revoke-all -H \"authorization: Bearer $ACCESS\"",
         customer.email, customer.password
     );
+    if let Some(token) = stack.config_secret_json().await?["metrics_scrape_token"].as_str() {
+        println!(
+            "\nMetrics (Prometheus text, read back from the local CloudWatch; this stack's scrape token):
+  curl -s {base}/api/v1/metrics -H \"authorization: Bearer {token}\""
+        );
+    }
     println!(
         "\nRefund emails are sent from the local queue as they arrive; see them at {}/_lumi/sent-emails",
         moto.endpoint
