@@ -8,6 +8,7 @@
 //! - [`poller`]: the local SQS event source (and the dead-letter redrive).
 //! - [`schedule`]: the local EventBridge schedules (`rate()` and `cron()`), run by `make dev`.
 //! - [`seed`]: the demo accounts `make dev` creates.
+//! - [`openapi`]: the OpenAPI document (`docs/openapi.yaml`), from every function's handlers.
 //! - [`schema`]: `lumi schema status`, the live tables, queues and buckets against the template.
 //! - [`gateway`]: the local API Gateway: every HttpApi route of the template, served by the
 //!   router of the function that owns it, with an API Gateway-like request context.
@@ -15,6 +16,7 @@
 pub mod functions;
 pub mod gateway;
 pub mod moto;
+pub mod openapi;
 pub mod poller;
 pub mod schedule;
 pub mod schema;

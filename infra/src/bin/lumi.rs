@@ -87,6 +87,7 @@ const USAGE: &str = "usage:
   lumi settings rate-limit --table <table> --premium-multiplier N
   lumi settings reseal --table <table> --secret-id <id>
   lumi bench aws-calls [--requests 200]
+  lumi openapi [--out docs/openapi.yaml]      (--out - prints it)
   lumi backup run|restore-check --env-file <file>      (make backup / make restore-check)
   lumi backup list --bucket <bucket>
   lumi backup restore --bucket <bucket> [--run <run id>] --table <LogicalId>=<new table name> ...";
@@ -97,6 +98,23 @@ fn flag(args: &[String], name: &str) -> anyhow::Result<String> {
         .and_then(|i| args.get(i + 1))
         .cloned()
         .with_context(|| format!("{name} is required\n{USAGE}"))
+}
+
+/// `lumi openapi`: the generated document, to `docs/openapi.yaml` unless `--out` names another
+/// file (`-`: standard output).
+fn write_openapi(args: &[String]) -> anyhow::Result<()> {
+    let yaml = lumi_infra::openapi::yaml()?;
+    let out = flag(args, "--out").map_or_else(
+        |_| lumi_infra::workspace_root().join("docs/openapi.yaml"),
+        std::path::PathBuf::from,
+    );
+    if out.as_os_str() == "-" {
+        print!("{yaml}");
+        return Ok(());
+    }
+    std::fs::write(&out, yaml).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
 }
 
 #[tokio::main]
@@ -203,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
             };
             std::process::exit(code)
         }
+        ["openapi", ..] => write_openapi(&args),
         ["--help" | "-h" | "help", ..] => {
             println!("{USAGE}");
             Ok(())
