@@ -47,7 +47,7 @@ use crate::{Shared, actor};
     operation_id = "adminCreateIncident",
     security(("accessToken" = [])),
     params(
-        ("Idempotency-Key" = String, Header, description = "One key per intended incident (1 to 255 printable ASCII characters).", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$"),
+        ("Idempotency-Key" = String, Header, description = "One key per intended incident (1 to 128 letters, digits, `-`, `_`, `.` or `:`).", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
     ),
     request_body(content = NewIncident, content_type = "application/json",
         example = json!({ "order_reference": "LUMI-7K3F-9Q2M", "summary": "chargeback opened; card reported stolen", "severity": "high", "request_ids": ["3f1c2a9e-5b7d-4e21-9c0a-7d9e8f6a1b2c"] })),

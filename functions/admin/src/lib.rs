@@ -420,7 +420,7 @@ struct Lock {
     tag = "admin",
     operation_id = "adminLockUser",
     security(("accessToken" = [])),
-    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).")),
+    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).", pattern = "^[0-9a-f]{32}$")),
     request_body(content = Lock, content_type = "application/json"),
     responses(
         (status = 200, description = "Locked.", body = UserLock, example = json!({ "id": "0f8e7d6c5b4a39281706f5e4d3c2b1a0", "locked": true, "sessions_ended": true })),
@@ -486,7 +486,7 @@ async fn lock_user(
     tag = "admin",
     operation_id = "adminUnlockUser",
     security(("accessToken" = [])),
-    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).")),
+    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).", pattern = "^[0-9a-f]{32}$")),
     responses(
         (status = 200, description = "Unlocked.", body = UserLock, example = json!({ "id": "0f8e7d6c5b4a39281706f5e4d3c2b1a0", "locked": false })),
         (status = 401, response = Unauthorized),
@@ -531,7 +531,7 @@ async fn unlock_user(
     tag = "admin",
     operation_id = "adminDeleteSessions",
     security(("accessToken" = [])),
-    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).")),
+    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).", pattern = "^[0-9a-f]{32}$")),
     responses(
         (status = 200, description = "Deleted.", body = SessionsDeleted),
         (status = 401, response = Unauthorized),

@@ -219,7 +219,7 @@ pub async fn list_orders(
     tag = "admin",
     operation_id = "adminGetOrder",
     security(("accessToken" = [])),
-    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).")),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
     responses(
         (status = 200, description = "The order.", body = AdminOrderView),
         (status = 401, response = Unauthorized),
@@ -259,7 +259,7 @@ pub struct StatusChange {
     tag = "admin",
     operation_id = "adminOrderStatus",
     security(("accessToken" = [])),
-    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).")),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
     request_body(content = StatusChange, content_type = "application/json", example = json!({ "to": "cancelled", "note": "customer called" })),
     responses(
         (status = 200, description = "The order after the change.", body = AdminOrderView),
@@ -324,7 +324,7 @@ pub struct FulfilBody {
     tag = "admin",
     operation_id = "adminFulfilOrder",
     security(("accessToken" = [])),
-    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).")),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
     request_body(content = FulfilBody, content_type = "application/json", example = json!({ "lines": [{ "line": 1, "quantity": 2 }], "note": "DHL 00340434" })),
     responses(
         (status = 200, description = "The order after the change.", body = AdminOrderView),
@@ -373,8 +373,8 @@ pub async fn fulfil(
     operation_id = "adminOrderRefund",
     security(("accessToken" = [])),
     params(
-        ("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`)."),
-        ("Idempotency-Key" = String, Header, description = "One key per intended refund (1 to 255 printable ASCII characters).", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$"),
+        ("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$"),
+        ("Idempotency-Key" = String, Header, description = "One key per intended refund (1 to 128 letters, digits, `-`, `_`, `.` or `:`).", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
     ),
     request_body(content = lumi_commerce::admin::RefundRequest, content_type = "application/json",
         example = json!({ "lines": [{ "line": 1, "quantity": 1, "restock_type": "return" }], "reason": "damaged in transit" })),
@@ -431,7 +431,7 @@ pub async fn refund_order(
     operation_id = "adminSettleRefund",
     security(("accessToken" = [])),
     params(
-        ("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`)."),
+        ("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$"),
         ("refund_id" = String, Path, description = "The refund record's id."),
     ),
     responses(

@@ -51,7 +51,7 @@ pub(crate) struct TierBody {
     tag = "admin",
     operation_id = "adminSetUserTier",
     security(("accessToken" = [])),
-    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).")),
+    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).", pattern = "^[0-9a-f]{32}$")),
     request_body(content = TierBody, content_type = "application/json", example = json!({ "tier": "premium" })),
     responses(
         (status = 200, description = "The tier.", body = TierChanged),
@@ -115,7 +115,7 @@ pub(crate) struct UsageQuery {
     tag = "admin",
     operation_id = "adminUserUsage",
     security(("accessToken" = [])),
-    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404)."), UsageQuery),
+    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).", pattern = "^[0-9a-f]{32}$"), UsageQuery),
     responses(
         (status = 200, description = "The hours with requests.", body = usage::Usage),
         (status = 400, response = BadRequest),

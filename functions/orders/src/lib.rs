@@ -467,7 +467,7 @@ struct CheckoutBody {
     operation_id = "checkout",
     security(("accessToken" = [])),
     params(
-        ("Idempotency-Key" = String, Header, description = "One key per intended operation (1 to 255 printable ASCII characters); a retry with the same key and body answers the first result.", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$"),
+        ("Idempotency-Key" = String, Header, description = "One key per intended operation (1 to 128 letters, digits, `-`, `_`, `.` or `:`); a retry with the same key and body answers the first result.", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
     ),
     request_body(content = CheckoutBody, content_type = "application/json", example = json!({ "note": "leave it at the door" })),
     responses(
@@ -594,7 +594,7 @@ async fn list_orders(
     tag = "orders",
     operation_id = "getOrder",
     security(("accessToken" = [])),
-    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).")),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
     responses(
         (status = 200, description = "The order.", body = OrderView),
         (status = 401, response = Unauthorized),
@@ -620,7 +620,7 @@ async fn get_order(
     tag = "orders",
     operation_id = "trackOrder",
     security(("accessToken" = [])),
-    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).")),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
     responses(
         (status = 200, description = "The facets and the timeline, each actor named by its role.", body = Tracking),
         (status = 401, response = Unauthorized),
@@ -647,8 +647,8 @@ async fn track_order(
     operation_id = "cancelOrder",
     security(("accessToken" = [])),
     params(
-        ("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`)."),
-        ("Idempotency-Key" = String, Header, description = "One key per intended operation (1 to 255 printable ASCII characters); a retry with the same key answers the first result.", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$"),
+        ("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$"),
+        ("Idempotency-Key" = String, Header, description = "One key per intended operation (1 to 128 letters, digits, `-`, `_`, `.` or `:`); a retry with the same key answers the first result.", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
     ),
     responses(
         (status = 200, description = "The cancelled order (`Idempotency-Replayed: true` on a replay).", body = OrderView, headers(("Idempotency-Replayed" = String, description = "`true` when this answers an earlier request with the same key."))),
