@@ -189,6 +189,11 @@ fn every_path_parameter_is_an_identifier() {
                     parameter["name"]
                 );
                 assert_eq!(parameter["required"], true, "{path} ({id})");
+                // `http::path_ids` answers 404 for a malformed one, whatever the handler.
+                assert!(
+                    is_ref(&operation["responses"]["404"], "NotFound"),
+                    "{path} ({id}) has a path parameter but does not list 404 NotFound"
+                );
             }
         }
     }

@@ -220,7 +220,10 @@ async fn register(
 /// Credentials, and where the refresh token goes.
 #[derive(Deserialize, ToSchema)]
 struct Login {
-    #[schema(max_length = 254, example = "ada@example.com")]
+    /// The account's address (checked as at registration before the attempt is counted).
+    #[schema(format = Email, max_length = 254,
+        pattern = r"^[!-?A-~]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        example = "ada@example.com")]
     email: String,
     #[schema(max_length = 128, example = "correct-horse-42")]
     password: String,

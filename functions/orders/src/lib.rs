@@ -694,7 +694,8 @@ async fn cancel_order(
     operation_id = "paymentWebhook",
     params(
         ("provider" = String, Path, description = "The payment provider.", pattern = "^stripe$"),
-        ("Stripe-Signature" = String, Header, description = "`t=<unix seconds>,v1=<HMAC-SHA256 hex>`, verified against the configured signing secret (300 s tolerance)."),
+        ("Stripe-Signature" = String, Header, description = "`t=<unix seconds>,v1=<HMAC-SHA256 hex>` (other schemes ignored), verified against the configured signing secret (300 s tolerance): malformed is 400, not verified 401.",
+            pattern = "^t=(0|[1-9][0-9]{0,18})(,v[0-9]+=[0-9a-f]+)*,v1=[0-9a-f]{64}(,v[0-9]+=[0-9a-f]+)*$"),
     ),
     request_body(content = serde_json::Value, content_type = "application/json",
         description = "The provider's event, verified byte for byte against the signature."),
