@@ -71,7 +71,25 @@ pub fn document() -> OpenApi {
         document.merge(function);
     }
     constrain_path_parameters(&mut document);
+    mark_public_operations(&mut document);
     document
+}
+
+/// An operation that names no security requirement is public: say so (`security: []`), so a
+/// reader (or a generated client) never wonders whether a document-wide default applies.
+fn mark_public_operations(document: &mut OpenApi) {
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security.get_or_insert_with(Vec::new);
+        }
+    }
 }
 
 /// Every path parameter is an identifier (`http::path_ids` answers 404 before the handler
