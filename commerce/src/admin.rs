@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// What a rebalance did to one page of variants.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rebalanced {
     pub repaired: Vec<Mismatch>,
     /// Variants that moved between the report and the repair: left for the next run.
@@ -37,9 +37,18 @@ pub struct Rebalanced {
 }
 
 /// What a refund request asks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct RefundRequest {
+    /// The units to refund, each line with its restock type.
+    #[schema(min_items = 1)]
     pub lines: Vec<RefundRequestLine>,
+    /// 1 to 500 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"\S",
+        example = "damaged in transit"
+    )]
     pub reason: String,
 }
 
@@ -88,7 +97,7 @@ fn audit_event(
 pub const MISMATCH_CALL_BUDGET: usize = 40;
 
 /// A page of the inventory-mismatch report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Mismatch {
     pub sku: String,
     pub stock: i64,
@@ -103,7 +112,7 @@ pub struct Mismatch {
 }
 
 /// A variant's ledger page with its counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LedgerView {
     pub sku: String,
     pub stock: i64,
@@ -114,34 +123,56 @@ pub struct LedgerView {
 }
 
 /// A new product as the admin sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewVariant {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "TSHIRT-M")]
     pub sku: String,
+    /// 1 to 200 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"\S",
+        example = "T-shirt, M"
+    )]
     pub name: String,
+    /// Minor units (cents).
+    #[schema(minimum = 0, maximum = 100_000_000, example = 1290)]
     pub price_minor: i64,
+    /// ISO 4217.
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
+    /// The first stock: the variant's `initial` ledger movement.
+    #[schema(minimum = 0, maximum = 1_000_000, example = 25)]
     pub stock: i64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewProductRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "tshirt")]
     pub id: String,
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S", example = "T-shirt")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
+    #[schema(min_items = 1, max_items = 30)]
     pub variants: Vec<NewVariant>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct ProductPatch {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
     /// `false` retires the product and its variants: they leave the storefront and carts,
     /// orders keep them.
     pub active: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProductView {
     pub id: String,
     pub name: String,
@@ -160,7 +191,7 @@ impl Shop {
         actor: &Actor,
         guard: &Guard,
     ) -> Result<Done<Mutated>, CommerceError> {
-        if request.reason.trim().is_empty() || request.reason.len() > 500 {
+        if request.reason.trim().is_empty() || request.reason.chars().count() > 500 {
             return Err(invalid("reason", "1 to 500 characters"));
         }
         let respond = |order: &Order| {
@@ -325,7 +356,7 @@ impl Shop {
         reason: &str,
         actor: &Actor,
     ) -> Result<Applied, CommerceError> {
-        if reason.trim().is_empty() || reason.len() > 500 {
+        if reason.trim().is_empty() || reason.chars().count() > 500 {
             return Err(invalid("reason", "1 to 500 characters"));
         }
         let payment = self.payment(payment_id).await?;
@@ -393,7 +424,7 @@ impl Shop {
         if delta == 0 || delta.abs() > 1_000_000 {
             return Err(invalid("delta", "a non-zero number of units up to 1000000"));
         }
-        if reason.trim().is_empty() || reason.len() > 500 {
+        if reason.trim().is_empty() || reason.chars().count() > 500 {
             return Err(invalid("reason", "1 to 500 characters"));
         }
         let (db, table) = (self.db(), self.table());
@@ -447,10 +478,10 @@ impl Shop {
         if !valid_slug(&request.id) {
             return Err(invalid("id", "1 to 64 letters, digits, - or _"));
         }
-        if request.name.trim().is_empty() || request.name.len() > 200 {
+        if request.name.trim().is_empty() || request.name.chars().count() > 200 {
             return Err(invalid("name", "1 to 200 characters"));
         }
-        if request.description.len() > 5_000 {
+        if request.description.chars().count() > 5_000 {
             return Err(invalid("description", "at most 5000 characters"));
         }
         if request.variants.is_empty() || request.variants.len() > 30 {
@@ -461,7 +492,7 @@ impl Shop {
             if !valid_sku(&v.sku) {
                 return Err(invalid(field("sku"), "1 to 64 letters, digits, - or _"));
             }
-            if v.name.trim().is_empty() || v.name.len() > 200 {
+            if v.name.trim().is_empty() || v.name.chars().count() > 200 {
                 return Err(invalid(field("name"), "1 to 200 characters"));
             }
             if !(0..=100_000_000).contains(&v.price_minor) {
@@ -546,14 +577,14 @@ impl Shop {
         }
         .ok_or_else(|| CommerceError::NotFound(format!("no product {id}")))?;
         let name = patch.name.clone().unwrap_or_else(|| before.name.clone());
-        if name.trim().is_empty() || name.len() > 200 {
+        if name.trim().is_empty() || name.chars().count() > 200 {
             return Err(invalid("name", "1 to 200 characters"));
         }
         let description = patch
             .description
             .clone()
             .unwrap_or_else(|| before.description.clone());
-        if description.len() > 5_000 {
+        if description.chars().count() > 5_000 {
             return Err(invalid("description", "at most 5000 characters"));
         }
         let active = patch.active.unwrap_or(before.active);

@@ -8,7 +8,7 @@ use lumi_shared::store::{Db, StoreError, Tx, key};
 /// Largest block, in bytes of JSON.
 pub const MAX_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContentBlock {
     pub key: String,
     /// Any JSON the storefront renders (text, markdown, a banner object, ...), as text.

@@ -14,7 +14,7 @@ use crate::rfc3339;
 /// A `sending` claim older than this is from a worker that died mid-send: it may be taken over.
 pub const STALE_SENDING_US: i64 = 5 * 60 * 1_000_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: String,
     pub status: String,

@@ -92,7 +92,7 @@ fn field(name: impl Into<String>, message: impl Into<String>) -> FieldError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
@@ -113,7 +113,7 @@ impl Severity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentStatus {
     Open,
@@ -138,19 +138,59 @@ impl IncidentStatus {
 }
 
 /// What an admin asks to record (checked by [`NewIncident::check`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewIncident {
+    #[schema(
+        pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$",
+        example = "LUMI-7K3F-9Q2M"
+    )]
     pub order_reference: String,
+    /// 1 to 2000 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"\S",
+        example = "chargeback opened; card reported stolen"
+    )]
     pub summary: String,
+    #[schema(value_type = Severity)]
     pub severity: String,
+    /// Request ids (`X-Request-Id`) the incident concerns.
     #[serde(default)]
+    #[schema(max_items = 20, value_type = Vec<RequestIdDoc>)]
     pub request_ids: Vec<String>,
 }
 
+/// A request id as the edge accepts one (`X-Request-Id`), for the OpenAPI document.
+pub struct RequestIdDoc;
+
+impl utoipa::PartialSchema for RequestIdDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[A-Za-z0-9._:=+/-]{1,128}$"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RequestIdDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "RequestId".into()
+    }
+}
+
 /// A status change: `open` or `resolved`, with a note.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct StatusChange {
+    #[schema(value_type = IncidentStatus)]
     pub status: String,
+    /// 1 to 2000 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"\S",
+        example = "refunded; card blocked"
+    )]
     pub note: String,
 }
 
@@ -224,7 +264,7 @@ impl StatusChange {
 }
 
 /// An audit event of the order, linked by its key (`AUDIT#<day>`/`<time>#<id>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinkedAuditEvent {
     pub pk: String,
     pub sk: String,
@@ -236,7 +276,7 @@ pub struct LinkedAuditEvent {
 }
 
 /// An incident as stored and answered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Incident {
     /// `inc_` and 20 hexadecimal digits.
     pub id: String,
@@ -264,7 +304,7 @@ pub struct Incident {
 }
 
 /// An incident in a listing: no snapshot, no links.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IncidentSummary {
     pub id: String,
     pub order_reference: String,

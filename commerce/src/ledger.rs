@@ -13,7 +13,7 @@ use crate::{
     model::{MovementKind, StockMove},
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Movement {
     pub sku: String,
     pub kind: MovementKind,

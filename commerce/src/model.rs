@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::CommerceError;
 
 /// The order's own status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Open,
@@ -58,7 +58,7 @@ impl OrderStatus {
 }
 
 /// Where the money stands, derived from the payment and refund records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FinancialStatus {
     /// Nothing captured yet (awaiting the provider, or a manual payment).
@@ -90,7 +90,7 @@ impl FinancialStatus {
 }
 
 /// Where the goods stand, derived from the lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FulfillmentStatus {
     Unfulfilled,
@@ -112,7 +112,7 @@ impl FulfillmentStatus {
 }
 
 /// The payment record's own state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     /// Awaiting money (online: the provider's events; manual: an admin records the capture).
@@ -158,7 +158,7 @@ impl PaymentStatus {
 }
 
 /// What a refund does to the stock of its units (Shopify's `restock_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RestockType {
     /// Money only: unshipped units are taken off the order without going back on the shelf
@@ -170,7 +170,7 @@ pub enum RestockType {
     Return,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundStatus {
     /// A `manual` refund: to pay back by hand, then settle.
@@ -183,13 +183,17 @@ pub enum RefundStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
+    /// Minor units (cents).
+    #[schema(example = 2190)]
     pub amount_minor: i64,
+    /// ISO 4217; empty only in the total of an empty cart (zero, in no currency).
+    #[schema(pattern = "^([A-Z]{3})?$", example = "EUR")]
     pub currency: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderLine {
     /// 1-based line number.
     pub line: u32,
@@ -228,7 +232,7 @@ impl OrderLine {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Payment {
     pub id: String,
     /// `manual` (pay on pickup or by invoice) or an online provider.
@@ -262,7 +266,7 @@ fn first_attempt() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefundLine {
     pub line: u32,
     pub quantity: i64,
@@ -270,7 +274,7 @@ pub struct RefundLine {
 }
 
 /// A refund record: money going back, and what it did to the lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Refund {
     pub id: String,
     pub amount_minor: i64,
@@ -298,7 +302,7 @@ impl From<&Refund> for Refund {
 }
 
 /// One facet's move, as the timeline shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FacetChange {
     /// `order`, `financial`, `fulfillment` or `payment`.
     pub facet: String,
@@ -307,7 +311,7 @@ pub struct FacetChange {
 }
 
 /// One mutation of the order: who, what, why, and every facet it moved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimelineEvent {
     pub at: String,
     /// `user:<id>`, `admin:<id>`, `provider:<name>`, `system`.
@@ -346,7 +350,7 @@ pub struct Order {
 }
 
 /// A chargeback (`charge.dispute.created`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dispute {
     pub id: String,
     pub amount_minor: i64,
@@ -356,7 +360,7 @@ pub struct Dispute {
 }
 
 /// Why a stock movement happened (the ledger's `kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MovementKind {
     /// A variant's first stock.
@@ -967,7 +971,7 @@ pub fn apply_payment(
 }
 
 /// One line of a refund request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefundRequestLine {
     pub line: u32,
     pub quantity: i64,

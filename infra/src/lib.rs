@@ -9,6 +9,7 @@
 //! - [`poller`]: the local SQS event source (and the dead-letter redrive).
 //! - [`schedule`]: the local EventBridge schedules (`rate()` and `cron()`), run by `make dev`.
 //! - [`seed`]: the demo accounts `make dev` creates.
+//! - [`openapi`]: the OpenAPI document (`docs/openapi.yaml`), from every function's handlers.
 //! - [`schema`]: `lumi schema status`, the live tables, queues and buckets against the template.
 //! - [`recovery`]: disaster recovery, `lumi backup restore` and `lumi backup adopt`: tables
 //!   restored under new names and made to match the template, for a deploy that uses them.
@@ -22,6 +23,7 @@ pub mod emf;
 pub mod functions;
 pub mod gateway;
 pub mod moto;
+pub mod openapi;
 pub mod poller;
 pub mod recovery;
 pub mod schedule;

@@ -10,7 +10,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use crate::store::{Db, StoreError, Tx};
 
 /// One audit event, as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Who acted: a user id, or `system`.
     pub actor: String,
@@ -84,7 +84,7 @@ fn day_of(text: &str) -> Option<time::Date> {
 pub const MAX_QUERIES_PER_PAGE: usize = 8;
 
 /// One page of the audit log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub events: Vec<AuditEvent>,
     /// Where the next page starts; `None` when the range is exhausted. A page may hold fewer

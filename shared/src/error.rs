@@ -21,7 +21,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A field that failed validation: which one, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -34,6 +34,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod openapi;
 pub mod platform;
 pub mod ratelimit;
 pub mod secrets;

@@ -58,7 +58,7 @@ impl Window {
 }
 
 /// One clock hour's usage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HourUsage {
     /// The hour's start, RFC 3339.
     pub hour: String,
@@ -69,7 +69,7 @@ pub struct HourUsage {
 }
 
 /// A user's usage over a window: the hours with requests, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Usage {
     pub user_id: String,
     pub tier: Tier,

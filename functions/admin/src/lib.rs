@@ -39,6 +39,7 @@ use axum::{
     extract::{Path, Query, State},
     routing::{delete, get, post},
 };
+use lumi_commerce::deliveries::Delivery;
 use lumi_commerce::{Actor, Shop};
 use lumi_shared::{
     ApiError, ApiResult, Platform,
@@ -51,8 +52,95 @@ use lumi_shared::{
     http::{AppState, Json},
     store::{Item, decode_cursor, encode_cursor},
 };
-use serde::Deserialize;
+use lumi_shared::{
+    audit::AuditPage,
+    auth::{User, sessions::EveryoneRevoked},
+    openapi::{
+        BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
+        Unauthorized, UnsupportedMediaType, ValidationFailed,
+    },
+};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// This function's operations (`lumi_infra::openapi` merges every function's).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(paths(
+        orders_api::list_orders,
+        orders_api::get_order,
+        orders_api::change_status,
+        orders_api::fulfil,
+        orders_api::refund_order,
+        orders_api::settle_refund,
+        orders_api::list_payments,
+        orders_api::list_refunds,
+        orders_api::retry_refunds,
+        orders_api::capture_payment,
+        orders_api::fail_payment,
+        audit_logs,
+        catalog_api::create_product,
+        catalog_api::update_product,
+        catalog_api::adjust_stock,
+        catalog_api::ledger,
+        catalog_api::list_mismatches,
+        catalog_api::rebalance,
+        catalog_api::get_content,
+        catalog_api::put_content,
+        email_deliveries,
+        incidents_api::list_incidents,
+        incidents_api::create_incident,
+        incidents_api::get_incident,
+        incidents_api::set_incident_status,
+        list_users,
+        lock_user,
+        unlock_user,
+        delete_sessions,
+        revoke_everyones_sessions,
+        users_api::set_tier,
+        users_api::usage,
+        settings_api::get_settings,
+        settings_api::put_settings,
+        metrics_api::scrape,
+    ))]
+    struct Doc;
+    Doc::openapi()
+}
+
+/// One page of accounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// The `cursor` of the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A lock or unlock done.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserLock {
+    pub id: String,
+    pub locked: bool,
+    /// Lock: every session of the account has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sessions_ended: Option<bool>,
+}
+
+/// A user's sessions deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsDeleted {
+    pub id: String,
+    pub sessions_deleted: usize,
+}
+
+/// One page of refund-email deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<Delivery>,
+    /// The `cursor` of the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
 
 pub(crate) type Shared = AppState<Shop>;
 
@@ -198,23 +286,52 @@ pub(crate) async fn record(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Who acted (`admin:<id>`, `user:<id>`, `system`).
     actor: Option<String>,
+    /// What it was done to (`user:<id>`, `order:<reference>`, ...): read from the target index.
     target: Option<String>,
+    /// `auth.revoke_all`, `user.lock`, `order.refund`, ...
     action: Option<String>,
+    /// First day (`YYYY-MM-DD`), inclusive; at most 31 days before `to`. Default: today.
+    #[param(format = Date)]
     from: Option<String>,
+    /// Last day (`YYYY-MM-DD`), inclusive. Default: today.
+    #[param(format = Date)]
     to: Option<String>,
+    #[param(minimum = 1, maximum = 200, default = 100)]
     limit: Option<i32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-/// `GET /api/v1/admin/audit-logs`: one bounded page (`limit`, default 100; `cursor`).
+/// One page of audit events, newest first (at most 8 partitions read per page)
+///
+/// A page may hold fewer than `limit` events and still have a `next_cursor` (its query budget
+/// ran out).
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/audit-logs",
+    tag = "admin",
+    operation_id = "adminAuditLogs",
+    security(("accessToken" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "One page.", body = AuditPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn audit_logs(
     State(platform): State<Arc<Platform>>,
     _admin: AdminUser,
     Query(query): Query<AuditQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<AuditPage>> {
     let filter = AuditFilter {
         actor: query.actor,
         target: query.target,
@@ -231,13 +348,18 @@ async fn audit_logs(
         query.cursor.as_deref(),
     )
     .await?;
-    Ok(axum::Json(json!(page)))
+    Ok(axum::Json(page))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UserQuery {
+    /// Accounts whose email starts with this.
+    #[param(max_length = 254)]
     email: Option<String>,
+    #[param(minimum = 1, maximum = 200, default = 100)]
     limit: Option<i32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -255,11 +377,28 @@ fn page_start(
         .transpose()
 }
 
+/// Accounts by email prefix
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    operation_id = "adminListUsers",
+    security(("accessToken" = [])),
+    params(UserQuery),
+    responses(
+        (status = 200, description = "One page.", body = UserPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn list_users(
     State(platform): State<Arc<Platform>>,
     _admin: AdminUser,
     Query(query): Query<UserQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<UserPage>> {
     let prefix = query.email.unwrap_or_default();
     if prefix.len() > 254 {
         return Err(ApiError::bad_request("email is at most 254 characters"));
@@ -268,23 +407,49 @@ async fn list_users(
     let start = page_start(query.cursor.as_deref(), "gsi1pk", "USERS")?;
     let (users, next) =
         users::list_by_email(&platform.db, table(&platform), &prefix, limit, start).await?;
-    Ok(axum::Json(
-        json!({ "users": users, "next_cursor": next.as_ref().map(encode_cursor) }),
-    ))
+    Ok(axum::Json(UserPage {
+        users,
+        next_cursor: next.as_ref().map(encode_cursor),
+    }))
 }
 
-#[derive(Deserialize)]
+/// Why an account is locked.
+#[derive(Deserialize, ToSchema)]
 struct Lock {
+    /// Not only spaces.
+    #[schema(min_length = 1, pattern = r"\S", example = "fraud review")]
     reason: String,
 }
 
+/// Lock an account: every session ends, sign-in is refused, audited
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/lock",
+    tag = "admin",
+    operation_id = "adminLockUser",
+    security(("accessToken" = [])),
+    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).", pattern = "^[0-9a-f]{32}$")),
+    request_body(content = Lock, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Locked.", body = UserLock, example = json!({ "id": "0f8e7d6c5b4a39281706f5e4d3c2b1a0", "locked": true, "sessions_ended": true })),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn lock_user(
     State(platform): State<Arc<Platform>>,
     admin: AdminUser,
     meta: RequestMeta,
     Path(id): Path<String>,
     Json(body): Json<Lock>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<UserLock>> {
     // The exact user-id format first: a malformed one names nobody, and is not read.
     let id = users::UserId::parse(&id)?.to_string();
     if body.reason.trim().is_empty() {
@@ -315,17 +480,36 @@ async fn lock_user(
         summary,
     )
     .await?;
-    Ok(axum::Json(
-        json!({ "id": id, "locked": true, "sessions_ended": true }),
-    ))
+    Ok(axum::Json(UserLock {
+        id,
+        locked: true,
+        sessions_ended: Some(true),
+    }))
 }
 
+/// Unlock an account, audited
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/unlock",
+    tag = "admin",
+    operation_id = "adminUnlockUser",
+    security(("accessToken" = [])),
+    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).", pattern = "^[0-9a-f]{32}$")),
+    responses(
+        (status = 200, description = "Unlocked.", body = UserLock, example = json!({ "id": "0f8e7d6c5b4a39281706f5e4d3c2b1a0", "locked": false })),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn unlock_user(
     State(platform): State<Arc<Platform>>,
     admin: AdminUser,
     meta: RequestMeta,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<UserLock>> {
     // The exact user-id format first: a malformed one names nobody, and is not read.
     let id = users::UserId::parse(&id)?.to_string();
     let before = users::set_locked(&platform.db, table(&platform), &id, None, now_ms())
@@ -341,15 +525,36 @@ async fn unlock_user(
         summary,
     )
     .await?;
-    Ok(axum::Json(json!({ "id": id, "locked": false })))
+    Ok(axum::Json(UserLock {
+        id,
+        locked: false,
+        sessions_ended: None,
+    }))
 }
 
+/// Delete every session row of a user (their tokens stop working), audited
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/users/{id}/sessions",
+    tag = "admin",
+    operation_id = "adminDeleteSessions",
+    security(("accessToken" = [])),
+    params(("id" = String, Path, description = "The user id (32 hexadecimal digits; anything else names nobody: 404).", pattern = "^[0-9a-f]{32}$")),
+    responses(
+        (status = 200, description = "Deleted.", body = SessionsDeleted),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn delete_sessions(
     State(platform): State<Arc<Platform>>,
     admin: AdminUser,
     meta: RequestMeta,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<SessionsDeleted>> {
     // The exact user-id format first: a malformed one names nobody, and is not read.
     let id = users::UserId::parse(&id)?.to_string();
     if users::get(&platform.db, table(&platform), &id)
@@ -369,11 +574,30 @@ async fn delete_sessions(
         summary,
     )
     .await?;
-    Ok(axum::Json(json!({ "id": id, "sessions_deleted": deleted })))
+    Ok(axum::Json(SessionsDeleted {
+        id,
+        sessions_deleted: deleted,
+    }))
 }
 
+/// Log everyone out (after a key rotation)
+///
 /// The runbook's "force logout" after a key rotation: the global sessions epoch, audited with it.
 /// The answer is the last thing the caller's own token gets: it was issued before the epoch.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/sessions/revoke-all",
+    tag = "admin",
+    operation_id = "adminRevokeEveryonesSessions",
+    security(("accessToken" = [])),
+    responses(
+        (status = 200, description = "Every earlier token is refused from its next use.", body = EveryoneRevoked),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn revoke_everyones_sessions(
     State(platform): State<Arc<Platform>>,
     admin: AdminUser,
@@ -390,20 +614,53 @@ async fn revoke_everyones_sessions(
     Ok(axum::Json(revoked))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeliveryQuery {
+    #[param(value_type = Option<DeliveryStatus>, inline, default = "failed")]
     status: Option<String>,
+    #[param(minimum = 1, maximum = 200, default = 100)]
     limit: Option<i32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-/// `GET /api/v1/admin/email-deliveries?status=failed`: the refund emails that could not be
-/// delivered (the runbook's "notify the customer manually"); also `retrying`, `sent`, `sending`.
+/// A refund email's delivery status.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+enum DeliveryStatus {
+    Failed,
+    Retrying,
+    Sent,
+    Sending,
+}
+
+/// Refund emails by delivery status (failed ones are to be sent by hand)
+///
+/// `failed` (default): the refund emails that could not be delivered (the runbook's "notify
+/// the customer manually"); also `retrying`, `sent`, `sending`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/email-deliveries",
+    tag = "admin",
+    operation_id = "adminEmailDeliveries",
+    security(("accessToken" = [])),
+    params(DeliveryQuery),
+    responses(
+        (status = 200, description = "One page.", body = DeliveryPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn email_deliveries(
     State(platform): State<Arc<Platform>>,
     _admin: AdminUser,
     Query(query): Query<DeliveryQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<DeliveryPage>> {
     let status = query.status.unwrap_or_else(|| "failed".into());
     if !["failed", "retrying", "sent", "sending"].contains(&status.as_str()) {
         return Err(ApiError::bad_request(
@@ -416,7 +673,8 @@ async fn email_deliveries(
     let (deliveries, next) =
         lumi_commerce::deliveries::list(&platform.db, table(&platform), &status, limit, start)
             .await?;
-    Ok(axum::Json(
-        json!({ "deliveries": deliveries, "next_cursor": next.as_ref().map(encode_cursor) }),
-    ))
+    Ok(axum::Json(DeliveryPage {
+        deliveries,
+        next_cursor: next.as_ref().map(encode_cursor),
+    }))
 }

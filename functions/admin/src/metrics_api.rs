@@ -35,6 +35,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::header;
+use lumi_shared::openapi::{Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized};
 use lumi_shared::{
     ApiError, ApiResult, Platform, auth::MetricsReader, aws::LazyClient, cache::TtlCache,
 };
@@ -214,6 +215,27 @@ impl MetricsEndpoint {
 }
 
 /// `GET /api/v1/metrics`: the scrape token (Prometheus) or an admin's access token.
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics",
+    tag = "admin",
+    operation_id = "prometheusMetrics",
+    summary = "The stack's metrics in the Prometheus text exposition format",
+    description = "Read back from CloudWatch (the stack's namespace `Lumi/<stack name>`) over the \
+        last `METRICS_WINDOW_MINUTES`, cached per container for `METRICS_SCRAPE_INTERVAL_SECONDS`. \
+        Counters are gauges of their sum over the window (never use `rate()` on them); `_ms` \
+        metrics are summaries (p50, p90, p99, `_sum`, `_count`).",
+    security(("scrapeToken" = []), ("accessToken" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4.",
+            content_type = "text/plain; version=0.0.4; charset=utf-8", body = String,
+            example = "# HELP order_created_total ...\n# TYPE order_created_total gauge\norder_created_total{function=\"orders\",provider=\"manual\"} 3\n"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn scrape(
     _reader: MetricsReader,
     Extension(endpoint): Extension<Arc<MetricsEndpoint>>,

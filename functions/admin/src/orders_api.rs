@@ -8,11 +8,16 @@ use axum::{
     http::StatusCode,
     response::Response,
 };
+use lumi_commerce::model::Refund;
 use lumi_commerce::{
     admin::{RefundRequest, StatusRequest},
     model::{FinancialStatus, OrderStatus, PaymentStatus, RefundStatus},
     orders::{AdminOrderView, OrderFilter},
     payments::Applied,
+};
+use lumi_shared::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable,
+    TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed,
 };
 use lumi_shared::{
     ApiError, ApiResult,
@@ -21,19 +26,126 @@ use lumi_shared::{
     idempotency::{Guard, IdempotencyKey, hash_request},
     secrets::PAYMENT_PROVIDERS,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+/// One page of orders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminOrderPage {
+    pub orders: Vec<AdminOrderView>,
+    /// The `cursor` of the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A refund made: the record and the order after it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundMade {
+    pub refund: Option<Refund>,
+    pub order: AdminOrderView,
+}
+
+/// A payment as the payments listing shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentListItem {
+    pub payment_id: String,
+    /// `manual` or an online provider (`stripe`).
+    pub provider: String,
+    #[schema(value_type = PaymentStatus)]
+    pub status: String,
+    pub order_reference: String,
+    pub user_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+    #[schema(value_type = FinancialStatus)]
+    pub financial_status: String,
+    /// The provider's payment (a Stripe PaymentIntent id).
+    pub provider_ref: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One page of payments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentPage {
+    pub payments: Vec<PaymentListItem>,
+    /// With `provider`: the `cursor` of the next page; `null` on the last (and without
+    /// `provider`).
+    pub next_cursor: Option<String>,
+}
+
+/// A refund record in the refunds listing: the record with its order and provider.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundListItem {
+    #[serde(flatten)]
+    pub refund: Refund,
+    pub order_reference: String,
+    pub provider: String,
+}
+
+/// One page of refunds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundPage {
+    pub refunds: Vec<RefundListItem>,
+    /// The `cursor` of the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The refunds retried.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetriedRefunds {
+    /// How many waiting refunds the provider answered.
+    pub answered: usize,
+}
+
+/// What a manual capture or a payment failure did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentApplied {
+    pub payment_id: String,
+    /// Whether it changed the order (`false`: a duplicate, or nothing to do).
+    pub applied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub status: Option<PaymentStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub order_reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub order_status: Option<OrderStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub financial_status: Option<FinancialStatus>,
+    /// `queued` when the change owes the customer an email, else `none`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, pattern = "^(queued|none)$")]
+    pub refund_email: Option<&'static str>,
+    /// Why nothing changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub detail: Option<String>,
+}
 
 use crate::{Shared, actor};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrderQuery {
+    #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<FinancialStatus>)]
     financial_status: Option<String>,
+    /// A user id.
     customer: Option<String>,
+    /// Placed at or after (RFC 3339).
     from: Option<String>,
+    /// Placed before (RFC 3339).
     to: Option<String>,
+    #[param(minimum = 1, maximum = 200, default = 50)]
     limit: Option<i32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -41,11 +153,28 @@ fn parse_financial(text: &str) -> Option<FinancialStatus> {
     serde_json::from_value(Value::String(text.to_owned())).ok()
 }
 
+/// Every order, newest first
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/orders",
+    tag = "admin",
+    operation_id = "adminListOrders",
+    security(("accessToken" = [])),
+    params(OrderQuery),
+    responses(
+        (status = 200, description = "One page.", body = AdminOrderPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn list_orders(
     State(shop): State<Shared>,
     _admin: AdminUser,
     Query(query): Query<OrderQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<AdminOrderPage>> {
     let status = query
         .status
         .as_deref()
@@ -77,9 +206,29 @@ pub async fn list_orders(
         .list_orders(&filter, limit, query.cursor.as_deref())
         .await?;
     let orders: Vec<AdminOrderView> = orders.iter().map(AdminOrderView::from).collect();
-    Ok(axum::Json(json!({ "orders": orders, "next_cursor": next })))
+    Ok(axum::Json(AdminOrderPage {
+        orders,
+        next_cursor: next,
+    }))
 }
 
+/// One order with its facets, payment, refunds and timeline
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/orders/{reference}",
+    tag = "admin",
+    operation_id = "adminGetOrder",
+    security(("accessToken" = [])),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
+    responses(
+        (status = 200, description = "The order.", body = AdminOrderView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn get_order(
     State(shop): State<Shared>,
     _admin: AdminUser,
@@ -90,15 +239,43 @@ pub async fn get_order(
     )))
 }
 
-#[derive(Deserialize)]
+/// The status an admin asks for.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = OrderStatusChange)]
 pub struct StatusChange {
+    /// `cancelled` (money back, open units restocked), `completed`, or `open` (reopen a
+    /// cancelled, unpaid order: its stock taken again).
+    #[schema(value_type = OrderStatus)]
     to: String,
+    /// For the timeline (default: "changed by an admin").
     #[serde(default)]
     note: String,
 }
 
-/// `POST /api/v1/admin/orders/{reference}/status` `{to, note}`: `cancelled` (money back, open
-/// units restocked), `completed`, or `open` (reopen a cancelled, unpaid order: stock taken again).
+/// Cancel (open units restocked, captured money refunded), complete, or reopen an order
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/orders/{reference}/status",
+    tag = "admin",
+    operation_id = "adminOrderStatus",
+    security(("accessToken" = [])),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
+    request_body(content = StatusChange, content_type = "application/json", example = json!({ "to": "cancelled", "note": "customer called" })),
+    responses(
+        (status = 200, description = "The order after the change.", body = AdminOrderView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
+
 pub async fn change_status(
     State(shop): State<Shared>,
     admin: AdminUser,
@@ -118,22 +295,52 @@ pub async fn change_status(
     Ok(axum::Json(AdminOrderView::from(&change.after)))
 }
 
-#[derive(Deserialize)]
+/// Units of one line to ship.
+#[derive(Deserialize, ToSchema)]
 pub struct FulfilLine {
+    /// The 1-based line number.
+    #[schema(minimum = 1)]
     line: u32,
+    #[schema(minimum = 1)]
     quantity: i64,
 }
 
-#[derive(Deserialize)]
+/// What to ship.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = FulfilmentRequest)]
 pub struct FulfilBody {
     /// Omitted: every unit still to ship.
     #[serde(default)]
     lines: Option<Vec<FulfilLine>>,
+    /// For the timeline (default: "shipped").
     #[serde(default)]
     note: String,
 }
 
-/// `POST /api/v1/admin/orders/{reference}/fulfillments`: ships units of a paid order.
+/// Ship units of an open order whose payment is captured (the named lines, or every unit still to ship)
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/orders/{reference}/fulfillments",
+    tag = "admin",
+    operation_id = "adminFulfilOrder",
+    security(("accessToken" = [])),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
+    request_body(content = FulfilBody, content_type = "application/json", example = json!({ "lines": [{ "line": 1, "quantity": 2 }], "note": "DHL 00340434" })),
+    responses(
+        (status = 200, description = "The order after the change.", body = AdminOrderView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
+
 pub async fn fulfil(
     State(shop): State<Shared>,
     admin: AdminUser,
@@ -155,8 +362,36 @@ pub async fn fulfil(
     Ok(axum::Json(AdminOrderView::from(&change.after)))
 }
 
-/// `POST /api/v1/admin/orders/{reference}/refund` (Idempotency-Key): a refund record of the
-/// named units, each line with its `restock_type`, and its refund email.
+/// A refund record of the named units, each line with its restock type, and its refund email
+///
+/// Idempotency-Key required. An online payment's refund is recorded first and then asked of the
+/// provider. The body is read as it is (any content type); a body of the wrong shape is 422.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/orders/{reference}/refund",
+    tag = "admin",
+    operation_id = "adminOrderRefund",
+    security(("accessToken" = [])),
+    params(
+        ("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$"),
+        ("Idempotency-Key" = String, Header, description = "One key per intended refund (1 to 128 letters, digits, `-`, `_`, `.` or `:`).", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+    ),
+    request_body(content = lumi_commerce::admin::RefundRequest, content_type = "application/json",
+        example = json!({ "lines": [{ "line": 1, "quantity": 1, "restock_type": "return" }], "reason": "damaged in transit" })),
+    responses(
+        (status = 201, description = "The refund record and the order (`Idempotency-Replayed: true` on a replay).", body = RefundMade, headers(("Idempotency-Replayed" = String, description = "`true` when this answers an earlier request with the same key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
+
 pub async fn refund_order(
     State(shop): State<Shared>,
     admin: AdminUser,
@@ -180,15 +415,35 @@ pub async fn refund_order(
         .await?;
     let done = done.map(|mutated| {
         let order = mutated.order();
-        json!({
-            "refund": order.refunds.last(),
-            "order": AdminOrderView::from(order),
-        })
+        RefundMade {
+            refund: order.refunds.last().cloned(),
+            order: AdminOrderView::from(order),
+        }
     });
     Ok(idempotent(StatusCode::CREATED, done))
 }
 
-/// `POST /api/v1/admin/orders/{reference}/refunds/{refund_id}/settle`
+/// A refund not yet succeeded was paid back (a `manual` one by hand, a `failed` Stripe one another way, or one Stripe confirmed out of band)
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/orders/{reference}/refunds/{refund_id}/settle",
+    tag = "admin",
+    operation_id = "adminSettleRefund",
+    security(("accessToken" = [])),
+    params(
+        ("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$"),
+        ("refund_id" = String, Path, description = "The refund record's id."),
+    ),
+    responses(
+        (status = 200, description = "The order after the change.", body = AdminOrderView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn settle_refund(
     State(shop): State<Shared>,
     admin: AdminUser,
@@ -201,21 +456,45 @@ pub async fn settle_refund(
     Ok(axum::Json(AdminOrderView::from(&change.after)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PaymentQuery {
+    /// `manual` or `stripe`; omitted: every provider (then no `cursor`).
+    #[param(pattern = "^(manual|stripe)$")]
     provider: Option<String>,
+    #[param(value_type = Option<PaymentStatus>)]
     status: Option<String>,
+    #[param(minimum = 1, maximum = 200, default = 50)]
     limit: Option<i32>,
+    /// The `next_cursor` of the previous page (with `provider`).
     cursor: Option<String>,
 }
 
-/// `GET /api/v1/admin/payments?provider=&status=`: payments newest first, with their provider,
-/// amounts due, captured and refunded (the runbook's "identify the failing provider").
+/// Payments by provider and status, newest first (the failed-payment procedure's first step)
+///
+/// With their provider, amounts due, captured and refunded (the runbook's "identify the failing
+/// provider").
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/payments",
+    tag = "admin",
+    operation_id = "adminListPayments",
+    security(("accessToken" = [])),
+    params(PaymentQuery),
+    responses(
+        (status = 200, description = "One page (per provider).", body = PaymentPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn list_payments(
     State(shop): State<Shared>,
     _admin: AdminUser,
     Query(query): Query<PaymentQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<PaymentPage>> {
     let status = query
         .status
         .as_deref()
@@ -242,64 +521,98 @@ pub async fn list_payments(
         let (page, next) = shop
             .payments(provider, status, limit, query.cursor.as_deref())
             .await?;
-        payments.extend(page.into_iter().map(|p| {
-            json!({
-                "payment_id": p.payment_id,
-                "provider": p.provider,
-                "status": p.status,
-                "order_reference": p.order_reference,
-                "user_id": p.user_id,
-                "amount_minor": p.amount_minor,
-                "currency": p.currency,
-                "captured_minor": p.captured_minor,
-                "refunded_minor": p.refunded_minor,
-                "financial_status": p.financial_status,
-                "provider_ref": p.provider_ref,
-                "created_at": p.created_at,
-                "updated_at": p.updated_at,
-            })
+        payments.extend(page.into_iter().map(|p| PaymentListItem {
+            payment_id: p.payment_id,
+            provider: p.provider,
+            status: p.status,
+            order_reference: p.order_reference,
+            user_id: p.user_id,
+            amount_minor: p.amount_minor,
+            currency: p.currency,
+            captured_minor: p.captured_minor,
+            refunded_minor: p.refunded_minor,
+            financial_status: p.financial_status,
+            provider_ref: p.provider_ref,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
         }));
         if query.provider.is_some() {
             next_cursor = next;
         }
     }
-    Ok(axum::Json(
-        json!({ "payments": payments, "next_cursor": next_cursor }),
-    ))
+    Ok(axum::Json(PaymentPage {
+        payments,
+        next_cursor,
+    }))
 }
 
-fn applied(id: &str, applied: Applied) -> Value {
+fn applied(id: &str, applied: Applied) -> PaymentApplied {
+    let unchanged = |detail| PaymentApplied {
+        payment_id: id.to_owned(),
+        applied: false,
+        status: None,
+        order_reference: None,
+        order_status: None,
+        financial_status: None,
+        refund_email: None,
+        detail,
+    };
     match applied {
-        Applied::Changed(change) => {
-            json!({
-                "payment_id": id,
-                "applied": true,
-                "status": change.after.payment.status,
-                "order_reference": change.after.reference,
-                "order_status": change.after.status,
-                "financial_status": change.after.financial_status(),
-                "refund_email": if change.emails.is_empty() { "none" } else { "queued" },
-            })
-        }
-        Applied::Duplicate => json!({ "payment_id": id, "applied": false }),
-        Applied::Ignored(why) => json!({ "payment_id": id, "applied": false, "detail": why }),
+        Applied::Changed(change) => PaymentApplied {
+            payment_id: id.to_owned(),
+            applied: true,
+            status: Some(change.after.payment.status),
+            order_reference: Some(change.after.reference.clone()),
+            order_status: Some(change.after.status),
+            financial_status: Some(change.after.financial_status()),
+            refund_email: Some(if change.emails.is_empty() {
+                "none"
+            } else {
+                "queued"
+            }),
+            detail: None,
+        },
+        Applied::Duplicate => unchanged(None),
+        Applied::Ignored(why) => unchanged(Some(why)),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RefundQuery {
+    #[param(value_type = Option<RefundStatus>, default = "failed")]
     status: Option<String>,
+    #[param(minimum = 1, maximum = 200, default = 50)]
     limit: Option<i32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-/// `GET /api/v1/admin/refunds?status=failed|pending|requested|succeeded` (default `failed`):
-/// refunds still owed (a failed online refund, a manual one to pay back by hand), newest first.
+/// Refund records in one status, newest first (refunds still owed, by default those Stripe refused)
+///
+/// `failed` (default): online refunds the provider refused; `pending`: manual refunds to pay
+/// back by hand; `requested`, `succeeded`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/refunds",
+    tag = "admin",
+    operation_id = "adminListRefunds",
+    security(("accessToken" = [])),
+    params(RefundQuery),
+    responses(
+        (status = 200, description = "One page.", body = RefundPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn list_refunds(
     State(shop): State<Shared>,
     _admin: AdminUser,
     Query(query): Query<RefundQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<RefundPage>> {
     let status = query.status.as_deref().unwrap_or("failed");
     let status: RefundStatus =
         serde_json::from_value(Value::String(status.to_owned())).map_err(|_| {
@@ -307,66 +620,137 @@ pub async fn list_refunds(
         })?;
     let limit = crate::page_limit(query.limit, 50)?;
     let (refunds, next) = shop.refunds(status, limit, query.cursor.as_deref()).await?;
-    let refunds: Vec<Value> = refunds
+    let refunds = refunds
         .into_iter()
-        .map(|r| {
-            let mut value = json!(r.refund);
-            value["order_reference"] = json!(r.order_reference);
-            value["provider"] = json!(r.provider);
-            value
+        .map(|r| RefundListItem {
+            refund: r.refund,
+            order_reference: r.order_reference,
+            provider: r.provider,
         })
         .collect();
-    Ok(axum::Json(
-        json!({ "refunds": refunds, "next_cursor": next }),
-    ))
+    Ok(axum::Json(RefundPage {
+        refunds,
+        next_cursor: next,
+    }))
 }
 
-/// `POST /api/v1/admin/refunds/retry`: asks the provider again for the refunds it could not be
-/// asked (it was unreachable), oldest first, 25 at a time.
+/// Ask Stripe again for the refunds it could not be asked (still `requested`), oldest first, 25 per call
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/refunds/retry",
+    tag = "admin",
+    operation_id = "adminRetryRefunds",
+    security(("accessToken" = [])),
+    responses(
+        (status = 200, description = "How many the provider answered.", body = RetriedRefunds),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn retry_refunds(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<RetriedRefunds>> {
     let answered = shop
         .retry_provider_refunds(25, &actor(&admin, meta))
         .await?;
-    Ok(axum::Json(json!({ "answered": answered })))
+    Ok(axum::Json(RetriedRefunds { answered }))
 }
 
-#[derive(Deserialize)]
+/// Money received by hand.
+#[derive(Deserialize, ToSchema)]
 pub struct CaptureBody {
+    /// Minor units (cents): anything but the amount due makes the payment `amount_mismatch`.
+    #[schema(example = 2190)]
     amount_minor: i64,
+    #[schema(example = "EUR")]
     currency: String,
 }
 
-/// `POST /api/v1/admin/payments/{id}/capture`: money received by hand for a manual payment.
+const PAYMENT_ID: &str = "The payment id.";
+
+/// Money received for a `manual` payment; it must be the amount and currency due (else the payment is `amount_mismatch`)
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/payments/{id}/capture",
+    tag = "admin",
+    operation_id = "adminCapturePayment",
+    security(("accessToken" = [])),
+    params(("id" = String, Path, description = PAYMENT_ID)),
+    request_body(content = CaptureBody, content_type = "application/json", example = json!({ "amount_minor": 2190, "currency": "EUR" })),
+    responses(
+        (status = 200, description = "What the capture did.", body = PaymentApplied),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn capture_payment(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
     Path(id): Path<String>,
     Json(body): Json<CaptureBody>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<PaymentApplied>> {
     let outcome = shop
         .capture_manual(&id, body.amount_minor, &body.currency, &actor(&admin, meta))
         .await?;
     Ok(axum::Json(applied(&id, outcome)))
 }
 
-#[derive(Deserialize)]
+/// Why the payment failed.
+#[derive(Deserialize, ToSchema)]
 pub struct FailPayment {
+    /// 1 to 500 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"\S",
+        example = "card declined"
+    )]
     reason: String,
 }
 
-/// `POST /api/v1/admin/payments/{id}/fail`: the failed-payment procedure, for any provider.
+/// The failed-payment procedure, for any provider (payment failed, open order cancelled with its units restocked, refund email queued)
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/payments/{id}/fail",
+    tag = "admin",
+    operation_id = "adminFailPayment",
+    security(("accessToken" = [])),
+    params(("id" = String, Path, description = PAYMENT_ID)),
+    request_body(content = FailPayment, content_type = "application/json", example = json!({ "reason": "card declined" })),
+    responses(
+        (status = 200, description = "What the failure did.", body = PaymentApplied),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn fail_payment(
     State(shop): State<Shared>,
     admin: AdminUser,
     meta: RequestMeta,
     Path(id): Path<String>,
     Json(body): Json<FailPayment>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<PaymentApplied>> {
     let outcome = shop
         .fail_payment(&id, &body.reason, &actor(&admin, meta))
         .await?;

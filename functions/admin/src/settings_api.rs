@@ -16,6 +16,10 @@ use axum::{
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
+use lumi_shared::openapi::{
+    BadRequest, Forbidden, PayloadTooLarge, PreconditionFailed, ServiceUnavailable,
+    TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed,
+};
 use lumi_shared::{
     ApiError, ApiResult, Platform,
     auth::{AdminUser, sessions::RequestMeta},
@@ -26,7 +30,132 @@ use lumi_shared::{
     store::StoreError,
     telemetry::report::Dsn,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+/// What a scope does when the rate-limit store cannot answer in time: `open` admits, `closed`
+/// refuses with 503.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum FailMode {
+    Open,
+    Closed,
+}
+
+/// One scope's budget: `limit` requests per `window_seconds`.
+#[derive(Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Budget {
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000, example = 600)]
+    limit: u32,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86_400, example = 300)]
+    window_seconds: u32,
+    #[serde(default)]
+    #[schema(nullable = false)]
+    fail: Option<FailMode>,
+}
+
+/// Every scope's budget; a scope left out keeps its own.
+#[derive(Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RateLimits {
+    /// Every route, per client IP.
+    #[serde(default)]
+    ip: Budget,
+    /// Orders, cart and checkout: per user (per IP when anonymous).
+    #[serde(default)]
+    customer: Budget,
+    /// `/api/v1/admin/*`: one budget for all admin tooling.
+    #[serde(default)]
+    admin: Budget,
+    /// Login and register: per account and per IP.
+    #[serde(default)]
+    auth: Budget,
+    /// Every authenticated request: per user per clock hour.
+    #[serde(default)]
+    quota: Budget,
+    /// Premium users' quota is multiplied by this.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100, example = 2)]
+    premium_multiplier: u32,
+}
+
+/// Feature flags.
+#[derive(Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FeatureFlags {
+    /// Online payment providers; off: every order is paid manually.
+    #[serde(default, rename = "orderPayments")]
+    order_payments: bool,
+    /// With `orderPayments` on, the share of customers (a stable bucket per user) who get it;
+    /// absent: everyone.
+    #[serde(default, rename = "orderPaymentsRolloutPercent")]
+    #[schema(minimum = 0, maximum = 100)]
+    order_payments_rollout_percent: u8,
+}
+
+/// The images function's default quality per format.
+#[derive(Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ImageQuality {
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100, example = 80)]
+    jpeg: u8,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100, example = 80)]
+    webp: u8,
+}
+
+/// The runtime settings as they are read (the `errorReportingDsn` masked).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(as = SystemSettings)]
+#[allow(dead_code)]
+struct SettingsDoc {
+    rate_limits: RateLimits,
+    #[serde(rename = "featureFlags")]
+    feature_flags: FeatureFlags,
+    #[serde(rename = "imageQuality")]
+    image_quality: ImageQuality,
+    /// Overrides `DATABASE_SLOW_QUERY_THRESHOLD_MS`.
+    #[serde(default, rename = "slowQueryThresholdMs")]
+    #[schema(nullable = false)]
+    slow_query_threshold_ms: Option<u64>,
+    /// The Sentry DSN internal errors go to, masked.
+    #[serde(default, rename = "errorReportingDsn")]
+    #[schema(nullable = false)]
+    error_reporting_dsn: Option<String>,
+}
+
+/// A settings change: any part of the document; what it leaves out keeps its value. Unknown
+/// keys and out-of-range values are 422, naming each.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SettingsUpdate)]
+#[allow(dead_code)]
+struct SettingsPatch {
+    #[serde(default)]
+    rate_limits: RateLimits,
+    #[serde(default, rename = "featureFlags")]
+    feature_flags: FeatureFlags,
+    #[serde(default, rename = "imageQuality")]
+    image_quality: ImageQuality,
+    #[serde(default, rename = "slowQueryThresholdMs")]
+    #[schema(minimum = 1, maximum = 60_000, nullable = false)]
+    slow_query_threshold_ms: Option<u64>,
+    /// A Sentry DSN, `""` (reporting off) or `null` (the environment's); the masked value as
+    /// it was read keeps the stored one.
+    #[serde(default, rename = "errorReportingDsn")]
+    #[schema(pattern = "^(|https?://[A-Za-z0-9]+@[A-Za-z0-9.-]+/[0-9]+)$")]
+    error_reporting_dsn: Option<String>,
+}
 
 fn store(platform: &Platform) -> SettingsStore {
     SettingsStore::new(
@@ -54,6 +183,22 @@ fn answer(settings: Value, version: u64) -> Response {
     response
 }
 
+/// The runtime settings, with their version as `ETag`
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/settings",
+    tag = "admin",
+    operation_id = "adminGetSettings",
+    security(("accessToken" = [])),
+    responses(
+        (status = 200, description = "The settings (sensitive values masked).", body = SettingsDoc,
+            headers(("ETag" = String, description = "`\"v<version>\"`: send it back in `If-Match`."))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn get_settings(
     State(platform): State<Arc<Platform>>,
     _admin: AdminUser,
@@ -182,6 +327,32 @@ pub fn validate(document: &Value) -> Vec<FieldError> {
     errors
 }
 
+/// Change the runtime settings (validated, audited), under `If-Match`
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/settings",
+    tag = "admin",
+    operation_id = "adminPutSettings",
+    security(("accessToken" = [])),
+    params(
+        ("If-Match" = String, Header, description = "The `ETag` of the settings edited: missing or stale is 412.", pattern = "^\"?v[0-9]+\"?$"),
+    ),
+    request_body(content = SettingsPatch, content_type = "application/json",
+        example = json!({ "rate_limits": { "customer": { "limit": 120 } }, "imageQuality": { "webp": 70 } })),
+    responses(
+        (status = 200, description = "The settings after the change (sensitive values masked).", body = SettingsDoc,
+            headers(("ETag" = String, description = "The new version."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 412, response = PreconditionFailed),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn put_settings(
     State(platform): State<Arc<Platform>>,
     admin: AdminUser,

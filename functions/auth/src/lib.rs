@@ -49,8 +49,52 @@ use lumi_shared::{
     ratelimit::layer::{self, AuthAttempt, Headers},
     telemetry::metrics::MetricSet,
 };
-use serde::Deserialize;
+use lumi_shared::{
+    auth::{User, sessions::IssuedTokens},
+    openapi::{
+        BadRequest, Conflict, Forbidden, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
+        Unauthorized, UnsupportedMediaType, ValidationFailed,
+    },
+};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
+
+/// This function's operations (`lumi_infra::openapi` merges every function's).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(paths(register, login, rotate, revoke_all, logout, me))]
+    struct Doc;
+    let mut doc = Doc::openapi();
+    lumi_shared::openapi::alias(&mut doc, "/api/v1/auth/rotate", "/api/auth/rotate", "Alias");
+    lumi_shared::openapi::alias(
+        &mut doc,
+        "/api/v1/auth/revoke-all",
+        "/api/auth/revoke-all",
+        "Alias",
+    );
+    doc
+}
+
+/// A session's tokens: in the body (`bearer` mode), or the refresh token in the sealed cookie
+/// and a CSRF token in the body (`cookie` mode).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Session {
+    Bearer(IssuedTokens),
+    Cookie(BrowserTokens),
+}
+
+/// Every session of the caller ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revoked {
+    #[schema(example = true)]
+    pub revoked: bool,
+    /// Every token issued before this instant (ms since the epoch) is refused.
+    #[schema(example = 1764684000000_i64)]
+    pub sessions_valid_after_ms: i64,
+}
 
 pub fn routes(platform: Arc<Platform>) -> Router {
     Router::new()
@@ -65,10 +109,30 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .with_state(platform)
 }
 
-#[derive(Deserialize)]
+/// A new customer account.
+#[derive(Deserialize, ToSchema)]
 struct Register {
+    /// One `@`, printable ASCII before it, a dotted domain of letters, digits and `-` after it
+    /// (what `users::normalize_email` accepts).
+    #[schema(format = Email, max_length = 254,
+        pattern = r"^[!-?A-~]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        example = "ada@example.com")]
     email: String,
+    /// 12 to 128 characters mixing letters with digits or symbols; not the email address.
+    #[schema(
+        min_length = 12,
+        max_length = 128,
+        pattern = r"^(?=.*[A-Za-z])(?=.*[0-9 !-/:-@\[-`{-~]).*$",
+        example = "correct-horse-42"
+    )]
     password: String,
+    /// 1 to 100 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"\S",
+        example = "Ada Lovelace"
+    )]
     name: String,
 }
 
@@ -107,6 +171,28 @@ async fn limit_attempts(
     Ok((Some(attempt), headers))
 }
 
+/// Create a customer account
+///
+/// Every field is checked at once (422 names each), before the attempt spends the `auth`
+/// rate-limit scope of the address and the client.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    tag = "auth",
+    operation_id = "authRegister",
+    request_body(content = Register, content_type = "application/json",
+        example = json!({ "email": "ada@example.com", "password": "correct-horse-42", "name": "Ada Lovelace" })),
+    responses(
+        (status = 201, description = "The account.", body = User),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn register(
     State(platform): State<Arc<Platform>>,
     meta: RequestMeta,
@@ -131,11 +217,20 @@ async fn register(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+/// Credentials, and where the refresh token goes.
+#[derive(Deserialize, ToSchema)]
 struct Login {
+    /// The account's address (checked as at registration before the attempt is counted).
+    #[schema(format = Email, max_length = 254,
+        pattern = r"^[!-?A-~]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        example = "ada@example.com")]
     email: String,
+    #[schema(max_length = 128, example = "correct-horse-42")]
     password: String,
+    /// `bearer` (default): the refresh token in the body; `cookie`: in the sealed
+    /// `__Host-lumi-refresh` cookie, with a `csrf_token` in the body.
     #[serde(default)]
+    #[schema(default = "bearer")]
     mode: SessionMode,
 }
 
@@ -147,6 +242,31 @@ fn with_cookie(tokens: BrowserTokens) -> Response {
     response
 }
 
+/// Start a session
+///
+/// Wrong credentials and an unknown address answer the same 401 in the same time; the attempt
+/// spends the `auth` scope's (account, client), client and account budgets.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    operation_id = "authLogin",
+    request_body(content = Login, content_type = "application/json",
+        example = json!({ "email": "ada@example.com", "password": "correct-horse-42" })),
+    responses(
+        (status = 200, description = "The session's tokens (cookie mode also sets `__Host-lumi-refresh`).",
+            body = Session,
+            headers(("Set-Cookie" = String, description = "Cookie mode: the sealed refresh cookie."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn login(
     State(platform): State<Arc<Platform>>,
     meta: RequestMeta,
@@ -171,6 +291,26 @@ async fn login(
     Ok(response)
 }
 
+/// Spend the refresh token for the next pair (reuse revokes the session)
+///
+/// `Authorization: Bearer <refresh token>`, or (cookie mode) the refresh cookie with
+/// `X-CSRF-Token`; a cookie request from another site is 403.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/rotate",
+    tag = "auth",
+    operation_id = "authRotate",
+    security(("refreshToken" = []), ("refreshCookie" = [], "csrfToken" = [])),
+    responses(
+        (status = 200, description = "The next pair (cookie mode also sets the next cookie).",
+            body = Session,
+            headers(("Set-Cookie" = String, description = "Cookie mode: the next sealed refresh cookie."))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn rotate(
     State(platform): State<Arc<Platform>>,
     meta: RequestMeta,
@@ -185,6 +325,21 @@ async fn rotate(
     Ok(axum::Json(tokens).into_response())
 }
 
+/// End every session of the caller at once
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/revoke-all",
+    tag = "auth",
+    operation_id = "authRevokeAll",
+    security(("accessToken" = [])),
+    responses(
+        (status = 200, description = "Every session of the caller is over.", body = Revoked),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn revoke_all(
     State(platform): State<Arc<Platform>>,
     meta: RequestMeta,
@@ -210,9 +365,32 @@ async fn revoke_all(
         },
     )
     .await?;
-    Ok(axum::Json(json!({ "revoked": true, "sessions_valid_after_ms": now })).into_response())
+    Ok(axum::Json(Revoked {
+        revoked: true,
+        sessions_valid_after_ms: now,
+    })
+    .into_response())
 }
 
+/// End the current session
+///
+/// The access token's session, or (cookie mode) the cookie's with `X-CSRF-Token`; the refresh
+/// cookie is cleared either way.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    operation_id = "authLogout",
+    security(("accessToken" = []), ("refreshCookie" = [], "csrfToken" = [])),
+    responses(
+        (status = 204, description = "The session is over.",
+            headers(("Set-Cookie" = String, description = "Clears the refresh cookie."))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn logout(
     State(platform): State<Arc<Platform>>,
     meta: RequestMeta,
@@ -237,6 +415,21 @@ async fn logout(
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cleared)]).into_response())
 }
 
+/// The signed-in account
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    operation_id = "authMe",
+    security(("accessToken" = [])),
+    responses(
+        (status = 200, description = "The account.", body = User),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn me(user: Authenticated) -> axum::Json<lumi_shared::auth::User> {
     axum::Json(user.user)
 }

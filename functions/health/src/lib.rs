@@ -22,12 +22,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use lumi_shared::openapi::{ProblemDoc, TooManyRequests};
 use lumi_shared::{
     Platform,
     cache::TtlCache,
     http::{ReceivedAt, RequestId},
 };
-use serde_json::json;
+use readiness::Report;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
 
 /// The router's state: the platform and this container's last readiness report.
 #[derive(Clone)]
@@ -52,10 +55,77 @@ pub fn routes(platform: Arc<Platform>) -> Router {
         .with_state(Health { platform, report })
 }
 
-async fn live() -> Json<serde_json::Value> {
-    Json(json!({ "ok": true, "status": "alive" }))
+/// This function's operations (`lumi_infra::openapi` merges every function's).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(paths(live, ready))]
+    struct Doc;
+    let mut doc = Doc::openapi();
+    lumi_shared::openapi::alias(
+        &mut doc,
+        "/api/v1/health/live",
+        "/api/health/liveness",
+        "Alias",
+    );
+    lumi_shared::openapi::alias(&mut doc, "/api/v1/health/ready", "/api/health", "Alias");
+    doc
 }
 
+/// The liveness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alive {
+    #[schema(example = true)]
+    pub ok: bool,
+    #[schema(value_type = String, pattern = "^alive$", example = "alive")]
+    pub status: &'static str,
+}
+
+/// Liveness (no I/O)
+///
+/// The process answers. Never rate limited, never touches a dependency.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health/live",
+    tag = "health",
+    operation_id = "healthLive",
+    responses(
+        (status = 200, description = "The process is alive.", body = Alive,
+            example = json!({ "ok": true, "status": "alive" })),
+    ),
+)]
+async fn live() -> Json<Alive> {
+    Json(Alive {
+        ok: true,
+        status: "alive",
+    })
+}
+
+/// Readiness (every table and the config secret, each within its timeout)
+///
+/// Every DynamoDB table of the configuration (`ACTIVE`) and the config secret are checked at
+/// once, by a deadline counted from the request's arrival, so the answer comes within the load
+/// balancer's 2 s. A container reuses its report for a few seconds; the probe spends the
+/// caller's IP rate-limit budget. 503 names the failed checks with a generic reason.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health/ready",
+    tag = "health",
+    operation_id = "healthReady",
+    responses(
+        (status = 200, description = "Every dependency answered.", body = Report,
+            example = json!({ "ok": true, "status": "ready", "checks": {
+                "app_table": { "ok": true, "latency_ms": 12, "error": null },
+                "config_secret": { "ok": true, "latency_ms": 20, "error": null } } })),
+        (status = 429, response = TooManyRequests),
+        (status = 503, description = "Not ready: a check failed or timed out (`application/json`, the report with the request id), start-up has not completed, or the rate limiter's store is unavailable (`application/problem+json`).",
+            content(
+                (Report = "application/json", example = json!({ "ok": false, "status": "not_ready",
+                    "failed": ["app_table"], "checks": { "app_table": { "ok": false, "latency_ms": 1500, "error": "timeout" } },
+                    "request_id": "3f1c2a9e-5b7d-4e21-9c0a-7d9e8f6a1b2c" })),
+                (ProblemDoc = "application/problem+json"),
+            )),
+    ),
+)]
 async fn ready(
     State(health): State<Health>,
     request_id: RequestId,
@@ -85,9 +155,9 @@ async fn ready(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = serde_json::to_value(&*report).unwrap_or_else(|_| json!({ "ok": false }));
+    let mut body = readiness::Report::clone(&report);
     if !report.ok {
-        body["request_id"] = json!(request_id.0);
+        body.request_id = Some(request_id.0);
     }
     (status, Json(body)).into_response()
 }

@@ -6,12 +6,14 @@ use lumi_shared::Platform;
 use serde::Serialize;
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = ReadinessCheck)]
 pub struct Check {
     pub ok: bool,
     pub latency_ms: u64,
     /// A generic reason (`unavailable`, `timeout`, `not_active`, `invalid`): the caller may be
     /// anyone, and an AWS error names ARNs, accounts and roles. The detail is in the log.
+    #[schema(value_type = Option<String>, example = "timeout")]
     pub error: Option<&'static str>,
 }
 
@@ -30,15 +32,21 @@ impl Failure {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = Readiness)]
 pub struct Report {
     pub ok: bool,
     /// `ready`, `not_ready` (a check failed) or `starting` (start-up has not completed).
+    #[schema(value_type = String, pattern = "^(ready|not_ready|starting)$")]
     pub status: &'static str,
     /// The names of the failed checks, for the operator reading a 503.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<String>,
     pub checks: BTreeMap<String, Check>,
+    /// With a 503: the request id to quote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub request_id: Option<String>,
 }
 
 /// Runs `probe` until `deadline`; a timeout is a failed check like any other. A failure's
@@ -97,6 +105,7 @@ pub async fn check_by(platform: &Platform, deadline: Instant) -> Report {
             status: "starting",
             failed: vec!["startup".into()],
             checks: BTreeMap::new(),
+            request_id: None,
         };
     }
     let tables = platform.config.tables.all();
@@ -148,5 +157,6 @@ pub async fn check_by(platform: &Platform, deadline: Instant) -> Report {
         },
         failed,
         checks,
+        request_id: None,
     }
 }

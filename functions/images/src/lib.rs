@@ -23,6 +23,40 @@ use std::sync::Arc;
 use axum::{Router, routing::post};
 use lumi_imaging::{ImageError, Limits};
 use lumi_shared::{ApiError, Platform, error::FieldError};
+use utoipa::{OpenApi, ToSchema};
+
+/// This function's operations (`lumi_infra::openapi` merges every function's).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(paths(
+        transform::transform,
+        stored::create,
+        stored::create_upload,
+        stored::process_upload,
+    ))]
+    struct Doc;
+    Doc::openapi()
+}
+
+/// An image's bytes, for the OpenAPI document.
+pub struct ImageBytes;
+
+impl utoipa::PartialSchema for ImageBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for ImageBytes {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ImageBytes".into()
+    }
+}
 
 pub use options::{Requested, etag, negotiate_format};
 

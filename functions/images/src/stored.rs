@@ -33,6 +33,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use lumi_imaging::{Fit, OutputFormat, TransformOptions};
+use lumi_shared::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable,
+    TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed,
+};
 use lumi_shared::{
     ApiError, ApiResult, Platform,
     audit::{self, AuditEvent},
@@ -43,6 +47,8 @@ use lumi_shared::{
 };
 use serde::Serialize;
 use serde_json::json;
+
+use crate::ImageBytes;
 
 pub struct Images {
     pub platform: Arc<Platform>,
@@ -79,9 +85,11 @@ fn s3_unavailable(op: &str, error: impl std::error::Error + Send + Sync + 'stati
 }
 
 /// One stored object, as answered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoredImage {
     pub key: String,
+    /// A presigned GET URL (for `url_expires_in` seconds).
+    #[schema(format = "uri")]
     pub url: String,
     pub format: String,
     pub width: u32,
@@ -89,14 +97,17 @@ pub struct StoredImage {
     pub bytes: usize,
 }
 
-#[derive(Debug, Serialize)]
+/// One configured variant of a stored image.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VariantImage {
     pub name: String,
     #[serde(flatten)]
     pub image: StoredImage,
 }
 
-#[derive(Debug, Serialize)]
+/// A stored original and its variants.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StoredImageSet)]
 pub struct StoredSet {
     pub id: String,
     pub original: StoredImage,
@@ -104,7 +115,34 @@ pub struct StoredSet {
     pub url_expires_in: u64,
 }
 
-/// `POST /api/v1/admin/images`: the body is the original.
+/// Store the body's image in S3 with the configured variants
+///
+/// The body is the original (at most the request body limit; larger ones go through an upload).
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/images",
+    tags = ["admin", "images"],
+    operation_id = "adminCreateImage",
+    security(("accessToken" = [])),
+    request_body(description = "The original image.", content(
+        (ImageBytes = "image/jpeg"),
+        (ImageBytes = "image/png"),
+        (ImageBytes = "image/webp"),
+        (ImageBytes = "image/gif"),
+        (ImageBytes = "application/octet-stream"),
+    )),
+    responses(
+        (status = 201, description = "The original and its variants, with presigned GET URLs.", body = StoredSet),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn create(
     State(images): State<ImagesState>,
     Extension(metrics): Extension<MetricSet>,
@@ -245,7 +283,39 @@ impl Images {
     }
 }
 
-/// `POST /api/v1/admin/images/uploads`: where to PUT an original too large for a request.
+/// Where to PUT an original larger than a request body may be.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadTicket {
+    /// 32 hexadecimal digits: process it with `process`, once.
+    pub id: String,
+    pub key: String,
+    /// The presigned S3 URL.
+    #[schema(format = "uri")]
+    pub upload_url: String,
+    #[schema(value_type = String, example = "PUT")]
+    pub method: &'static str,
+    /// Seconds.
+    pub expires_in: u64,
+    pub max_bytes: usize,
+    /// The path to POST once the upload is done.
+    pub process: String,
+}
+
+/// A presigned S3 PUT for an original larger than a request body may be
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/images/uploads",
+    tags = ["admin", "images"],
+    operation_id = "adminCreateImageUpload",
+    security(("accessToken" = [])),
+    responses(
+        (status = 201, description = "Where and how to upload.", body = UploadTicket),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn create_upload(
     State(images): State<ImagesState>,
     _admin: AdminUser,
@@ -263,22 +333,45 @@ pub async fn create_upload(
         .presigned(PresigningConfig::expires_in(ttl).map_err(ApiError::internal)?)
         .await
         .map_err(|e| s3_unavailable("presign", e))?;
+    let process = format!("/api/v1/admin/images/uploads/{id}/process");
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({
-            "id": id,
-            "key": key,
-            "upload_url": presigned.uri(),
-            "method": "PUT",
-            "expires_in": ttl.as_secs(),
-            "max_bytes": images.platform.config.images.max_input_bytes,
-            "process": format!("/api/v1/admin/images/uploads/{id}/process"),
-        })),
+        axum::Json(UploadTicket {
+            id,
+            key,
+            upload_url: presigned.uri().to_owned(),
+            method: "PUT",
+            expires_in: ttl.as_secs(),
+            max_bytes: images.platform.config.images.max_input_bytes,
+            process,
+        }),
     )
         .into_response())
 }
 
-/// `POST /api/v1/admin/images/uploads/{id}/process`: the uploaded original's variants.
+/// Make and store the variants of an uploaded original
+///
+/// An upload id is processed once (409 after); nothing uploaded yet is 404.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/images/uploads/{id}/process",
+    tags = ["admin", "images"],
+    operation_id = "adminProcessImageUpload",
+    security(("accessToken" = [])),
+    params(("id" = String, Path, description = "The upload id (32 hexadecimal digits).", pattern = "^[0-9a-fA-F]{32}$")),
+    responses(
+        (status = 201, description = "The original and its variants, with presigned GET URLs.", body = StoredSet),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn process_upload(
     State(images): State<ImagesState>,
     Extension(metrics): Extension<MetricSet>,

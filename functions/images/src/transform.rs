@@ -14,7 +14,12 @@ use axum::{
 use lumi_imaging::{InputFormat, Transformed};
 use lumi_shared::{ApiError, ApiResult, telemetry::metrics::MetricSet};
 
-use crate::{options::Requested, stored::ImagesState};
+use lumi_shared::openapi::{
+    BadRequest, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType,
+    ValidationFailed,
+};
+
+use crate::{ImageBytes, options::Requested, stored::ImagesState};
 
 /// Content types a body may declare (or none: the bytes are sniffed either way).
 const ACCEPTED_TYPES: &[&str] = &[
@@ -28,6 +33,55 @@ const ACCEPTED_TYPES: &[&str] = &[
 /// A year: the same input and options always give the same bytes.
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
+/// Resize, fit and re-encode the body's image (ephemeral; nothing is stored)
+///
+/// The body is the image (JPEG, PNG, WebP, or the first frame of a GIF), at most 4.4 MB
+/// (Lambda's payload cap counts the base64 of a binary body). EXIF orientation is applied and
+/// every metadata block stripped. Limits are checked from the header before decoding: more than
+/// 50 MP is 413, an output side over 4096 px 422. The default quality of each format is the
+/// runtime setting `imageQuality`. Any other query parameter is 422.
+#[utoipa::path(
+    post,
+    path = "/api/v1/images/transform",
+    tag = "images",
+    operation_id = "transformImage",
+    params(
+        ("w" = Option<u32>, Query, description = "Output width (px).", minimum = 1, maximum = 4096),
+        ("h" = Option<u32>, Query, description = "Output height (px).", minimum = 1, maximum = 4096),
+        ("fit" = Option<String>, Query, description = "`cover` crops to fill w × h; `contain` pads to w × h; `inside` (default) fits within; `fill` stretches.", pattern = "^(cover|contain|inside|fill)$"),
+        ("format" = Option<String>, Query, description = "`auto` (default): WebP when `Accept` names image/webp, else PNG for PNG/GIF input, else JPEG.", pattern = "^(jpeg|png|webp|auto)$"),
+        ("quality" = Option<u8>, Query, description = "Encoder quality (default: the `imageQuality` setting).", minimum = 1, maximum = 100),
+        ("Accept" = Option<String>, Header, description = "Negotiates `format=auto`."),
+        ("If-None-Match" = Option<String>, Header, description = "An earlier `ETag`: 304 when it is current."),
+    ),
+    request_body(description = "The image.", content(
+        (ImageBytes = "image/jpeg"),
+        (ImageBytes = "image/png"),
+        (ImageBytes = "image/webp"),
+        (ImageBytes = "image/gif"),
+        (ImageBytes = "application/octet-stream"),
+    )),
+    responses(
+        (status = 200, description = "The transformed image, with an `ETag` of the input and the effective options.",
+            headers(
+                ("ETag" = String, description = "Of the input and the effective options."),
+                ("Cache-Control" = String, description = "A year, immutable."),
+                ("Vary" = String, description = "`Accept` when the format was negotiated."),
+            ),
+            content(
+                (ImageBytes = "image/jpeg"),
+                (ImageBytes = "image/png"),
+                (ImageBytes = "image/webp"),
+            )),
+        (status = 304, description = "The `If-None-Match` tag is current."),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn transform(
     State(images): State<ImagesState>,
     Extension(metrics): Extension<MetricSet>,

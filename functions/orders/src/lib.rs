@@ -26,6 +26,14 @@ use lumi_commerce::{
     orders::{self, OrderFilter, OrderView, Tracking},
     payments::{Applied, WebhookError, WebhookOutcome},
 };
+use lumi_commerce::{
+    catalog::Product,
+    model::{FinancialStatus, OrderStatus, PaymentStatus},
+};
+use lumi_shared::openapi::{
+    BadGateway, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable,
+    TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed,
+};
 use lumi_shared::{
     ApiError, ApiResult, Platform,
     auth::{Authenticated, sessions::RequestMeta},
@@ -35,7 +43,115 @@ use lumi_shared::{
     telemetry::metrics::MetricSet,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// This function's operations (`lumi_infra::openapi` merges every function's).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(
+        paths(
+            list_products,
+            get_product,
+            get_content,
+            get_cart,
+            add_to_cart,
+            update_cart_line,
+            remove_cart_line,
+            checkout,
+            list_orders,
+            get_order,
+            cancel_order,
+            track_order,
+            payment_webhook,
+        ),
+        components(schemas(lumi_commerce::orders::RefundView))
+    )]
+    struct Doc;
+    Doc::openapi()
+}
+
+/// The catalog.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductList {
+    /// Every active product with its active variants.
+    pub products: Vec<Product>,
+}
+
+/// A storefront content block.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteContent {
+    #[schema(example = "home.hero")]
+    pub key: String,
+    /// What the admin stored: any JSON (a string when it was stored as text).
+    pub content: serde_json::Value,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+/// One page of the caller's orders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub orders: Vec<OrderView>,
+    /// The `cursor` of the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The answer to every verified webhook event (Stripe retries nothing answered 2xx).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAck {
+    #[schema(example = true)]
+    pub received: bool,
+    /// Whether the event changed an order.
+    pub applied: bool,
+    /// `ignored_type`, `ignored`, `not_ours`, or the first event's outcome (`duplicate`, or the
+    /// change's action, e.g. `payment.capture`).
+    pub outcome: Option<String>,
+    /// Why an event was acknowledged without effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub detail: Option<String>,
+    /// One entry per payment event the provider's event meant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub events: Option<Vec<WebhookEvent>>,
+}
+
+/// What one payment event did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookEvent {
+    pub applied: bool,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub order_reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub order_status: Option<OrderStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub financial_status: Option<FinancialStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub payment_status: Option<PaymentStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub detail: Option<String>,
+}
+
+impl WebhookEvent {
+    fn outcome(applied: bool, outcome: &str, detail: Option<String>) -> Self {
+        Self {
+            applied,
+            outcome: outcome.to_owned(),
+            order_reference: None,
+            order_status: None,
+            financial_status: None,
+            payment_status: None,
+            detail,
+        }
+    }
+}
 
 type Shared = AppState<Shop>;
 
@@ -70,11 +186,37 @@ fn customer(user: &Authenticated, meta: RequestMeta) -> Actor {
     Actor::new(format!("user:{}", user.user.id)).with_request(meta)
 }
 
-async fn list_products(State(shop): State<Shared>) -> ApiResult<axum::Json<serde_json::Value>> {
+/// Every active product with its variants
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    tag = "orders",
+    operation_id = "listProducts",
+    responses(
+        (status = 200, description = "The catalog.", body = ProductList),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
+async fn list_products(State(shop): State<Shared>) -> ApiResult<axum::Json<ProductList>> {
     let products = catalog::list(shop.db(), shop.table()).await?;
-    Ok(axum::Json(json!({ "products": products })))
+    Ok(axum::Json(ProductList { products }))
 }
 
+/// One product with its variants
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{id}",
+    tag = "orders",
+    operation_id = "getProduct",
+    params(("id" = String, Path, description = "The product id.")),
+    responses(
+        (status = 200, description = "The product.", body = Product),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn get_product(
     State(shop): State<Shared>,
     Path(id): Path<String>,
@@ -85,11 +227,24 @@ async fn get_product(
         .ok_or_else(|| ApiError::not_found(format!("no product {id}")))
 }
 
-/// The storefront's read of a content block.
+/// A storefront content block (public)
+#[utoipa::path(
+    get,
+    path = "/api/v1/site-content/{key}",
+    tag = "orders",
+    operation_id = "getSiteContent",
+    params(("key" = String, Path, description = "The block's key: 1 to 64 lower-case letters, digits, `-` or `_`.", pattern = "^[a-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "The block.", body = SiteContent),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn get_content(
     State(shop): State<Shared>,
     Path(key): Path<String>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<SiteContent>> {
     let block = if content::valid_key(&key) {
         content::get(shop.db(), shop.table(), &key).await?
     } else {
@@ -98,11 +253,28 @@ async fn get_content(
     .ok_or_else(|| ApiError::not_found(format!("no site content {key}")))?;
     let content: serde_json::Value =
         serde_json::from_str(&block.content).unwrap_or(serde_json::Value::String(block.content));
-    Ok(axum::Json(
-        json!({ "key": block.key, "content": content, "updated_at": block.updated_at }),
-    ))
+    Ok(axum::Json(SiteContent {
+        key: block.key,
+        content,
+        updated_at: block.updated_at,
+    }))
 }
 
+/// The caller's cart
+#[utoipa::path(
+    get,
+    path = "/api/v1/cart",
+    tag = "orders",
+    operation_id = "getCart",
+    security(("accessToken" = [])),
+    responses(
+        (status = 200, description = "The cart; each line reserves its units until `reserved_until`.", body = cart::Cart),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn get_cart(
     State(shop): State<Shared>,
     user: Authenticated,
@@ -110,14 +282,22 @@ async fn get_cart(
     Ok(axum::Json(shop.cart(&user.user.id).await?))
 }
 
-#[derive(Deserialize)]
+/// Units of a variant to add to the cart.
+#[derive(Deserialize, ToSchema)]
 struct AddLine {
+    /// The variant's SKU.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "TSHIRT-M")]
     variant: String,
+    /// Units to add to what the line holds (the line holds at most 20).
+    #[schema(minimum = 1, maximum = 20, example = 2)]
     quantity: i64,
 }
 
-#[derive(Deserialize)]
+/// The quantity a cart line should hold.
+#[derive(Deserialize, ToSchema)]
 struct SetLine {
+    /// 0 removes the line.
+    #[schema(minimum = 0, maximum = 20, example = 3)]
     quantity: i64,
 }
 
@@ -147,6 +327,28 @@ async fn change_cart(
     Ok(axum::Json(outcome?))
 }
 
+/// Reserve units of a variant (adds to the line's quantity)
+#[utoipa::path(
+    post,
+    path = "/api/v1/cart/items",
+    tag = "orders",
+    operation_id = "addToCart",
+    security(("accessToken" = [])),
+    request_body(content = AddLine, content_type = "application/json", example = json!({ "variant": "TSHIRT-M", "quantity": 2 })),
+    responses(
+        (status = 200, description = "The cart; each line reserves its units until `reserved_until`.", body = cart::Cart),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn add_to_cart(
     State(shop): State<Shared>,
     user: Authenticated,
@@ -182,6 +384,29 @@ async fn add_to_cart(
     .await
 }
 
+/// Set a cart line's quantity (0 removes it)
+#[utoipa::path(
+    patch,
+    path = "/api/v1/cart/items/{variant}",
+    tag = "orders",
+    operation_id = "setCartQuantity",
+    security(("accessToken" = [])),
+    params(("variant" = String, Path, description = "The variant's SKU.")),
+    request_body(content = SetLine, content_type = "application/json", example = json!({ "quantity": 3 })),
+    responses(
+        (status = 200, description = "The cart; each line reserves its units until `reserved_until`.", body = cart::Cart),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn update_cart_line(
     State(shop): State<Shared>,
     user: Authenticated,
@@ -195,6 +420,25 @@ async fn update_cart_line(
     .await
 }
 
+/// Remove a cart line (its units go back)
+#[utoipa::path(
+    delete,
+    path = "/api/v1/cart/items/{variant}",
+    tag = "orders",
+    operation_id = "removeFromCart",
+    security(("accessToken" = [])),
+    params(("variant" = String, Path, description = "The variant's SKU.")),
+    responses(
+        (status = 200, description = "The cart; each line reserves its units until `reserved_until`.", body = cart::Cart),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn remove_cart_line(
     State(shop): State<Shared>,
     user: Authenticated,
@@ -204,12 +448,42 @@ async fn remove_cart_line(
     change_cart(&shop, &metrics, &user.user.id, &variant, "remove", |_| 0).await
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+/// A checkout: the cart, with an optional note.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 struct CheckoutBody {
     #[serde(default)]
+    #[schema(max_length = 500, example = "leave it at the door")]
     note: Option<String>,
 }
 
+/// Turn the cart into an order (one transaction); Idempotency-Key required
+///
+/// For an online payment the answer carries the payment `action` (Stripe.js's client secret;
+/// asked of the provider again for a replay).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    tag = "orders",
+    operation_id = "checkout",
+    security(("accessToken" = [])),
+    params(
+        ("Idempotency-Key" = String, Header, description = "One key per intended operation (1 to 128 letters, digits, `-`, `_`, `.` or `:`); a retry with the same key and body answers the first result.", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+    ),
+    request_body(content = CheckoutBody, content_type = "application/json", example = json!({ "note": "leave it at the door" })),
+    responses(
+        (status = 201, description = "The placed order (`Idempotency-Replayed: true` on a replay).", body = lumi_commerce::orders::Placed, headers(("Idempotency-Replayed" = String, description = "`true` when this answers an earlier request with the same key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 502, response = BadGateway),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn checkout(
     State(shop): State<Shared>,
     user: Authenticated,
@@ -261,17 +535,40 @@ async fn checkout(
     Ok(idempotent(StatusCode::CREATED, done))
 }
 
-#[derive(Deserialize)]
+/// A page of a listing.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Orders per page.
+    #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<i32>,
+    /// The `next_cursor` of the previous page.
+    #[param(max_length = 2048)]
     cursor: Option<String>,
 }
 
+/// The caller's orders, newest first
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders",
+    tag = "orders",
+    operation_id = "listOrders",
+    security(("accessToken" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page.", body = OrderPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn list_orders(
     State(shop): State<Shared>,
     user: Authenticated,
     Query(query): Query<ListQuery>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<OrderPage>> {
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 100"));
@@ -284,9 +581,29 @@ async fn list_orders(
         .list_orders(&filter, limit, query.cursor.as_deref())
         .await?;
     let orders: Vec<OrderView> = orders.iter().map(OrderView::from).collect();
-    Ok(axum::Json(json!({ "orders": orders, "next_cursor": next })))
+    Ok(axum::Json(OrderPage {
+        orders,
+        next_cursor: next,
+    }))
 }
 
+/// One of the caller's orders
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{reference}",
+    tag = "orders",
+    operation_id = "getOrder",
+    security(("accessToken" = [])),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
+    responses(
+        (status = 200, description = "The order.", body = OrderView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn get_order(
     State(shop): State<Shared>,
     user: Authenticated,
@@ -296,6 +613,23 @@ async fn get_order(
     Ok(axum::Json(OrderView::of(&order)))
 }
 
+/// The order's facets and timeline (the runbook's incident payload)
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{reference}/track",
+    tag = "orders",
+    operation_id = "trackOrder",
+    security(("accessToken" = [])),
+    params(("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")),
+    responses(
+        (status = 200, description = "The facets and the timeline, each actor named by its role.", body = Tracking),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn track_order(
     State(shop): State<Shared>,
     user: Authenticated,
@@ -305,6 +639,29 @@ async fn track_order(
     Ok(axum::Json(orders::tracking(&order)))
 }
 
+/// Cancel an open order that has shipped nothing; its units come back once, captured money is refunded
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{reference}/cancel",
+    tag = "orders",
+    operation_id = "cancelOrder",
+    security(("accessToken" = [])),
+    params(
+        ("reference" = String, Path, description = "The order reference (`LUMI-7K3F-9Q2M`).", pattern = "^LUMI-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$"),
+        ("Idempotency-Key" = String, Header, description = "One key per intended operation (1 to 128 letters, digits, `-`, `_`, `.` or `:`); a retry with the same key answers the first result.", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+    ),
+    responses(
+        (status = 200, description = "The cancelled order (`Idempotency-Replayed: true` on a replay).", body = OrderView, headers(("Idempotency-Replayed" = String, description = "`true` when this answers an earlier request with the same key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn cancel_order(
     State(shop): State<Shared>,
     user: Authenticated,
@@ -325,16 +682,43 @@ async fn cancel_order(
     Ok(idempotent(StatusCode::OK, done))
 }
 
-/// `POST /api/v1/payments/webhooks/stripe`: Stripe's signed events (see
-/// `lumi_commerce::payments`). A bad signature is 400/401 and changes nothing; everything
-/// verified is acknowledged with 200, applied or not, so Stripe never retries it forever.
+/// Stripe's signed webhook events, applied to the payment and its order once
+///
+/// `POST /api/v1/payments/webhooks/stripe` (see `lumi_commerce::payments`). A malformed event
+/// is 400 and a bad signature 401, changing nothing; everything verified is acknowledged with
+/// 200, applied or not, so Stripe never retries it forever.
+#[utoipa::path(
+    post,
+    path = "/api/v1/payments/webhooks/{provider}",
+    tag = "orders",
+    operation_id = "paymentWebhook",
+    params(
+        ("provider" = String, Path, description = "The payment provider.", pattern = "^stripe$"),
+        ("Stripe-Signature" = String, Header, description = "`t=<unix seconds>,v1=<HMAC-SHA256 hex>` (other schemes ignored), verified against the configured signing secret (300 s tolerance): malformed is 400, not verified 401.",
+            pattern = "^t=(0|[1-9][0-9]{0,18})(,v[0-9]+=[0-9a-f]+)*,v1=[0-9a-f]{64}(,v[0-9]+=[0-9a-f]+)*$"),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "The provider's event, verified byte for byte against the signature."),
+    responses(
+        (status = 200, description = "Verified and acknowledged.", body = WebhookAck,
+            example = json!({ "received": true, "applied": true, "outcome": "payment.capture",
+                "events": [{ "applied": true, "outcome": "payment.capture", "order_reference": "LUMI-7K3F-9Q2M",
+                    "order_status": "open", "financial_status": "paid", "payment_status": "captured" }] })),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 async fn payment_webhook(
     State(shop): State<Shared>,
     meta: RequestMeta,
     Path(provider): Path<String>,
     headers: HeaderMap,
     body: bytes::Bytes,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<WebhookAck>> {
     if !PAYMENT_PROVIDERS.contains(&provider.as_str()) {
         return Err(ApiError::not_found(format!(
             "no payment provider {provider}"
@@ -385,48 +769,53 @@ async fn payment_webhook(
             return Err(ApiError::Unauthorized(error.to_string().into()));
         }
     };
+    let ack = |outcome: &str, detail: Option<String>| WebhookAck {
+        received: true,
+        applied: false,
+        outcome: Some(outcome.to_owned()),
+        detail,
+        events: None,
+    };
     Ok(axum::Json(match outcome {
         WebhookOutcome::IgnoredType(kind) => {
             tracing::info!(event_type = %kind, "payment event type not acted on");
-            json!({ "received": true, "applied": false, "outcome": "ignored_type" })
+            ack("ignored_type", None)
         }
         WebhookOutcome::Unusable(why) => {
             tracing::warn!(%why, "payment event without what Lumi needs; acknowledged");
-            json!({ "received": true, "applied": false, "outcome": "ignored", "detail": why })
+            ack("ignored", Some(why))
         }
         WebhookOutcome::NotOurs(why) => {
             tracing::info!(%why, "payment event about no order of this shop");
-            json!({ "received": true, "applied": false, "outcome": "not_ours" })
+            ack("not_ours", None)
         }
         WebhookOutcome::Applied(applied) => {
             let mut outcomes = Vec::new();
             for one in applied {
                 outcomes.push(match one {
-                    Applied::Changed(change) => {
-                        json!({
-                            "applied": true,
-                            "outcome": change.action,
-                            "order_reference": change.after.reference,
-                            "order_status": change.after.status,
-                            "financial_status": change.after.financial_status(),
-                            "payment_status": change.after.payment.status,
-                        })
-                    }
-                    Applied::Duplicate => json!({ "applied": false, "outcome": "duplicate" }),
+                    Applied::Changed(change) => WebhookEvent {
+                        applied: true,
+                        outcome: change.action.clone(),
+                        order_reference: Some(change.after.reference.clone()),
+                        order_status: Some(change.after.status),
+                        financial_status: Some(change.after.financial_status()),
+                        payment_status: Some(change.after.payment.status),
+                        detail: None,
+                    },
+                    Applied::Duplicate => WebhookEvent::outcome(false, "duplicate", None),
                     Applied::Ignored(why) => {
                         tracing::info!(%why, "payment event acknowledged without effect");
-                        json!({ "applied": false, "outcome": "ignored", "detail": why })
+                        WebhookEvent::outcome(false, "ignored", Some(why))
                     }
                 });
             }
-            let applied = outcomes.iter().any(|o| o["applied"] == true);
-            let first = outcomes.first().cloned().unwrap_or_default();
-            json!({
-                "received": true,
-                "applied": applied,
-                "outcome": first["outcome"],
-                "events": outcomes,
-            })
+            WebhookAck {
+                received: true,
+                applied: outcomes.iter().any(|o| o.applied),
+                outcome: outcomes.first().map(|o| o.outcome.clone()),
+                detail: None,
+                events: Some(outcomes),
+            }
         }
     }))
 }

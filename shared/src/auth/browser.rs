@@ -66,7 +66,7 @@ impl From<BrowserError> for ApiError {
 }
 
 /// The client's choice at login: where the refresh token goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionMode {
     /// In the JSON body; rotate with `Authorization: Bearer <refresh token>`.
@@ -77,7 +77,7 @@ pub enum SessionMode {
 }
 
 /// What a login or a rotation in cookie mode answers: the body, and the cookie to set.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BrowserTokens {
     pub token_type: &'static str,
     pub access_token: String,

@@ -108,7 +108,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMeta {
 }
 
 /// What a login or a rotation returns.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedTokens {
     pub token_type: &'static str,
     pub access_token: String,
@@ -600,7 +600,7 @@ pub async fn load_state(
 }
 
 /// The outcome of [`revoke_everyone`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EveryoneRevoked {
     /// The epoch before (0: never set).
     pub before_ms: i64,

@@ -2,7 +2,8 @@
 //! benchmarks. `lumi --help` lists the commands and `lumi <command> --help` each one's
 //! arguments; `lumi completions <bash|zsh|fish|...>` prints a shell completion script.
 //!
-//! - [`dev`]: `lumi dev` serves the whole API on a local AWS stack (`make dev`).
+//! - [`dev`]: `lumi dev` serves the whole API on a local AWS stack (`make dev`); [`docs`]:
+//!   `lumi openapi` writes the OpenAPI document generated from the handlers.
 //! - [`ops`]: against AWS with the default credentials and region, or against the local stack
 //!   with `AWS_ENDPOINT_URL=http://127.0.0.1:4566`: `secrets`, `users`, `sessions`, `settings`,
 //!   `backup`, `schema`, `outbox`, `dlq`. `--table` is the stack's `AppTableName` output,
@@ -11,6 +12,7 @@
 
 mod bench;
 mod dev;
+mod docs;
 mod ops;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
@@ -32,6 +34,8 @@ struct Cli {
 enum Command {
     /// [dev] Serve the whole API on a local AWS stack (moto, localstripe) until Ctrl-C
     Dev(dev::DevArgs),
+    /// [dev] Write the OpenAPI document generated from the handlers (docs/openapi.yaml)
+    Openapi(docs::OpenapiArgs),
     /// [ops] The config secret: complete it, rotate the signing or the config key
     #[command(subcommand)]
     Secrets(ops::secrets::SecretsCommand),
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Openapi(args) => docs::write_openapi(args),
         Command::Secrets(command) => command.run().await,
         Command::Users(command) => command.run().await,
         Command::Sessions(command) => command.run().await,
