@@ -70,6 +70,10 @@ restore-check: $(STAMP) ## Restore the newest backup into temporary tables and v
 test: $(STAMP) $(REDOC) chromium lint ## Formatting, clippy, template and OpenAPI lint, then every test
 	LUMI_REQUIRE_LOCALSTRIPE=1 LUMI_REQUIRE_CHROMIUM=1 cargo test --workspace --all-targets --no-fail-fast
 
+.PHONY: fuzz
+fuzz: $(STAMP) ## Schemathesis against a stack of its own, unseeded: make fuzz [FUZZ_SECONDS=900] (per role)
+	LUMI_FUZZ_SECONDS=$(or $(FUZZ_SECONDS),900) cargo test -p lumi-tests --test schemathesis -- --nocapture
+
 .PHONY: soak
 soak: $(STAMP) ## Long commerce history check: make soak SEED=7,8 OPS=2000 (SEED=random by default)
 	LUMI_HISTORY_SEEDS=$(or $(SEED),random) LUMI_HISTORY_OPS=$(or $(OPS),1000) \

@@ -66,7 +66,8 @@ pub enum CommerceError {
     NotFound(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
-    /// A query parameter that is not what the listing gave (a cursor).
+    /// A query parameter that is not what the listing takes (a cursor it did not give, a time
+    /// bound that is not RFC 3339).
     #[error("the {0} is not valid")]
     Malformed(&'static str),
     /// The state refuses the request, or kept changing under it.

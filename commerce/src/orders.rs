@@ -313,7 +313,19 @@ pub async fn list(
         .table_name(table)
         .index_name(index)
         .expression_attribute_values(":pk", s(pk));
-    match (&filter.from, &filter.to) {
+    // The bounds compare with the stored creation times as text: each is read as RFC 3339 and
+    // written as they are (UTC, `rfc3339`), or refused before any call.
+    let bound = |text: &Option<String>, name: &'static str| {
+        text.as_deref()
+            .map(|text| {
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map(|at| crate::rfc3339((at.unix_timestamp_nanos() / 1_000) as i64))
+                    .map_err(|_| CommerceError::Malformed(name))
+            })
+            .transpose()
+    };
+    let (from, to) = (bound(&filter.from, "from")?, bound(&filter.to, "to")?);
+    match (&from, &to) {
         (Some(from), Some(to)) => {
             condition.push_str(&format!(" AND {sk_name} BETWEEN :from AND :to"));
             request = request

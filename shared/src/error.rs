@@ -45,6 +45,9 @@ pub enum ApiError {
     Conflict(Cow<'static, str>),
     #[error("precondition failed: {0}")]
     PreconditionFailed(Cow<'static, str>),
+    /// 428: a write that must be conditional (`If-Match`) came without its condition.
+    #[error("precondition required: {0}")]
+    PreconditionRequired(Cow<'static, str>),
     #[error("payload larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// 413 for content too large in a way other than its byte count (an image's pixel count).
@@ -175,6 +178,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::PayloadTooLarge { .. } | Self::ContentTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -202,6 +206,7 @@ impl ApiError {
             ),
             Self::Conflict(d) => ("conflict", d.to_string()),
             Self::PreconditionFailed(d) => ("precondition-failed", d.to_string()),
+            Self::PreconditionRequired(d) => ("precondition-required", d.to_string()),
             Self::PayloadTooLarge { limit } => (
                 "payload-too-large",
                 format!("the request body is larger than {limit} bytes"),

@@ -182,6 +182,9 @@ problem_responses! {
     PreconditionFailed: 412, "precondition-failed",
         "`If-Match` does not name the current version.",
         "the settings changed since they were read", [];
+    PreconditionRequired: 428, "precondition-required",
+        "The write must name the version it edits (`If-Match`), and the request has none.",
+        "send If-Match with the ETag of the settings you edited", [];
     PayloadTooLarge: 413, "payload-too-large",
         "The body is larger than the limit (or, for an image, has too many pixels).",
         "the request body is larger than 1048576 bytes", [];

@@ -395,10 +395,21 @@ async fn settings_are_validated_versioned_and_audited() {
     for field in ["rate_limits.customer.limit", "rate_limits.bogus", "colour"] {
         assert!(fields.contains(&field), "{fields:?}");
     }
+    // No If-Match: 428 Precondition Required; one that names no version: 412.
     assert_problem(
         put(
             json!({ "rate_limits": { "customer": { "limit": 90 } } }),
             None,
+        )
+        .await
+        .unwrap(),
+        428,
+    )
+    .await;
+    assert_problem(
+        put(
+            json!({ "rate_limits": { "customer": { "limit": 90 } } }),
+            Some("\"latest\""),
         )
         .await
         .unwrap(),
@@ -1073,4 +1084,29 @@ async fn the_audit_log_range_is_paged_with_a_bounded_number_of_queries() {
     )
     .await;
     assert_problem(bad, 400).await;
+}
+
+/// Query parameters are checked before any AWS call: a time bound that is not RFC 3339 and a
+/// provider that is none are 400 (not a failed query, not an empty page).
+#[tokio::test]
+async fn listing_filters_are_checked_before_the_query() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    for path in [
+        "/api/v1/admin/orders?from=",
+        "/api/v1/admin/orders?to=yesterday",
+        "/api/v1/admin/payments?provider=",
+        "/api/v1/admin/payments?provider=paypal",
+    ] {
+        let response = app.call(Method::GET, path, Some(&admin), None, None).await;
+        assert_problem(response, 400).await;
+    }
+    // Any RFC 3339 offset is read as the instant it names.
+    let page = app
+        .get_json(
+            "/api/v1/admin/orders?from=2026-01-01T09:00:00%2B09:00&to=2099-01-01T00:00:00Z",
+            &admin,
+        )
+        .await;
+    assert!(page["orders"].is_array(), "{page}");
 }

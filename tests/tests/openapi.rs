@@ -213,6 +213,7 @@ fn every_error_response_component_is_problem_json() {
         "MethodNotAllowed",
         "Conflict",
         "PreconditionFailed",
+        "PreconditionRequired",
         "PayloadTooLarge",
         "UnsupportedMediaType",
         "ValidationFailed",

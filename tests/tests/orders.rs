@@ -538,3 +538,36 @@ async fn the_customer_rate_limit_applies_and_lists_page_by_cursor() {
     )
     .await;
 }
+
+/// JSON Schema's `integer` (the OpenAPI document's) takes `2.0`: an integer field does too;
+/// `2.5` is still a wrong type (422 naming the field).
+#[tokio::test]
+async fn a_whole_number_written_as_a_float_is_an_integer() {
+    let app = TestApp::spawn().await;
+    let sku = lumi_tests::unique_sku();
+    app.product(&[(&sku, 1500, 5)]).await;
+    let customer = app.customer_token().await;
+    let body = serde_json::json!({ "variant": sku, "quantity": 2.0 });
+    let response = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/cart/items",
+            Some(&customer),
+            None,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body = serde_json::json!({ "variant": sku, "quantity": 2.5 });
+    let response = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/cart/items",
+            Some(&customer),
+            None,
+            Some(&body),
+        )
+        .await;
+    let problem = lumi_tests::assert_problem(response, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "quantity", "{problem}");
+}

@@ -400,11 +400,8 @@ pub async fn refund_order(
     Path(reference): Path<String>,
     body: bytes::Bytes,
 ) -> ApiResult<Response> {
-    let request: RefundRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::Validation {
-            detail: format!("the refund is not understood: {e}").into(),
-            errors: Vec::new(),
-        })?;
+    // Read from the bytes (not the `Json` extractor): the same bytes are the idempotency hash.
+    let request: RefundRequest = lumi_shared::http::extract::parse_json(&body)?;
     let guard = Guard::new(
         &format!("refund:{reference}"),
         &key,
@@ -505,7 +502,15 @@ pub async fn list_payments(
         .transpose()?;
     let limit = crate::page_limit(query.limit, 50)?;
     let providers: Vec<&str> = match query.provider.as_deref() {
-        Some(provider) => vec![provider],
+        Some(provider) if provider == "manual" || PAYMENT_PROVIDERS.contains(&provider) => {
+            vec![provider]
+        }
+        Some(provider) => {
+            return Err(ApiError::bad_request(format!(
+                "no payment provider {provider:?}: manual or {}",
+                PAYMENT_PROVIDERS.join(", ")
+            )));
+        }
         None if query.cursor.is_some() => {
             return Err(ApiError::bad_request(
                 "a cursor pages one provider: name it",

@@ -17,8 +17,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use lumi_shared::openapi::{
-    BadRequest, Forbidden, PayloadTooLarge, PreconditionFailed, ServiceUnavailable,
-    TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed,
+    BadRequest, Forbidden, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
+    ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed,
 };
 use lumi_shared::{
     ApiError, ApiResult, Platform,
@@ -335,7 +335,7 @@ pub fn validate(document: &Value) -> Vec<FieldError> {
     operation_id = "adminPutSettings",
     security(("accessToken" = [])),
     params(
-        ("If-Match" = String, Header, description = "The `ETag` of the settings edited: missing or stale is 412.", pattern = "^\"?v[0-9]+\"?$"),
+        ("If-Match" = String, Header, description = "The `ETag` of the settings edited: missing is 428, stale 412.", pattern = "^\"?v[0-9]+\"?$"),
     ),
     request_body(content = SettingsPatch, content_type = "application/json",
         example = json!({ "rate_limits": { "customer": { "limit": 120 } }, "imageQuality": { "webp": 70 } })),
@@ -349,6 +349,7 @@ pub fn validate(document: &Value) -> Vec<FieldError> {
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, response = ValidationFailed),
+        (status = 428, response = PreconditionRequired),
         (status = 429, response = TooManyRequests),
         (status = 503, response = ServiceUnavailable),
     ),
@@ -360,9 +361,14 @@ pub async fn put_settings(
     headers: HeaderMap,
     Json(document): Json<Value>,
 ) -> ApiResult<Response> {
-    let expected = headers
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
+    let if_match = headers.get(header::IF_MATCH).ok_or_else(|| {
+        ApiError::PreconditionRequired(
+            "send If-Match with the ETag of the settings you edited".into(),
+        )
+    })?;
+    let expected = if_match
+        .to_str()
+        .ok()
         .and_then(|v| {
             v.trim()
                 .trim_matches('"')
@@ -370,9 +376,7 @@ pub async fn put_settings(
                 .and_then(|n| n.parse::<u64>().ok())
         })
         .ok_or_else(|| {
-            ApiError::PreconditionFailed(
-                "send If-Match with the ETag of the settings you edited".into(),
-            )
+            ApiError::PreconditionFailed("If-Match names no version of the settings".into())
         })?;
     let store = store(&platform);
     let (mut before, version) = store.read_versioned().await?;

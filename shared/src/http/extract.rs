@@ -106,12 +106,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                     ApiError::bad_request(rejection.body_text())
                 }
             })?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_rejection)?;
-        deserializer
-            .end()
-            .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
-        Ok(Json(value))
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// A JSON body read as `T`, the one way every route reads one: 400 when the text is not JSON,
+/// 422 naming the field when it is JSON of the wrong shape. A number with no fractional part
+/// (`968.0`) is an integer, as JSON Schema's `integer` says (the OpenAPI document's), so an
+/// integer field takes it; `968.5` stays a wrong type there.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+    whole_numbers_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(json_rejection)
+}
+
+/// Every float with no fractional part, within `i64`, becomes that integer.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|_| number.is_f64())
+                && float.fract() == 0.0
+                && float.abs() < 9.0e15
+            {
+                // Exact: every integer below 2^53 is a float.
+                #[allow(clippy::cast_possible_truncation)]
+                let integer = float as i64;
+                *number = serde_json::Number::from(integer);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
     }
 }
 
