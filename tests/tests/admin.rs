@@ -395,7 +395,7 @@ async fn settings_are_validated_versioned_and_audited() {
     for field in ["rate_limits.customer.limit", "rate_limits.bogus", "colour"] {
         assert!(fields.contains(&field), "{fields:?}");
     }
-    // No If-Match: 428 Precondition Required; one that names no version: 412.
+    // No If-Match: 428 Precondition Required; one that is not an ETag of ours: 400.
     assert_problem(
         put(
             json!({ "rate_limits": { "customer": { "limit": 90 } } }),
@@ -413,7 +413,7 @@ async fn settings_are_validated_versioned_and_audited() {
         )
         .await
         .unwrap(),
-        412,
+        400,
     )
     .await;
 

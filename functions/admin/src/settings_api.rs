@@ -335,7 +335,7 @@ pub fn validate(document: &Value) -> Vec<FieldError> {
     operation_id = "adminPutSettings",
     security(("accessToken" = [])),
     params(
-        ("If-Match" = String, Header, description = "The `ETag` of the settings edited: missing is 428, stale 412.", pattern = "^\"?v[0-9]+\"?$"),
+        ("If-Match" = String, Header, description = "The `ETag` of the settings edited: missing is 428, not an ETag 400, stale 412.", pattern = "^\"?v[0-9]+\"?$"),
     ),
     request_body(content = SettingsPatch, content_type = "application/json",
         example = json!({ "rate_limits": { "customer": { "limit": 120 } }, "imageQuality": { "webp": 70 } })),
@@ -375,9 +375,14 @@ pub async fn put_settings(
                 .strip_prefix('v')
                 .and_then(|n| n.parse::<u64>().ok())
         })
-        .ok_or_else(|| {
-            ApiError::PreconditionFailed("If-Match names no version of the settings".into())
-        })?;
+        .ok_or_else(|| ApiError::bad_request("If-Match is the settings' ETag, \"v<version>\""))?;
+    // The patch's own shape first: a bad body is 422 whatever the version, before any read.
+    // (The error-reporting DSN is checked below, once a masked value sent back is recognised.)
+    let mut shape = document.clone();
+    if let Some(patch) = shape.as_object_mut() {
+        patch.remove(ERROR_REPORTING_DSN);
+    }
+    invalid_settings(&shape)?;
     let store = store(&platform);
     let (mut before, version) = store.read_versioned().await?;
     if version != expected {
@@ -394,13 +399,7 @@ pub async fn put_settings(
     {
         patch.remove(ERROR_REPORTING_DSN);
     }
-    let errors = validate(&document);
-    if !errors.is_empty() {
-        return Err(ApiError::Validation {
-            detail: format!("{} setting(s) are invalid", errors.len()).into(),
-            errors,
-        });
-    }
+    invalid_settings(&document)?;
     // Sealed here, before it goes anywhere: never merged, stored or audited in plain text.
     match document
         .as_object_mut()
@@ -447,6 +446,18 @@ pub async fn put_settings(
     )
     .await?;
     Ok(answer(after, version))
+}
+
+/// 422 naming every invalid setting of `patch`.
+fn invalid_settings(patch: &Value) -> Result<(), ApiError> {
+    let errors = validate(patch);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Validation {
+        detail: format!("{} setting(s) are invalid", errors.len()).into(),
+        errors,
+    })
 }
 
 fn merge(target: &mut Value, patch: Value) {

@@ -114,9 +114,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 /// 422 naming the field when it is JSON of the wrong shape. A number with no fractional part
 /// (`968.0`) is an integer, as JSON Schema's `integer` says (the OpenAPI document's), so an
 /// integer field takes it; `968.5` stays a wrong type there.
+///
+/// Every body of the API is a JSON object: anything else is 422 (serde would otherwise read a
+/// struct from an array, field by position).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::Validation {
+            detail: "the body must be a JSON object".into(),
+            errors: vec![FieldError {
+                field: String::new(),
+                message: "must be a JSON object".into(),
+            }],
+        });
+    }
     whole_numbers_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(json_rejection)
 }
@@ -200,5 +212,25 @@ pub fn idempotent<T: serde::Serialize>(
         crate::idempotency::Done::Replay(body) => {
             (status, [("idempotency-replayed", "true")], axum::Json(body)).into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod parse_json_tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Line {
+        quantity: i64,
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_bodies_are_objects() {
+        let line: Line = parse_json(br#"{"quantity": 2.0}"#).unwrap();
+        assert_eq!(line.quantity, 2);
+        let status = |bytes: &[u8]| parse_json::<Line>(bytes).unwrap_err().status().as_u16();
+        assert_eq!(status(br#"{"quantity": 2.5}"#), 422);
+        assert_eq!(status(br#"[3]"#), 422, "not a struct read by position");
+        assert_eq!(status(br#"{"quantity": 2"#), 400);
     }
 }
