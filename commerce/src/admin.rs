@@ -492,6 +492,13 @@ impl Shop {
             if !valid_sku(&v.sku) {
                 return Err(invalid(field("sku"), "1 to 64 letters, digits, - or _"));
             }
+            // One transaction writes every variant: two with one SKU would be one item twice.
+            if request.variants[..i].iter().any(|other| other.sku == v.sku) {
+                return Err(invalid(
+                    field("sku"),
+                    "another variant of this product has it",
+                ));
+            }
             if v.name.trim().is_empty() || v.name.chars().count() > 200 {
                 return Err(invalid(field("name"), "1 to 200 characters"));
             }

@@ -1110,3 +1110,29 @@ async fn listing_filters_are_checked_before_the_query() {
         .await;
     assert!(page["orders"].is_array(), "{page}");
 }
+
+/// Two variants of one product with one SKU are 422 naming the second (not a failed
+/// transaction writing one item twice).
+#[tokio::test]
+async fn a_product_cannot_list_one_sku_twice() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let sku = lumi_tests::unique_sku();
+    let variant =
+        json!({ "sku": sku, "name": "M", "price_minor": 1500, "currency": "EUR", "stock": 1 });
+    let body = json!({ "id": unique_prefix(), "name": "T-shirt", "variants": [variant, variant] });
+    let response = app
+        .call(
+            Method::POST,
+            "/api/v1/admin/products",
+            Some(&admin),
+            None,
+            Some(&body),
+        )
+        .await;
+    let problem = assert_problem(response, 422).await;
+    assert_eq!(
+        problem["errors"][0]["field"], "variants[1].sku",
+        "{problem}"
+    );
+}

@@ -385,11 +385,6 @@ pub async fn put_settings(
     invalid_settings(&shape)?;
     let store = store(&platform);
     let (mut before, version) = store.read_versioned().await?;
-    if version != expected {
-        return Err(ApiError::PreconditionFailed(
-            "the settings changed since you read them; reload".into(),
-        ));
-    }
     let keys = &secrets(&platform, &before).await?.config_encryption_key;
     let shown = before.masked(keys);
     let mut document = document;
@@ -400,6 +395,12 @@ pub async fn put_settings(
         patch.remove(ERROR_REPORTING_DSN);
     }
     invalid_settings(&document)?;
+    // A valid patch of another version than the one in force.
+    if version != expected {
+        return Err(ApiError::PreconditionFailed(
+            "the settings changed since you read them; reload".into(),
+        ));
+    }
     // Sealed here, before it goes anywhere: never merged, stored or audited in plain text.
     match document
         .as_object_mut()
