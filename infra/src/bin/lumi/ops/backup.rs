@@ -151,7 +151,7 @@ fn adopted_summary(adopted: &lumi_infra::recovery::Adopted) -> String {
 
 fn print_next_step(overrides: &[String]) {
     println!(
-        "next (README \"Disaster recovery\"): add to parameter_overrides of the stack's env in \
+        "next (docs/operations.md \"Disaster recovery\"): add to parameter_overrides of the stack's env in \
          samconfig.toml:\n  {}\nthen `make deploy ENV=<env>` and check GET /api/v1/health/ready",
         overrides
             .iter()
