@@ -1,5 +1,5 @@
 //! The yuki runbook's disaster recovery (8: "restore DB → deploy fresh container → readiness
-//! should pass"), walked as the README writes it against the local stack: a backup restored into
+//! should pass"), walked as docs/operations.md writes it against the local stack: a backup restored into
 //! new tables (`lumi backup restore`), or a point-in-time restore adopted (`lumi backup adopt`),
 //! then a stack deployed with `ExistingAppTableName`/`ExistingRateLimitTableName` that creates no
 //! table of its own; readiness passes and a customer logs in and finds their order.

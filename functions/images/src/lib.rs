@@ -1,6 +1,6 @@
 //! The images function: the runbook's image processing, on [`lumi_imaging`] (libjpeg-turbo's
 //! scaled decode, Lanczos3 with SIMD, libjpeg-turbo and libwebp encoders), which beats sharp on
-//! one core (see the README's figures).
+//! one core (see docs/benchmarks.md).
 //!
 //! | route | does |
 //! | --- | --- |

@@ -1,5 +1,5 @@
 //! `lumi backup`: the backup function's jobs run now, and disaster recovery
-//! (`lumi_infra::recovery`, README "Disaster recovery").
+//! (`lumi_infra::recovery`, docs/operations.md "Disaster recovery").
 
 use anyhow::Context as _;
 use lumi_infra::template::Template;
