@@ -3,17 +3,23 @@
 //! `app.admin(&admin).refund(reference, &request, key)`) and builds no request itself.
 //!
 //! Every call goes through [`TestApp::send`], which sends the request with
-//! [`TestApp::dispatch`] (the only place a request is built) and reads the answer: the documented success status
-//! decodes into the handler's response type (another 2xx fails the test), and anything else
-//! is a [`Problem`], checked to be well-formed problem+json.
+//! [`TestApp::dispatch`] (the only place a request is built) and reads the answer: the
+//! documented success status decodes into the handler's response type (another 2xx fails the
+//! test), and anything else is a [`Problem`], checked to be well-formed problem+json. A test
+//! expecting a refusal says so with [`Refused::refused`]:
+//! `app.checkout(&customer, "k").await.refused(422)`.
 //!
-//! To add a call: write a method here (on [`TestApp`] for a customer's or an anonymous call,
-//! on [`AdminApi`] for an admin's) that builds a [`Request`] (path, bearer token, idempotency
-//! key, body as the handler's request type) and returns
-//! `self.request(request, <success status>).await`, typed as the handler's response type
-//! (derive `Deserialize` on it where it is declared if it lacks it, and check that
-//! `lumi openapi` leaves `docs/openapi.yaml` unchanged). Tests that assert the raw wire shape
-//! (an absent field, a header) use [`TestApp::send`] with `serde_json::Value`.
+//! To add a call:
+//! 1. write a method here (on [`TestApp`] for a customer's or an anonymous call, on
+//!    [`AdminApi`] for an admin's) that builds a [`Request`] (path, bearer token, idempotency
+//!    key, the handler's request type as the body) and returns
+//!    `self.request(request, <documented success status>).await`, typed as the handler's
+//!    response type;
+//! 2. if that type lacks `Deserialize` (or the request type `Serialize`), derive it where it is
+//!    declared, then run `lumi openapi`: `docs/openapi.yaml` must not change.
+//!
+//! Tests that assert the raw wire shape (an absent field, a header, a body the types cannot
+//! hold) use [`TestApp::send`] or [`TestApp::request`] with `serde_json::Value`, and say so.
 
 use std::fmt::Debug;
 

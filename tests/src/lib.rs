@@ -424,24 +424,9 @@ impl TestApp {
             .await
     }
 
-    /// An admin account, logged in: its token response.
+    /// An admin account, logged in: its token response, untyped (see [`TestApp::new_admin`]).
     pub async fn signed_in_admin(&self) -> serde_json::Value {
-        let email = format!("{}@example.com", unique_prefix());
-        let password = format!("admin-{}-9", unique_prefix());
-        lumi_shared::auth::users::create(
-            &self.db(),
-            &self.resource("AppTable"),
-            lumi_shared::auth::users::NewUser {
-                email: email.clone(),
-                name: "Admin".into(),
-                password: password.clone(),
-                role: lumi_shared::auth::Role::Admin,
-                tier: lumi_shared::auth::Tier::Standard,
-            },
-        )
-        .await
-        .unwrap();
-        self.login_json(&email, &password).await
+        serde_json::to_value(self.new_admin().await.tokens).unwrap()
     }
 
     /// A customer with a session, made directly in the store (no password hashing: for tests
