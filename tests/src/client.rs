@@ -688,12 +688,18 @@ impl AdminApi<'_> {
     async fn post<T: DeserializeOwned>(
         &self,
         path: String,
-        body: Option<&dyn erased::Body>,
+        body: &impl Serialize,
         success: u16,
     ) -> Result<T, Problem> {
-        let mut request = Request::post(path).auth(self.token);
-        request.body = body.map(erased::Body::value);
+        let request = Request::post(path).auth(self.token).json(body);
         self.app.request(request, success).await
+    }
+
+    /// A POST without a body.
+    async fn post_empty<T: DeserializeOwned>(&self, path: String) -> Result<T, Problem> {
+        self.app
+            .request(Request::post(path).auth(self.token), 200)
+            .await
     }
 
     /// `GET /api/v1/admin/orders/{reference}`.
@@ -713,7 +719,7 @@ impl AdminApi<'_> {
             note: format!("to {to} by a test"),
         };
         let path = format!("/api/v1/admin/orders/{reference}/status");
-        self.post(path, Some(&body), 200).await
+        self.post(path, &body, 200).await
     }
 
     /// `POST /api/v1/admin/orders/{reference}/fulfillments`: `lines` of `(line, quantity)`,
@@ -733,7 +739,7 @@ impl AdminApi<'_> {
             note: "shipped by a test".into(),
         };
         let path = format!("/api/v1/admin/orders/{reference}/fulfillments");
-        self.post(path, Some(&body), 200).await
+        self.post(path, &body, 200).await
     }
 
     /// `POST /api/v1/admin/orders/{reference}/refund` with `Idempotency-Key: key` (201).
@@ -757,7 +763,7 @@ impl AdminApi<'_> {
         refund_id: &str,
     ) -> Result<AdminOrderView, Problem> {
         let path = format!("/api/v1/admin/orders/{reference}/refunds/{refund_id}/settle");
-        self.post(path, None, 200).await
+        self.post_empty(path).await
     }
 
     /// `GET /api/v1/admin/refunds?{query}`.
@@ -777,7 +783,7 @@ impl AdminApi<'_> {
             currency: currency.to_owned(),
         };
         let path = format!("/api/v1/admin/payments/{payment_id}/capture");
-        self.post(path, Some(&body), 200).await
+        self.post(path, &body, 200).await
     }
 
     /// Records the full payment of a manual `order`: asserts the order is then paid.
@@ -804,7 +810,7 @@ impl AdminApi<'_> {
             reason: reason.to_owned(),
         };
         let path = format!("/api/v1/admin/payments/{payment_id}/fail");
-        self.post(path, Some(&body), 200).await
+        self.post(path, &body, 200).await
     }
 
     /// `GET /api/v1/admin/payments?{query}`.
@@ -829,13 +835,13 @@ impl AdminApi<'_> {
             reason: reason.to_owned(),
         };
         let path = format!("/api/v1/admin/users/{user_id}/lock");
-        self.post(path, Some(&body), 200).await
+        self.post(path, &body, 200).await
     }
 
     /// `POST /api/v1/admin/users/{id}/unlock`.
     pub async fn unlock(&self, user_id: &str) -> Result<UserLock, Problem> {
         let path = format!("/api/v1/admin/users/{user_id}/unlock");
-        self.post(path, None, 200).await
+        self.post_empty(path).await
     }
 
     /// `DELETE /api/v1/admin/users/{id}/sessions`.
@@ -851,7 +857,7 @@ impl AdminApi<'_> {
         &self,
         product: &NewProductRequest,
     ) -> Result<ProductView, Problem> {
-        self.post("/api/v1/admin/products".into(), Some(product), 201)
+        self.post("/api/v1/admin/products".into(), product, 201)
             .await
     }
 
@@ -879,7 +885,7 @@ impl AdminApi<'_> {
             reason: reason.to_owned(),
         };
         let path = format!("/api/v1/admin/variants/{sku}/stock");
-        self.post(path, Some(&body), 200).await
+        self.post(path, &body, 200).await
     }
 
     /// `GET /api/v1/admin/variants/{sku}/ledger`.
@@ -896,7 +902,7 @@ impl AdminApi<'_> {
 
     /// `POST /api/v1/admin/inventory/rebalance`.
     pub async fn rebalance(&self) -> Result<Rebalanced, Problem> {
-        self.post("/api/v1/admin/inventory/rebalance".into(), None, 200)
+        self.post_empty("/api/v1/admin/inventory/rebalance".into())
             .await
     }
 
@@ -906,18 +912,5 @@ impl AdminApi<'_> {
             .auth(self.token)
             .json(&ContentBody { content });
         self.app.request(request, 200).await
-    }
-}
-
-/// A request body of any type, as JSON (for the admin API's shared `post`).
-mod erased {
-    pub trait Body {
-        fn value(&self) -> serde_json::Value;
-    }
-
-    impl<T: serde::Serialize> Body for T {
-        fn value(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap()
-        }
     }
 }

@@ -1,6 +1,10 @@
 //! Payments behind `featureFlags.orderPayments`: Stripe's signed webhook, captures (which must
 //! be what is due), failures with their restock and refund email on SQS, refunds Stripe settles
 //! by its events, and the events Stripe retries, which are acknowledged rather than refused.
+//!
+//! The API's answers are typed; Stripe's events, the refund-email queue's messages and the
+//! local Stripe server's records stay JSON: they are those systems' wire formats, forged or
+//! read as they are.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
