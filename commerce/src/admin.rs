@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// What a rebalance did to one page of variants.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rebalanced {
     pub repaired: Vec<Mismatch>,
     /// Variants that moved between the report and the repair: left for the next run.
@@ -37,7 +37,7 @@ pub struct Rebalanced {
 }
 
 /// What a refund request asks.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RefundRequest {
     /// The units to refund, each line with its restock type.
     #[schema(min_items = 1)]
@@ -97,7 +97,7 @@ fn audit_event(
 pub const MISMATCH_CALL_BUDGET: usize = 40;
 
 /// A page of the inventory-mismatch report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Mismatch {
     pub sku: String,
     pub stock: i64,
@@ -112,7 +112,7 @@ pub struct Mismatch {
 }
 
 /// A variant's ledger page with its counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerView {
     pub sku: String,
     pub stock: i64,
@@ -123,7 +123,7 @@ pub struct LedgerView {
 }
 
 /// A new product as the admin sends it.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct NewVariant {
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "TSHIRT-M")]
     pub sku: String,
@@ -146,7 +146,7 @@ pub struct NewVariant {
     pub stock: i64,
 }
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct NewProductRequest {
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "tshirt")]
     pub id: String,
@@ -160,7 +160,7 @@ pub struct NewProductRequest {
     pub variants: Vec<NewVariant>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ProductPatch {
     /// 1 to 200 characters, not only spaces.
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
@@ -172,7 +172,7 @@ pub struct ProductPatch {
     pub active: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductView {
     pub id: String,
     pub name: String,

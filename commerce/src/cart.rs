@@ -39,7 +39,7 @@ pub struct LineItem {
     pub reserved_since_us: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CartLine {
     pub sku: String,
     pub product_id: String,
@@ -52,7 +52,7 @@ pub struct CartLine {
     pub expired: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Cart {
     pub lines: Vec<CartLine>,
     /// The sum of the lines; zero in no currency for an empty cart.

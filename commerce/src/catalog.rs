@@ -63,7 +63,7 @@ fn active() -> bool {
 
 pub use crate::model::Money;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Variant {
     pub sku: String,
     pub name: String,
@@ -72,7 +72,7 @@ pub struct Variant {
     pub available: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: String,
     pub name: String,

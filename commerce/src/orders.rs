@@ -8,7 +8,7 @@ use lumi_shared::{
     store::{Db, Item, Tx, decode_cursor, encode_cursor, from_item, s},
 };
 use rand::Rng as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     Actor, CommerceError, Money, Shop,
@@ -26,7 +26,7 @@ use crate::{
 
 /// The view of an order every caller gets: its three facets, lines, money and refunds (as
 /// [`RefundView`] for the customer, whole records for the admin).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderView<R = RefundView> {
     pub reference: String,
     pub status: OrderStatus,
@@ -51,7 +51,7 @@ impl OrderView {
 }
 
 /// A refund as the customer sees it (no admin ids, no idempotency keys).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefundView {
     pub id: String,
     pub amount_minor: i64,
@@ -79,7 +79,7 @@ impl From<&Refund> for RefundView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaymentView {
     pub id: String,
     pub provider: String,
@@ -139,7 +139,7 @@ impl<R: for<'a> From<&'a Refund>> From<&Order> for OrderView<R> {
 
 /// The admin's view: the customer's, with the whole refund records (actor, idempotency key),
 /// the customer, the version and the timeline with its actors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminOrderView {
     #[serde(flatten)]
     pub order: OrderView<Refund>,
@@ -186,7 +186,7 @@ pub fn tracking(order: &Order) -> Tracking {
 
 /// What the storefront needs to let the customer pay online (Stripe.js `confirmPayment`):
 /// answered with a checkout, never stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaymentAction {
     pub provider: String,
     pub client_secret: String,
@@ -195,7 +195,7 @@ pub struct PaymentAction {
 }
 
 /// A placed order and, for an online payment, how the customer pays it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Placed {
     #[serde(flatten)]
     pub order: OrderView,
@@ -204,7 +204,7 @@ pub struct Placed {
 }
 
 /// The tracking view: the facets and the timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tracking {
     pub reference: String,
     pub status: OrderStatus,

@@ -84,7 +84,7 @@ fn day_of(text: &str) -> Option<time::Date> {
 pub const MAX_QUERIES_PER_PAGE: usize = 8;
 
 /// One page of the audit log.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub events: Vec<AuditEvent>,
     /// Where the next page starts; `None` when the range is exhausted. A page may hold fewer

@@ -10,7 +10,7 @@ use std::{borrow::Cow, error::Error as StdError};
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Where the problem types are documented; `type` is this base plus a stable slug.
@@ -21,7 +21,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A field that failed validation: which one, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -33,7 +33,12 @@ pub fn shared_moto() -> &'static str {
         .endpoint
 }
 
+pub mod client;
 pub mod otlp;
+
+pub use client::{
+    Admin, AdminApi, Customer, Problem, Refused, Reply, Request, refund_request, status_of,
+};
 
 static LOGS: OnceLock<CapturedLines> = OnceLock::new();
 
@@ -419,29 +424,23 @@ impl TestApp {
             .await
     }
 
-    /// An admin account, logged in: its token response.
+    /// An admin account, logged in: its token response, untyped (see [`TestApp::new_admin`]).
     pub async fn signed_in_admin(&self) -> serde_json::Value {
-        let email = format!("{}@example.com", unique_prefix());
-        let password = format!("admin-{}-9", unique_prefix());
-        lumi_shared::auth::users::create(
-            &self.db(),
-            &self.resource("AppTable"),
-            lumi_shared::auth::users::NewUser {
-                email: email.clone(),
-                name: "Admin".into(),
-                password: password.clone(),
-                role: lumi_shared::auth::Role::Admin,
-                tier: lumi_shared::auth::Tier::Standard,
-            },
-        )
-        .await
-        .unwrap();
-        self.login(&email, &password).await
+        serde_json::to_value(self.new_admin().await.tokens).unwrap()
     }
 
     /// A customer with a session, made directly in the store (no password hashing: for tests
-    /// that need many customers). Returns the token response.
+    /// that need many customers). Returns the token response, untyped (see
+    /// [`TestApp::new_customer`]).
     pub async fn quick_customer(&self) -> serde_json::Value {
+        serde_json::to_value(self.quick_session(lumi_shared::auth::Role::Customer).await).unwrap()
+    }
+
+    /// An account of `role` with a session, made directly in the store.
+    pub(crate) async fn quick_session(
+        &self,
+        role: lumi_shared::auth::Role,
+    ) -> lumi_shared::auth::sessions::IssuedTokens {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let email = format!("{id}@example.com");
         let item = lumi_shared::auth::users::UserItem {
@@ -453,7 +452,7 @@ impl TestApp {
             email,
             name: "Quick Customer".into(),
             password_hash: "not-a-hash".into(),
-            role: lumi_shared::auth::Role::Customer,
+            role,
             tier: lumi_shared::auth::Tier::Standard,
             locked: false,
             locked_reason: None,
@@ -465,10 +464,9 @@ impl TestApp {
             .await
             .unwrap();
         let platform = self.platforms.values().next().unwrap();
-        let tokens = lumi_shared::auth::sessions::start(platform, &item, &Default::default())
+        lumi_shared::auth::sessions::start(platform, &item, &Default::default())
             .await
-            .unwrap();
-        serde_json::to_value(tokens).unwrap()
+            .unwrap()
     }
 
     /// A product of this test's own: `(sku, price in cents, stock)` per variant.
@@ -571,17 +569,14 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).send().await.unwrap()
+        self.call(reqwest::Method::GET, path, None, None, None)
+            .await
     }
 
     /// POSTs `body` as JSON.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .json(body)
-            .send()
+        self.call(reqwest::Method::POST, path, None, None, Some(body))
             .await
-            .unwrap()
     }
 
     /// A request with `Authorization: Bearer <token>`.
@@ -591,12 +586,7 @@ impl TestApp {
         path: &str,
         token: &str,
     ) -> reqwest::Response {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.call(method, path, Some(token), None, None).await
     }
 
     /// Registers an account with a unique email; returns (email, password).
@@ -613,8 +603,8 @@ impl TestApp {
         (email, password)
     }
 
-    /// Logs in; returns the token response.
-    pub async fn login(&self, email: &str, password: &str) -> serde_json::Value {
+    /// Logs in; returns the token response, untyped (see [`TestApp::login`]).
+    pub async fn login_json(&self, email: &str, password: &str) -> serde_json::Value {
         let response = self
             .post_json(
                 "/api/v1/auth/login",
@@ -628,7 +618,7 @@ impl TestApp {
     /// A new customer, logged in: (tokens, email, password).
     pub async fn signed_in_customer(&self) -> (serde_json::Value, String, String) {
         let (email, password) = self.register_user().await;
-        (self.login(&email, &password).await, email, password)
+        (self.login_json(&email, &password).await, email, password)
     }
 
     pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
@@ -680,10 +670,11 @@ pub fn unique_sku() -> String {
     format!("SKU-{}", unique_prefix())
 }
 
-/// Shop helpers: typed calls of the commerce API, so tests say what they do rather than how a
-/// request is built. Each returns the raw response where a test may expect a refusal.
+/// The untyped layer: calls of the commerce API answering the raw response or JSON, for the test
+/// files not yet on the typed client ([`client`]); new tests use the typed calls.
 impl TestApp {
-    /// A request with an optional bearer token, `Idempotency-Key` and JSON body.
+    /// A request with an optional bearer token, `Idempotency-Key` and JSON body (built by
+    /// [`TestApp::dispatch`], as every typed call is).
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -692,17 +683,11 @@ impl TestApp {
         key: Option<&str>,
         body: Option<&serde_json::Value>,
     ) -> reqwest::Response {
-        let mut request = self.http.request(method, self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(key) = key {
-            request = request.header("idempotency-key", key);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        request.send().await.unwrap()
+        let mut request = Request::new(method, path);
+        request.auth = token;
+        request.key = key;
+        request.body = body.cloned();
+        self.dispatch(request).await
     }
 
     /// GETs `path` with `token` and returns the JSON body, asserting 200.
@@ -726,8 +711,13 @@ impl TestApp {
         access_token(&self.signed_in_admin().await)
     }
 
-    /// `POST /api/v1/cart/items {variant, quantity}`.
-    pub async fn add_to_cart(&self, token: &str, sku: &str, quantity: i64) -> reqwest::Response {
+    /// `POST /api/v1/cart/items {variant, quantity}` (typed: [`TestApp::add_to_cart`]).
+    pub async fn add_to_cart_response(
+        &self,
+        token: &str,
+        sku: &str,
+        quantity: i64,
+    ) -> reqwest::Response {
         let body = serde_json::json!({ "variant": sku, "quantity": quantity });
         self.call(
             reqwest::Method::POST,
@@ -740,7 +730,7 @@ impl TestApp {
     }
 
     /// `PATCH /api/v1/cart/items/{sku} {quantity}`.
-    pub async fn set_cart_quantity(
+    pub async fn set_cart_quantity_response(
         &self,
         token: &str,
         sku: &str,
@@ -757,13 +747,14 @@ impl TestApp {
         .await
     }
 
-    /// The customer's cart.
-    pub async fn cart(&self, token: &str) -> serde_json::Value {
+    /// The customer's cart (typed: [`TestApp::cart`]).
+    pub async fn cart_json(&self, token: &str) -> serde_json::Value {
         self.get_json("/api/v1/cart", token).await
     }
 
-    /// `POST /api/v1/orders` with `Idempotency-Key: key` and an empty body.
-    pub async fn checkout(&self, token: &str, key: &str) -> reqwest::Response {
+    /// `POST /api/v1/orders` with `Idempotency-Key: key` and an empty body (typed:
+    /// [`TestApp::checkout`]).
+    pub async fn checkout_response(&self, token: &str, key: &str) -> reqwest::Response {
         self.call(
             reqwest::Method::POST,
             "/api/v1/orders",
@@ -775,13 +766,13 @@ impl TestApp {
     }
 
     /// Fills the customer's cart with `lines` and checks out: the order view (asserts 201).
-    pub async fn place_order(&self, token: &str, lines: &[(&str, i64)]) -> serde_json::Value {
+    pub async fn place_order_json(&self, token: &str, lines: &[(&str, i64)]) -> serde_json::Value {
         for (sku, quantity) in lines {
-            let added = self.add_to_cart(token, sku, *quantity).await;
+            let added = self.add_to_cart_response(token, sku, *quantity).await;
             let status = added.status();
             assert_eq!(status, 200, "adding {sku}: {}", added.text().await.unwrap());
         }
-        let placed = self.checkout(token, &unique_prefix()).await;
+        let placed = self.checkout_response(token, &unique_prefix()).await;
         let status = placed.status();
         let text = placed.text().await.unwrap();
         assert_eq!(status, 201, "checkout: {text}");
@@ -1018,10 +1009,11 @@ impl TestApp {
     /// `payment_intent.succeeded` for `order` (its view) with `received` minor units in
     /// `currency` (a wrong amount or currency is an amount mismatch).
     pub fn intent_succeeded(
-        order: &serde_json::Value,
+        order: &impl serde::Serialize,
         received: i64,
         currency: &str,
     ) -> serde_json::Value {
+        let order = serde_json::to_value(order).unwrap();
         let payment = &order["payment"];
         Self::stripe_event(
             "payment_intent.succeeded",
@@ -1038,7 +1030,8 @@ impl TestApp {
     }
 
     /// `payment_intent.payment_failed` for `order` (its view).
-    pub fn intent_failed(order: &serde_json::Value, message: &str) -> serde_json::Value {
+    pub fn intent_failed(order: &impl serde::Serialize, message: &str) -> serde_json::Value {
+        let order = serde_json::to_value(order).unwrap();
         let payment = &order["payment"];
         Self::stripe_event(
             "payment_intent.payment_failed",
@@ -1055,10 +1048,11 @@ impl TestApp {
     }
 
     /// A `payment_intent.succeeded` of what `order` (its view) is due.
-    pub fn capture_event(order: &serde_json::Value) -> serde_json::Value {
+    pub fn capture_event(order: &impl serde::Serialize) -> serde_json::Value {
+        let order = serde_json::to_value(order).unwrap();
         let payment = &order["payment"];
         Self::intent_succeeded(
-            order,
+            &order,
             payment["amount_minor"].as_i64().unwrap(),
             payment["currency"].as_str().unwrap(),
         )
@@ -1079,16 +1073,8 @@ impl TestApp {
         secret: &str,
         timestamp: i64,
     ) -> reqwest::Response {
-        let body = event.to_string();
-        let signature = lumi_commerce::stripe::sign(secret.as_bytes(), timestamp, body.as_bytes());
-        self.http
-            .post(self.url("/api/v1/payments/webhooks/stripe"))
-            .header("content-type", "application/json")
-            .header("stripe-signature", signature)
-            .body(body)
-            .send()
+        self.dispatch(self.signed_stripe_event(event, secret, timestamp))
             .await
-            .unwrap()
     }
 
     /// Stripe reports the capture of what `order` (its view) is due; returns the
@@ -1104,8 +1090,9 @@ impl TestApp {
     /// The customer pays `order` (its view) with the test card `number` through the local
     /// Stripe server, as Stripe.js would (a PaymentMethod, set on the intent, then confirm);
     /// returns the intent's status. Stripe's webhook then reaches the app by itself.
-    pub async fn pay_with_card(&self, order: &serde_json::Value, number: &str) -> String {
+    pub async fn pay_with_card(&self, order: &impl serde::Serialize, number: &str) -> String {
         use lumi_commerce::stripe::Form;
+        let order = serde_json::to_value(order).unwrap();
         let stripe = self.stripe.as_ref().expect("built with online_payments()");
         let client = stripe.client().unwrap();
         let intent = order["payment"]["provider_ref"].as_str().unwrap();
@@ -1275,33 +1262,11 @@ pub async fn hanging_endpoint() -> String {
     format!("http://{address}")
 }
 
-/// Asserts the response is problem+json with this status, and returns its body.
+/// Asserts the response is problem+json with this status (see [`Problem::read`]), and returns
+/// its body as sent.
 pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "status");
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert_eq!(
-        body["request_id"],
-        request_id.as_str(),
-        "the body quotes the request id"
-    );
-    assert!(
-        body["type"]
-            .as_str()
-            .unwrap()
-            .starts_with("https://lumi-commerce.com/problems/")
-    );
-    assert!(body["title"].is_string() && body["detail"].is_string());
-    body
+    Problem::read(response).await.body
 }
 
 /// Session helpers (cookie mode, fingerprints, global logout).

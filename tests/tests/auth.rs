@@ -6,33 +6,22 @@ use std::collections::HashSet;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lumi_shared::{
-    auth::{now_ms, users},
+    auth::{Role, User, now_ms, sessions::IssuedTokens, users},
     secrets::{AppSecrets, rotate_jwt_key_json},
 };
-use lumi_tests::{TestApp, assert_problem, logs};
-use reqwest::Method;
+use lumi_tests::{Refused, Request, TestApp, assert_problem, logs, status_of};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
-
-fn token_of<'a>(tokens: &'a Value, field: &str) -> &'a str {
-    tokens[field].as_str().unwrap()
-}
-
-async fn me(app: &TestApp, access: &str) -> reqwest::Response {
-    app.with_bearer(Method::GET, "/api/v1/auth/me", access)
-        .await
-}
 
 fn now_secs() -> i64 {
     now_ms() / 1000
 }
 
 /// Claims like the auth function's, for forging variations of them.
-fn claims(tokens: &Value) -> Value {
-    let user_id = tokens["user"]["id"].as_str().unwrap();
+fn claims(tokens: &IssuedTokens) -> Value {
     let now = now_secs();
     json!({
-        "sub": user_id, "sid": tokens["session_id"], "role": "customer",
+        "sub": tokens.user.id, "sid": tokens.session_id, "role": "customer",
         "iat": now, "nbf": now, "exp": now + 600, "iss": "lumi", "aud": "lumi-api",
     })
 }
@@ -57,74 +46,41 @@ async fn current_key(app: &TestApp) -> (String, String) {
 #[tokio::test]
 async fn register_login_me_and_runbook_rotation() {
     let app = TestApp::spawn().await;
-    let (tokens, email, _) = app.signed_in_customer().await;
-    assert_eq!(tokens["token_type"], "Bearer");
-    assert_eq!(tokens["expires_in"], 900);
-    let response = me(&app, token_of(&tokens, "access_token")).await;
-    assert_eq!(response.status(), 200);
-    let user: Value = response.json().await.unwrap();
-    assert_eq!(user["email"], email.as_str());
+    let customer = app.registered_customer().await;
+    let tokens = &customer.tokens;
+    assert_eq!(tokens.token_type, "Bearer");
+    assert_eq!(tokens.expires_in, 900);
+    // Read as wire JSON: the account as sent has no `password_hash` at all.
+    let me = Request::get("/api/v1/auth/me").auth(customer.token());
+    let user = app.request::<Value>(me, 200).await.unwrap();
+    assert_eq!(user["email"], customer.email());
     assert_eq!(user["role"], "customer");
     assert!(user.get("password_hash").is_none());
 
     // The runbook's path: POST /api/auth/rotate with the refresh token as Bearer.
-    let rotated = app
-        .with_bearer(
-            Method::POST,
-            "/api/auth/rotate",
-            token_of(&tokens, "refresh_token"),
-        )
-        .await;
-    assert_eq!(rotated.status(), 200);
-    let next: Value = rotated.json().await.unwrap();
-    assert_ne!(next["refresh_token"], tokens["refresh_token"]);
-    assert_eq!(next["session_id"], tokens["session_id"]);
-    assert_eq!(
-        me(&app, token_of(&next, "access_token")).await.status(),
-        200
-    );
+    let rotate = Request::post("/api/auth/rotate").auth(customer.refresh_token());
+    let next = app.request::<IssuedTokens>(rotate, 200).await.unwrap();
+    assert_ne!(next.refresh_token, tokens.refresh_token);
+    assert_eq!(next.session_id, tokens.session_id);
+    app.me(&next.access_token).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_reused_refresh_token_revokes_the_whole_family_and_is_audited() {
     let app = TestApp::spawn().await;
-    let (tokens, _, _) = app.signed_in_customer().await;
-    let first = token_of(&tokens, "refresh_token");
-    let second: Value = app
-        .with_bearer(Method::POST, "/api/v1/auth/rotate", first)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let third: Value = app
-        .with_bearer(
-            Method::POST,
-            "/api/v1/auth/rotate",
-            token_of(&second, "refresh_token"),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let customer = app.registered_customer().await;
+    let first = customer.refresh_token();
+    let second = app.refresh(first).await.unwrap();
+    let third = app.refresh(&second.refresh_token).await.unwrap();
 
     // The first token again: reuse.
-    let reuse = app
-        .with_bearer(Method::POST, "/api/v1/auth/rotate", first)
-        .await;
-    let body = assert_problem(reuse, 401).await;
-    assert!(body["detail"].as_str().unwrap().contains("already used"));
+    let reuse = app.refresh(first).await.refused(401);
+    assert!(reuse.detail.contains("already used"));
     // Every descendant is gone: the newest refresh token and the access tokens.
-    let newest = app
-        .with_bearer(
-            Method::POST,
-            "/api/v1/auth/rotate",
-            token_of(&third, "refresh_token"),
-        )
-        .await;
-    assert_problem(newest, 401).await;
-    assert_problem(me(&app, token_of(&third, "access_token")).await, 401).await;
+    app.refresh(&third.refresh_token).await.refused(401);
+    app.me(&third.access_token).await.refused(401);
 
-    let session = tokens["session_id"].as_str().unwrap();
+    let session = &customer.tokens.session_id;
     let audit = app
         .dynamodb()
         .query()
@@ -149,64 +105,45 @@ async fn a_reused_refresh_token_revokes_the_whole_family_and_is_audited() {
 #[tokio::test]
 async fn revoke_all_refuses_every_earlier_token_and_a_new_login_works() {
     let app = TestApp::spawn().await;
-    let (tokens, email, password) = app.signed_in_customer().await;
-    let other = app.login(&email, &password).await;
-    let access = token_of(&tokens, "access_token");
+    let customer = app.registered_customer().await;
+    let other = app
+        .login(customer.email(), customer.password())
+        .await
+        .unwrap();
 
-    let revoked = app
-        .with_bearer(Method::POST, "/api/auth/revoke-all", access)
-        .await;
-    assert_eq!(revoked.status(), 200);
+    // The runbook's path (the unversioned alias).
+    let revoke = Request::post("/api/auth/revoke-all").auth(customer.token());
+    let revoked = app.request::<auth::Revoked>(revoke, 200).await.unwrap();
+    assert!(revoked.revoked);
 
-    for old in [&tokens, &other] {
-        assert_problem(me(&app, token_of(old, "access_token")).await, 401).await;
-        let refresh = app
-            .with_bearer(
-                Method::POST,
-                "/api/v1/auth/rotate",
-                token_of(old, "refresh_token"),
-            )
-            .await;
-        assert_problem(refresh, 401).await;
+    for old in [&customer.tokens, &other] {
+        app.me(&old.access_token).await.refused(401);
+        app.refresh(&old.refresh_token).await.refused(401);
     }
-    let fresh = app.login(&email, &password).await;
-    assert_eq!(
-        me(&app, token_of(&fresh, "access_token")).await.status(),
-        200
-    );
+    let fresh = app
+        .login(customer.email(), customer.password())
+        .await
+        .unwrap();
+    app.me(&fresh.access_token).await.unwrap();
 }
 
 #[tokio::test]
 async fn logout_ends_the_session_and_its_refresh_token() {
     let app = TestApp::spawn().await;
-    let (tokens, _, _) = app.signed_in_customer().await;
-    let out = app
-        .with_bearer(
-            Method::POST,
-            "/api/v1/auth/logout",
-            token_of(&tokens, "access_token"),
-        )
-        .await;
-    assert_eq!(out.status(), 204);
-    let refresh = app
-        .with_bearer(
-            Method::POST,
-            "/api/v1/auth/rotate",
-            token_of(&tokens, "refresh_token"),
-        )
-        .await;
-    assert_problem(refresh, 401).await;
-    assert_problem(me(&app, token_of(&tokens, "access_token")).await, 401).await;
+    let customer = app.registered_customer().await;
+    app.logout(customer.token()).await.unwrap();
+    app.refresh(customer.refresh_token()).await.refused(401);
+    app.me(customer.token()).await.refused(401);
 }
 
 #[tokio::test]
 async fn forged_and_stale_access_tokens_are_refused() {
     let app = TestApp::spawn().await;
-    let (tokens, _, _) = app.signed_in_customer().await;
+    let customer = app.registered_customer().await;
     let (kid, secret) = current_key(&app).await;
-    let good = claims(&tokens);
+    let good = claims(&customer.tokens);
     // The forging works: a faithful copy is accepted.
-    assert_eq!(me(&app, &sign(&good, &kid, &secret)).await.status(), 200);
+    app.me(&sign(&good, &kid, &secret)).await.unwrap();
 
     let b64 = |v: &Value| {
         use base64::Engine as _;
@@ -244,52 +181,50 @@ async fn forged_and_stale_access_tokens_are_refused() {
         ("not a JWT", "garbage".to_owned()),
     ];
     for (case, token) in cases {
-        let response = me(&app, &token).await;
-        assert_eq!(response.status(), 401, "{case}");
+        let problem = app.me(&token).await.unwrap_err();
+        assert_eq!(problem.status, 401, "{case}");
         assert!(
-            response.headers()["www-authenticate"]
+            problem.headers["www-authenticate"]
                 .to_str()
                 .unwrap()
                 .starts_with("Bearer")
         );
-        assert_problem(response, 401).await;
     }
-    assert_problem(app.get("/api/v1/auth/me").await, 401).await;
+    app.request::<User>(Request::get("/api/v1/auth/me"), 200)
+        .await
+        .refused(401);
 }
 
 #[tokio::test]
 async fn a_locked_users_token_is_403() {
     let app = TestApp::spawn().await;
-    let (tokens, email, password) = app.signed_in_customer().await;
-    let user_id = tokens["user"]["id"].as_str().unwrap();
+    let customer = app.registered_customer().await;
     // A token issued after the lock: the lock itself, not the revocation, refuses it.
     let (kid, secret) = current_key(&app).await;
     users::set_locked(
         &app.db(),
         &app.resource("AppTable"),
-        user_id,
+        customer.id(),
         Some("chargeback"),
         now_ms() - 60_000,
     )
     .await
     .unwrap()
     .unwrap();
-    let body = assert_problem(me(&app, &sign(&claims(&tokens), &kid, &secret)).await, 403).await;
-    assert!(body["detail"].as_str().unwrap().contains("locked"));
-    let login = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({ "email": email, "password": password }),
-        )
-        .await;
-    assert_problem(login, 403).await;
+    let problem = app
+        .me(&sign(&claims(&customer.tokens), &kid, &secret))
+        .await
+        .refused(403);
+    assert!(problem.detail.contains("locked"));
+    app.login(customer.email(), customer.password())
+        .await
+        .refused(403);
 }
 
 #[tokio::test]
 async fn rotated_keys_verify_old_tokens_until_they_expire_and_new_kids_are_learned() {
     let app = TestApp::spawn().await;
-    let (tokens, _, _) = app.signed_in_customer().await;
-    let old_access = token_of(&tokens, "access_token").to_owned();
+    let customer = app.registered_customer().await;
 
     // The quarterly procedure: rotate the signing key in the secret.
     let (rotated, new_kid) = rotate_jwt_key_json(&app.secret_json().await).unwrap();
@@ -302,38 +237,29 @@ async fn rotated_keys_verify_old_tokens_until_they_expire_and_new_kids_are_learn
         .unwrap();
 
     // Signed by the previous key, not expired: still accepted.
-    assert_eq!(me(&app, &old_access).await.status(), 200);
+    app.me(customer.token()).await.unwrap();
     // Signed by the new key, which this container has not read yet: it reads the secret once.
     let (kid, secret) = current_key(&app).await;
     assert_eq!(kid, new_kid);
-    assert_eq!(
-        me(&app, &sign(&claims(&tokens), &kid, &secret))
-            .await
-            .status(),
-        200
-    );
+    app.me(&sign(&claims(&customer.tokens), &kid, &secret))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn unknown_email_and_wrong_password_get_the_same_401() {
     let app = TestApp::spawn().await;
-    let (email, _) = app.register_user().await;
-    let wrong_password = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({ "email": email, "password": "wrong-password-1" }),
-        )
-        .await;
-    let unknown = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({ "email": "nobody-xyz@example.com", "password": "wrong-password-1" }),
-        )
-        .await;
-    let a = assert_problem(wrong_password, 401).await;
-    let b = assert_problem(unknown, 401).await;
-    assert_eq!(a["detail"], b["detail"]);
-    assert_eq!(a["type"], b["type"]);
+    let customer = app.registered_customer().await;
+    let a = app
+        .login(customer.email(), "wrong-password-1")
+        .await
+        .refused(401);
+    let b = app
+        .login("nobody-xyz@example.com", "wrong-password-1")
+        .await
+        .refused(401);
+    assert_eq!(a.detail, b.detail);
+    assert_eq!(a.kind, b.kind);
 }
 
 #[tokio::test]
@@ -345,16 +271,15 @@ async fn concurrent_registrations_of_one_email_make_exactly_one_account() {
         .await;
     let email = format!("{}@example.com", lumi_tests::unique_prefix());
     let attempts = (0..12).map(|i| {
-        let body =
-            json!({ "email": email, "password": format!("racing-pass-{i}"), "name": "Racer" });
-        let app = &app;
-        async move { app.post_json("/api/v1/auth/register", &body).await }
+        let (app, email) = (&app, &email);
+        async move {
+            let registered = app
+                .register(email, &format!("racing-pass-{i}"), "Racer")
+                .await;
+            status_of(&registered, 201)
+        }
     });
-    let statuses: Vec<u16> = futures::future::join_all(attempts)
-        .await
-        .into_iter()
-        .map(|r| r.status().as_u16())
-        .collect();
+    let statuses: Vec<u16> = futures::future::join_all(attempts).await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,
@@ -367,97 +292,54 @@ async fn concurrent_registrations_of_one_email_make_exactly_one_account() {
     );
 }
 
+/// Bodies that are not what the typed `Register` and `Login` can say: sent as raw bytes or
+/// JSON values.
 #[tokio::test]
 async fn malformed_and_invalid_bodies_name_the_problem() {
     let app = TestApp::spawn().await;
     let raw = |body: &'static str| {
-        app.http
-            .post(app.url("/api/v1/auth/register"))
+        let request = Request::post("/api/v1/auth/register")
             .header("content-type", "application/json")
-            .body(body)
-            .send()
+            .text(body);
+        app.request::<User>(request, 201)
     };
-    assert_problem(raw(r#"{"email": "#).await.unwrap(), 400).await;
-    let missing = assert_problem(
-        raw(r#"{"email":"a@example.com","name":"A"}"#)
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
-    assert_eq!(missing["errors"][0]["field"], "password");
-    let wrong_type = assert_problem(
-        raw(r#"{"email":"a@example.com","name":5,"password":"x"}"#)
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
-    assert_eq!(wrong_type["errors"][0]["field"], "name");
-    let invalid = app
-        .post_json(
-            "/api/v1/auth/register",
-            &json!({ "email": "not-an-email", "password": "short", "name": "" }),
-        )
-        .await;
-    let invalid = assert_problem(invalid, 422).await;
-    let fields: HashSet<&str> = invalid["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, HashSet::from(["email", "password", "name"]));
-    let form = app
-        .http
-        .post(app.url("/api/v1/auth/login"))
-        .body("email=a")
-        .send()
+    raw(r#"{"email": "#).await.refused(400);
+    let missing = raw(r#"{"email":"a@example.com","name":"A"}"#)
         .await
-        .unwrap();
-    assert_problem(form, 415).await;
+        .refused(422);
+    assert_eq!(missing.errors[0].field, "password");
+    let wrong_type = raw(r#"{"email":"a@example.com","name":5,"password":"x"}"#)
+        .await
+        .refused(422);
+    assert_eq!(wrong_type.errors[0].field, "name");
+    let invalid = app.register("not-an-email", "short", "").await.refused(422);
+    let fields: HashSet<&str> = invalid.fields().into_iter().collect();
+    assert_eq!(fields, HashSet::from(["email", "password", "name"]));
+    let form = Request::post("/api/v1/auth/login").text("email=a");
+    app.request::<IssuedTokens>(form, 200).await.refused(415);
 }
 
 #[tokio::test]
 async fn passwords_and_tokens_never_reach_the_logs() {
     let app = TestApp::spawn().await;
-    let (tokens, email, password) = app.signed_in_customer().await;
-    let rotated: Value = app
-        .with_bearer(
-            Method::POST,
-            "/api/v1/auth/rotate",
-            token_of(&tokens, "refresh_token"),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let customer = app.registered_customer().await;
+    let (tokens, password) = (&customer.tokens, customer.password());
+    let rotated = app.refresh(&tokens.refresh_token).await.unwrap();
     // Reuse logs a warning; a wrong password is logged as a refusal.
-    app.with_bearer(
-        Method::POST,
-        "/api/v1/auth/rotate",
-        token_of(&tokens, "refresh_token"),
-    )
-    .await;
-    app.post_json(
-        "/api/v1/auth/login",
-        &json!({ "email": email, "password": format!("{password}x") }),
-    )
-    .await;
+    let _ = app.refresh(&tokens.refresh_token).await;
+    let _ = app.login(customer.email(), &format!("{password}x")).await;
     let lines = logs().lines();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains(tokens["user"]["id"].as_str().unwrap())),
+        lines.iter().any(|l| l.contains(customer.id())),
         "the test sees the logs"
     );
     let secrets = [
-        password.clone(),
+        password.to_owned(),
         format!("{password}x"),
-        token_of(&tokens, "access_token").to_owned(),
-        token_of(&tokens, "refresh_token").to_owned(),
-        token_of(&rotated, "refresh_token").to_owned(),
-        token_of(&rotated, "access_token").to_owned(),
+        tokens.access_token.clone(),
+        tokens.refresh_token.clone(),
+        rotated.refresh_token.clone(),
+        rotated.access_token.clone(),
     ];
     for line in &lines {
         for secret in &secrets {
@@ -472,12 +354,12 @@ async fn passwords_and_tokens_never_reach_the_logs() {
 #[tokio::test]
 async fn a_flood_of_unknown_kids_reads_the_secret_once_and_a_request_costs_one_state_read() {
     let app = TestApp::builder().counting_aws_calls().spawn().await;
-    let (tokens, _, _) = app.signed_in_customer().await;
+    let customer = app.registered_customer().await;
     let (_, secret) = current_key(&app).await;
     let reads_before = app.aws_calls("GetSecretValue");
     for i in 0..5 {
-        let forged = sign(&claims(&tokens), &format!("k-forged-{i}"), &secret);
-        assert_problem(me(&app, &forged).await, 401).await;
+        let forged = sign(&claims(&customer.tokens), &format!("k-forged-{i}"), &secret);
+        app.me(&forged).await.refused(401);
     }
     assert_eq!(
         app.aws_calls("GetSecretValue") - reads_before,
@@ -488,14 +370,13 @@ async fn a_flood_of_unknown_kids_reads_the_secret_once_and_a_request_costs_one_s
     // The common path: a valid token costs one DynamoDB round trip for user and session.
     let batch_before = app.aws_calls("BatchGetItem");
     let items_before = app.aws_calls("GetItem");
-    assert_eq!(
-        me(&app, token_of(&tokens, "access_token")).await.status(),
-        200
-    );
+    app.me(customer.token()).await.unwrap();
     assert_eq!(app.aws_calls("BatchGetItem") - batch_before, 1);
     assert_eq!(app.aws_calls("GetItem") - items_before, 0);
 }
 
+/// A route served beside the app by [`TestApp::serve_routes`] (not part of its API): called
+/// with raw requests at that server's address.
 #[tokio::test]
 async fn admin_only_routes_refuse_customers_with_403_and_admit_admins() {
     fn routes(platform: std::sync::Arc<lumi_shared::Platform>) -> axum::Router {
@@ -511,8 +392,9 @@ async fn admin_only_routes_refuse_customers_with_403_and_admit_admins() {
     let app = TestApp::spawn().await;
     let base = app.serve_routes(routes).await;
     let client = reqwest::Client::new();
-    let (customer, _, _) = app.signed_in_customer().await;
-    let admin = app.signed_in_admin().await;
+    let customer = app.registered_customer().await;
+    let admin = app.new_admin().await;
+    assert_eq!(admin.tokens.user.role, Role::Admin);
     let call = |token: String| {
         client
             .get(format!("{base}/api/v1/admin/ping"))
@@ -520,18 +402,11 @@ async fn admin_only_routes_refuse_customers_with_403_and_admit_admins() {
             .send()
     };
 
-    let refused = call(customer["access_token"].as_str().unwrap().to_owned())
-        .await
-        .unwrap();
+    let refused = call(customer.token().to_owned()).await.unwrap();
     assert_problem(refused, 403).await;
-    let admitted = call(admin["access_token"].as_str().unwrap().to_owned())
-        .await
-        .unwrap();
+    let admitted = call(admin.token().to_owned()).await.unwrap();
     assert_eq!(admitted.status(), 200);
-    assert_eq!(
-        admitted.text().await.unwrap(),
-        admin["user"]["email"].as_str().unwrap()
-    );
+    assert_eq!(admitted.text().await.unwrap(), admin.tokens.user.email);
     let anonymous = client
         .get(format!("{base}/api/v1/admin/ping"))
         .send()

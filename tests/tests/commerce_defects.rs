@@ -53,7 +53,7 @@ async fn a_customer_cancelling_a_paid_order_gets_the_money_back_through_a_refund
     let sku = unique_sku();
     app.product(&[(&sku, 2500, 5)]).await;
     let buyer = customer(&app).await;
-    let order = app.place_order(&buyer.token, &[(&sku, 2)]).await;
+    let order = app.place_order_json(&buyer.token, &[(&sku, 2)]).await;
     let reference = reference(&order);
     let intent = order["payment"]["provider_ref"].as_str().unwrap();
     assert_eq!(
@@ -162,7 +162,7 @@ async fn a_capture_arriving_after_a_cancel_is_acknowledged_and_refunded() {
     let sku = unique_sku();
     app.product(&[(&sku, 1800, 4)]).await;
     let buyer = customer(&app).await;
-    let order = app.place_order(&buyer.token, &[(&sku, 1)]).await;
+    let order = app.place_order_json(&buyer.token, &[(&sku, 1)]).await;
     let reference = reference(&order);
     let intent = order["payment"]["provider_ref"].as_str().unwrap();
     let cancelled: Value = app
@@ -247,7 +247,7 @@ async fn every_view_of_the_payment_shows_the_capture_at_once() {
     let sku = unique_sku();
     app.product(&[(&sku, 990, 3)]).await;
     let buyer = customer(&app).await;
-    let order = app.place_order(&buyer.token, &[(&sku, 2)]).await;
+    let order = app.place_order_json(&buyer.token, &[(&sku, 2)]).await;
     let reference = reference(&order);
     let payment_id = order["payment"]["id"].as_str().unwrap().to_owned();
     let intent = order["payment"]["provider_ref"].as_str().unwrap();
@@ -308,7 +308,7 @@ async fn a_reopened_order_takes_its_stock_again_or_is_refused_without_oversellin
     let sku = unique_sku();
     app.product(&[(&sku, 1200, 1)]).await;
     let buyer = customer(&app).await;
-    let order = app.place_order(&buyer.token, &[(&sku, 1)]).await;
+    let order = app.place_order_json(&buyer.token, &[(&sku, 1)]).await;
     let reference = reference(&order);
     // Each attempt's decline is its own Stripe event (a fresh event id).
     let fail = || TestApp::intent_failed(&order, "card declined");
@@ -339,7 +339,7 @@ async fn a_reopened_order_takes_its_stock_again_or_is_refused_without_oversellin
     );
     // Someone else cannot have it meanwhile.
     let rival = customer(&app).await;
-    assert_problem(app.add_to_cart(&rival.token, &sku, 1).await, 409).await;
+    assert_problem(app.add_to_cart_response(&rival.token, &sku, 1).await, 409).await;
 
     // The second attempt fails too; the unit goes back, and the rival reserves it.
     let second = app.stripe_webhook(&fail()).await;
@@ -349,7 +349,12 @@ async fn a_reopened_order_takes_its_stock_again_or_is_refused_without_oversellin
         "payment.fail"
     );
     assert_eq!(app.variant(&sku).await.stock, 1);
-    assert_eq!(app.add_to_cart(&rival.token, &sku, 1).await.status(), 200);
+    assert_eq!(
+        app.add_to_cart_response(&rival.token, &sku, 1)
+            .await
+            .status(),
+        200
+    );
     let before = app.stored_order(&reference).await;
     // Held by the rival's cart: reopening would sell it twice.
     let refused = assert_problem(app.admin_status(&admin, &reference, "open").await, 409).await;
@@ -357,7 +362,10 @@ async fn a_reopened_order_takes_its_stock_again_or_is_refused_without_oversellin
         refused["detail"].as_str().unwrap().contains("out of stock"),
         "{refused}"
     );
-    assert_eq!(app.checkout(&rival.token, "rival").await.status(), 201);
+    assert_eq!(
+        app.checkout_response(&rival.token, "rival").await.status(),
+        201
+    );
     // Sold to the rival: still refused, and nothing changed.
     assert_problem(app.admin_status(&admin, &reference, "open").await, 409).await;
     let after = app.stored_order(&reference).await;
@@ -404,7 +412,7 @@ async fn refunded_is_not_a_status_and_only_returns_put_shipped_units_back() {
     let sku = unique_sku();
     app.product(&[(&sku, 1000, 10)]).await;
     let buyer = customer(&app).await;
-    let order = app.place_order(&buyer.token, &[(&sku, 3)]).await;
+    let order = app.place_order_json(&buyer.token, &[(&sku, 3)]).await;
     let reference = reference(&order);
     app.admin_pay(&admin, &order).await;
     let shipped = app.admin_fulfil(&admin, &reference, Some(&[(1, 2)])).await;
@@ -499,7 +507,7 @@ async fn a_capture_of_the_wrong_amount_leaves_the_order_unpaid_audited_and_count
     let sku = unique_sku();
     app.product(&[(&sku, 2500, 2)]).await;
     let buyer = customer(&app).await;
-    let order = app.place_order(&buyer.token, &[(&sku, 1)]).await;
+    let order = app.place_order_json(&buyer.token, &[(&sku, 1)]).await;
     let reference = reference(&order);
     let one_cent = TestApp::intent_succeeded(&order, 1, "EUR");
     let answered = app.stripe_webhook(&one_cent).await;
@@ -567,10 +575,17 @@ async fn a_retired_product_cannot_be_added_or_checked_out() {
     app.product(&[(&kept, 300, 6)]).await;
     let holder = customer(&app).await;
     assert_eq!(
-        app.add_to_cart(&holder.token, &retired, 2).await.status(),
+        app.add_to_cart_response(&holder.token, &retired, 2)
+            .await
+            .status(),
         200
     );
-    assert_eq!(app.add_to_cart(&holder.token, &kept, 1).await.status(), 200);
+    assert_eq!(
+        app.add_to_cart_response(&holder.token, &kept, 1)
+            .await
+            .status(),
+        200
+    );
 
     let patched = app
         .call(
@@ -585,12 +600,20 @@ async fn a_retired_product_cannot_be_added_or_checked_out() {
     assert!(!app.variant(&retired).await.active);
 
     let newcomer = customer(&app).await;
-    let body = assert_problem(app.add_to_cart(&newcomer.token, &retired, 1).await, 422).await;
+    let body = assert_problem(
+        app.add_to_cart_response(&newcomer.token, &retired, 1).await,
+        422,
+    )
+    .await;
     assert_eq!(body["errors"][0]["field"], "variant", "{body}");
     // The holder cannot add more of it either.
-    assert_problem(app.add_to_cart(&holder.token, &retired, 1).await, 422).await;
+    assert_problem(
+        app.add_to_cart_response(&holder.token, &retired, 1).await,
+        422,
+    )
+    .await;
 
-    let refused = assert_problem(app.checkout(&holder.token, "retired").await, 422).await;
+    let refused = assert_problem(app.checkout_response(&holder.token, "retired").await, 422).await;
     let field = refused["errors"][0]["field"].as_str().unwrap();
     assert!(field.contains(&retired), "names the line: {refused}");
     assert!(
@@ -618,7 +641,10 @@ async fn a_retired_product_cannot_be_added_or_checked_out() {
         .await;
     assert_eq!(removed.status(), 200);
     assert_eq!(app.variant(&retired).await.available, 6);
-    assert_eq!(app.checkout(&holder.token, "kept").await.status(), 201);
+    assert_eq!(
+        app.checkout_response(&holder.token, "kept").await.status(),
+        201
+    );
 }
 
 #[tokio::test]
@@ -637,7 +663,7 @@ async fn renewals_never_hold_a_reservation_past_its_maximum_lifetime() {
     let start = lumi_shared::clock::Clock::now_us(&clock);
     let until = |minutes: i64| lumi_commerce::rfc3339(start + minutes * MINUTE);
     let cart: Value = app
-        .add_to_cart(&hoarder.token, &sku, 2)
+        .add_to_cart_response(&hoarder.token, &sku, 2)
         .await
         .json()
         .await
@@ -649,7 +675,7 @@ async fn renewals_never_hold_a_reservation_past_its_maximum_lifetime() {
     for quantity in [1, 2, 1] {
         clock.advance_secs(8 * 60);
         let cart: Value = app
-            .set_cart_quantity(&hoarder.token, &sku, quantity)
+            .set_cart_quantity_response(&hoarder.token, &sku, quantity)
             .await
             .json()
             .await
@@ -662,23 +688,26 @@ async fn renewals_never_hold_a_reservation_past_its_maximum_lifetime() {
         );
     }
     assert_eq!(seen, [until(18), until(25), until(25)]);
-    assert_problem(app.add_to_cart(&other.token, &sku, 2).await, 409).await;
+    assert_problem(app.add_to_cart_response(&other.token, &sku, 2).await, 409).await;
 
     // Past the cap, another customer takes the units once the lapsed line is swept.
     clock.advance_secs(2 * 60);
-    let taken = app.add_to_cart(&other.token, &sku, 2).await;
+    let taken = app.add_to_cart_response(&other.token, &sku, 2).await;
     assert_eq!(taken.status(), 200);
     let variant = app.variant(&sku).await;
     assert_eq!((variant.stock, variant.available), (2, 0));
     assert!(
-        app.cart(&hoarder.token).await["lines"]
+        app.cart_json(&hoarder.token).await["lines"]
             .as_array()
             .unwrap()
             .is_empty(),
         "the hoarder's line was swept"
     );
-    assert_eq!(app.checkout(&other.token, "other").await.status(), 201);
-    assert_problem(app.checkout(&hoarder.token, "hoarder").await, 422).await;
+    assert_eq!(
+        app.checkout_response(&other.token, "other").await.status(),
+        201
+    );
+    assert_problem(app.checkout_response(&hoarder.token, "hoarder").await, 422).await;
 }
 
 #[tokio::test]
@@ -690,23 +719,33 @@ async fn a_cart_holds_at_most_cart_max_lines_lines() {
     }
     let buyer = customer(&app).await;
     assert_eq!(
-        app.add_to_cart(&buyer.token, &skus[0], 1).await.status(),
+        app.add_to_cart_response(&buyer.token, &skus[0], 1)
+            .await
+            .status(),
         200
     );
     assert_eq!(
-        app.add_to_cart(&buyer.token, &skus[1], 1).await.status(),
+        app.add_to_cart_response(&buyer.token, &skus[1], 1)
+            .await
+            .status(),
         200
     );
-    let body = assert_problem(app.add_to_cart(&buyer.token, &skus[2], 1).await, 422).await;
+    let body = assert_problem(
+        app.add_to_cart_response(&buyer.token, &skus[2], 1).await,
+        422,
+    )
+    .await;
     assert_eq!(body["errors"][0]["field"], "cart", "{body}");
     assert_eq!(app.variant(&skus[2]).await.available, 5, "nothing reserved");
     // Lines already in the cart still change.
     assert_eq!(
-        app.add_to_cart(&buyer.token, &skus[0], 1).await.status(),
+        app.add_to_cart_response(&buyer.token, &skus[0], 1)
+            .await
+            .status(),
         200
     );
     assert_eq!(
-        app.cart(&buyer.token).await["lines"]
+        app.cart_json(&buyer.token).await["lines"]
             .as_array()
             .unwrap()
             .len(),
@@ -720,22 +759,22 @@ async fn the_rollout_share_decides_who_pays_online() {
     let sku = unique_sku();
     app.product(&[(&sku, 100, 10)]).await;
     let buyer = customer(&app).await;
-    let first = app.place_order(&buyer.token, &[(&sku, 1)]).await;
+    let first = app.place_order_json(&buyer.token, &[(&sku, 1)]).await;
     assert_eq!(first["payment"]["provider"], "manual", "0 %: nobody");
 
     let mut settings = SystemSettings::default();
     settings.feature_flags.order_payments = true;
     settings.feature_flags.order_payments_rollout_percent = Some(100);
     app.put_settings(&settings).await;
-    let second = app.place_order(&buyer.token, &[(&sku, 1)]).await;
+    let second = app.place_order_json(&buyer.token, &[(&sku, 1)]).await;
     assert_eq!(second["payment"]["provider"], "stripe", "100 %: everybody");
     let other = customer(&app).await;
-    let third = app.place_order(&other.token, &[(&sku, 1)]).await;
+    let third = app.place_order_json(&other.token, &[(&sku, 1)]).await;
     assert_eq!(third["payment"]["provider"], "stripe");
 
     settings.feature_flags.order_payments = false;
     app.put_settings(&settings).await;
-    let fourth = app.place_order(&other.token, &[(&sku, 1)]).await;
+    let fourth = app.place_order_json(&other.token, &[(&sku, 1)]).await;
     assert_eq!(fourth["payment"]["provider"], "manual", "the flag off wins");
 }
 
@@ -746,10 +785,10 @@ async fn the_payments_listing_is_typed_and_leaks_no_keys() {
     let sku = unique_sku();
     app.product(&[(&sku, 650, 10)]).await;
     let buyer = customer(&app).await;
-    let online = app.place_order(&buyer.token, &[(&sku, 2)]).await;
+    let online = app.place_order_json(&buyer.token, &[(&sku, 2)]).await;
     app.stripe_capture(&online).await;
     app.put_settings(&SystemSettings::default()).await;
-    let manual = app.place_order(&buyer.token, &[(&sku, 1)]).await;
+    let manual = app.place_order_json(&buyer.token, &[(&sku, 1)]).await;
     assert_eq!(manual["payment"]["provider"], "manual");
 
     let listed = app.admin_payments(&admin, "").await;
@@ -789,7 +828,7 @@ async fn the_payments_listing_is_typed_and_leaks_no_keys() {
             .starts_with("pi_")
     );
     // One provider's payments page by cursor, newest first.
-    let again = app.place_order(&buyer.token, &[(&sku, 3)]).await;
+    let again = app.place_order_json(&buyer.token, &[(&sku, 3)]).await;
     let first = app
         .get_json("/api/v1/admin/payments?provider=manual&limit=1", &admin)
         .await;
@@ -850,11 +889,16 @@ async fn a_checkout_costs_at_most_five_aws_calls() {
     let buyer = customer(&app).await;
     // A warm container (keys, settings and the limiter's buckets loaded), as most requests
     // find it.
-    app.place_order(&buyer.token, &[(&sku, 1)]).await;
-    assert_eq!(app.add_to_cart(&buyer.token, &sku, 1).await.status(), 200);
+    app.place_order_json(&buyer.token, &[(&sku, 1)]).await;
+    assert_eq!(
+        app.add_to_cart_response(&buyer.token, &sku, 1)
+            .await
+            .status(),
+        200
+    );
 
     let before = app.aws_call_log().len();
-    let placed = app.checkout(&buyer.token, "counted").await;
+    let placed = app.checkout_response(&buyer.token, "counted").await;
     assert_eq!(placed.status(), 201);
     let calls = app.aws_call_log()[before..].to_vec();
     assert!(

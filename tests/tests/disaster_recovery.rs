@@ -20,7 +20,9 @@ async fn customer_with_an_order(app: &TestApp) -> (String, String, String) {
     let sku = unique_sku();
     app.product(&[(&sku, 1500, 5)]).await;
     let (tokens, email, password) = app.signed_in_customer().await;
-    let order = app.place_order(&access_token(&tokens), &[(&sku, 2)]).await;
+    let order = app
+        .place_order_json(&access_token(&tokens), &[(&sku, 2)])
+        .await;
     let reference = order["reference"].as_str().unwrap().to_owned();
     (email, password, reference)
 }
@@ -105,7 +107,7 @@ async fn readiness_passes_and_the_customer_sees_their_order(
     let ready = stack.get("/api/v1/health/ready").await;
     let status = ready.status();
     assert_eq!(status, 200, "{}", ready.text().await.unwrap());
-    let token = access_token(&stack.login(email, password).await);
+    let token = access_token(&stack.login_json(email, password).await);
     let orders = stack.get_json("/api/v1/orders", &token).await;
     let references: Vec<&str> = orders["orders"]
         .as_array()

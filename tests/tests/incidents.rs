@@ -15,7 +15,7 @@ async fn paid_order(app: &TestApp, admin: &str) -> (String, Value) {
     let sku = unique_sku();
     app.product(&[(&sku, 1500, 5)]).await;
     let customer = app.customer_token().await;
-    let order = app.place_order(&customer, &[(&sku, 2)]).await;
+    let order = app.place_order_json(&customer, &[(&sku, 2)]).await;
     app.admin_pay(admin, &order).await;
     (customer, order)
 }

@@ -125,7 +125,7 @@ async fn after_a_checkout_and_a_429_the_metrics_endpoint_shows_both_with_their_l
     app.product(&[(&sku, 450, 10)]).await;
     let customer = app.customer_token().await;
     // Two customer requests (add to cart, checkout) of the budget of 4.
-    let order = app.place_order(&customer, &[(&sku, 2)]).await;
+    let order = app.place_order_json(&customer, &[(&sku, 2)]).await;
     assert!(order["reference"].is_string(), "{order}");
     // Two more are admitted, the fifth is refused.
     for _ in 0..2 {

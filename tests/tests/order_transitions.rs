@@ -37,8 +37,8 @@ async fn placed(quantity: i64) -> (TestApp, Value) {
     let sku = format!("SKU-{}", unique_prefix());
     app.product(&[(&sku, 1_250, 5)]).await;
     let token = app.customer_token().await;
-    app.add_to_cart(&token, &sku, quantity).await;
-    let response = app.checkout(&token, "first").await;
+    app.add_to_cart_response(&token, &sku, quantity).await;
+    let response = app.checkout_response(&token, "first").await;
     assert_eq!(response.status(), 201);
     (app, response.json().await.unwrap())
 }

@@ -3,56 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use lumi_commerce::model::{FacetChange, MovementKind};
 use lumi_shared::clock::ManualClock;
-use lumi_tests::{TestApp, assert_problem, unique_prefix};
-use reqwest::{Method, StatusCode};
+use lumi_tests::{Refused, Request, TestApp, status_of, unique_prefix};
+use orders::{CheckoutBody, OrderPage};
 use serde_json::{Value, json};
-
-fn token(tokens: &Value) -> String {
-    tokens["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = app.http.request(method, app.url(path)).bearer_auth(token);
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
-
-async fn add(app: &TestApp, token: &str, sku: &str, quantity: i64) -> reqwest::Response {
-    send(
-        app,
-        Method::POST,
-        "/api/v1/cart/items",
-        token,
-        None,
-        Some(json!({ "variant": sku, "quantity": quantity })),
-    )
-    .await
-}
-
-async fn checkout(app: &TestApp, token: &str, key: &str) -> reqwest::Response {
-    send(
-        app,
-        Method::POST,
-        "/api/v1/orders",
-        token,
-        Some(key),
-        Some(json!({})),
-    )
-    .await
-}
 
 fn sku() -> String {
     format!("SKU-{}", unique_prefix())
@@ -63,129 +18,75 @@ async fn a_customer_browses_fills_a_cart_checks_out_lists_tracks_and_cancels() {
     let app = TestApp::spawn().await;
     let (a, b) = (sku(), sku());
     let product = app.product(&[(&a, 450, 10), (&b, 1290, 5)]).await;
-    let listed: Value = app.get("/api/v1/products").await.json().await.unwrap();
-    assert!(
-        listed["products"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == product.as_str())
-    );
-    let one: Value = app
-        .get(&format!("/api/v1/products/{product}"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(one["variants"].as_array().unwrap().len(), 2);
-    assert_problem(app.get("/api/v1/products/nope").await, 404).await;
+    let listed = app.products().await.unwrap();
+    assert!(listed.products.iter().any(|p| p.id == product));
+    let one = app.get_product(&product).await.unwrap();
+    assert_eq!(one.variants.len(), 2);
+    app.get_product("nope").await.refused(404);
 
-    let customer = token(&app.quick_customer().await);
-    assert_eq!(add(&app, &customer, &a, 2).await.status(), 200);
-    let cart: Value = add(&app, &customer, &b, 1).await.json().await.unwrap();
-    assert_eq!(cart["total"]["amount_minor"], 2 * 450 + 1290);
+    let customer = app.new_customer().await;
+    app.add_to_cart(&customer, &a, 2).await.unwrap();
+    let cart = app.add_to_cart(&customer, &b, 1).await.unwrap();
+    assert_eq!(cart.total.amount_minor, 2 * 450 + 1290);
     assert_eq!(app.variant(&a).await.available, 8, "the cart holds two");
-    let patched = send(
-        &app,
-        Method::PATCH,
-        &format!("/api/v1/cart/items/{a}"),
-        &customer,
-        None,
-        Some(json!({ "quantity": 3 })),
-    )
-    .await;
-    assert_eq!(patched.status(), 200);
+    app.set_cart_quantity(&customer, &a, 3).await.unwrap();
     assert_eq!(app.variant(&a).await.available, 7);
 
-    let placed = checkout(&app, &customer, "k-1").await;
-    assert_eq!(placed.status(), 201);
-    let order: Value = placed.json().await.unwrap();
-    let reference = order["reference"].as_str().unwrap().to_owned();
+    let order = app.checkout(&customer, "k-1").await.unwrap().order;
+    let reference = order.reference.clone();
     assert!(
         reference.starts_with("LUMI-") && reference.len() == 14,
         "{reference}"
     );
-    assert_eq!(order["total"]["amount_minor"], 3 * 450 + 1290);
+    assert_eq!(order.total.amount_minor, 3 * 450 + 1290);
     assert_eq!(
         (
-            order["status"].as_str(),
-            order["financial_status"].as_str(),
-            order["fulfillment_status"].as_str()
+            order.status.as_str(),
+            order.financial_status.as_str(),
+            order.fulfillment_status.as_str()
         ),
-        (Some("open"), Some("pending"), Some("unfulfilled"))
+        ("open", "pending", "unfulfilled")
     );
-    assert_eq!(order["payment"]["provider"], "manual");
-    assert_eq!(order["payment"]["status"], "pending");
-    assert_eq!(order["payment"]["amount_minor"], 3 * 450 + 1290);
+    assert_eq!(order.payment.provider, "manual");
+    assert_eq!(order.payment.status.as_str(), "pending");
+    assert_eq!(order.payment.amount_minor, 3 * 450 + 1290);
     let (va, vb) = (app.variant(&a).await, app.variant(&b).await);
     assert_eq!(
         (va.stock, va.available, vb.stock, vb.available),
         (7, 7, 4, 4)
     );
-    let cart: Value = send(&app, Method::GET, "/api/v1/cart", &customer, None, None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert!(cart["lines"].as_array().unwrap().is_empty());
+    assert!(app.cart(&customer).await.unwrap().lines.is_empty());
 
-    let list: Value = send(&app, Method::GET, "/api/v1/orders", &customer, None, None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["orders"][0]["reference"], reference.as_str());
-    let cancelled = send(
-        &app,
-        Method::POST,
-        &format!("/api/v1/orders/{reference}/cancel"),
-        &customer,
-        Some("c-1"),
-        None,
-    )
-    .await;
-    assert_eq!(cancelled.status(), 200);
-    let cancelled: Value = cancelled.json().await.unwrap();
+    let list = app.orders(&customer, "").await.unwrap();
+    assert_eq!(list.orders[0].reference, reference);
+    let cancelled = app.cancel(&customer, &reference, "c-1").await.unwrap();
     assert_eq!(
         (
-            cancelled["status"].as_str(),
-            cancelled["financial_status"].as_str(),
-            cancelled["fulfillment_status"].as_str()
+            cancelled.status.as_str(),
+            cancelled.financial_status.as_str(),
+            cancelled.fulfillment_status.as_str()
         ),
-        (Some("cancelled"), Some("voided"), Some("removed")),
+        ("cancelled", "voided", "removed"),
         "nothing was paid: nothing to refund"
     );
-    assert!(cancelled["refunds"].as_array().unwrap().is_empty());
+    assert!(cancelled.refunds.is_empty());
     let va = app.variant(&a).await;
     assert_eq!((va.stock, va.available), (10, 10), "stock came back");
-    let track: Value = send(
-        &app,
-        Method::GET,
-        &format!("/api/v1/orders/{reference}/track"),
-        &customer,
-        None,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(track["status"], "cancelled");
-    assert_eq!(track["financial_status"], "voided");
-    let timeline = track["timeline"].as_array().unwrap();
+    let track = app.track(&customer, &reference).await.unwrap();
+    assert_eq!(track.status.as_str(), "cancelled");
+    assert_eq!(track.financial_status.as_str(), "voided");
+    let timeline = &track.timeline;
     assert_eq!(timeline.len(), 2);
-    assert_eq!(timeline[0]["action"], "order.placed");
-    assert_eq!(timeline[1]["action"], "order.cancel");
-    assert!(
-        timeline[1]["changes"]
-            .as_array()
-            .unwrap()
-            .contains(&json!({ "facet": "order", "from": "open", "to": "cancelled" })),
-        "{}",
-        timeline[1]
-    );
+    assert_eq!(timeline[0].action, "order.placed");
+    assert_eq!(timeline[1].action, "order.cancel");
+    let cancel = FacetChange {
+        facet: "order".into(),
+        from: "open".into(),
+        to: "cancelled".into(),
+    };
+    assert!(timeline[1].changes.contains(&cancel), "{:?}", timeline[1]);
     assert_eq!(
-        timeline[1]["actor"], "user",
+        timeline[1].actor, "user",
         "the customer sees roles, not ids"
     );
 
@@ -207,33 +108,9 @@ async fn a_customer_browses_fills_a_cart_checks_out_lists_tracks_and_cancels() {
     assert!(app.metric_total("lumi_cart_operations_total", &[]) >= 3.0);
 
     // Someone else's order does not exist for them.
-    let other = token(&app.quick_customer().await);
-    assert_problem(
-        send(
-            &app,
-            Method::GET,
-            &format!("/api/v1/orders/{reference}"),
-            &other,
-            None,
-            None,
-        )
-        .await,
-        404,
-    )
-    .await;
-    assert_problem(
-        send(
-            &app,
-            Method::GET,
-            &format!("/api/v1/orders/{reference}/track"),
-            &other,
-            None,
-            None,
-        )
-        .await,
-        404,
-    )
-    .await;
+    let other = app.new_customer().await;
+    app.order(&other, &reference).await.refused(404);
+    app.track(&other, &reference).await.refused(404);
 }
 
 #[tokio::test]
@@ -241,28 +118,16 @@ async fn a_hundred_customers_race_for_ten_units_and_exactly_ten_orders_exist() {
     let app = TestApp::spawn().await;
     let sku = sku();
     app.product(&[(&sku, 990, 10)]).await;
-    let customers: Vec<String> = futures::future::join_all((0..100).map(|_| app.quick_customer()))
-        .await
-        .iter()
-        .map(token)
-        .collect();
+    let customers = futures::future::join_all((0..100).map(|_| app.new_customer())).await;
     let attempts = customers.iter().enumerate().map(|(i, customer)| {
         let (app, sku) = (&app, &sku);
         async move {
-            let added = add(app, customer, sku, 1).await;
-            if added.status() != StatusCode::OK {
-                let status = added.status().as_u16();
-                let body = assert_problem(added, 409).await;
-                assert!(
-                    body["detail"].as_str().unwrap().contains("out of stock"),
-                    "{body}"
-                );
-                return status;
+            if let Err(problem) = app.add_to_cart(customer, sku, 1).await {
+                let problem = problem.assert_status(409);
+                assert!(problem.detail.contains("out of stock"), "{}", problem.body);
+                return problem.status;
             }
-            checkout(app, customer, &format!("race-{i}"))
-                .await
-                .status()
-                .as_u16()
+            status_of(&app.checkout(customer, &format!("race-{i}")).await, 201)
         }
     });
     let statuses = futures::future::join_all(attempts).await;
@@ -285,42 +150,35 @@ async fn twenty_concurrent_checkouts_with_one_key_make_one_order() {
     let app = TestApp::spawn().await;
     let sku = sku();
     app.product(&[(&sku, 500, 5)]).await;
-    let customer = token(&app.quick_customer().await);
-    add(&app, &customer, &sku, 2).await;
+    let customer = app.new_customer().await;
+    app.add_to_cart(&customer, &sku, 2).await.unwrap();
     let statuses: Vec<u16> =
-        futures::future::join_all((0..20).map(|_| checkout(&app, &customer, "same-key")))
+        futures::future::join_all((0..20).map(|_| app.checkout(&customer, "same-key")))
             .await
-            .into_iter()
-            .map(|r| r.status().as_u16())
+            .iter()
+            .map(|r| status_of(r, 201))
             .collect();
     assert!(
         statuses.iter().all(|s| *s == 201 || *s == 409),
         "{statuses:?}"
     );
-    let list: Value = send(&app, Method::GET, "/api/v1/orders", &customer, None, None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["orders"].as_array().unwrap().len(), 1);
+    let list = app.orders(&customer, "").await.unwrap();
+    assert_eq!(list.orders.len(), 1);
     assert_eq!(app.variant(&sku).await.stock, 3);
 
     // Afterwards the key answers what it answered, and refuses another body.
-    let again = checkout(&app, &customer, "same-key").await;
-    assert_eq!(again.status(), 201);
-    assert_eq!(again.headers()["idempotency-replayed"], "true");
-    let replayed: Value = again.json().await.unwrap();
-    assert_eq!(replayed["reference"], list["orders"][0]["reference"]);
-    let other_body = send(
-        &app,
-        Method::POST,
-        "/api/v1/orders",
-        &customer,
-        Some("same-key"),
-        Some(json!({ "note": "ring twice" })),
-    )
-    .await;
-    assert_problem(other_body, 422).await;
+    let again = app
+        .checkout_with(&customer, "same-key", &CheckoutBody::default())
+        .await
+        .unwrap();
+    assert_eq!(again.header("idempotency-replayed"), Some("true"));
+    assert_eq!(again.body.order.reference, list.orders[0].reference);
+    let other_body = CheckoutBody {
+        note: Some("ring twice".into()),
+    };
+    app.checkout_with(&customer, "same-key", &other_body)
+        .await
+        .refused(422);
 }
 
 #[tokio::test]
@@ -328,26 +186,19 @@ async fn concurrent_cancels_restock_exactly_once() {
     let app = TestApp::spawn().await;
     let sku = sku();
     app.product(&[(&sku, 500, 6)]).await;
-    let customer = token(&app.quick_customer().await);
-    add(&app, &customer, &sku, 4).await;
-    let order: Value = checkout(&app, &customer, "k").await.json().await.unwrap();
-    let reference = order["reference"].as_str().unwrap();
+    let customer = app.new_customer().await;
+    app.add_to_cart(&customer, &sku, 4).await.unwrap();
+    let order = app.checkout(&customer, "k").await.unwrap().order;
+    let reference = order.reference.as_str();
     assert_eq!(app.variant(&sku).await.stock, 2);
-    let path = format!("/api/v1/orders/{reference}/cancel");
     let statuses: Vec<u16> = futures::future::join_all((0..10).map(|i| {
-        let (app, customer, path) = (&app, &customer, &path);
+        let (app, customer) = (&app, &customer);
         async move {
-            send(
-                app,
-                Method::POST,
-                path,
-                customer,
-                Some(&format!("cancel-{i}")),
-                None,
+            status_of(
+                &app.cancel(customer, reference, &format!("cancel-{i}"))
+                    .await,
+                200,
             )
-            .await
-            .status()
-            .as_u16()
         }
     }))
     .await;
@@ -368,18 +219,19 @@ async fn concurrent_cancels_restock_exactly_once() {
         1,
         "one cancel"
     );
-    let admin = app.admin_token().await;
-    let ledger = app
-        .get_json(&format!("/api/v1/admin/variants/{sku}/ledger"), &admin)
-        .await;
-    let kinds: Vec<&str> = ledger["movements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["initial", "sale", "cancel_restock"], "{ledger}");
-    assert_eq!(ledger["stock"], 6);
+    let admin = app.new_admin().await;
+    let ledger = app.admin(&admin).ledger(&sku).await.unwrap();
+    let kinds: Vec<MovementKind> = ledger.movements.iter().map(|m| m.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            MovementKind::Initial,
+            MovementKind::Sale,
+            MovementKind::CancelRestock
+        ],
+        "{ledger:?}"
+    );
+    assert_eq!(ledger.stock, 6);
 }
 
 #[tokio::test]
@@ -388,29 +240,19 @@ async fn expired_reservations_give_their_stock_back() {
     let app = TestApp::builder().clock(&clock).spawn().await;
     let sku = sku();
     app.product(&[(&sku, 500, 3)]).await;
-    let (first, second) = (
-        token(&app.quick_customer().await),
-        token(&app.quick_customer().await),
-    );
-    assert_eq!(add(&app, &first, &sku, 3).await.status(), 200);
-    assert_problem(add(&app, &second, &sku, 1).await, 409).await;
+    let (first, second) = (app.new_customer().await, app.new_customer().await);
+    app.add_to_cart(&first, &sku, 3).await.unwrap();
+    app.add_to_cart(&second, &sku, 1).await.refused(409);
     clock.advance_secs(16 * 60);
-    assert_eq!(
-        add(&app, &second, &sku, 2).await.status(),
-        200,
-        "the lapsed reservation was swept"
-    );
+    app.add_to_cart(&second, &sku, 2)
+        .await
+        .expect("the lapsed reservation was swept");
     assert_eq!(app.variant(&sku).await.available, 1);
-    let cart: Value = send(&app, Method::GET, "/api/v1/cart", &first, None, None)
-        .await
-        .json()
-        .await
-        .unwrap();
     assert!(
-        cart["lines"].as_array().unwrap().is_empty(),
+        app.cart(&first).await.unwrap().lines.is_empty(),
         "the first cart lost its lapsed line"
     );
-    assert_problem(checkout(&app, &first, "late").await, 422).await;
+    app.checkout(&first, "late").await.refused(422);
 }
 
 #[tokio::test]
@@ -418,65 +260,50 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let app = TestApp::spawn().await;
     let sku = sku();
     app.product(&[(&sku, 500, 5)]).await;
-    let customer = token(&app.quick_customer().await);
+    let customer = app.new_customer().await;
     for quantity in [0, -1, 21] {
-        let body = assert_problem(add(&app, &customer, &sku, quantity).await, 422).await;
-        assert_eq!(body["errors"][0]["field"], "quantity", "{quantity}");
+        let problem = app
+            .add_to_cart(&customer, &sku, quantity)
+            .await
+            .refused(422);
+        assert_eq!(problem.errors[0].field, "quantity", "{quantity}");
     }
-    let unknown = assert_problem(add(&app, &customer, "NO-SUCH-SKU", 1).await, 422).await;
-    assert_eq!(unknown["errors"][0]["field"], "variant");
-    assert_problem(checkout(&app, &customer, "empty").await, 422).await;
-    add(&app, &customer, &sku, 1).await;
-    let missing_key = send(
-        &app,
-        Method::POST,
-        "/api/v1/orders",
-        &customer,
-        None,
-        Some(json!({})),
-    )
-    .await;
-    assert!(
-        assert_problem(missing_key, 400).await["detail"]
-            .as_str()
-            .unwrap()
-            .contains("Idempotency-Key")
-    );
-    assert_problem(checkout(&app, &customer, "has spaces").await, 400).await;
-    let huge = app
-        .http
-        .post(app.url("/api/v1/orders"))
-        .bearer_auth(&customer)
-        .header("idempotency-key", "big")
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"note":"{}"}}"#, "x".repeat(2 * 1024 * 1024)))
-        .send()
+    let unknown = app
+        .add_to_cart(&customer, "NO-SUCH-SKU", 1)
         .await
-        .unwrap();
-    assert_problem(huge, 413).await;
-    let long_note = send(
-        &app,
-        Method::POST,
-        "/api/v1/orders",
-        &customer,
-        Some("note"),
-        Some(json!({ "note": "x".repeat(501) })),
-    )
-    .await;
-    assert_problem(long_note, 422).await;
+        .refused(422);
+    assert_eq!(unknown.errors[0].field, "variant");
+    app.checkout(&customer, "empty").await.refused(422);
+    app.add_to_cart(&customer, &sku, 1).await.unwrap();
+    // A checkout without the Idempotency-Key header: the client's checkout always sends one.
+    let missing_key = Request::post("/api/v1/orders")
+        .auth(customer.token())
+        .json(&CheckoutBody::default());
+    let missing_key = app.request::<Value>(missing_key, 201).await.refused(400);
+    assert!(missing_key.detail.contains("Idempotency-Key"));
+    app.checkout(&customer, "has spaces").await.refused(400);
+    let huge = CheckoutBody {
+        note: Some("x".repeat(2 * 1024 * 1024)),
+    };
+    app.checkout_with(&customer, "big", &huge)
+        .await
+        .refused(413);
+    let long_note = CheckoutBody {
+        note: Some("x".repeat(501)),
+    };
+    app.checkout_with(&customer, "note", &long_note)
+        .await
+        .refused(422);
     let variant = app.variant(&sku).await;
     assert_eq!(
         (variant.stock, variant.available),
         (5, 4),
         "only the one valid reservation"
     );
-    let list: Value = send(&app, Method::GET, "/api/v1/orders", &customer, None, None)
+    assert!(app.orders(&customer, "").await.unwrap().orders.is_empty());
+    app.request::<Value>(Request::get("/api/v1/cart"), 200)
         .await
-        .json()
-        .await
-        .unwrap();
-    assert!(list["orders"].as_array().unwrap().is_empty());
-    assert_problem(app.get("/api/v1/cart").await, 401).await;
+        .refused(401);
 }
 
 #[tokio::test]
@@ -484,90 +311,52 @@ async fn the_customer_rate_limit_applies_and_lists_page_by_cursor() {
     let app = TestApp::spawn().await;
     let sku = sku();
     app.product(&[(&sku, 100, 50)]).await;
-    let customer = token(&app.quick_customer().await);
+    let customer = app.new_customer().await;
     for i in 0..3 {
-        add(&app, &customer, &sku, 1).await;
-        assert_eq!(
-            checkout(&app, &customer, &format!("k{i}")).await.status(),
-            201
-        );
+        app.add_to_cart(&customer, &sku, 1).await.unwrap();
+        app.checkout(&customer, &format!("k{i}")).await.unwrap();
     }
-    let first = send(
-        &app,
-        Method::GET,
-        "/api/v1/orders?limit=2",
-        &customer,
-        None,
-        None,
-    )
-    .await;
+    // The first page with its headers (the rate-limit policy).
+    let first = Request::get("/api/v1/orders?limit=2").auth(customer.token());
+    let first = app.send::<OrderPage>(first, 200).await.unwrap();
     assert!(
-        first.headers()["ratelimit-policy"]
-            .to_str()
+        first
+            .header("ratelimit-policy")
             .unwrap()
             .contains(r#""customer";q=60;w=300"#)
     );
-    let first: Value = first.json().await.unwrap();
-    assert_eq!(first["orders"].as_array().unwrap().len(), 2);
-    let cursor = first["next_cursor"].as_str().unwrap();
-    let second: Value = send(
-        &app,
-        Method::GET,
-        &format!("/api/v1/orders?limit=2&cursor={cursor}"),
-        &customer,
-        None,
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(second["orders"].as_array().unwrap().len(), 1);
-    assert!(first["orders"][0]["created_at"].as_str() >= first["orders"][1]["created_at"].as_str());
-    assert_problem(
-        send(
-            &app,
-            Method::GET,
-            "/api/v1/orders?cursor=garbage",
-            &customer,
-            None,
-            None,
-        )
-        .await,
-        400,
-    )
-    .await;
+    let first = first.body;
+    assert_eq!(first.orders.len(), 2);
+    let cursor = first.next_cursor.as_deref().unwrap();
+    let second = app
+        .orders(&customer, &format!("limit=2&cursor={cursor}"))
+        .await
+        .unwrap();
+    assert_eq!(second.orders.len(), 1);
+    assert!(first.orders[0].created_at >= first.orders[1].created_at);
+    app.orders(&customer, "cursor=garbage").await.refused(400);
 }
 
 /// JSON Schema's `integer` (the OpenAPI document's) takes `2.0`: an integer field does too;
-/// `2.5` is still a wrong type (422 naming the field).
+/// `2.5` is still a wrong type (422 naming the field). Wire-level: the bodies are raw JSON, as
+/// the typed `AddLine` cannot hold a float.
 #[tokio::test]
 async fn a_whole_number_written_as_a_float_is_an_integer() {
     let app = TestApp::spawn().await;
     let sku = lumi_tests::unique_sku();
     app.product(&[(&sku, 1500, 5)]).await;
-    let customer = app.customer_token().await;
-    let body = serde_json::json!({ "variant": sku, "quantity": 2.0 });
-    let response = app
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/cart/items",
-            Some(&customer),
-            None,
-            Some(&body),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let body = serde_json::json!({ "variant": sku, "quantity": 2.5 });
-    let response = app
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/cart/items",
-            Some(&customer),
-            None,
-            Some(&body),
-        )
-        .await;
-    let problem = lumi_tests::assert_problem(response, 422).await;
-    assert_eq!(problem["errors"][0]["field"], "quantity", "{problem}");
+    let customer = app.new_customer().await;
+    let add = |body: Value| {
+        Request::post("/api/v1/cart/items")
+            .auth(customer.token())
+            .json(&body)
+    };
+    app.request::<lumi_commerce::cart::Cart>(add(json!({ "variant": sku, "quantity": 2.0 })), 200)
+        .await
+        .unwrap();
+    let problem = app
+        .request::<lumi_commerce::cart::Cart>(add(json!({ "variant": sku, "quantity": 2.5 })), 200)
+        .await
+        .refused(422);
+    assert_eq!(problem.errors[0].field, "quantity", "{}", problem.body);
 }

@@ -1,34 +1,44 @@
 //! Payments behind `featureFlags.orderPayments`: Stripe's signed webhook, captures (which must
 //! be what is due), failures with their restock and refund email on SQS, refunds Stripe settles
 //! by its events, and the events Stripe retries, which are acknowledged rather than refused.
+//!
+//! The API's answers are typed; Stripe's events, the refund-email queue's messages and the
+//! local Stripe server's records stay JSON: they are those systems' wire formats, forged or
+//! read as they are.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use lumi_commerce::model::RefundStatus;
-use lumi_tests::{TestApp, assert_problem, unique_sku};
+use lumi_commerce::{
+    model::{FinancialStatus, OrderStatus, PaymentStatus, RefundStatus, RestockType},
+    orders::Placed,
+};
+use lumi_tests::{Refused, Request, TestApp, refund_request, unique_sku};
+use orders::WebhookAck;
 use serde_json::{Value, json};
 
 async fn online_app() -> TestApp {
     TestApp::builder().online_payments(None).spawn().await
 }
 
-/// A customer's order of `quantity` units at 7 EUR of a fresh variant with stock 5.
-async fn order(app: &TestApp, quantity: i64) -> (String, Value) {
+/// A new customer's order of `quantity` units at 7 EUR of a fresh variant with stock 5.
+async fn an_order(app: &TestApp, quantity: i64) -> (String, Placed) {
     let sku = unique_sku();
     app.product(&[(&sku, 700, 5)]).await;
-    let token = app.customer_token().await;
-    let order = app.place_order(&token, &[(&sku, quantity)]).await;
-    (sku, order)
+    let customer = app.new_customer().await;
+    let placed = app.place_order(&customer, &[(&sku, quantity)]).await;
+    (sku, placed)
 }
 
-/// Posts a signed `event` and returns the acknowledgement (asserts 200).
-async fn acknowledged(app: &TestApp, event: &Value) -> Value {
-    let response = app.stripe_webhook(event).await;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["received"], true, "{body}");
-    body
+/// Posts a signed `event`: the acknowledgement (asserts it was received).
+async fn acknowledged(app: &TestApp, event: &Value) -> WebhookAck {
+    let ack = app.stripe_event_sent(event).await.unwrap();
+    assert!(ack.received, "{ack:?}");
+    ack
+}
+
+/// The first payment event an acknowledgement reports.
+fn first_event(ack: &WebhookAck) -> &orders::WebhookEvent {
+    &ack.events.as_ref().unwrap_or_else(|| panic!("{ack:?}"))[0]
 }
 
 /// A Stripe `kind` event (`refund.updated`, `refund.failed`) about Stripe refund `id` of
@@ -54,60 +64,47 @@ fn refund_event(
 #[tokio::test]
 async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_nothing() {
     let app = online_app().await;
-    let (_, order) = order(&app, 1).await;
-    assert_eq!(order["payment"]["provider"], "stripe");
-    assert_eq!(order["payment"]["status"], "pending");
-    assert!(
-        order["payment"]["id"].as_str().unwrap().starts_with("pay_"),
-        "{order}"
-    );
-    let intent = order["payment"]["provider_ref"].as_str().unwrap();
-    assert!(intent.starts_with("pi_"), "{order}");
-    let reference = order["reference"].as_str().unwrap();
-    let placed = app.stored_order(reference).await;
-    let event = TestApp::capture_event(&order);
+    let (_, placed) = an_order(&app, 1).await;
+    let order = &placed.order;
+    assert_eq!(order.payment.provider, "stripe");
+    assert_eq!(order.payment.status, PaymentStatus::Pending);
+    assert!(order.payment.id.starts_with("pay_"), "{order:?}");
+    let intent = order.payment.provider_ref.as_deref().unwrap();
+    assert!(intent.starts_with("pi_"), "{order:?}");
+    let reference = order.reference.as_str();
+    let stored_at_first = app.stored_order(reference).await;
+    let event = TestApp::capture_event(&placed);
     let object = &event["data"]["object"];
     assert_eq!(object["amount_received"], 700);
     assert_eq!(object["currency"], "eur");
     assert_eq!(object["id"], intent);
 
     let secret = app.stripe_webhook_secret().await;
-    assert_problem(
-        app.stripe_webhook_signed_with(&event, "whsec_not_the_key", app.now_secs())
-            .await,
-        401,
-    )
-    .await;
-    // Signed with the right key, but too long ago to be anything but a replay.
-    assert_problem(
-        app.stripe_webhook_signed_with(&event, &secret, app.now_secs() - 301)
-            .await,
-        401,
-    )
-    .await;
-    let unsigned = app
-        .http
-        .post(app.url("/api/v1/payments/webhooks/stripe"))
-        .json(&event)
-        .send()
+    let signed = |secret: &str, timestamp: i64| {
+        app.request::<WebhookAck>(app.signed_stripe_event(&event, secret, timestamp), 200)
+    };
+    signed("whsec_not_the_key", app.now_secs())
         .await
-        .unwrap();
-    assert_problem(unsigned, 400).await;
+        .refused(401);
+    // Signed with the right key, but too long ago to be anything but a replay.
+    signed(&secret, app.now_secs() - 301).await.refused(401);
+    let unsigned = Request::post("/api/v1/payments/webhooks/stripe").json(&event);
+    app.request::<WebhookAck>(unsigned, 200).await.refused(400);
     // A PaymentIntent must say its currency: without it the event is not understood.
     let mut vague = event.clone();
     vague["data"]["object"]
         .as_object_mut()
         .unwrap()
         .remove("currency");
-    assert_problem(app.stripe_webhook(&vague).await, 400).await;
+    app.stripe_event_sent(&vague).await.refused(400);
     // Nor is a capture that does not say how much was received: acknowledged, not applied.
-    let mut silent = TestApp::capture_event(&order);
+    let mut silent = TestApp::capture_event(&placed);
     silent["data"]["object"]
         .as_object_mut()
         .unwrap()
         .remove("amount_received");
     let silent = acknowledged(&app, &silent).await;
-    assert_eq!(silent["applied"], false, "{silent}");
+    assert!(!silent.applied, "{silent:?}");
     let untouched = app.stored_order(reference).await;
     assert_eq!(
         (
@@ -117,30 +114,33 @@ async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_noth
         ),
         ("open", "pending", "pending")
     );
-    assert_eq!(untouched.version, placed.version, "nothing written");
+    assert_eq!(
+        untouched.version, stored_at_first.version,
+        "nothing written"
+    );
 
     let applied = acknowledged(&app, &event).await;
-    assert_eq!(applied["applied"], true, "{applied}");
-    assert_eq!(applied["outcome"], "payment.capture");
-    let change = &applied["events"][0];
+    assert!(applied.applied, "{applied:?}");
+    assert_eq!(applied.outcome.as_deref(), Some("payment.capture"));
+    let change = first_event(&applied);
     assert_eq!(
         (
-            change["payment_status"].as_str(),
-            change["financial_status"].as_str(),
-            change["order_status"].as_str(),
-            change["order_reference"].as_str()
+            change.payment_status,
+            change.financial_status,
+            change.order_status,
+            change.order_reference.as_deref()
         ),
         (
-            Some("captured"),
-            Some("paid"),
-            Some("open"),
+            Some(PaymentStatus::Captured),
+            Some(FinancialStatus::Paid),
+            Some(OrderStatus::Open),
             Some(reference)
         )
     );
     let again = acknowledged(&app, &event).await;
     assert_eq!(
-        (again["applied"].as_bool(), again["outcome"].as_str()),
-        (Some(false), Some("duplicate"))
+        (again.applied, again.outcome.as_deref()),
+        (false, Some("duplicate"))
     );
     let stored = app.stored_order(reference).await;
     assert_eq!(stored.payment.captured_minor, 700, "captured once");
@@ -150,11 +150,11 @@ async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_noth
 
     // A failure after the capture is acknowledged (Stripe retries refusals for days) and
     // changes nothing.
-    let late = acknowledged(&app, &TestApp::intent_failed(&order, "late")).await;
+    let late = acknowledged(&app, &TestApp::intent_failed(&placed, "late")).await;
     assert_eq!(
-        (late["applied"].as_bool(), late["outcome"].as_str()),
-        (Some(false), Some("ignored")),
-        "{late}"
+        (late.applied, late.outcome.as_deref()),
+        (false, Some("ignored")),
+        "{late:?}"
     );
     let after = app.stored_order(reference).await;
     assert_eq!(
@@ -168,8 +168,8 @@ async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_noth
         json!({ "id": intent, "object": "payment_intent", "status": "processing" }),
     );
     assert_eq!(
-        acknowledged(&app, &other_type).await["outcome"],
-        "ignored_type"
+        acknowledged(&app, &other_type).await.outcome.as_deref(),
+        Some("ignored_type")
     );
     // Captures of payments that are not this shop's: acknowledged, and nothing is paid.
     let stranger = json!({
@@ -179,17 +179,20 @@ async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_noth
     let stranger = TestApp::stripe_event("payment_intent.succeeded", stranger);
     let unknown = acknowledged(&app, &stranger).await;
     assert_eq!(
-        (unknown["applied"].as_bool(), unknown["outcome"].as_str()),
-        (Some(false), Some("not_ours")),
-        "{unknown}"
+        (unknown.applied, unknown.outcome.as_deref()),
+        (false, Some("not_ours")),
+        "{unknown:?}"
     );
     let mut no_such_payment = stranger.clone();
     no_such_payment["id"] = json!(format!("evt_{}", lumi_tests::unique_prefix()));
     no_such_payment["data"]["object"]["metadata"]["payment_id"] =
         json!(format!("pay_{}", "0".repeat(32)));
     assert_eq!(
-        acknowledged(&app, &no_such_payment).await["outcome"],
-        "not_ours"
+        acknowledged(&app, &no_such_payment)
+            .await
+            .outcome
+            .as_deref(),
+        Some("not_ours")
     );
     let last = app.stored_order(reference).await;
     assert_eq!(last.version, stored.version);
@@ -199,28 +202,33 @@ async fn a_captured_payment_pays_the_order_once_and_a_bad_signature_changes_noth
 #[tokio::test]
 async fn a_failed_payment_cancels_the_order_restocks_once_and_queues_the_refund_email() {
     let app = online_app().await;
-    let (sku, order) = order(&app, 3).await;
+    let (sku, placed) = an_order(&app, 3).await;
     assert_eq!(app.variant(&sku).await.stock, 2);
-    let reference = order["reference"].as_str().unwrap();
-    let payment_id = order["payment"]["id"].as_str().unwrap();
-    let intent = order["payment"]["provider_ref"].as_str().unwrap();
+    let reference = placed.order.reference.as_str();
+    let payment_id = placed.order.payment.id.as_str();
+    let intent = placed.order.payment.provider_ref.as_deref().unwrap();
     // Stripe declined the card the customer tried.
-    let event = TestApp::intent_failed(&order, "card declined");
+    let event = TestApp::intent_failed(&placed, "card declined");
     let first = acknowledged(&app, &event).await;
-    assert_eq!(first["outcome"], "payment.fail", "{first}");
-    let change = &first["events"][0];
+    assert_eq!(first.outcome.as_deref(), Some("payment.fail"), "{first:?}");
+    let change = first_event(&first);
     assert_eq!(
         (
-            change["order_status"].as_str(),
-            change["financial_status"].as_str(),
-            change["payment_status"].as_str()
+            change.order_status,
+            change.financial_status,
+            change.payment_status
         ),
-        (Some("cancelled"), Some("voided"), Some("failed")),
-        "{first}"
+        (
+            Some(OrderStatus::Cancelled),
+            Some(FinancialStatus::Voided),
+            Some(PaymentStatus::Failed)
+        ),
+        "{first:?}"
     );
     let redelivery = acknowledged(&app, &event).await;
     assert_eq!(
-        redelivery["outcome"], "duplicate",
+        redelivery.outcome.as_deref(),
+        Some("duplicate"),
         "a redelivery is a duplicate"
     );
     let stored = app.stored_order(reference).await;
@@ -273,7 +281,7 @@ async fn a_failed_payment_cancels_the_order_restocks_once_and_queues_the_refund_
     // After a decline Stripe lets the customer pay the same intent with another card: a
     // capture that arrives after all is refunded (asked of Stripe at once), not refused.
     assert_eq!(
-        app.pay_with_card(&order, "4242424242424242").await,
+        app.pay_with_card(&placed, "4242424242424242").await,
         "succeeded"
     );
     let stored = app
@@ -334,12 +342,9 @@ async fn a_failed_payment_cancels_the_order_restocks_once_and_queues_the_refund_
     );
     let confirmed = acknowledged(&app, &confirmed).await;
     assert_eq!(
-        (
-            confirmed["applied"].as_bool(),
-            confirmed["outcome"].as_str()
-        ),
-        (Some(false), Some("ignored")),
-        "{confirmed}"
+        (confirmed.applied, confirmed.outcome.as_deref()),
+        (false, Some("ignored")),
+        "{confirmed:?}"
     );
     // A refund this order does not have: acknowledged, nothing changes.
     let no_such = refund_event(
@@ -351,7 +356,7 @@ async fn a_failed_payment_cancels_the_order_restocks_once_and_queues_the_refund_
         "re_nothing",
     );
     let no_such = acknowledged(&app, &no_such).await;
-    assert_eq!(no_such["applied"], false, "{no_such}");
+    assert!(!no_such.applied, "{no_such:?}");
     let last = app.stored_order(reference).await;
     assert_eq!(last.version, stored.version, "nothing written");
     assert_eq!(last.payment.refunded_minor, 2100);
@@ -360,25 +365,30 @@ async fn a_failed_payment_cancels_the_order_restocks_once_and_queues_the_refund_
 #[tokio::test]
 async fn refunds_stripe_did_not_answer_are_settled_or_failed_by_its_refund_events() {
     let mut app = online_app().await;
-    let admin = app.admin_token().await;
-    let (sku, order) = order(&app, 2).await;
-    let reference = order["reference"].as_str().unwrap();
-    let intent = order["payment"]["provider_ref"].as_str().unwrap();
-    app.pay_with_card(&order, "4242424242424242").await;
+    let admin = app.new_admin().await;
+    let (sku, placed) = an_order(&app, 2).await;
+    let reference = placed.order.reference.as_str();
+    let intent = placed.order.payment.provider_ref.as_deref().unwrap();
+    app.pay_with_card(&placed, "4242424242424242").await;
     app.wait_for_payment(reference, "captured").await;
 
     // Stripe cannot be reached when the refunds are asked: they stay requested.
     app.stripe.as_mut().unwrap().stop();
     let mut refund_ids = Vec::new();
+    let one_unit = refund_request(&[(1, 1, RestockType::Cancel)], "out of stock");
     for key in ["refund-1", "refund-2"] {
         let refunded = app
-            .admin_refund(&admin, reference, key, &[(1, 1, "cancel")], "out of stock")
-            .await;
-        assert_eq!(refunded.status(), 201);
-        let refunded: Value = refunded.json().await.unwrap();
-        assert_eq!(refunded["refund"]["status"], "requested", "{refunded}");
-        assert_eq!(refunded["order"]["financial_status"], "refund_pending");
-        refund_ids.push(refunded["refund"]["id"].as_str().unwrap().to_owned());
+            .admin(&admin)
+            .refund(reference, &one_unit, key)
+            .await
+            .unwrap();
+        let refund = refunded.refund.as_ref().unwrap();
+        assert_eq!(refund.status, RefundStatus::Requested, "{refunded:?}");
+        assert_eq!(
+            refunded.order.order.financial_status,
+            FinancialStatus::RefundPending
+        );
+        refund_ids.push(refund.id.clone());
     }
     assert_eq!(app.variant(&sku).await.stock, 5);
 
@@ -392,13 +402,17 @@ async fn refunds_stripe_did_not_answer_are_settled_or_failed_by_its_refund_event
         &refund_ids[0],
     );
     let settled = acknowledged(&app, &succeeded).await;
-    assert_eq!(settled["applied"], true, "{settled}");
-    assert_eq!(settled["outcome"], "refund.settle");
+    assert!(settled.applied, "{settled:?}");
+    assert_eq!(settled.outcome.as_deref(), Some("refund.settle"));
     assert_eq!(
-        settled["events"][0]["financial_status"], "refund_pending",
+        first_event(&settled).financial_status,
+        Some(FinancialStatus::RefundPending),
         "the second is still owed"
     );
-    assert_eq!(acknowledged(&app, &succeeded).await["outcome"], "duplicate");
+    assert_eq!(
+        acknowledged(&app, &succeeded).await.outcome.as_deref(),
+        Some("duplicate")
+    );
     let stored = app.stored_order(reference).await;
     let first = &stored.refunds[0];
     assert_eq!(first.status, RefundStatus::Succeeded);
@@ -413,7 +427,7 @@ async fn refunds_stripe_did_not_answer_are_settled_or_failed_by_its_refund_event
         intent,
         &refund_ids[0],
     );
-    assert_eq!(acknowledged(&app, &late_failure).await["applied"], false);
+    assert!(!acknowledged(&app, &late_failure).await.applied);
     assert_eq!(
         app.stored_order(reference).await.refunds[0].status,
         RefundStatus::Succeeded
@@ -429,7 +443,7 @@ async fn refunds_stripe_did_not_answer_are_settled_or_failed_by_its_refund_event
         &refund_ids[1],
     );
     let failed = acknowledged(&app, &failed).await;
-    assert_eq!(failed["outcome"], "refund.fail", "{failed}");
+    assert_eq!(failed.outcome.as_deref(), Some("refund.fail"), "{failed:?}");
     let stored = app.stored_order(reference).await;
     assert_eq!(stored.refunds[1].status, RefundStatus::Failed);
     assert_eq!(
@@ -437,15 +451,22 @@ async fn refunds_stripe_did_not_answer_are_settled_or_failed_by_its_refund_event
         Some("expired_or_canceled_card")
     );
     assert_eq!(stored.financial_status().as_str(), "refund_pending");
-    let listed = app
-        .get_json("/api/v1/admin/refunds?status=failed", &admin)
-        .await;
-    assert!(listed.to_string().contains(&refund_ids[1]), "{listed}");
+    let listed = app.admin(&admin).refunds("status=failed").await.unwrap();
+    assert!(
+        listed.refunds.iter().any(|r| r.refund.id == refund_ids[1]),
+        "{listed:?}"
+    );
     // An admin pays it back by hand and settles it: the order is refunded.
-    let settled = app.settle_refund(&admin, reference, &refund_ids[1]).await;
-    assert_eq!(settled.status(), 200);
-    let settled: Value = settled.json().await.unwrap();
-    assert_eq!(settled["financial_status"], "refunded", "{settled}");
+    let settled = app
+        .admin(&admin)
+        .settle(reference, &refund_ids[1])
+        .await
+        .unwrap();
+    assert_eq!(
+        settled.order.financial_status,
+        FinancialStatus::Refunded,
+        "{settled:?}"
+    );
     let stored = app.stored_order(reference).await;
     assert_eq!(
         (stored.payment.captured_minor, stored.payment.refunded_minor),
@@ -462,54 +483,57 @@ async fn refunds_stripe_did_not_answer_are_settled_or_failed_by_its_refund_event
 #[tokio::test]
 async fn with_the_flag_off_orders_are_paid_manually() {
     let app = TestApp::spawn().await;
-    let admin = app.admin_token().await;
-    let (_, order) = order(&app, 1).await;
-    assert_eq!(order["payment"]["provider"], "manual");
-    assert!(order["payment"]["provider_ref"].is_null(), "{order}");
-    assert!(order["action"].is_null(), "nothing to pay online: {order}");
-    let payment_id = order["payment"]["id"].as_str().unwrap();
-    let listed = app
-        .admin_payments(&admin, "provider=manual&status=pending")
-        .await;
+    let admin = app.new_admin().await;
+    let admin = app.admin(&admin);
+    let (_, placed) = an_order(&app, 1).await;
+    let order = &placed.order;
+    assert_eq!(order.payment.provider, "manual");
+    assert!(order.payment.provider_ref.is_none(), "{order:?}");
+    assert!(placed.action.is_none(), "nothing to pay online: {placed:?}");
+    let payment_id = order.payment.id.as_str();
+    let listed = admin
+        .payments("provider=manual&status=pending")
+        .await
+        .unwrap();
     let payment = listed
+        .payments
         .iter()
-        .find(|p| p["payment_id"] == payment_id)
+        .find(|p| p.payment_id == payment_id)
         .unwrap();
     assert_eq!(
         (
-            payment["provider"].as_str(),
-            payment["status"].as_str(),
-            payment["amount_minor"].as_i64(),
-            payment["order_reference"].as_str()
+            payment.provider.as_str(),
+            payment.status.as_str(),
+            payment.amount_minor,
+            payment.order_reference.as_str()
         ),
-        (
-            Some("manual"),
-            Some("pending"),
-            Some(700),
-            order["reference"].as_str()
-        )
+        ("manual", "pending", 700, order.reference.as_str())
     );
     // Stripe cannot speak for a manual payment, even naming it.
-    let mut forged = order.clone();
-    forged["payment"]["provider_ref"] = json!("pi_forged");
-    let capture = app.stripe_webhook(&TestApp::capture_event(&forged)).await;
-    assert_eq!(capture.status(), 200);
-    let capture: Value = capture.json().await.unwrap();
+    let mut forged = placed.clone();
+    forged.order.payment.provider_ref = Some("pi_forged".into());
+    let capture = app
+        .stripe_event_sent(&TestApp::capture_event(&forged))
+        .await
+        .unwrap();
     assert_eq!(
-        (capture["applied"].as_bool(), capture["outcome"].as_str()),
-        (Some(false), Some("not_ours")),
-        "{capture}"
+        (capture.applied, capture.outcome.as_deref()),
+        (false, Some("not_ours")),
+        "{capture:?}"
     );
-    let reference = order["reference"].as_str().unwrap();
+    let reference = order.reference.as_str();
     assert_eq!(
         app.stored_order(reference).await.payment.status.as_str(),
         "pending"
     );
     // The admin records the money received; it must be what is due.
-    let short = app.admin_capture(&admin, payment_id, 100, "EUR").await;
-    let short: Value = short.json().await.unwrap();
-    assert_eq!(short["status"], "amount_mismatch", "{short}");
-    app.admin_pay(&admin, &order).await;
+    let short = admin.capture(payment_id, 100, "EUR").await.unwrap();
+    assert_eq!(
+        short.status,
+        Some(PaymentStatus::AmountMismatch),
+        "{short:?}"
+    );
+    admin.pay(order).await;
     let stored = app.stored_order(reference).await;
     assert_eq!(
         (

@@ -16,7 +16,7 @@ use lumi_shared::{
     clock::ManualClock,
     settings::{FailMode, SystemSettings},
 };
-use lumi_tests::{TestApp, assert_problem, hanging_endpoint};
+use lumi_tests::{Refused, TestApp, assert_problem, hanging_endpoint, status_of};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -221,7 +221,7 @@ async fn premium_users_get_twice_the_hourly_quota() {
         .send()
         .await
         .unwrap();
-    let premium = app.login(&email, &password).await;
+    let premium = app.login_json(&email, &password).await;
 
     let me = app.url("/api/v1/auth/me");
     let standard = burst(&me, standard["access_token"].as_str().unwrap(), 8).await;
@@ -317,19 +317,6 @@ async fn direct_customer(app: &TestApp, password: &str) -> String {
     email
 }
 
-/// A login from `ip` (a loopback address: the gateway sees it as the source IP).
-async fn login_from(app: &TestApp, ip: [u8; 4], email: &str, password: &str) -> reqwest::Response {
-    reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from(ip))
-        .build()
-        .unwrap()
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .unwrap()
-}
-
 /// OWASP's policy: per (account, client) 2, per client 6, per account 20 (the auth budget is
 /// set to 2 here). The owner's client, which signed in last, is not locked out by an attacker
 /// who spends the account's ceiling from many addresses; a new client is.
@@ -345,52 +332,47 @@ async fn an_attacker_cannot_lock_the_owner_out_but_cannot_guess_on_forever() {
     let password = "owner-password-1";
     let email = direct_customer(&app, password).await;
     let owner = [127, 0, 2, 1];
-    assert_eq!(
-        login_from(&app, owner, &email, password).await.status(),
-        200
-    );
+    app.login_from(owner, &email, password).await.unwrap();
 
     // An attacker from many addresses: the account's ceiling (20, the owner's login included).
     let mut statuses = BTreeMap::new();
     for i in 0..25u8 {
-        let response = login_from(&app, [127, 0, 3, i + 1], &email, "guess-password-1").await;
-        *statuses.entry(response.status().as_u16()).or_insert(0) += 1;
-        if response.status() == 429 {
-            assert_eq!(assert_problem(response, 429).await["policy"], "auth");
+        let response = app
+            .login_from([127, 0, 3, i + 1], &email, "guess-password-1")
+            .await;
+        *statuses.entry(status_of(&response, 200)).or_insert(0) += 1;
+        if let Err(problem) = response
+            && problem.status == 429
+        {
+            assert_eq!(problem.body["policy"], "auth");
         }
     }
     assert_eq!(statuses, BTreeMap::from([(401, 19), (429, 6)]));
     // Even the right password waits, from a client the account has not seen...
-    let stranger = login_from(&app, [127, 0, 4, 1], &email, password).await;
-    assert_eq!(stranger.status(), 429);
+    app.login_from([127, 0, 4, 1], &email, password)
+        .await
+        .refused(429);
     // ...but the owner's own client still gets in.
-    assert_eq!(
-        login_from(&app, owner, &email, password).await.status(),
-        200
-    );
+    app.login_from(owner, &email, password).await.unwrap();
 
     // One client guessing: its (account, client) budget, then its own budget over accounts.
     let prober = [127, 0, 5, 1];
     let victim = direct_customer(&app, password).await;
     let mut seen = Vec::new();
     for _ in 0..3 {
-        seen.push(
-            login_from(&app, prober, &victim, "guess-password-2")
-                .await
-                .status()
-                .as_u16(),
-        );
+        seen.push(status_of(
+            &app.login_from(prober, &victim, "guess-password-2").await,
+            200,
+        ));
     }
     assert_eq!(seen, [401, 401, 429]);
     let mut seen = Vec::new();
     for _ in 0..6 {
         let other = format!("{}@example.com", lumi_tests::unique_prefix());
-        seen.push(
-            login_from(&app, prober, &other, "guess-password-3")
-                .await
-                .status()
-                .as_u16(),
-        );
+        seen.push(status_of(
+            &app.login_from(prober, &other, "guess-password-3").await,
+            200,
+        ));
     }
     // 2 spent on the victim, 4 more on other accounts: the client's 6 are gone.
     assert_eq!(seen, [401, 401, 401, 401, 429, 429]);

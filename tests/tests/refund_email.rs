@@ -236,7 +236,7 @@ async fn a_refund_made_through_the_admin_api_arrives_as_an_email_with_the_right_
     app.product(&[(&sku, 1250, 5)]).await;
     let customer = app.quick_customer().await;
     let token = customer["access_token"].as_str().unwrap();
-    let order = app.place_order(token, &[(&sku, 2)]).await;
+    let order = app.place_order_json(token, &[(&sku, 2)]).await;
     let reference = order["reference"].as_str().unwrap();
     app.admin_pay(&admin, &order).await;
     let refunded = app

@@ -70,7 +70,7 @@ async fn a_scheduled_rotation_signs_with_a_new_key_while_tokens_of_the_old_one_s
     let new_kid = created["kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
     // The pending version is not in force: a login still signs with the current key.
-    assert_eq!(kid_of(&app.login(&email, &password).await), old_kid);
+    assert_eq!(kid_of(&app.login_json(&email, &password).await), old_kid);
 
     let set = app.rotation_step("setSecret", &token).await.unwrap();
     assert_eq!(set["outcome"], "nothing_to_set");
@@ -95,7 +95,7 @@ async fn a_scheduled_rotation_signs_with_a_new_key_while_tokens_of_the_old_one_s
 
     // In force: the old access token still verifies; new tokens (login, refresh) use the new kid.
     assert_eq!(me_status(&app, &access_token(&tokens)).await, 200);
-    let fresh = app.login(&email, &password).await;
+    let fresh = app.login_json(&email, &password).await;
     assert_eq!(kid_of(&fresh), new_kid);
     assert_eq!(me_status(&app, &access_token(&fresh)).await, 200);
     let refreshed = app

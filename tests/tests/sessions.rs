@@ -119,20 +119,6 @@ async fn rotate_as(app: &TestApp, refresh: &str, user_agent: &str) -> reqwest::R
         .unwrap()
 }
 
-/// A bearer-mode login from a client with this User-Agent: the token response.
-async fn login_as(app: &TestApp, email: &str, password: &str, user_agent: &str) -> Value {
-    let response = app
-        .http
-        .post(app.url("/api/v1/auth/login"))
-        .header(header::USER_AGENT, user_agent)
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
-
 /// The audit events of `target`, read from the table.
 async fn audit_actions(app: &TestApp, target: &str) -> Vec<Value> {
     let admin = app.admin_token().await;
@@ -372,8 +358,8 @@ async fn bearer_mode_is_unchanged_and_ignores_a_stray_cookie() {
 async fn a_refresh_from_another_user_agent_ends_the_session_and_is_audited() {
     let app = TestApp::spawn().await;
     let (email, password) = app.register_user().await;
-    let tokens = login_as(&app, &email, &password, FIREFOX).await;
-    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let tokens = app.login_as(&email, &password, FIREFOX).await.unwrap();
+    let refresh = tokens.refresh_token.as_str();
 
     let stolen = rotate_as(&app, refresh, CHROME).await;
     let problem = assert_problem(stolen, 401).await;
@@ -386,9 +372,9 @@ async fn a_refresh_from_another_user_agent_ends_the_session_and_is_audited() {
     );
     // The session family is over: the same token from the right client, and the access token.
     assert_problem(rotate_as(&app, refresh, FIREFOX).await, 401).await;
-    assert_problem(me(&app, &access_token(&tokens)).await, 401).await;
+    assert_problem(me(&app, &tokens.access_token).await, 401).await;
 
-    let session = tokens["session_id"].as_str().unwrap();
+    let session = &tokens.session_id;
     let events = audit_actions(&app, &format!("session:{session}")).await;
     assert!(
         events
@@ -397,8 +383,8 @@ async fn a_refresh_from_another_user_agent_ends_the_session_and_is_audited() {
         "{events:?}"
     );
     // Another login from the thief's browser is a session of its own.
-    let fresh = login_as(&app, &email, &password, CHROME).await;
-    let next = rotate_as(&app, fresh["refresh_token"].as_str().unwrap(), CHROME).await;
+    let fresh = app.login_as(&email, &password, CHROME).await.unwrap();
+    let next = rotate_as(&app, &fresh.refresh_token, CHROME).await;
     assert_eq!(next.status(), 200);
 }
 

@@ -14,8 +14,8 @@ async fn placed(quantity: i64) -> (TestApp, String, String, Value) {
     let sku = format!("SKU-{}", unique_prefix());
     app.product(&[(&sku, 1_250, 5)]).await;
     let token = app.customer_token().await;
-    app.add_to_cart(&token, &sku, quantity).await;
-    let response = app.checkout(&token, "first").await;
+    app.add_to_cart_response(&token, &sku, quantity).await;
+    let response = app.checkout_response(&token, "first").await;
     assert_eq!(response.status(), 201);
     let order: Value = response.json().await.unwrap();
     (app, token, sku, order)
@@ -40,7 +40,7 @@ async fn a_card_payment_is_confirmed_with_stripe_and_its_webhook_pays_the_order(
     assert_eq!(action["publishable_key"], "pk_test_lumi_local");
 
     // A retried checkout answers the same order and the same intent (no second intent).
-    let again = app.checkout(&token, "first").await;
+    let again = app.checkout_response(&token, "first").await;
     assert_eq!(again.headers()["idempotency-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["payment"]["provider_ref"], intent);
@@ -277,9 +277,9 @@ async fn stripe_unreachable_at_checkout_is_a_503_with_no_order_and_the_cart_kept
     let sku = format!("SKU-{}", unique_prefix());
     app.product(&[(&sku, 900, 2)]).await;
     let token = app.customer_token().await;
-    app.add_to_cart(&token, &sku, 1).await;
+    app.add_to_cart_response(&token, &sku, 1).await;
     app.stripe.as_mut().unwrap().stop();
-    let refused = app.checkout(&token, "down-1").await;
+    let refused = app.checkout_response(&token, "down-1").await;
     let body = assert_problem(refused, 503).await;
     assert!(
         body["detail"]
@@ -287,7 +287,7 @@ async fn stripe_unreachable_at_checkout_is_a_503_with_no_order_and_the_cart_kept
             .unwrap()
             .contains("payment provider")
     );
-    let cart = app.cart(&token).await;
+    let cart = app.cart_json(&token).await;
     assert_eq!(
         cart["lines"].as_array().unwrap().len(),
         1,

@@ -63,7 +63,10 @@ async fn a_checkout_continues_the_callers_trace_with_a_client_span_per_dynamodb_
     let sku = format!("SKU-{}", unique_prefix());
     app.product(&[(&sku, 1250, 5)]).await;
     let token = app.customer_token().await;
-    assert_eq!(app.add_to_cart(&token, &sku, 2).await.status(), 200);
+    assert_eq!(
+        app.add_to_cart_response(&token, &sku, 2).await.status(),
+        200
+    );
 
     let (trace_id, caller_span) = (random_hex(16), random_hex(8));
     let placed = app
@@ -159,7 +162,7 @@ async fn the_refund_email_is_sent_in_the_trace_of_the_refund_that_queued_it() {
     let sku = format!("SKU-{}", unique_prefix());
     app.product(&[(&sku, 1250, 5)]).await;
     let token = app.customer_token().await;
-    let order = app.place_order(&token, &[(&sku, 2)]).await;
+    let order = app.place_order_json(&token, &[(&sku, 2)]).await;
     let reference = order["reference"].as_str().unwrap();
     app.admin_pay(&admin, &order).await;
     let refunded = app

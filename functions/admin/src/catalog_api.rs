@@ -22,7 +22,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 /// A variant's counters after an adjustment.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StockLevels {
     pub sku: String,
     pub stock: i64,
@@ -30,7 +30,7 @@ pub struct StockLevels {
 }
 
 /// One page of the inventory-mismatch report.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MismatchPage {
     pub mismatches: Vec<Mismatch>,
     /// The `cursor` of the next page; `null` on the last.
@@ -38,7 +38,7 @@ pub struct MismatchPage {
 }
 
 /// A content block as the admin reads it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AdminSiteContent {
     pub key: String,
     /// Any JSON (a string when it was stored as text).
@@ -49,7 +49,7 @@ pub struct AdminSiteContent {
 }
 
 /// A content block written.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ContentWritten {
     pub key: String,
     pub content: Value,
@@ -144,12 +144,12 @@ fn nonzero_delta() -> utoipa::openapi::schema::Schema {
 }
 
 /// A stock adjustment.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 pub struct StockAdjustment {
     /// Units to add (a delivery) or remove (shrinkage, damage): not 0, at most 1000000 either
     /// way.
     #[schema(schema_with = nonzero_delta, example = 12)]
-    delta: i64,
+    pub delta: i64,
     /// 1 to 500 characters, not only spaces.
     #[schema(
         min_length = 1,
@@ -157,7 +157,7 @@ pub struct StockAdjustment {
         pattern = r"\S",
         example = "delivery 2024-118"
     )]
-    reason: String,
+    pub reason: String,
 }
 
 /// Add (a delivery) or remove (shrinkage) units, with a ledger movement and an audit event in the same transaction
@@ -354,10 +354,10 @@ pub async fn get_content(
 }
 
 /// A content block's new content.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 pub struct ContentBody {
     /// Any JSON, at most 64 KiB as text.
-    content: Value,
+    pub content: Value,
 }
 
 /// Write a storefront content block (any JSON up to 64 KiB), audited

@@ -109,7 +109,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// One page of accounts.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserPage {
     pub users: Vec<User>,
     /// The `cursor` of the next page; `null` on the last.
@@ -117,7 +117,7 @@ pub struct UserPage {
 }
 
 /// A lock or unlock done.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserLock {
     pub id: String,
     pub locked: bool,
@@ -128,7 +128,7 @@ pub struct UserLock {
 }
 
 /// A user's sessions deleted.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SessionsDeleted {
     pub id: String,
     pub sessions_deleted: usize,
@@ -414,11 +414,11 @@ async fn list_users(
 }
 
 /// Why an account is locked.
-#[derive(Deserialize, ToSchema)]
-struct Lock {
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct Lock {
     /// Not only spaces.
     #[schema(min_length = 1, pattern = r"\S", example = "fraud review")]
-    reason: String,
+    pub reason: String,
 }
 
 /// Lock an account: every session ends, sign-in is refused, audited

@@ -31,7 +31,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 /// One page of orders.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AdminOrderPage {
     pub orders: Vec<AdminOrderView>,
     /// The `cursor` of the next page; `null` on the last.
@@ -39,14 +39,14 @@ pub struct AdminOrderPage {
 }
 
 /// A refund made: the record and the order after it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RefundMade {
     pub refund: Option<Refund>,
     pub order: AdminOrderView,
 }
 
 /// A payment as the payments listing shows it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PaymentListItem {
     pub payment_id: String,
     /// `manual` or an online provider (`stripe`).
@@ -68,7 +68,7 @@ pub struct PaymentListItem {
 }
 
 /// One page of payments.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PaymentPage {
     pub payments: Vec<PaymentListItem>,
     /// With `provider`: the `cursor` of the next page; `null` on the last (and without
@@ -77,7 +77,7 @@ pub struct PaymentPage {
 }
 
 /// A refund record in the refunds listing: the record with its order and provider.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RefundListItem {
     #[serde(flatten)]
     pub refund: Refund,
@@ -86,7 +86,7 @@ pub struct RefundListItem {
 }
 
 /// One page of refunds.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RefundPage {
     pub refunds: Vec<RefundListItem>,
     /// The `cursor` of the next page; `null` on the last.
@@ -94,14 +94,14 @@ pub struct RefundPage {
 }
 
 /// The refunds retried.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RetriedRefunds {
     /// How many waiting refunds the provider answered.
     pub answered: usize,
 }
 
 /// What a manual capture or a payment failure did.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PaymentApplied {
     pub payment_id: String,
     /// Whether it changed the order (`false`: a duplicate, or nothing to do).
@@ -121,7 +121,7 @@ pub struct PaymentApplied {
     /// `queued` when the change owes the customer an email, else `none`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, pattern = "^(queued|none)$")]
-    pub refund_email: Option<&'static str>,
+    pub refund_email: Option<String>,
     /// Why nothing changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -240,16 +240,16 @@ pub async fn get_order(
 }
 
 /// The status an admin asks for.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[schema(as = OrderStatusChange)]
 pub struct StatusChange {
     /// `cancelled` (money back, open units restocked), `completed`, or `open` (reopen a
     /// cancelled, unpaid order: its stock taken again).
     #[schema(value_type = OrderStatus)]
-    to: String,
+    pub to: String,
     /// For the timeline (default: "changed by an admin").
     #[serde(default)]
-    note: String,
+    pub note: String,
 }
 
 /// Cancel (open units restocked, captured money refunded), complete, or reopen an order
@@ -296,25 +296,25 @@ pub async fn change_status(
 }
 
 /// Units of one line to ship.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 pub struct FulfilLine {
     /// The 1-based line number.
     #[schema(minimum = 1)]
-    line: u32,
+    pub line: u32,
     #[schema(minimum = 1)]
-    quantity: i64,
+    pub quantity: i64,
 }
 
 /// What to ship.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[schema(as = FulfilmentRequest)]
 pub struct FulfilBody {
     /// Omitted: every unit still to ship.
     #[serde(default)]
-    lines: Option<Vec<FulfilLine>>,
+    pub lines: Option<Vec<FulfilLine>>,
     /// For the timeline (default: "shipped").
     #[serde(default)]
-    note: String,
+    pub note: String,
 }
 
 /// Ship units of an open order whose payment is captured (the named lines, or every unit still to ship)
@@ -570,11 +570,14 @@ fn applied(id: &str, applied: Applied) -> PaymentApplied {
             order_reference: Some(change.after.reference.clone()),
             order_status: Some(change.after.status),
             financial_status: Some(change.after.financial_status()),
-            refund_email: Some(if change.emails.is_empty() {
-                "none"
-            } else {
-                "queued"
-            }),
+            refund_email: Some(
+                if change.emails.is_empty() {
+                    "none"
+                } else {
+                    "queued"
+                }
+                .to_owned(),
+            ),
             detail: None,
         },
         Applied::Duplicate => unchanged(None),
@@ -666,13 +669,13 @@ pub async fn retry_refunds(
 }
 
 /// Money received by hand.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 pub struct CaptureBody {
     /// Minor units (cents): anything but the amount due makes the payment `amount_mismatch`.
     #[schema(example = 2190)]
-    amount_minor: i64,
+    pub amount_minor: i64,
     #[schema(example = "EUR")]
-    currency: String,
+    pub currency: String,
 }
 
 const PAYMENT_ID: &str = "The payment id.";
@@ -714,7 +717,7 @@ pub async fn capture_payment(
 }
 
 /// Why the payment failed.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 pub struct FailPayment {
     /// 1 to 500 characters, not only spaces.
     #[schema(
@@ -723,7 +726,7 @@ pub struct FailPayment {
         pattern = r"\S",
         example = "card declined"
     )]
-    reason: String,
+    pub reason: String,
 }
 
 /// The failed-payment procedure, for any provider (payment failed, open order cancelled with its units restocked, refund email queued)

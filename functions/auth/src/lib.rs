@@ -87,7 +87,7 @@ enum Session {
 }
 
 /// Every session of the caller ended.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Revoked {
     #[schema(example = true)]
     pub revoked: bool,
@@ -110,14 +110,14 @@ pub fn routes(platform: Arc<Platform>) -> Router {
 }
 
 /// A new customer account.
-#[derive(Deserialize, ToSchema)]
-struct Register {
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct Register {
     /// One `@`, printable ASCII before it, a dotted domain of letters, digits and `-` after it
     /// (what `users::normalize_email` accepts).
     #[schema(format = Email, max_length = 254,
         pattern = r"^[!-?A-~]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
         example = "ada@example.com")]
-    email: String,
+    pub email: String,
     /// 12 to 128 characters mixing letters with digits or symbols; not the email address.
     #[schema(
         min_length = 12,
@@ -125,7 +125,7 @@ struct Register {
         pattern = r"^(?=.*[A-Za-z])(?=.*[0-9 !-/:-@\[-`{-~]).*$",
         example = "correct-horse-42"
     )]
-    password: String,
+    pub password: String,
     /// 1 to 100 characters, not only spaces.
     #[schema(
         min_length = 1,
@@ -133,7 +133,7 @@ struct Register {
         pattern = r"\S",
         example = "Ada Lovelace"
     )]
-    name: String,
+    pub name: String,
 }
 
 /// Bounds the body's client-supplied values before any of them becomes a key or reaches
@@ -218,20 +218,20 @@ async fn register(
 }
 
 /// Credentials, and where the refresh token goes.
-#[derive(Deserialize, ToSchema)]
-struct Login {
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct Login {
     /// The account's address (checked as at registration before the attempt is counted).
     #[schema(format = Email, max_length = 254,
         pattern = r"^[!-?A-~]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
         example = "ada@example.com")]
-    email: String,
+    pub email: String,
     #[schema(max_length = 128, example = "correct-horse-42")]
-    password: String,
+    pub password: String,
     /// `bearer` (default): the refresh token in the body; `cookie`: in the sealed
     /// `__Host-lumi-refresh` cookie, with a `csrf_token` in the body.
     #[serde(default)]
     #[schema(default = "bearer")]
-    mode: SessionMode,
+    pub mode: SessionMode,
 }
 
 /// A cookie-mode answer: the body, and the cookie set beside it.

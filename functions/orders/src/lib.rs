@@ -71,14 +71,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The catalog.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProductList {
     /// Every active product with its active variants.
     pub products: Vec<Product>,
 }
 
 /// A storefront content block.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SiteContent {
     #[schema(example = "home.hero")]
     pub key: String,
@@ -90,7 +90,7 @@ pub struct SiteContent {
 }
 
 /// One page of the caller's orders.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderPage {
     pub orders: Vec<OrderView>,
     /// The `cursor` of the next page; `null` on the last.
@@ -98,7 +98,7 @@ pub struct OrderPage {
 }
 
 /// The answer to every verified webhook event (Stripe retries nothing answered 2xx).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WebhookAck {
     #[schema(example = true)]
     pub received: bool,
@@ -118,7 +118,7 @@ pub struct WebhookAck {
 }
 
 /// What one payment event did.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WebhookEvent {
     pub applied: bool,
     pub outcome: String,
@@ -283,22 +283,22 @@ async fn get_cart(
 }
 
 /// Units of a variant to add to the cart.
-#[derive(Deserialize, ToSchema)]
-struct AddLine {
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct AddLine {
     /// The variant's SKU.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "TSHIRT-M")]
-    variant: String,
+    pub variant: String,
     /// Units to add to what the line holds (the line holds at most 20).
     #[schema(minimum = 1, maximum = 20, example = 2)]
-    quantity: i64,
+    pub quantity: i64,
 }
 
 /// The quantity a cart line should hold.
-#[derive(Deserialize, ToSchema)]
-struct SetLine {
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct SetLine {
     /// 0 removes the line.
     #[schema(minimum = 0, maximum = 20, example = 3)]
-    quantity: i64,
+    pub quantity: i64,
 }
 
 async fn change_cart(
@@ -450,10 +450,10 @@ async fn remove_cart_line(
 
 /// A checkout: the cart, with an optional note.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
-struct CheckoutBody {
+pub struct CheckoutBody {
     #[serde(default)]
     #[schema(max_length = 500, example = "leave it at the door")]
-    note: Option<String>,
+    pub note: Option<String>,
 }
 
 /// Turn the cart into an order (one transaction); Idempotency-Key required

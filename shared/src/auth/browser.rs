@@ -66,7 +66,17 @@ impl From<BrowserError> for ApiError {
 }
 
 /// The client's choice at login: where the refresh token goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionMode {
     /// In the JSON body; rotate with `Authorization: Bearer <refresh token>`.
@@ -79,7 +89,7 @@ pub enum SessionMode {
 /// What a login or a rotation in cookie mode answers: the body, and the cookie to set.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BrowserTokens {
-    pub token_type: &'static str,
+    pub token_type: String,
     pub access_token: String,
     /// Seconds.
     pub expires_in: u64,

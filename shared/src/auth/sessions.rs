@@ -108,9 +108,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMeta {
 }
 
 /// What a login or a rotation returns.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssuedTokens {
-    pub token_type: &'static str,
+    pub token_type: String,
     pub access_token: String,
     /// Seconds.
     pub expires_in: u64,
@@ -208,7 +208,7 @@ async fn issue(
     )
     .map_err(ApiError::internal)?;
     Ok(IssuedTokens {
-        token_type: "Bearer",
+        token_type: "Bearer".to_owned(),
         access_token,
         expires_in: settings.access_token_ttl.as_secs(),
         refresh_token,

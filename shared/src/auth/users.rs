@@ -55,7 +55,7 @@ pub struct UserItem {
 }
 
 /// What callers may see of an account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     pub id: String,
     pub email: String,
