@@ -327,6 +327,17 @@ impl Shop {
         currency: &str,
         actor: &Actor,
     ) -> Result<Applied, CommerceError> {
+        // What was received is checked before it is compared with what is due: a malformed
+        // amount or currency is an error of the request, not a mismatch to record.
+        if !(1..=crate::MAX_CAPTURE_MINOR).contains(&amount_minor) {
+            return Err(invalid(
+                "amount_minor",
+                format!("1 to {}", crate::MAX_CAPTURE_MINOR),
+            ));
+        }
+        if !crate::is_currency_code(currency) {
+            return Err(invalid("currency", "an ISO 4217 code such as EUR"));
+        }
         let payment = self.payment(payment_id).await?;
         if payment.provider != "manual" {
             return Err(CommerceError::Conflict(format!(
@@ -508,7 +519,7 @@ impl Shop {
             if !(0..=1_000_000).contains(&v.stock) {
                 return Err(invalid(field("stock"), "0 to 1000000"));
             }
-            if v.currency.len() != 3 || !v.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            if !crate::is_currency_code(&v.currency) {
                 return Err(invalid(field("currency"), "an ISO 4217 code such as EUR"));
             }
         }

@@ -127,6 +127,15 @@ impl DomainError for CommerceError {
 
 pub type Result<T, E = CommerceError> = std::result::Result<T, E>;
 
+/// An ISO 4217 code as the shop writes one: three capital letters.
+pub(crate) fn is_currency_code(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// The most money one capture may record, in minor units (10 billion in major units): far above
+/// any order, far below where sums of them could overflow.
+pub const MAX_CAPTURE_MINOR: i64 = 1_000_000_000_000;
+
 pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> CommerceError {
     CommerceError::Invalid {
         field: field.into(),

@@ -6,7 +6,7 @@
 
 use lumi_commerce::model::RefundStatus;
 use lumi_shared::{clock::ManualClock, settings::SystemSettings};
-use lumi_tests::{TestApp, assert_problem, unique_sku};
+use lumi_tests::{Refused, TestApp, assert_problem, unique_sku};
 use serde_json::{Value, json};
 
 /// A customer of the test: their token and where their emails go.
@@ -916,4 +916,39 @@ async fn a_checkout_costs_at_most_five_aws_calls() {
         calls.iter().all(|c| c.starts_with("dynamodb ")),
         "no other service on the way: {calls:?}"
     );
+}
+
+#[tokio::test]
+async fn a_capture_of_a_malformed_amount_or_currency_is_refused_and_records_no_mismatch() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_admin().await;
+    let sku = unique_sku();
+    app.product(&[(&sku, 700, 5)]).await;
+    let buyer = app.new_customer().await;
+    let placed = app.place_order(&buyer, &[(&sku, 1)]).await;
+    let (reference, payment) = (&placed.order.reference, &placed.order.payment.id);
+    // Found by Schemathesis: a currency of one letter was recorded as the payment's mismatch.
+    for (amount, currency, field) in [
+        (700, "T", "currency"),
+        (700, "eur", "currency"),
+        (0, "EUR", "amount_minor"),
+        (-5, "EUR", "amount_minor"),
+        (1_000_000_000_001, "EUR", "amount_minor"),
+    ] {
+        let refused = app
+            .admin(&admin)
+            .capture(payment, amount, currency)
+            .await
+            .refused(422);
+        assert_eq!(refused.fields(), [field], "{}", refused.body);
+    }
+    let stored = app.stored_order(reference).await;
+    assert_eq!(stored.payment.mismatch, None, "nothing was recorded");
+    assert_eq!(stored.payment.captured_minor, 0);
+    // A well-formed amount that is not the one due is still a mismatch to record.
+    app.admin(&admin)
+        .capture(payment, 699, "EUR")
+        .await
+        .unwrap_or_else(|p| panic!("{}", p.body));
+    assert!(app.stored_order(reference).await.payment.mismatch.is_some());
 }

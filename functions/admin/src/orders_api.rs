@@ -672,9 +672,10 @@ pub async fn retry_refunds(
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct CaptureBody {
     /// Minor units (cents): anything but the amount due makes the payment `amount_mismatch`.
-    #[schema(example = 2190)]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64, example = 2190)]
     pub amount_minor: i64,
-    #[schema(example = "EUR")]
+    /// ISO 4217: anything but the order's currency makes the payment `amount_mismatch`.
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
 }
 

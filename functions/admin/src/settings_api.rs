@@ -366,16 +366,14 @@ pub async fn put_settings(
             "send If-Match with the ETag of the settings you edited".into(),
         )
     })?;
-    let expected = if_match
+    let digits = if_match
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.trim()
-                .trim_matches('"')
-                .strip_prefix('v')
-                .and_then(|n| n.parse::<u64>().ok())
-        })
+        .and_then(|v| v.trim().trim_matches('"').strip_prefix('v'))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| ApiError::bad_request("If-Match is the settings' ETag, \"v<version>\""))?;
+    // An ETag too large for any version is well-formed but not the one in force: 412 below.
+    let expected: Option<u64> = digits.parse().ok();
     // The patch's own shape first: a bad body is 422 whatever the version, before any read.
     // (The error-reporting DSN is checked below, once a masked value sent back is recognised.)
     let mut shape = document.clone();
@@ -396,7 +394,7 @@ pub async fn put_settings(
     }
     invalid_settings(&document)?;
     // A valid patch of another version than the one in force.
-    if version != expected {
+    if Some(version) != expected {
         return Err(ApiError::PreconditionFailed(
             "the settings changed since you read them; reload".into(),
         ));
@@ -426,7 +424,7 @@ pub async fn put_settings(
             detail: format!("the settings do not fit their schema: {e}").into(),
             errors: Vec::new(),
         })?;
-    let version = match store.put_if_version(&settings, expected).await {
+    let version = match store.put_if_version(&settings, version).await {
         Ok(version) => version,
         Err(StoreError::ConditionFailed { .. }) => {
             return Err(ApiError::PreconditionFailed(
