@@ -669,6 +669,14 @@ async fn a_signed_url_serves_a_stored_original_with_cache_headers_and_304_reads_
     let source = set["original"]["key"].as_str().unwrap();
 
     let path = image_path(&key, "w_200-format_webp", source);
+    // What `lumi images url` prints is the README's recipe.
+    let requested = images::url::parse_options("w_200-format_webp").unwrap();
+    let cli = images::url::signed_path(
+        &secrecy::SecretString::from(key.clone()),
+        &requested,
+        &images::url::SourceKey::parse(source).unwrap(),
+    );
+    assert_eq!(cli, path);
     let reads = s3_reads(&app);
     let response = get(&app, &path, &[]).await;
     assert_eq!(response.status(), 200);

@@ -152,7 +152,10 @@ mod tests {
         let Command::Images(ops::images::ImagesCommand::Url(args)) = cli.command else {
             panic!("not images url");
         };
-        assert_eq!(args.requested().width, Some(800));
+        assert_eq!(
+            images::url::options_segment(&args.requested()),
+            "w_800-format_webp"
+        );
         let error = Cli::try_parse_from([
             "lumi",
             "images",
