@@ -91,6 +91,12 @@ pub struct AppSecrets {
         deserialize_with = "one_or_many"
     )]
     pub metrics_scrape_tokens: Vec<SecretString>,
+    /// `image_url_key`: the HMAC-SHA256 key of signed image URLs
+    /// (`GET /api/v1/images/{signature}/{options}/{source+}`); one key, or during a rotation a
+    /// list: the first signs (`lumi images url`, a storefront's server), every one verifies.
+    /// Absent: every signed image URL is refused (403).
+    #[serde(default, rename = "image_url_key", deserialize_with = "one_or_many")]
+    pub image_url_keys: Vec<SecretString>,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(
@@ -115,6 +121,7 @@ impl AppSecrets {
         "session_fingerprint_secret",
         "config_encryption_key",
         "metrics_scrape_token",
+        "image_url_key",
     ];
 
     /// Parses and validates the secret's JSON.
@@ -150,11 +157,16 @@ impl AppSecrets {
                 )));
             }
         }
-        for (i, token) in secrets.metrics_scrape_tokens.iter().enumerate() {
-            if token.expose_secret().len() < MIN_KEY_LEN {
-                return Err(SecretsError::Invalid(format!(
-                    "metrics_scrape_token[{i}] is shorter than {MIN_KEY_LEN} characters"
-                )));
+        for (name, values) in [
+            ("metrics_scrape_token", &secrets.metrics_scrape_tokens),
+            ("image_url_key", &secrets.image_url_keys),
+        ] {
+            for (i, value) in values.iter().enumerate() {
+                if value.expose_secret().len() < MIN_KEY_LEN {
+                    return Err(SecretsError::Invalid(format!(
+                        "{name}[{i}] is shorter than {MIN_KEY_LEN} characters"
+                    )));
+                }
             }
         }
         if secrets.jwt_keys.is_empty() {
@@ -221,9 +233,14 @@ pub fn complete_secret_json(existing: Option<&str>) -> Result<String, SecretsErr
     let long_enough = |v: &serde_json::Value| v.as_str().is_some_and(|v| v.len() >= MIN_KEY_LEN);
     for key in AppSecrets::KEYS {
         let present = object.get(*key).is_some_and(|v| match v {
-            // A config key or scrape token list being rotated is kept as it is.
+            // A config key, scrape token or image URL key list being rotated is kept as it is.
             serde_json::Value::Array(keys)
-                if ["config_encryption_key", "metrics_scrape_token"].contains(key) =>
+                if [
+                    "config_encryption_key",
+                    "metrics_scrape_token",
+                    "image_url_key",
+                ]
+                .contains(key) =>
             {
                 !keys.is_empty() && keys.iter().all(long_enough)
             }
@@ -269,6 +286,32 @@ pub fn rotate_config_key_json(existing: &str) -> Result<String, SecretsError> {
         "config_encryption_key".into(),
         serde_json::Value::Array(keys),
     );
+    Ok(serde_json::Value::Object(object).to_string())
+}
+
+/// The secret's JSON with a new `image_url_key` second (`stage`: verified, not yet signing) or
+/// first (`promote`: the key that was second signs; the others are dropped but the former
+/// first, which still verifies). See the README's "Image URLs" for the order of the steps.
+pub fn rotate_image_url_key_json(existing: &str, promote: bool) -> Result<String, SecretsError> {
+    let mut object = as_object(Some(existing))?;
+    let mut keys = match object.remove("image_url_key") {
+        Some(serde_json::Value::Array(old)) => old,
+        Some(old @ serde_json::Value::String(_)) => vec![old],
+        _ => Vec::new(),
+    };
+    if promote {
+        if keys.len() < 2 {
+            return Err(SecretsError::Invalid(
+                "image_url_key has no staged key to promote: stage one first".into(),
+            ));
+        }
+        keys.swap(0, 1);
+        keys.truncate(2);
+    } else {
+        keys.truncate(1);
+        keys.push(serde_json::Value::String(random_key()));
+    }
+    object.insert("image_url_key".into(), serde_json::Value::Array(keys));
     Ok(serde_json::Value::Object(object).to_string())
 }
 
@@ -440,6 +483,43 @@ mod tests {
         let dup = keys[0].expose_secret();
         value["config_encryption_key"] = serde_json::json!([dup, dup]);
         assert!(AppSecrets::parse(&value.to_string()).is_err(), "repeated");
+    }
+
+    #[test]
+    fn image_url_keys_are_staged_then_promoted_and_the_former_one_still_verifies() {
+        let first = complete_secret_json(None).unwrap();
+        let one = AppSecrets::parse(&first).unwrap();
+        assert_eq!(one.image_url_keys.len(), 1, "init creates one");
+        let original = one.image_url_keys[0].expose_secret().to_owned();
+        assert!(
+            rotate_image_url_key_json(&first, true).is_err(),
+            "nothing staged"
+        );
+        let staged = AppSecrets::parse(&rotate_image_url_key_json(&first, false).unwrap()).unwrap();
+        assert_eq!(staged.image_url_keys.len(), 2);
+        assert_eq!(
+            staged.image_url_keys[0].expose_secret(),
+            original,
+            "still signs"
+        );
+        let raw =
+            rotate_image_url_key_json(&rotate_image_url_key_json(&first, false).unwrap(), true)
+                .unwrap();
+        let promoted = AppSecrets::parse(&raw).unwrap();
+        assert_eq!(promoted.image_url_keys.len(), 2);
+        assert_eq!(
+            promoted.image_url_keys[1].expose_secret(),
+            original,
+            "still verifies"
+        );
+        let again = complete_secret_json(Some(&raw)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&again).unwrap()["image_url_key"],
+            serde_json::from_str::<serde_json::Value>(&raw).unwrap()["image_url_key"]
+        );
+        let mut value: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        value["image_url_key"] = serde_json::json!(["short"]);
+        assert!(AppSecrets::parse(&value.to_string()).is_err(), "short");
     }
 
     #[test]

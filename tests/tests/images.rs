@@ -1,9 +1,13 @@
 //! The images function end to end: transforms over HTTP (formats, negotiation, quality from the
-//! settings, ETags, every limit and bad input), stored variants in S3 with presigned URLs, and
-//! the presigned-upload path for originals larger than a request body.
+//! settings, ETags, every limit and bad input; an admin's or a signed request only), stored
+//! variants in S3 with presigned URLs, the presigned-upload path for originals larger than a
+//! request body, and signed image URLs of stored originals (cache headers, 304, Accept, and
+//! every bad signature refused before S3 is read).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac as _};
 use image::{ImageEncoder as _, RgbImage, codecs::png::PngEncoder};
 use lumi_imaging::{Fit, InputFormat, Limits, OutputFormat, TransformOptions};
 use lumi_shared::settings::{ImageQuality, SystemSettings};
@@ -83,8 +87,10 @@ fn inputs() -> Vec<(InputFormat, Vec<u8>)> {
     ]
 }
 
+/// `POST /api/v1/images/transform?{query}` as an admin (`token`).
 async fn transform(
     app: &TestApp,
+    token: &str,
     query: &str,
     body: Vec<u8>,
     headers: &[(&str, &str)],
@@ -92,6 +98,7 @@ async fn transform(
     let mut request = app
         .http
         .post(app.url(&format!("/api/v1/images/transform?{query}")))
+        .bearer_auth(token)
         .body(body);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -102,10 +109,11 @@ async fn transform(
 #[tokio::test]
 async fn every_format_in_and_out_with_its_content_type_and_size() {
     let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
     for (input_format, input) in inputs() {
         for output in [OutputFormat::Jpeg, OutputFormat::Png, OutputFormat::Webp] {
             let query = format!("w=40&format={}", output.as_str());
-            let response = transform(&app, &query, input.clone(), &[]).await;
+            let response = transform(&app, &admin, &query, input.clone(), &[]).await;
             assert_eq!(response.status(), 200, "{input_format:?} -> {output:?}");
             assert_eq!(response.headers()[header::CONTENT_TYPE], output.mime());
             let bytes = response.bytes().await.unwrap();
@@ -128,6 +136,7 @@ async fn every_format_in_and_out_with_its_content_type_and_size() {
     ] {
         let response = transform(
             &app,
+            &admin,
             &format!("w=60&h=60&fit={fit}&format=png"),
             source.clone(),
             &[],
@@ -156,10 +165,12 @@ async fn every_format_in_and_out_with_its_content_type_and_size() {
 #[tokio::test]
 async fn accept_picks_the_format_when_none_is_asked_for() {
     let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
     let source = png(64, 48);
     let jpeg = encode(&source, OutputFormat::Jpeg);
     let webp = transform(
         &app,
+        &admin,
         "w=32",
         jpeg.clone(),
         &[("accept", "image/avif,image/webp,*/*")],
@@ -167,9 +178,9 @@ async fn accept_picks_the_format_when_none_is_asked_for() {
     .await;
     assert_eq!(webp.headers()[header::CONTENT_TYPE], "image/webp");
     assert_eq!(webp.headers()[header::VARY], "Accept");
-    let plain = transform(&app, "w=32", jpeg, &[("accept", "image/*")]).await;
+    let plain = transform(&app, &admin, "w=32", jpeg, &[("accept", "image/*")]).await;
     assert_eq!(plain.headers()[header::CONTENT_TYPE], "image/jpeg");
-    let png_kept = transform(&app, "w=32", source, &[]).await;
+    let png_kept = transform(&app, &admin, "w=32", source, &[]).await;
     assert_eq!(
         png_kept.headers()[header::CONTENT_TYPE],
         "image/png",
@@ -177,6 +188,7 @@ async fn accept_picks_the_format_when_none_is_asked_for() {
     );
     let explicit = transform(
         &app,
+        &admin,
         "w=32&format=jpeg",
         png(64, 48),
         &[("accept", "image/webp")],
@@ -199,8 +211,9 @@ async fn a_quality_setting_change_takes_effect_without_a_redeploy() {
         .env("SETTINGS_CACHE_TTL_SECONDS", "0")
         .spawn()
         .await;
+    let admin = app.admin_token().await;
     let photo = encode(&png(400, 300), OutputFormat::Jpeg);
-    let at_default = transform(&app, "w=300&format=jpeg", photo.clone(), &[]).await;
+    let at_default = transform(&app, &admin, "w=300&format=jpeg", photo.clone(), &[]).await;
     let etag_default = at_default.headers()[header::ETAG].clone();
     let size_default = at_default.bytes().await.unwrap().len();
 
@@ -209,7 +222,7 @@ async fn a_quality_setting_change_takes_effect_without_a_redeploy() {
         ..SystemSettings::default()
     })
     .await;
-    let lowered = transform(&app, "w=300&format=jpeg", photo, &[]).await;
+    let lowered = transform(&app, &admin, "w=300&format=jpeg", photo, &[]).await;
     assert_ne!(
         lowered.headers()[header::ETAG],
         etag_default,
@@ -225,9 +238,10 @@ async fn a_quality_setting_change_takes_effect_without_a_redeploy() {
 #[tokio::test]
 async fn the_etag_is_stable_and_if_none_match_answers_304() {
     let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
     let source = png(64, 48);
-    let first = transform(&app, "w=20&format=webp", source.clone(), &[]).await;
-    let second = transform(&app, "w=20&format=webp", source.clone(), &[]).await;
+    let first = transform(&app, &admin, "w=20&format=webp", source.clone(), &[]).await;
+    let second = transform(&app, &admin, "w=20&format=webp", source.clone(), &[]).await;
     let etag = first.headers()[header::ETAG].to_str().unwrap().to_owned();
     assert_eq!(second.headers()[header::ETAG], etag.as_str());
     assert!(
@@ -236,10 +250,11 @@ async fn the_etag_is_stable_and_if_none_match_answers_304() {
             .unwrap()
             .contains("immutable")
     );
-    let other = transform(&app, "w=21&format=webp", source.clone(), &[]).await;
+    let other = transform(&app, &admin, "w=21&format=webp", source.clone(), &[]).await;
     assert_ne!(other.headers()[header::ETAG], etag.as_str());
     let cached = transform(
         &app,
+        &admin,
         "w=20&format=webp",
         source,
         &[("if-none-match", &etag)],
@@ -285,7 +300,8 @@ fn crc32(bytes: &[u8]) -> u32 {
 #[tokio::test]
 async fn bad_input_gets_the_right_problem_never_a_500() {
     let app = TestApp::spawn().await;
-    let bomb = assert_problem(transform(&app, "w=100", png_bomb(), &[]).await, 413).await;
+    let admin = app.admin_token().await;
+    let bomb = assert_problem(transform(&app, &admin, "w=100", png_bomb(), &[]).await, 413).await;
     assert!(
         bomb["detail"].as_str().unwrap().contains("100000x100000"),
         "{bomb}"
@@ -293,28 +309,36 @@ async fn bad_input_gets_the_right_problem_never_a_500() {
 
     let oversize = noise_png(1400, 1200);
     assert!(oversize.len() > 4_400_000);
-    assert_problem(transform(&app, "w=100", oversize, &[]).await, 413).await;
+    assert_problem(transform(&app, &admin, "w=100", oversize, &[]).await, 413).await;
 
     assert_problem(
-        transform(&app, "w=10", b"BM6\0\0\0 a bitmap".to_vec(), &[]).await,
+        transform(&app, &admin, "w=10", b"BM6\0\0\0 a bitmap".to_vec(), &[]).await,
         415,
     )
     .await;
     assert_problem(
-        transform(&app, "w=10", png(20, 20), &[("content-type", "text/plain")]).await,
+        transform(
+            &app,
+            &admin,
+            "w=10",
+            png(20, 20),
+            &[("content-type", "text/plain")],
+        )
+        .await,
         415,
     )
     .await;
-    assert_problem(transform(&app, "w=10", Vec::new(), &[]).await, 400).await;
+    assert_problem(transform(&app, &admin, "w=10", Vec::new(), &[]).await, 400).await;
 
     let jpeg = encode(&png(200, 150), OutputFormat::Jpeg);
     let truncated = jpeg[..jpeg.len() / 3].to_vec();
-    let corrupt = assert_problem(transform(&app, "w=50", truncated, &[]).await, 422).await;
+    let corrupt = assert_problem(transform(&app, &admin, "w=50", truncated, &[]).await, 422).await;
     assert_eq!(corrupt["errors"][0]["field"], "body");
 
     let options = assert_problem(
         transform(
             &app,
+            &admin,
             "w=0&fit=squash&quality=0&colour=red",
             png(20, 20),
             &[],
@@ -333,7 +357,7 @@ async fn bad_input_gets_the_right_problem_never_a_500() {
         assert!(fields.contains(&field), "{fields:?}");
     }
     assert_problem(
-        transform(&app, "w=100000&h=100000&fit=fill", png(20, 20), &[]).await,
+        transform(&app, &admin, "w=100000&h=100000&fit=fill", png(20, 20), &[]).await,
         422,
     )
     .await;
@@ -551,4 +575,355 @@ async fn an_oversize_upload_is_refused_unread_and_the_id_stays_usable() {
     assert_eq!(processed.status(), 201);
     let set: Value = processed.json().await.unwrap();
     assert_eq!(set["original"]["bytes"], small.len());
+}
+
+// ------------------------------------------------------------------ signed image URLs
+
+/// The README's recipe, written independently of the function's code: URL-safe base64 (no
+/// padding) of HMAC-SHA256 of `message` with `key`.
+fn sign(key: &str, message: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// The signed path of `source` with `options`, under `key`.
+fn image_path(key: &str, options: &str, source: &str) -> String {
+    let signature = sign(key, &format!("/{options}/{source}"));
+    format!("/api/v1/images/{signature}/{options}/{source}")
+}
+
+/// The config secret's image URL keys (one, or a list while rotating), the signing one first.
+async fn url_keys(app: &TestApp) -> Vec<String> {
+    let secret: Value = serde_json::from_str(&app.secret_json().await).unwrap();
+    match &secret["image_url_key"] {
+        Value::String(key) => vec![key.clone()],
+        Value::Array(keys) => keys
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect(),
+        other => panic!("no image_url_key: {other}"),
+    }
+}
+
+/// Writes the config secret's `image_url_key` (a new AWSCURRENT version).
+async fn set_url_keys(app: &TestApp, keys: &[&str]) {
+    let mut secret: Value = serde_json::from_str(&app.secret_json().await).unwrap();
+    secret["image_url_key"] = serde_json::json!(keys);
+    app.secrets_manager()
+        .put_secret_value()
+        .secret_id(app.resource("ConfigSecret"))
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// An original stored straight in the bucket, as the admin API stores one; its key.
+async fn put_original(app: &TestApp, bytes: Vec<u8>, ext: &str) -> String {
+    let key = format!("originals/{}.{ext}", uuid::Uuid::new_v4().simple());
+    app.s3()
+        .put_object()
+        .bucket(app.resource("ImagesBucket"))
+        .key(&key)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+    key
+}
+
+/// S3 reads (GET and HEAD of objects) so far; needs `counting_aws_calls()`.
+fn s3_reads(app: &TestApp) -> usize {
+    app.aws_call_log()
+        .iter()
+        .filter(|call| {
+            let mut parts = call.split(' ');
+            parts.next() == Some("s3") && matches!(parts.nth(1), Some("GET" | "HEAD"))
+        })
+        .count()
+}
+
+async fn get(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = app.http.get(app.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_url_serves_a_stored_original_with_cache_headers_and_304_reads_nothing() {
+    let app = TestApp::builder().counting_aws_calls().spawn().await;
+    let admin = app.admin_token().await;
+    let key = url_keys(&app).await.remove(0);
+    let created = store(
+        &app,
+        &admin,
+        "image/jpeg",
+        encode(&png(400, 300), OutputFormat::Jpeg),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let set: Value = created.json().await.unwrap();
+    let source = set["original"]["key"].as_str().unwrap();
+
+    let path = image_path(&key, "w_200-format_webp", source);
+    // What `lumi images url` prints is the README's recipe.
+    let requested = images::url::parse_options("w_200-format_webp").unwrap();
+    let cli = images::url::signed_path(
+        &secrecy::SecretString::from(key.clone()),
+        &requested,
+        &images::url::SourceKey::parse(source).unwrap(),
+    );
+    assert_eq!(cli, path);
+    let reads = s3_reads(&app);
+    let response = get(&app, &path, &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(s3_reads(&app) - reads, 1, "one GET of the original");
+    let headers = response.headers().clone();
+    assert_eq!(headers[header::CONTENT_TYPE], "image/webp");
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+    let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "a strong tag: {etag}"
+    );
+    assert!(
+        headers
+            .get_all(header::VARY)
+            .iter()
+            .all(|v| !v.to_str().unwrap().contains("Accept")),
+        "an explicit format does not vary by Accept"
+    );
+    let probe = lumi_imaging::probe(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!((probe.width, probe.height), (200, 150));
+    assert_eq!(probe.format, InputFormat::Webp);
+
+    let again = get(&app, &path, &[]).await;
+    assert_eq!(again.headers()[header::ETAG], etag.as_str(), "stable");
+
+    let reads = s3_reads(&app);
+    let cached = get(&app, &path, &[("if-none-match", &etag)]).await;
+    assert_eq!(cached.status(), 304);
+    assert_eq!(cached.headers()[header::ETAG], etag.as_str());
+    assert!(cached.bytes().await.unwrap().is_empty());
+    assert_eq!(s3_reads(&app), reads, "a 304 reads nothing from S3");
+    let stale = get(&app, &path, &[("if-none-match", "\"other\"")]).await;
+    assert_eq!(stale.status(), 200);
+
+    // An original nobody stored: 404, signed or not.
+    let unknown = format!("originals/{}.jpeg", uuid::Uuid::new_v4().simple());
+    assert_problem(
+        get(&app, &image_path(&key, "w_200-format_webp", &unknown), &[]).await,
+        404,
+    )
+    .await;
+    // Only originals are sources: a variant's or an upload's key is nothing here.
+    let variant = set["variants"][0]["key"].as_str().unwrap();
+    assert_problem(
+        get(&app, &image_path(&key, "w_20-format_jpeg", variant), &[]).await,
+        404,
+    )
+    .await;
+
+    // Options as the POST transform's: 422 naming each bad one, and the canonical order.
+    let bad = assert_problem(
+        get(
+            &app,
+            &image_path(&key, "w_0-fit_squash-colour_red", source),
+            &[],
+        )
+        .await,
+        422,
+    )
+    .await;
+    let fields: Vec<&str> = bad["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for field in ["w", "fit", "colour"] {
+        assert!(fields.contains(&field), "{fields:?}");
+    }
+    let order = assert_problem(
+        get(&app, &image_path(&key, "format_webp-w_200", source), &[]).await,
+        422,
+    )
+    .await;
+    assert_eq!(order["errors"][0]["field"], "w", "{order}");
+}
+
+#[tokio::test]
+async fn a_wrong_truncated_tampered_or_retired_signature_is_403_before_s3_is_read() {
+    let app = TestApp::builder()
+        .counting_aws_calls()
+        .env("SECRETS_CACHE_TTL_SECONDS", "0")
+        .spawn()
+        .await;
+    let old = url_keys(&app).await.remove(0);
+    let source = put_original(&app, png(80, 60), "png").await;
+    let options = "w_40-format_png";
+    let good = image_path(&old, options, &source);
+    assert_eq!(get(&app, &good, &[]).await.status(), 200);
+
+    let signature = good.split('/').nth(4).unwrap().to_owned();
+    assert_eq!(signature.len(), 43);
+    let forged = image_path(&"f".repeat(64), options, &source);
+    let truncated = good.replace(&signature, &signature[..42]);
+    let tampered = good.replace(options, "w_4000-format_png");
+    let reads = s3_reads(&app);
+    for path in [&forged, &truncated, &tampered] {
+        let refused = assert_problem(get(&app, path, &[]).await, 403).await;
+        assert!(
+            refused["detail"].as_str().unwrap().contains("signature"),
+            "{refused}"
+        );
+    }
+    assert_eq!(s3_reads(&app), reads, "no S3 read for a bad signature");
+
+    // Rotation: a new key staged second verifies; promoted first, the old one still verifies.
+    let new = "n".repeat(64);
+    set_url_keys(&app, &[&old, &new]).await;
+    assert_eq!(
+        get(&app, &image_path(&new, options, &source), &[])
+            .await
+            .status(),
+        200
+    );
+    set_url_keys(&app, &[&new, &old]).await;
+    assert_eq!(
+        get(&app, &good, &[]).await.status(),
+        200,
+        "old key, rotating"
+    );
+    // Retired: URLs it signed are refused, without reading S3.
+    set_url_keys(&app, &[&new]).await;
+    let reads = s3_reads(&app);
+    assert_problem(get(&app, &good, &[]).await, 403).await;
+    assert_eq!(s3_reads(&app), reads);
+    assert_eq!(
+        get(&app, &image_path(&new, options, &source), &[])
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn format_auto_follows_accept_and_varies_by_it() {
+    let app = TestApp::spawn().await;
+    let key = url_keys(&app).await.remove(0);
+    let photo = put_original(&app, encode(&png(64, 48), OutputFormat::Jpeg), "jpeg").await;
+    let path = image_path(&key, "w_32-format_auto", &photo);
+
+    let chrome = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8";
+    let webp = get(&app, &path, &[("accept", chrome)]).await;
+    assert_eq!(webp.status(), 200);
+    assert_eq!(webp.headers()[header::CONTENT_TYPE], "image/webp");
+    assert_eq!(webp.headers()[header::VARY], "Accept");
+    let webp_tag = webp.headers()[header::ETAG].clone();
+
+    let plain = get(&app, &path, &[("accept", "image/*")]).await;
+    assert_eq!(plain.headers()[header::CONTENT_TYPE], "image/jpeg");
+    assert_eq!(plain.headers()[header::VARY], "Accept");
+    assert_ne!(
+        plain.headers()[header::ETAG],
+        webp_tag,
+        "one tag per format"
+    );
+    // A WebP tag does not answer 304 to a client that gets JPEG.
+    let webp_tag = webp_tag.to_str().unwrap();
+    let other = get(
+        &app,
+        &path,
+        &[("accept", "image/*"), ("if-none-match", webp_tag)],
+    )
+    .await;
+    assert_eq!(other.status(), 200);
+    let same = get(
+        &app,
+        &path,
+        &[("accept", chrome), ("if-none-match", webp_tag)],
+    )
+    .await;
+    assert_eq!(same.status(), 304);
+    assert_eq!(same.headers()[header::VARY], "Accept");
+
+    // PNG may be transparent: it stays PNG when WebP is not accepted.
+    let logo = put_original(&app, png(64, 48), "png").await;
+    let kept = get(&app, &image_path(&key, "w_32-format_auto", &logo), &[]).await;
+    assert_eq!(kept.headers()[header::CONTENT_TYPE], "image/png");
+}
+
+#[tokio::test]
+async fn an_anonymous_transform_is_refused_and_a_signed_one_served() {
+    let app = TestApp::spawn().await;
+    let key = url_keys(&app).await.remove(0);
+    let body = png(40, 30);
+    let post = |query: String, token: Option<String>| {
+        let mut request = app
+            .http
+            .post(app.url(&format!("/api/v1/images/transform?{query}")))
+            .body(body.clone());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let anonymous = post("w=20&format=png".into(), None).await.unwrap();
+    assert_eq!(
+        anonymous.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_problem(anonymous, 401).await;
+    let customer = app.customer_token().await;
+    assert_problem(
+        post("w=20&format=png".into(), Some(customer))
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+
+    let query = "w=20&format=png";
+    let signature = sign(&key, &format!("POST /api/v1/images/transform?{query}"));
+    let signed = post(format!("{query}&signature={signature}"), None)
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    let probe = lumi_imaging::probe(&signed.bytes().await.unwrap()).unwrap();
+    assert_eq!((probe.width, probe.height), (20, 15));
+    // The signature covers the query: other options, or another key, are refused.
+    assert_problem(
+        post(format!("w=2000&format=png&signature={signature}"), None)
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    let forged = sign(
+        &"f".repeat(64),
+        &format!("POST /api/v1/images/transform?{query}"),
+    );
+    assert_problem(
+        post(format!("{query}&signature={forged}"), None)
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    // A GET URL's signature is no transform's.
+    let get_signature = sign(&key, &format!("/{query}"));
+    assert_problem(
+        post(format!("{query}&signature={get_signature}"), None)
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
 }

@@ -4,7 +4,8 @@
 //!
 //! | route | does |
 //! | --- | --- |
-//! | `POST /api/v1/images/transform?w=&h=&fit=&format=&quality=` | the body's image, transformed; ephemeral |
+//! | `GET /api/v1/images/{signature}/{options}/{source+}` | a stored original, transformed, at a signed URL a CDN caches (`url.rs`, `source.rs`) |
+//! | `POST /api/v1/images/transform?w=&h=&fit=&format=&quality=` | the body's image, transformed; ephemeral; an admin or a signed query |
 //! | `POST /api/v1/admin/images` | keeps the body's image in S3 with the configured variants |
 //! | `POST /api/v1/admin/images/uploads` | a presigned S3 PUT for an original larger than a request body may be |
 //! | `POST /api/v1/admin/images/uploads/{id}/process` | the uploaded original's variants, from S3 |
@@ -15,12 +16,17 @@
 //! blocking pool, never on the runtime's threads.
 
 mod options;
+mod source;
 mod stored;
 mod transform;
+pub mod url;
 
 use std::sync::Arc;
 
-use axum::{Router, routing::post};
+use axum::{
+    Router,
+    routing::{get, post},
+};
 use lumi_imaging::{ImageError, Limits};
 use lumi_shared::{ApiError, Platform, error::FieldError};
 use utoipa::{OpenApi, ToSchema};
@@ -29,6 +35,7 @@ use utoipa::{OpenApi, ToSchema};
 pub fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(OpenApi)]
     #[openapi(paths(
+        source::get,
         transform::transform,
         stored::create,
         stored::create_upload,
@@ -64,6 +71,10 @@ pub fn routes(platform: Arc<Platform>) -> Router {
     let state = stored::ImagesState(Arc::new(stored::Images::new(platform)));
     Router::new()
         .route("/api/v1/images/transform", post(transform::transform))
+        .route(
+            "/api/v1/images/{signature}/{options}/{*source}",
+            get(source::get),
+        )
         .route("/api/v1/admin/images", post(stored::create))
         .route("/api/v1/admin/images/uploads", post(stored::create_upload))
         .route(

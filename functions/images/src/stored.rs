@@ -283,6 +283,42 @@ impl Images {
     }
 }
 
+impl Images {
+    /// A stored original's bytes (a signed image URL's source): one GET, at most the input
+    /// limit read; none stored under the key is 404.
+    pub async fn read_original(&self, source: &crate::url::SourceKey) -> ApiResult<Bytes> {
+        let bucket = self.bucket()?;
+        let limit = self.platform.config.images.max_input_bytes;
+        let request = self
+            .s3()
+            .get_object()
+            .bucket(bucket)
+            .key(source.as_str())
+            .range(format!("bytes=0-{limit}"))
+            .send();
+        let object = match trace::aws_call("S3", "GetObject", None, request).await {
+            Ok(object) => object,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Err(ApiError::not_found("no stored original has this key"));
+            }
+            Err(error) => return Err(s3_unavailable("GetObject", error)),
+        };
+        let mut body = object.body;
+        let mut bytes = bytes::BytesMut::new();
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| s3_unavailable("GetObject", e))?
+        {
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes.freeze())
+    }
+}
+
 /// Where to PUT an original larger than a request body may be.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UploadTicket {

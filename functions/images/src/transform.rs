@@ -1,22 +1,28 @@
 //! `POST /api/v1/images/transform`: the request body's image, transformed and answered as
 //! binary (API Gateway base64-encodes it on the way out), with an `ETag` of the input and the
 //! effective options and a year of `Cache-Control`, for a CDN in front. Nothing is stored.
+//!
+//! Not anonymous: the caller is an admin (access token) or holds a signed query (`signature`,
+//! last, over `POST /api/v1/images/transform?` and the query before it, with the config
+//! secret's `image_url_key`, as `url.rs` says), which a shop's server hands to a client with
+//! the bytes in hand. Anonymous is 401, a signature that does not match 403, before the body
+//! is looked at.
 
 use std::{collections::BTreeMap, time::Instant};
 
 use axum::{
     Extension,
     body::Bytes,
-    extract::{Query, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{FromRequestParts, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use lumi_imaging::{InputFormat, Transformed};
-use lumi_shared::{ApiError, ApiResult, telemetry::metrics::MetricSet};
+use lumi_shared::{ApiError, ApiResult, auth::AdminUser, telemetry::metrics::MetricSet};
 
 use lumi_shared::openapi::{
-    BadRequest, PayloadTooLarge, ServiceUnavailable, TooManyRequests, UnsupportedMediaType,
-    ValidationFailed,
+    BadRequest, Forbidden, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
+    UnsupportedMediaType, ValidationFailed,
 };
 
 use crate::{ImageBytes, options::Requested, stored::ImagesState};
@@ -33,7 +39,54 @@ const ACCEPTED_TYPES: &[&str] = &[
 /// A year: the same input and options always give the same bytes.
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
+/// Who may transform the bytes of a request: an admin, or the holder of a signed query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Signed,
+}
+
+/// The query before a last `signature` parameter, and the signature.
+fn split_signature(query: &str) -> Option<(&str, &str)> {
+    match query.strip_prefix("signature=") {
+        Some(signature) => Some(("", signature)),
+        None => query.rsplit_once("&signature="),
+    }
+}
+
+impl FromRequestParts<ImagesState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ImagesState) -> Result<Self, ApiError> {
+        if let Some((query, signature)) = split_signature(parts.uri.query().unwrap_or_default()) {
+            let secrets = state.platform.secrets.get().await.map_err(|e| {
+                ApiError::unavailable("the image URL keys cannot be read; retry shortly", e)
+            })?;
+            let message = crate::url::transform_message(query);
+            if crate::url::verify(&secrets.image_url_keys, &message, signature) {
+                return Ok(Self::Signed);
+            }
+            return Err(ApiError::Forbidden(
+                "the signature does not match this transform's query".into(),
+            ));
+        }
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Err(ApiError::Unauthorized(
+                "send an admin's access token, or a query signed by the shop (`signature`)".into(),
+            ));
+        }
+        AdminUser::from_request_parts(parts, state).await?;
+        Ok(Self::Admin)
+    }
+}
+
 /// Resize, fit and re-encode the body's image (ephemeral; nothing is stored)
+///
+/// For an admin (access token), or a caller the shop signed the query for: `signature`, the
+/// last parameter, is the URL-safe base64 (no padding) of HMAC-SHA256 over
+/// `POST /api/v1/images/transform?` followed by the query before `&signature=`, as sent, with
+/// the config secret's `image_url_key`. Anonymous is 401; a signature that does not match 403.
+/// To serve a stored original, use its signed URL (`GET /api/v1/images/{signature}/...`).
 ///
 /// The body is the image (JPEG, PNG, WebP, or the first frame of a GIF), at most 4.4 MB
 /// (Lambda's payload cap counts the base64 of a binary body). EXIF orientation is applied and
@@ -45,7 +98,9 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
     path = "/api/v1/images/transform",
     tag = "images",
     operation_id = "transformImage",
+    security(("accessToken" = [])),
     params(
+        ("signature" = Option<String>, Query, description = "Instead of a token: the shop's signature of the method, path and the query before it (last parameter).", pattern = "^[A-Za-z0-9_-]{43}$"),
         ("w" = Option<u32>, Query, description = "Output width (px).", minimum = 1, maximum = 4096),
         ("h" = Option<u32>, Query, description = "Output height (px).", minimum = 1, maximum = 4096),
         ("fit" = Option<String>, Query, description = "`cover` crops to fill w × h; `contain` pads to w × h; `inside` (default) fits within; `fill` stretches.", pattern = "^(cover|contain|inside|fill)$"),
@@ -75,6 +130,8 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
             )),
         (status = 304, description = "The `If-None-Match` tag is current."),
         (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, response = ValidationFailed),
@@ -84,11 +141,15 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 )]
 pub async fn transform(
     State(images): State<ImagesState>,
+    caller: Caller,
     Extension(metrics): Extension<MetricSet>,
-    Query(query): Query<BTreeMap<String, String>>,
+    Query(mut query): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    if caller == Caller::Signed {
+        query.remove("signature");
+    }
     let requested = Requested::parse(&query)?;
     check_content_type(&headers)?;
     let input_format = sniff(&body)?;
@@ -128,7 +189,7 @@ pub async fn transform(
     Ok(response)
 }
 
-fn with_cache_headers(mut response: Response, etag: &str, vary_accept: bool) -> Response {
+pub fn with_cache_headers(mut response: Response, etag: &str, vary_accept: bool) -> Response {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, value);

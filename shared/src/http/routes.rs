@@ -64,6 +64,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/health/live"),
     ("GET", "/api/v1/health/ready"),
     ("POST", "/api/v1/images/transform"),
+    ("GET", "/api/v1/images/{signature}/{options}/{source+}"),
     ("GET", "/api/v1/metrics"),
     ("GET", "/api/v1/orders"),
     ("POST", "/api/v1/orders"),
@@ -92,13 +93,16 @@ pub fn allowed_methods(path: &str) -> Vec<Method> {
 }
 
 /// Whether `path` fills `template`: the same number of segments, literal segments equal, a
-/// `{param}` segment any non-empty segment.
+/// `{param}` segment any non-empty segment; a last `{param+}` (greedy) the non-empty rest.
 fn matches(template: &str, path: &str) -> bool {
     let mut want = template.split('/');
     let mut got = path.split('/');
     loop {
         match (want.next(), got.next()) {
             (None, None) => return true,
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with("+}") => {
+                return !g.is_empty() && got.all(|g| !g.is_empty());
+            }
             (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') => {
                 if g.is_empty() {
                     return false;
@@ -131,6 +135,11 @@ mod tests {
         assert!(allowed_methods("/api/v1/nothing").is_empty());
         assert!(allowed_methods("/api/v1/orders/").is_empty());
         assert!(allowed_methods("/api/v1/orders/a/b/c").is_empty());
+        assert_eq!(
+            allowed_methods("/api/v1/images/sig/w_80/originals/a.jpeg"),
+            [Method::GET]
+        );
+        assert!(allowed_methods("/api/v1/images/sig/w_80/").is_empty());
     }
 
     #[test]

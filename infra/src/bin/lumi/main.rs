@@ -6,7 +6,7 @@
 //!   `lumi openapi` writes the OpenAPI document generated from the handlers.
 //! - [`ops`]: against AWS with the default credentials and region, or against the local stack
 //!   with `AWS_ENDPOINT_URL=http://127.0.0.1:4566`: `secrets`, `users`, `sessions`, `settings`,
-//!   `backup`, `schema`, `outbox`, `dlq`. `--table` is the stack's `AppTableName` output,
+//!   `backup`, `schema`, `outbox`, `dlq`, `images`. `--table` is the stack's `AppTableName` output,
 //!   `--secret-id` its `ConfigSecretArn`.
 //! - [`bench`]: `lumi bench aws-calls` (`make bench`).
 
@@ -54,6 +54,9 @@ enum Command {
     /// [ops] The live tables, queues and buckets against template.yaml
     #[command(subcommand)]
     Schema(ops::schema::SchemaCommand),
+    /// [ops] Images: a signed URL of a stored original
+    #[command(subcommand)]
+    Images(ops::images::ImagesCommand),
     /// [ops] Send the refund emails waiting in the outbox
     #[command(subcommand)]
     Outbox(ops::queues::OutboxCommand),
@@ -82,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Settings(command) => command.run().await,
         Command::Backup(command) => command.run().await,
         Command::Schema(command) => std::process::exit(command.run().await),
+        Command::Images(command) => command.run().await,
         Command::Outbox(command) => command.run().await,
         Command::Dlq(command) => command.run().await,
         Command::Bench(command) => command.run().await,
@@ -127,6 +131,45 @@ mod tests {
             error.contains("--user") && error.contains("--everyone"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_image_url_names_its_options() {
+        let cli = Cli::try_parse_from([
+            "lumi",
+            "images",
+            "url",
+            "--secret-id",
+            "s",
+            "--source",
+            "originals/a.jpeg",
+            "--w",
+            "800",
+            "--format",
+            "webp",
+        ])
+        .unwrap();
+        let Command::Images(ops::images::ImagesCommand::Url(args)) = cli.command else {
+            panic!("not images url");
+        };
+        assert_eq!(
+            images::url::options_segment(&args.requested()),
+            "w_800-format_webp"
+        );
+        let error = Cli::try_parse_from([
+            "lumi",
+            "images",
+            "url",
+            "--secret-id",
+            "s",
+            "--source",
+            "k",
+            "--fit",
+            "squash",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("--fit"), "{error}");
     }
 
     #[test]

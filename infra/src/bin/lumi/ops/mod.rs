@@ -2,6 +2,7 @@
 //! default credentials, or the local stack when `AWS_ENDPOINT_URL` is set.
 
 pub mod backup;
+pub mod images;
 pub mod queues;
 pub mod schema;
 pub mod secrets;

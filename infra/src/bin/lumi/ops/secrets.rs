@@ -15,6 +15,16 @@ pub enum SecretsCommand {
     /// A new `config_encryption_key` first in the list; the former ones still open what they
     /// sealed (then `lumi settings reseal`)
     RotateConfigKey(SecretId),
+    /// Rotate `image_url_key` (signed image URLs) in two steps: stage a new key (it verifies,
+    /// the current one still signs), then, once every container has it, `--promote` it (it
+    /// signs, the former one still verifies until cached URLs age out)
+    RotateImageUrlKey {
+        #[command(flatten)]
+        id: SecretId,
+        /// The second step: the staged key signs from now on
+        #[arg(long)]
+        promote: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -30,6 +40,9 @@ impl SecretsCommand {
             Self::Init(id) => secrets_init(&id.secret_id).await,
             Self::RotateJwt(id) => secrets_rotate_jwt(&id.secret_id).await,
             Self::RotateConfigKey(id) => secrets_rotate_config_key(&id.secret_id).await,
+            Self::RotateImageUrlKey { id, promote } => {
+                secrets_rotate_image_url_key(&id.secret_id, promote).await
+            }
         }
     }
 }
@@ -123,5 +136,33 @@ async fn secrets_rotate_config_key(secret_id: &str) -> anyhow::Result<()> {
          backup you may restore names it.",
         lumi_shared::settings::sealed::key_id(keys.newest())
     );
+    Ok(())
+}
+
+async fn secrets_rotate_image_url_key(secret_id: &str, promote: bool) -> anyhow::Result<()> {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let current = read_secret(&client, secret_id)
+        .await?
+        .context("the secret has no value: run `lumi secrets init` first")?;
+    let rotated = lumi_shared::secrets::rotate_image_url_key_json(&current, promote)?;
+    lumi_shared::secrets::AppSecrets::parse(&rotated)?;
+    client
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(rotated)
+        .send()
+        .await
+        .with_context(|| format!("writing {secret_id}"))?;
+    if promote {
+        println!(
+            "the staged image URL key signs from now on (`lumi images url`, and storefront servers once\n\
+             they read it again); URLs signed with the former key still verify."
+        );
+    } else {
+        println!(
+            "a new image URL key is staged: it verifies, the current key still signs. Containers pick it up\n\
+             within SECRETS_CACHE_TTL_SECONDS (300 s); then run this again with --promote."
+        );
+    }
     Ok(())
 }
