@@ -30,7 +30,7 @@ use crate::{
 /// A stored original, transformed, at a signed URL (cacheable, for `<img src>`)
 ///
 /// The path is signed by the shop (`lumi images url`, or a storefront's server with the config
-/// secret's `image_url_key`; see the README's "Image URLs"): `signature` is the URL-safe base64
+/// secret's `image_url_key`; see "Image URLs" in docs/operations.md): `signature` is the URL-safe base64
 /// (no padding) of HMAC-SHA256 over `/{options}/{source}`. `options` are `name_value` pairs
 /// joined by `-` in the order `w`, `h`, `fit`, `format`, `quality` (`w_800-format_webp`), with
 /// the POST transform's meanings. Answers are immutable: a year of `Cache-Control`, a strong

@@ -1,6 +1,6 @@
 //! Signed image URLs: `/api/v1/images/{signature}/{options}/{source+}`, their options segment,
 //! their source key and their HMAC. Pure: no AWS, no HTTP; the handler is `source.rs`, the
-//! signers `lumi images url` and a storefront's own server (README, "Image URLs").
+//! signers `lumi images url` and a storefront's own server (docs/operations.md, "Image URLs").
 //!
 //! ```text
 //! /api/v1/images/<signature>/w_800-h_600-fit_cover-format_webp-quality_80/originals/<id>.jpeg
