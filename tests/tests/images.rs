@@ -898,12 +898,22 @@ async fn an_anonymous_transform_is_refused_and_a_signed_one_served() {
     assert_eq!(signed.status(), 200);
     let probe = lumi_imaging::probe(&signed.bytes().await.unwrap()).unwrap();
     assert_eq!((probe.width, probe.height), (20, 15));
-    // The signature covers the query: other options, or another key, are refused.
+    // A token, when sent, decides: a customer's is 403 whatever the signature.
+    let customer = app.customer_token().await;
+    assert_problem(
+        post(format!("{query}&signature={signature}"), Some(customer))
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    // The signature covers the query: other options, or another key, are refused as a bad
+    // credential (401, as a bad token is).
     assert_problem(
         post(format!("w=2000&format=png&signature={signature}"), None)
             .await
             .unwrap(),
-        403,
+        401,
     )
     .await;
     let forged = sign(
@@ -914,7 +924,7 @@ async fn an_anonymous_transform_is_refused_and_a_signed_one_served() {
         post(format!("{query}&signature={forged}"), None)
             .await
             .unwrap(),
-        403,
+        401,
     )
     .await;
     // A GET URL's signature is no transform's.
@@ -923,7 +933,7 @@ async fn an_anonymous_transform_is_refused_and_a_signed_one_served() {
         post(format!("{query}&signature={get_signature}"), None)
             .await
             .unwrap(),
-        403,
+        401,
     )
     .await;
 }

@@ -390,3 +390,25 @@ fn the_sender_identity_is_created_by_one_stack_only() {
         assert_eq!(args[1].as_str(), Some("create"));
     }
 }
+
+#[test]
+fn the_gateway_allows_the_same_cors_request_headers_as_the_local_stack() {
+    let text = std::fs::read_to_string(lumi_infra::workspace_root().join("template.yaml")).unwrap();
+    let root: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let allowed: BTreeSet<&str> =
+        root["Resources"]["LumiApi"]["Properties"]["CorsConfiguration"]["AllowHeaders"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
+    let local: BTreeSet<&str> = lumi_shared::http::CORS_ALLOW_HEADERS
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(allowed, local);
+    assert!(
+        local.contains("traceparent"),
+        "a storefront's trace reaches ours"
+    );
+}

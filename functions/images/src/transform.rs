@@ -5,8 +5,8 @@
 //! Not anonymous: the caller is an admin (access token) or holds a signed query (`signature`,
 //! last, over `POST /api/v1/images/transform?` and the query before it, with the config
 //! secret's `image_url_key`, as `url.rs` says), which a shop's server hands to a client with
-//! the bytes in hand. Anonymous is 401, a signature that does not match 403, before the body
-//! is looked at.
+//! the bytes in hand. Anonymous, or a signature that does not match, is 401 (a token, when
+//! sent, decides: another role's is 403), before the body is looked at.
 
 use std::{collections::BTreeMap, time::Instant};
 
@@ -58,7 +58,16 @@ impl FromRequestParts<ImagesState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ImagesState) -> Result<Self, ApiError> {
-        if let Some((query, signature)) = split_signature(parts.uri.query().unwrap_or_default()) {
+        // A token, when sent, decides (an admin's passes, anyone else's is 403); without one, the
+        // signature is the credential, and one that does not verify is 401 like a bad token.
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            let Some((query, signature)) = split_signature(parts.uri.query().unwrap_or_default())
+            else {
+                return Err(ApiError::Unauthorized(
+                    "send an admin's access token, or a query signed by the shop (`signature`)"
+                        .into(),
+                ));
+            };
             let secrets = state.platform.secrets.get().await.map_err(|e| {
                 ApiError::unavailable("the image URL keys cannot be read; retry shortly", e)
             })?;
@@ -66,13 +75,8 @@ impl FromRequestParts<ImagesState> for Caller {
             if crate::url::verify(&secrets.image_url_keys, &message, signature) {
                 return Ok(Self::Signed);
             }
-            return Err(ApiError::Forbidden(
-                "the signature does not match this transform's query".into(),
-            ));
-        }
-        if !parts.headers.contains_key(header::AUTHORIZATION) {
             return Err(ApiError::Unauthorized(
-                "send an admin's access token, or a query signed by the shop (`signature`)".into(),
+                "the signature does not match this transform's query".into(),
             ));
         }
         AdminUser::from_request_parts(parts, state).await?;
@@ -85,7 +89,8 @@ impl FromRequestParts<ImagesState> for Caller {
 /// For an admin (access token), or a caller the shop signed the query for: `signature`, the
 /// last parameter, is the URL-safe base64 (no padding) of HMAC-SHA256 over
 /// `POST /api/v1/images/transform?` followed by the query before `&signature=`, as sent, with
-/// the config secret's `image_url_key`. Anonymous is 401; a signature that does not match 403.
+/// the config secret's `image_url_key`. Anonymous, or a signature that does not match, is 401;
+/// a token other than an admin's 403.
 /// To serve a stored original, use its signed URL (`GET /api/v1/images/{signature}/...`).
 ///
 /// The body is the image (JPEG, PNG, WebP, or the first frame of a GIF), at most 4.4 MB

@@ -110,6 +110,21 @@ async fn unknown_route(method: Method, uri: http::Uri) -> Response {
     response
 }
 
+/// The request headers a page on an allowed origin may send, here and in the template's
+/// `CorsConfiguration` (a test holds the two equal): `traceparent` and `tracestate` carry the
+/// storefront's trace into ours (W3C Trace Context), `x-csrf-token` guards cookie sessions.
+pub const CORS_ALLOW_HEADERS: &[&str] = &[
+    "authorization",
+    "content-type",
+    "if-match",
+    "if-none-match",
+    "idempotency-key",
+    "x-request-id",
+    "x-csrf-token",
+    "traceparent",
+    "tracestate",
+];
+
 fn cors_layer(cors: &CorsConfig) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(cors.allowed_origins.iter().cloned()))
@@ -121,15 +136,12 @@ fn cors_layer(cors: &CorsConfig) -> CorsLayer {
             Method::DELETE,
             Method::OPTIONS,
         ])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::IF_MATCH,
-            header::IF_NONE_MATCH,
-            IDEMPOTENCY_KEY,
-            X_REQUEST_ID,
-            crate::auth::browser::CSRF_HEADER,
-        ])
+        .allow_headers(
+            CORS_ALLOW_HEADERS
+                .iter()
+                .map(|name| HeaderName::from_static(name))
+                .collect::<Vec<_>>(),
+        )
         // A storefront on a listed origin sends and receives the refresh cookie of cookie-mode
         // sessions (`credentials: "include"`); unlisted origins get nothing, credentials or not.
         .allow_credentials(true)
