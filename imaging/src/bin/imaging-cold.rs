@@ -15,9 +15,7 @@ use std::process::ExitCode;
 use lumi_imaging::{Fit, Limits, OutputFormat, TransformOptions, transform};
 
 fn run() -> Result<usize, String> {
-    let path = std::env::args()
-        .nth(1)
-        .ok_or("usage: imaging-cold PHOTO")?;
+    let path = std::env::args().nth(1).ok_or("usage: imaging-cold PHOTO")?;
     let photo = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
     let options = TransformOptions {
         width: Some(800),
