@@ -117,7 +117,7 @@ BENCH_FUNCTIONS := $(filter-out backup secret-rotation health-probe,$(FUNCTIONS)
 bench_event = $(or $(BENCH_EVENT_$(1)),$(firstword $(sort $(wildcard events/$(1)/*.json))))
 
 .PHONY: bench
-bench: $(STAMP) ## Cold start and size of every function next to hello-world; images against sharp; AWS calls; load
+bench: $(STAMP) ## Cold start and size of every function next to hello-world; images against sharp (warm, and the cold path as a fresh process); AWS calls; load
 	$(CARGO_LAMBDA) build --release $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	cargo build --release -p lumi-bench
 	target/release/lumi-bench cold-start --lambda-dir target/lambda --reference hello-lambda \

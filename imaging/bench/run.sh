@@ -3,14 +3,17 @@
 #
 # Both sides are pinned to one core (taskset -c 0) and run in alternation for ROUNDS rounds, so a
 # busy neighbour slows both alike; the summary takes the median of each side's per-round medians
-# and prints ours/sharp ratios (goal <= 0.85), output sizes (goal: within 5% of sharp's) and our
-# peak RSS for one operation in a fresh process (goal <= 64 MB).
+# and prints ours/sharp ratios (goal <= 0.80), output sizes (goal: within 1% of sharp's) and our
+# peak RSS for one operation in a fresh process (goal <= 64 MB). Then the cold path (cold.py):
+# a fresh process decoding and resizing the photo once, ours against node loading sharp, COLD_RUNS
+# alternating runs, median wall ratio (goal <= 0.20) and each side's peak RSS.
 #
 # Environment (defaults in brackets):
 #   BENCH_PHOTO  the input JPEG                [<repo>/../shared/bench/photo_4000x3000.jpg]
 #   SHARP_SRC    sharp's reference bench.js    [<repo>/../shared/bench/sharp]
 #   SHARP_DIR    where it is copied and npm-installed  [<repo>/target/sharp-bench]
 #   ROUNDS ITERS WARMUP                        [3 30 3]
+#   COLD_RUNS                                  [15]
 #   CARGO_TARGET_DIR                           [<repo>/target]
 set -euo pipefail
 
@@ -22,10 +25,11 @@ sharp_dir=${SHARP_DIR:-$root/target/sharp-bench}
 rounds=${ROUNDS:-3}
 iters=${ITERS:-30}
 warmup=${WARMUP:-3}
+cold_runs=${COLD_RUNS:-15}
 ops=resize800_jpeg,resize800_webp,thumb200_jpeg
 target=${CARGO_TARGET_DIR:-$root/target}
 
-for tool in node npm taskset cargo; do
+for tool in node npm taskset cargo python3; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 1; }
 done
 [[ -f $photo ]] || { echo "run.sh: no photo at $photo (set BENCH_PHOTO)" >&2; exit 1; }
@@ -42,7 +46,7 @@ if [[ ! -d $sharp_dir/node_modules/sharp ]]; then
 fi
 
 # ours: the release profile the Lambda ships with.
-(cd "$root" && cargo build --release --quiet -p lumi-imaging --bin imaging-bench)
+(cd "$root" && cargo build --release --quiet -p lumi-imaging --bin imaging-bench --bin imaging-cold)
 bench=$target/release/imaging-bench
 
 out=$(mktemp -d)
@@ -57,3 +61,4 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 node "$here/summarize.js" "$out/ours.jsonl" "$out/sharp.txt"
+python3 "$here/cold.py" "$cold_runs" "$photo" "$target/release/imaging-cold" "$sharp_dir"

@@ -1,0 +1,63 @@
+"""The cold path: one fresh process per request, ours against node loading sharp.
+
+usage: python3 cold.py RUNS PHOTO OURS_BIN SHARP_DIR
+
+Runs `OURS_BIN PHOTO` and `node cold.js PHOTO` (in SHARP_DIR, where sharp is installed) RUNS
+times each, alternating so that a busy neighbour slows both alike, each child pinned to core 0
+(the affinity is set between fork and exec, as `taskset -c 0` would, without timing taskset).
+Wall time is fork to reap (`/usr/bin/time` only counts in 10 ms steps); peak memory is the
+child's ru_maxrss from wait4. Prints the medians, the
+ratio ours/sharp against the goal (<= 0.20) and each side's peak (median of the runs' peaks).
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+GOAL = 0.20
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def pin():
+    os.sched_setaffinity(0, {0})
+
+
+def once(argv, cwd):
+    start = time.perf_counter()
+    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, preexec_fn=pin)
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = (time.perf_counter() - start) * 1e3
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        sys.exit(f"cold.py: {argv} exited with {child.returncode}")
+    return wall, usage.ru_maxrss / 1024, int(out.split()[0])
+
+
+def main():
+    runs, photo, ours_bin, sharp_dir = int(sys.argv[1]), *sys.argv[2:5]
+    photo = os.path.abspath(photo)
+    sides = {
+        "ours": ([ours_bin, photo], None),
+        "sharp": (["node", os.path.join(HERE, "cold.js"), photo], sharp_dir),
+    }
+    res = {k: [] for k in sides}
+    for _ in range(runs):
+        for name, (argv, cwd) in sides.items():
+            res[name].append(once(argv, cwd))
+    med = {k: statistics.median(r[0] for r in v) for k, v in res.items()}
+    peak = {k: statistics.median(r[1] for r in v) for k, v in res.items()}
+    size = {k: v[-1][2] for k, v in res.items()}
+    ratio = med["ours"] / med["sharp"]
+    print(f"# cold path: fresh process, decode + resize800_jpeg once, {runs} alternating runs each, core 0")
+    print(f"{'side':<6} {'median_ms':>9} {'min_ms':>7} {'peak_MiB':>8} {'out_B':>7}")
+    for k, v in res.items():
+        print(f"{k:<6} {med[k]:9.1f} {min(r[0] for r in v):7.1f} {peak[k]:8.1f} {size[k]:7d}")
+    verdict = "ok" if ratio <= GOAL else "MISSED"
+    print(f"cold ratio {ratio:.3f} (goal <= {GOAL:.2f}: {verdict}); peak {peak['ours']:.1f} MiB against {peak['sharp']:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
