@@ -267,19 +267,7 @@ impl Images {
             }
             Err(error) => return Err(s3_unavailable("GetObject", error)),
         };
-        let mut body = object.body;
-        let mut bytes = bytes::BytesMut::with_capacity(size as usize);
-        while let Some(chunk) = body
-            .try_next()
-            .await
-            .map_err(|e| s3_unavailable("GetObject", e))?
-        {
-            if bytes.len() + chunk.len() > limit {
-                return Err(ApiError::PayloadTooLarge { limit });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes.freeze())
+        read_capped(object.body, limit, size as usize).await
     }
 }
 
@@ -303,19 +291,7 @@ impl Images {
             }
             Err(error) => return Err(s3_unavailable("GetObject", error)),
         };
-        let mut body = object.body;
-        let mut bytes = bytes::BytesMut::new();
-        while let Some(chunk) = body
-            .try_next()
-            .await
-            .map_err(|e| s3_unavailable("GetObject", e))?
-        {
-            if bytes.len() + chunk.len() > limit {
-                return Err(ApiError::PayloadTooLarge { limit });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes.freeze())
+        read_capped(object.body, limit, 0).await
     }
 }
 
@@ -622,4 +598,21 @@ impl axum::extract::FromRef<ImagesState> for Arc<Platform> {
     fn from_ref(state: &ImagesState) -> Self {
         state.0.platform.clone()
     }
+}
+
+/// An S3 object's body, counted while read: more than `limit` bytes is 413, whatever its
+/// headers said.
+async fn read_capped(mut body: ByteStream, limit: usize, capacity: usize) -> ApiResult<Bytes> {
+    let mut bytes = bytes::BytesMut::with_capacity(capacity);
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| s3_unavailable("GetObject", e))?
+    {
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
 }
