@@ -131,3 +131,17 @@ pub async fn off_runtime<T: Send + 'static>(
         .await
         .map_err(ApiError::internal)
 }
+
+/// Whether `signature` is the shop's over `message` under any of the config secret's image URL
+/// keys (the first signs; the others verify while a rotation is under way): both signed
+/// routes, the GET URL and the signed POST transform, ask here.
+async fn signed_by_shop(
+    platform: &Platform,
+    message: &str,
+    signature: &str,
+) -> Result<bool, ApiError> {
+    let secrets = platform.secrets.get().await.map_err(|e| {
+        ApiError::unavailable("the image URL keys cannot be read; retry shortly", e)
+    })?;
+    Ok(url::verify(&secrets.image_url_keys, message, signature))
+}

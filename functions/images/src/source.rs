@@ -75,11 +75,8 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let source = SourceKey::parse(&source)
         .ok_or_else(|| ApiError::not_found("no stored original has this key"))?;
-    let secrets = images.platform.secrets.get().await.map_err(|e| {
-        ApiError::unavailable("the image URL keys cannot be read; retry shortly", e)
-    })?;
     let message = url::signed_message(&options, source.as_str());
-    if !url::verify(&secrets.image_url_keys, &message, &signature) {
+    if !crate::signed_by_shop(&images.platform, &message, &signature).await? {
         return Err(ApiError::Forbidden(
             "the signature does not match this URL".into(),
         ));

@@ -68,11 +68,8 @@ impl FromRequestParts<ImagesState> for Caller {
                         .into(),
                 ));
             };
-            let secrets = state.platform.secrets.get().await.map_err(|e| {
-                ApiError::unavailable("the image URL keys cannot be read; retry shortly", e)
-            })?;
             let message = crate::url::transform_message(query);
-            if crate::url::verify(&secrets.image_url_keys, &message, signature) {
+            if crate::signed_by_shop(&state.platform, &message, signature).await? {
                 return Ok(Self::Signed);
             }
             return Err(ApiError::Unauthorized(

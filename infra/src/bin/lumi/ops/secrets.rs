@@ -115,13 +115,21 @@ async fn secrets_rotate_jwt(secret_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn secrets_rotate_config_key(secret_id: &str) -> anyhow::Result<()> {
+/// Reads the secret, rotates one of its keys with `rotate`, checks the result parses as the
+/// functions will read it, and writes it back: every key rotation of `lumi secrets`.
+async fn rotate_secret<E>(
+    secret_id: &str,
+    rotate: impl FnOnce(&str) -> Result<String, E>,
+) -> anyhow::Result<lumi_shared::secrets::AppSecrets>
+where
+    anyhow::Error: From<E>,
+{
     let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
     let current = read_secret(&client, secret_id)
         .await?
         .context("the secret has no value: run `lumi secrets init` first")?;
-    let rotated = lumi_shared::secrets::rotate_config_key_json(&current)?;
-    let keys = lumi_shared::secrets::AppSecrets::parse(&rotated)?.config_encryption_key;
+    let rotated = rotate(&current)?;
+    let parsed = lumi_shared::secrets::AppSecrets::parse(&rotated)?;
     client
         .put_secret_value()
         .secret_id(secret_id)
@@ -129,6 +137,12 @@ async fn secrets_rotate_config_key(secret_id: &str) -> anyhow::Result<()> {
         .send()
         .await
         .with_context(|| format!("writing {secret_id}"))?;
+    Ok(parsed)
+}
+
+async fn secrets_rotate_config_key(secret_id: &str) -> anyhow::Result<()> {
+    let rotated = rotate_secret(secret_id, lumi_shared::secrets::rotate_config_key_json).await?;
+    let keys = rotated.config_encryption_key;
     println!(
         "new config key {}; the former ones still open what they sealed.\n\
          Containers pick it up within SECRETS_CACHE_TTL_SECONDS (300 s). Then run `lumi settings reseal`\n\
@@ -140,19 +154,10 @@ async fn secrets_rotate_config_key(secret_id: &str) -> anyhow::Result<()> {
 }
 
 async fn secrets_rotate_image_url_key(secret_id: &str, promote: bool) -> anyhow::Result<()> {
-    let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
-    let current = read_secret(&client, secret_id)
-        .await?
-        .context("the secret has no value: run `lumi secrets init` first")?;
-    let rotated = lumi_shared::secrets::rotate_image_url_key_json(&current, promote)?;
-    lumi_shared::secrets::AppSecrets::parse(&rotated)?;
-    client
-        .put_secret_value()
-        .secret_id(secret_id)
-        .secret_string(rotated)
-        .send()
-        .await
-        .with_context(|| format!("writing {secret_id}"))?;
+    rotate_secret(secret_id, |current| {
+        lumi_shared::secrets::rotate_image_url_key_json(current, promote)
+    })
+    .await?;
     if promote {
         println!(
             "the staged image URL key signs from now on (`lumi images url`, and storefront servers once\n\
