@@ -195,15 +195,12 @@ fn with_image_crate(mut decoder: impl ImageDecoder, limits: &Limits) -> Result<R
 
 fn webp(input: &[u8], limits: &Limits) -> Result<Raster, ImageError> {
     let features =
-        webp::BitstreamFeatures::new(input).ok_or_else(|| ImageError::corrupt("WebP header"))?;
-    if features.has_animation() {
+        crate::webp::features(input).ok_or_else(|| ImageError::corrupt("WebP header"))?;
+    if features.animated {
         return Err(ImageError::Unsupported);
     }
-    check_pixels(features.width(), features.height(), limits)?;
-    let image = webp::Decoder::new(input)
-        .decode()
+    check_pixels(features.width, features.height, limits)?;
+    let raster = crate::webp::decode(input, &features)
         .ok_or_else(|| ImageError::corrupt("WebP: cannot decode"))?;
-    let channels = if image.is_alpha() { 4 } else { 3 };
-    let raster = Raster::new(image.width(), image.height(), channels, image.to_vec())?;
     Ok(raster.drop_opaque_alpha())
 }

@@ -66,19 +66,7 @@ fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, ImageError> {
 }
 
 fn webp(raster: &Raster, quality: u8) -> Result<Vec<u8>, ImageError> {
-    let mut config =
-        webp::WebPConfig::new().map_err(|()| failed(OutputFormat::Webp, "config init"))?;
-    config.quality = f32::from(quality);
-    config.method = 4;
-    let encoder = if raster.has_alpha() {
-        webp::Encoder::from_rgba(&raster.data, raster.width, raster.height)
-    } else {
-        webp::Encoder::from_rgb(&raster.data, raster.width, raster.height)
-    };
-    let memory = encoder
-        .encode_advanced(&config)
-        .map_err(|e| failed(OutputFormat::Webp, format!("{e:?}")))?;
-    Ok(memory.to_vec())
+    crate::webp::encode_rgb(raster, quality)
 }
 
 fn png(raster: &Raster) -> Result<Vec<u8>, ImageError> {

@@ -12,7 +12,9 @@
 //! - baseline 4:2:0 JPEG in, JPEG out, at 1/8 (thumbnails): our own DC-only entropy decoder
 //!   (`scaled_jpeg`) straight to Y/Cb/Cr planes, planes resampled, planes encoded
 //!   (`yuv`): no colour conversion at all;
-//! - other 4:2:0 JPEG to JPEG: the same with libjpeg-turbo decoding the planes;
+//! - other 4:2:0 JPEG to JPEG or WebP: the same with libjpeg-turbo decoding the planes (WebP
+//!   takes the planes too, remapped to its limited range, in `webp`, the crate's one FFI
+//!   module);
 //! - everything else: decode to RGB(A) (`decode`), resample (`resize`), orient and pad
 //!   (`raster`), encode (`encode`).
 //!
@@ -55,6 +57,7 @@ mod probe;
 mod raster;
 mod resize;
 mod scaled_jpeg;
+mod webp;
 mod yuv;
 
 pub use error::ImageError;
@@ -111,11 +114,9 @@ pub fn transform(
     let swapped = probe::swaps_axes(probe.orientation);
     let view = plan.source_view(probe.width, probe.height, swapped);
 
-    // 4:2:0 JPEG to JPEG without padding: the planar path (see `yuv`). WebP output measured
-    // slower that way (libwebp only takes RGB here, and re-subsamples nearest-upsampled chroma
-    // into more bits), so it takes the RGB path.
+    // 4:2:0 JPEG to JPEG or WebP without padding: the planar path (see `yuv`).
     let planar = probe.format == InputFormat::Jpeg
-        && options.format == OutputFormat::Jpeg
+        && matches!(options.format, OutputFormat::Jpeg | OutputFormat::Webp)
         && (plan.out_w, plan.out_h) == (plan.content_w, plan.content_h);
     if planar && let Some(planes) = decode::jpeg_yuv420(input, view.jpeg_denominator(), limits)? {
         let decoded_pixels = u64::from(planes.width) * u64::from(planes.height);
@@ -127,7 +128,7 @@ pub fn transform(
         );
         // Always resampled, if only to a copy: it also cuts the decoder's even-size padding.
         let planes = planes.resize(&view)?.orient(probe.orientation);
-        let bytes = planes.encode_jpeg(options.quality)?;
+        let bytes = planes.encode(options.format, options.quality)?;
         return Ok(Transformed {
             bytes,
             format: options.format,
