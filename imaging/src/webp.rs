@@ -114,7 +114,10 @@ impl Encoding {
         let mut picture = std::mem::MaybeUninit::<sys::WebPPicture>::zeroed();
         // SAFETY: `picture` is a writable struct of the type libwebp initialises.
         let ok = unsafe {
-            sys::WebPPictureInitInternal(picture.as_mut_ptr(), sys::WEBP_ENCODER_ABI_VERSION as c_int)
+            sys::WebPPictureInitInternal(
+                picture.as_mut_ptr(),
+                sys::WEBP_ENCODER_ABI_VERSION as c_int,
+            )
         };
         if ok == 0 {
             return Err(failed("picture init"));
@@ -261,7 +264,11 @@ pub(crate) fn encode_yuv420(
 /// Full range (0..=255) to limited range: `16 + v * span / 255` for luma (span 219), `128 + (v
 /// - 128) * span / 255` for chroma (span 224), rounded to nearest.
 fn limited_range_table(span: u8) -> [u8; 256] {
-    let (offset, centre) = if span == 219 { (16.0, 0.0) } else { (128.0, 128.0) };
+    let (offset, centre) = if span == 219 {
+        (16.0, 0.0)
+    } else {
+        (128.0, 128.0)
+    };
     let mut table = [0u8; 256];
     for (v, out) in (0u8..=255).zip(table.iter_mut()) {
         let mapped = offset + (f64::from(v) - centre) * f64::from(span) / 255.0;
@@ -273,7 +280,12 @@ fn limited_range_table(span: u8) -> [u8; 256] {
 /// Copies the top-left `w`x`h` of `src` into `dst` (rows `stride` apart) through `table`.
 fn copy_mapped(src: &Raster, w: usize, h: usize, dst: &mut [u8], stride: usize, table: &[u8; 256]) {
     let src_stride = src.width as usize;
-    for (row, out) in src.data.chunks_exact(src_stride).take(h).zip(dst.chunks_mut(stride)) {
+    for (row, out) in src
+        .data
+        .chunks_exact(src_stride)
+        .take(h)
+        .zip(dst.chunks_mut(stride))
+    {
         for (o, &v) in out.iter_mut().zip(row.iter().take(w)) {
             *o = table[usize::from(v)];
         }
@@ -305,11 +317,19 @@ mod tests {
 
     #[test]
     fn rgb_round_trips_through_libwebp() {
-        let raster = Raster::new(33, 17, 3, (0..33 * 17 * 3).map(|i| (i % 251) as u8).collect())
-            .unwrap();
+        let raster = Raster::new(
+            33,
+            17,
+            3,
+            (0..33 * 17 * 3).map(|i| (i % 251) as u8).collect(),
+        )
+        .unwrap();
         let bytes = encode_rgb(&raster, 90).unwrap();
         let f = features(&bytes).unwrap();
-        assert_eq!((f.width, f.height, f.has_alpha, f.animated), (33, 17, false, false));
+        assert_eq!(
+            (f.width, f.height, f.has_alpha, f.animated),
+            (33, 17, false, false)
+        );
         let back = decode(&bytes, &f).unwrap();
         assert_eq!((back.width, back.height, back.channels), (33, 17, 3));
         assert!(features(b"RIFF\0\0\0\0WEBPjunk").is_none());

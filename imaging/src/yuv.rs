@@ -16,10 +16,10 @@ use std::borrow::Cow;
 
 use turbojpeg::{Compressor, Subsamp, YuvPlanesImage};
 
-use crate::{ImageError, OutputFormat};
 use crate::geometry::{Region, SourceView};
 use crate::raster::Raster;
 use crate::resize::resize;
+use crate::{ImageError, OutputFormat};
 
 /// A YCbCr 4:2:0 image of `width`x`height`. The planes may be larger than the image (decoders
 /// pad to even sizes or whole MCUs), but each chroma plane is exactly half the luma plane, so

@@ -432,15 +432,28 @@ fn planar_and_rgb_paths_agree() {
             quality: 100,
             ..opts(Some(width), None, Fit::Inside, format)
         };
-        let a = decode_rgba(&run(&input, &o(OutputFormat::Jpeg)).bytes);
-        let b = decode_rgba(&run(&input, &o(OutputFormat::Png)).bytes);
-        assert_eq!((a.0, a.1), (b.0, b.1));
-        let diff: u64 =
-            a.2.iter()
-                .zip(&b.2)
-                .map(|(x, y)| u64::from(x.abs_diff(*y)))
-                .sum();
-        let mean = diff as f64 / a.2.len() as f64;
-        assert!(mean < 2.5, "width {width}: mean difference {mean:.2}");
+        let rgb_path = decode_rgba(&run(&input, &o(OutputFormat::Png)).bytes);
+        // JPEG out, and WebP out (its limited-range planes), both planar, against the RGB path.
+        for (format, tolerance) in [(OutputFormat::Jpeg, 3.5), (OutputFormat::Webp, 4.5)] {
+            let planar = decode_rgba(&run(&input, &o(format)).bytes);
+            assert_eq!((planar.0, planar.1), (rgb_path.0, rgb_path.1));
+            let (mut diff, mut bias) = ([0u64; 4], [0i64; 4]);
+            for (i, (x, y)) in planar.2.iter().zip(&rgb_path.2).enumerate() {
+                diff[i % 4] += u64::from(x.abs_diff(*y));
+                bias[i % 4] += i64::from(*x) - i64::from(*y);
+            }
+            let pixels = (planar.0 * planar.1) as f64;
+            // Per channel, and signed too: a range or matrix mistake shifts a colour, which an
+            // average over channels or over noise could hide.
+            for channel in 0..3 {
+                let mean = diff[channel] as f64 / pixels;
+                let shift = bias[channel] as f64 / pixels;
+                assert!(
+                    mean < tolerance && shift.abs() < 1.0,
+                    "{format:?} width {width} channel {channel}: mean difference {mean:.2}, \
+                     shift {shift:.2}"
+                );
+            }
+        }
     }
 }

@@ -150,14 +150,32 @@ pub fn png_gray16(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// A lossy WebP (q90) of `rgb`: a PNG of it through our own transform at the same size (the
+/// only lossy WebP encoder at hand is the libwebp we ship).
 pub fn webp_rgb(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
-    webp::Encoder::from_rgb(rgb, w, h).encode(90.0).to_vec()
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(rgb, w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let options = lumi_imaging::TransformOptions {
+        width: Some(w),
+        height: Some(h),
+        fit: lumi_imaging::Fit::Fill,
+        format: lumi_imaging::OutputFormat::Webp,
+        quality: 90,
+    };
+    lumi_imaging::transform(&png, &options, &lumi_imaging::Limits::default())
+        .unwrap()
+        .bytes
 }
 
+/// A lossless WebP of `rgba` (image-webp's encoder).
 pub fn webp_rgba(w: u32, h: u32, rgba: &[u8]) -> Vec<u8> {
-    webp::Encoder::from_rgba(rgba, w, h)
-        .encode_lossless()
-        .to_vec()
+    let mut out = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut out)
+        .write_image(rgba, w, h, image::ExtendedColorType::Rgba8)
+        .unwrap();
+    out
 }
 
 pub fn gif_rgba(w: u32, h: u32, rgba: &[u8]) -> Vec<u8> {
@@ -265,14 +283,12 @@ pub fn decode_rgba(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
         let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGBA).unwrap();
         (img.width as u32, img.height as u32, img.pixels)
     } else if bytes.starts_with(b"RIFF") {
-        let img = webp::Decoder::new(bytes).decode().unwrap();
-        let (w, h) = (img.width(), img.height());
-        let px = if img.is_alpha() {
-            img.to_vec()
-        } else {
-            rgb_to_rgba(&img, 255)
-        };
-        (w, h, px)
+        // image-webp: a decoder other than the libwebp that encoded it.
+        let img = image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::WebP)
+            .decode()
+            .unwrap()
+            .into_rgba8();
+        (img.width(), img.height(), img.into_raw())
     } else {
         let img = image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Png)
             .decode()
