@@ -120,7 +120,7 @@ BENCH_FUNCTIONS := $(filter-out backup secret-rotation health-probe,$(FUNCTIONS)
 bench_event = $(or $(BENCH_EVENT_$(1)),$(firstword $(sort $(wildcard events/$(1)/*.json))))
 
 .PHONY: bench
-bench: $(STAMP) ## Cold start and size of every function next to hello-world; images against sharp (warm, and the cold path as a fresh process); AWS calls; load
+bench: $(STAMP) ## Cold start and size of every function next to hello-world; images against sharp (warm, and the cold path as a fresh process); the signed image GET's overhead; AWS calls; load
 	$(CARGO_LAMBDA) build --release $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	cargo build --release -p lumi-bench
 	target/release/lumi-bench cold-start --lambda-dir target/lambda --reference hello-lambda \
@@ -130,12 +130,23 @@ bench: $(STAMP) ## Cold start and size of every function next to hello-world; im
 	target/debug/lumi bench aws-calls --requests 200
 	target/release/lumi-bench $(BENCH_LOAD)
 	bash imaging/bench/run.sh
+	target/release/lumi-bench $(BENCH_IMAGE_GET)
 
 # The local stack under load: `lumi dev` (what `make dev` serves, debug build) driven by
 # CLIENTS concurrent customers for DURATION seconds; p50, p99 and 5xx against the goal (8
 # clients: p99 under 1 s, no 5xx). `make bench` runs it too; this runs it alone.
 BENCH_LOAD = load --lumi target/debug/lumi --clients $(or $(CLIENTS),8) \
 	--duration $(or $(DURATION),30) --json target/bench-load.json
+
+# The signed image GET's own overhead (signature, S3 read from moto, rate limiter, headers) over
+# the bare resize800_jpeg transform, in one release process against a stack of its own (goal:
+# under 5 %). `make bench` runs it too; this runs it alone.
+BENCH_IMAGE_GET = image-get --runs 30 --warmup 3 --json target/bench-image-get.json
+
+.PHONY: bench-image-get
+bench-image-get: $(STAMP) ## Only the signed image GET's overhead over the bare transform (release build)
+	cargo build --release -p lumi-bench
+	target/release/lumi-bench $(BENCH_IMAGE_GET)
 
 .PHONY: bench-load
 bench-load: $(STAMP) ## Only the load figures: make bench-load [CLIENTS=8] [DURATION=30]

@@ -33,6 +33,14 @@ usage: lumi-bench load [--lumi PATH] [--clients N] [--duration SECONDS] [--warmu
                            target/bench-load-moto.jsonl; `none` for no log)
   --dev-output PATH        where `lumi dev`'s output goes (default target/bench-load-dev.log)
   --json PATH              also write the figures as JSON to PATH
+
+usage: lumi-bench image-get [--photo PATH] [--runs N] [--warmup N] [--json PATH]
+
+  --photo PATH             the original (default ../shared/bench/photo_4000x3000.jpg beside the
+                           repository, imaging/bench/run.sh's photo)
+  --runs N                 measured runs of each measurement (default 30)
+  --warmup N               discarded runs of each before measuring (default 3)
+  --json PATH              also write the figures, with every sample, as JSON to PATH
 ";
 
 /// Measured runs per binary when `--runs` is not given.
@@ -46,6 +54,17 @@ pub enum Command {
     Help,
     ColdStart(ColdStart),
     Load(Load),
+    ImageGet(ImageGet),
+}
+
+/// Options of the `image-get` subcommand.
+#[derive(Debug, PartialEq)]
+pub struct ImageGet {
+    /// `None`: the bench photo beside the repository.
+    pub photo: Option<PathBuf>,
+    pub runs: usize,
+    pub warmup: usize,
+    pub json: Option<PathBuf>,
 }
 
 /// Options of the `load` subcommand.
@@ -84,7 +103,10 @@ fn parse_inner(args: impl IntoIterator<Item = String>) -> Result<Command> {
         None | Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("cold-start") => {}
         Some("load") => return parse_load(args),
-        Some(other) => bail!("unknown subcommand `{other}` (expected `cold-start` or `load`)"),
+        Some("image-get") => return parse_image_get(args),
+        Some(other) => {
+            bail!("unknown subcommand `{other}` (expected `cold-start`, `load` or `image-get`)")
+        }
     }
 
     let mut lambda_dir = None;
@@ -212,6 +234,26 @@ fn parse_load(args: impl Iterator<Item = String>) -> Result<Command> {
     Ok(Command::Load(load))
 }
 
+fn parse_image_get(args: impl Iterator<Item = String>) -> Result<Command> {
+    let mut image_get = ImageGet {
+        photo: None,
+        runs: 30,
+        warmup: 3,
+        json: None,
+    };
+    for (flag, value) in options(args)? {
+        match flag.as_str() {
+            "--help" => return Ok(Command::Help),
+            "--photo" => image_get.photo = Some(PathBuf::from(value)),
+            "--runs" => image_get.runs = positive(&flag, &value)?,
+            "--warmup" => image_get.warmup = count(&flag, &value)?,
+            "--json" => image_get.json = Some(PathBuf::from(value)),
+            other => bail!("unknown option `{other}`"),
+        }
+    }
+    Ok(Command::ImageGet(image_get))
+}
+
 /// A binary name becomes a path component (`<lambda-dir>/<name>/bootstrap`) and part of an
 /// ARN: keep it to what cargo-lambda and Lambda accept.
 fn checked_name(name: &str) -> Result<String> {
@@ -303,6 +345,46 @@ mod tests {
             "load --clients",
             "load --bogus 1",
             "load --clients 201",
+        ] {
+            assert!(parse(args(line)).is_err(), "accepted: {line}");
+        }
+    }
+
+    #[test]
+    fn parses_the_image_get_line() {
+        let Command::ImageGet(opts) = parse(args("image-get")).unwrap() else {
+            panic!("not image-get");
+        };
+        assert_eq!(
+            opts,
+            ImageGet {
+                photo: None,
+                runs: 30,
+                warmup: 3,
+                json: None
+            }
+        );
+        let Command::ImageGet(opts) = parse(args(
+            "image-get --photo p.jpg --runs=5 --warmup 0 --json target/image-get.json",
+        ))
+        .unwrap() else {
+            panic!("not image-get");
+        };
+        assert_eq!(
+            opts,
+            ImageGet {
+                photo: Some("p.jpg".into()),
+                runs: 5,
+                warmup: 0,
+                json: Some("target/image-get.json".into())
+            }
+        );
+        assert_eq!(parse(args("image-get --help")).unwrap(), Command::Help);
+        for line in [
+            "image-get --runs 0",
+            "image-get --runs",
+            "image-get --warmup x",
+            "image-get --bogus 1",
         ] {
             assert!(parse(args(line)).is_err(), "accepted: {line}");
         }

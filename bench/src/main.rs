@@ -19,8 +19,12 @@
 //!
 //! `lumi-bench load` ([`load`]): the local stack (`lumi dev`) under a mixed customer load,
 //! p50 and p99 against the goal at 8 clients; `make bench-load` runs it alone.
+//!
+//! `lumi-bench image-get` ([`image_get`]): the signed image GET's own overhead over the bare
+//! transform it serves, against the goal of 5 %; `make bench-image-get` runs it alone.
 
 mod cli;
+mod image_get;
 mod load;
 mod report;
 mod runtime_api;
@@ -63,6 +67,8 @@ async fn main() -> ExitCode {
         }
         Ok(cli::Command::ColdStart(opts)) => cold_start(opts).await,
         Ok(cli::Command::Load(opts)) => load::run(opts).await,
+        // Boxed: the stack's bootstrap is a large future.
+        Ok(cli::Command::ImageGet(opts)) => Box::pin(image_get::run(opts)).await,
         Err(err) => Err(err),
     };
     match result {

@@ -1,6 +1,7 @@
 //! Figures from the samples: median and p90 per binary, the ratio to the reference, the binary
 //! size and the two goals; printed as a table and optionally written as JSON. And the load
-//! figures ([`LoadReport`]): requests per second, p50 and p99 against the goal at 8 clients.
+//! figures ([`LoadReport`]): requests per second, p50 and p99 against the goal at 8 clients. And
+//! the signed image GET's ([`ImageGetReport`]): its overhead over the bare transform, in parts.
 
 use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Duration};
 
@@ -538,6 +539,201 @@ impl AwsFigures {
     }
 }
 
+/// Goal (issue 19): the signed image GET's own overhead is under this fraction of the bare
+/// transform it serves.
+pub const IMAGE_GET_OVERHEAD_MAX: f64 = 0.05;
+
+/// The samples of `lumi-bench image-get`, one of each per measured round.
+#[derive(Debug, Default)]
+pub struct ImageGetSamples {
+    /// `lumi_imaging::transform` of the bytes in memory.
+    pub bare: Vec<Duration>,
+    /// The signed GET through the images function's router, body collected.
+    pub get: Vec<Duration>,
+    /// The S3 GetObject of the original alone, body read.
+    pub s3: Vec<Duration>,
+    /// The signed GET answered 304 (`If-None-Match`): no S3, no transform.
+    pub not_modified: Vec<Duration>,
+    /// The same 304 with the rate limiter off.
+    pub not_modified_unlimited: Vec<Duration>,
+}
+
+/// The figures of `lumi-bench image-get`: medians, the overhead and its parts.
+#[derive(Debug)]
+pub struct ImageGetReport {
+    /// The photo: path, size, bytes.
+    pub photo: String,
+    pub output_bytes: usize,
+    pub runs: usize,
+    pub warmup: usize,
+    pub bare_ms: f64,
+    pub get_ms: f64,
+    pub s3_ms: f64,
+    pub not_modified_ms: f64,
+    pub not_modified_unlimited_ms: f64,
+    /// GET minus bare.
+    pub overhead_ms: f64,
+    /// The 304 minus the 304 with the limiter off.
+    pub limiter_ms: f64,
+    /// The overhead minus the parts measured alone (S3, limiter, the 304's own work).
+    pub rest_ms: f64,
+    /// The overhead over the bare transform, rounded to 3 decimals; the goal is judged on it.
+    pub ratio: f64,
+    pub ok: bool,
+    pub samples: ImageGetSamples,
+}
+
+impl ImageGetReport {
+    pub fn new(
+        samples: ImageGetSamples,
+        photo: String,
+        output_bytes: usize,
+        runs: usize,
+        warmup: usize,
+    ) -> Self {
+        let of = |samples: &[Duration]| median(&millis(samples));
+        let bare_ms = of(&samples.bare);
+        let get_ms = of(&samples.get);
+        let s3_ms = of(&samples.s3);
+        let not_modified_ms = of(&samples.not_modified);
+        let not_modified_unlimited_ms = of(&samples.not_modified_unlimited);
+        let overhead_ms = get_ms - bare_ms;
+        let limiter_ms = not_modified_ms - not_modified_unlimited_ms;
+        let ratio = (overhead_ms / bare_ms * 1000.0).round() / 1000.0;
+        ImageGetReport {
+            photo,
+            output_bytes,
+            runs,
+            warmup,
+            bare_ms,
+            get_ms,
+            s3_ms,
+            not_modified_ms,
+            not_modified_unlimited_ms,
+            overhead_ms,
+            limiter_ms,
+            rest_ms: overhead_ms - s3_ms - limiter_ms - not_modified_unlimited_ms,
+            ratio,
+            ok: ratio < IMAGE_GET_OVERHEAD_MAX,
+            samples,
+        }
+    }
+
+    /// What `make bench` prints.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "signed image GET: GET /api/v1/images/<signature>/{options}/originals/<id>.jpeg through \
+             the images function's router (edge, rate limiter, signature, S3 read from moto, \
+             transform, headers; body collected) against the bare lumi_imaging::transform of the \
+             same bytes in memory (resize800_jpeg)\n\
+             photo {} -> {} bytes; {} rounds after {} warm-up, alternating\n\
+             goal: the GET's overhead under {IMAGE_GET_OVERHEAD_MAX} of the bare transform\n\n",
+            self.photo,
+            self.output_bytes,
+            self.runs,
+            self.warmup,
+            options = crate::image_get::OPTIONS,
+        );
+        let p90_of = |samples: &[Duration]| format!("{:.2}", p90(&millis(samples)));
+        let rows = vec![
+            vec![
+                "bare transform (reference)".to_owned(),
+                format!("{:.2}", self.bare_ms),
+                p90_of(&self.samples.bare),
+            ],
+            vec![
+                "signed GET".to_owned(),
+                format!("{:.2}", self.get_ms),
+                p90_of(&self.samples.get),
+            ],
+            vec![
+                "S3 GetObject of the original alone".to_owned(),
+                format!("{:.2}", self.s3_ms),
+                p90_of(&self.samples.s3),
+            ],
+            vec![
+                "signed GET answered 304".to_owned(),
+                format!("{:.2}", self.not_modified_ms),
+                p90_of(&self.samples.not_modified),
+            ],
+            vec![
+                "signed GET answered 304, rate limiter off".to_owned(),
+                format!("{:.2}", self.not_modified_unlimited_ms),
+                p90_of(&self.samples.not_modified_unlimited),
+            ],
+        ];
+        push_table(&mut out, &["measured", "median ms", "p90 ms"], &rows, &[]);
+        out.push('\n');
+        let part = |label: &str, ms: f64| {
+            vec![
+                label.to_owned(),
+                format!("{ms:.2}"),
+                format!("{:.3}", ms / self.bare_ms),
+                String::new(),
+                String::new(),
+            ]
+        };
+        let rows = vec![
+            vec![
+                "overhead: GET - bare".to_owned(),
+                format!("{:.2}", self.overhead_ms),
+                format!("{:.3}", self.ratio),
+                format!("<{IMAGE_GET_OVERHEAD_MAX}"),
+                if self.ok { "ok" } else { "MISSED" }.to_owned(),
+            ],
+            part("  S3 GetObject (moto)", self.s3_ms),
+            part(
+                "  rate limiter's DynamoDB call (moto; 304 - 304 off)",
+                self.limiter_ms,
+            ),
+            part(
+                "  signature, caches, ETag, edge, headers (304, limiter off)",
+                self.not_modified_unlimited_ms,
+            ),
+            part(
+                "  left: blocking pool, body, evicted caches, noise",
+                self.rest_ms,
+            ),
+        ];
+        push_table(
+            &mut out,
+            &["", "ms", "of bare", "goal", "verdict"],
+            &rows,
+            &[3, 4],
+        );
+        out
+    }
+
+    /// The same figures as JSON, plus the raw samples.
+    pub fn json(&self) -> Value {
+        json!({
+            "photo": self.photo,
+            "output_bytes": self.output_bytes,
+            "options": crate::image_get::OPTIONS,
+            "runs": self.runs,
+            "warmup": self.warmup,
+            "bare_median_ms": round2(self.bare_ms),
+            "get_median_ms": round2(self.get_ms),
+            "s3_get_object_median_ms": round2(self.s3_ms),
+            "not_modified_median_ms": round2(self.not_modified_ms),
+            "not_modified_rate_limiter_off_median_ms": round2(self.not_modified_unlimited_ms),
+            "overhead_ms": round2(self.overhead_ms),
+            "rate_limiter_ms": round2(self.limiter_ms),
+            "rest_ms": round2(self.rest_ms),
+            "overhead_ratio": self.ratio,
+            "goal_ratio_max": IMAGE_GET_OVERHEAD_MAX,
+            "ok": self.ok,
+            "samples_ms": {
+                "bare": millis(&self.samples.bare),
+                "get": millis(&self.samples.get),
+                "s3_get_object": millis(&self.samples.s3),
+                "not_modified": millis(&self.samples.not_modified),
+                "not_modified_rate_limiter_off": millis(&self.samples.not_modified_unlimited),
+            },
+        })
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -616,6 +812,55 @@ fn round2(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_get_overhead_and_its_parts() {
+        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect();
+        let report = ImageGetReport::new(
+            ImageGetSamples {
+                bare: ms(&[100, 101, 99]),
+                get: ms(&[130, 131, 129]),
+                s3: ms(&[20, 21, 19]),
+                not_modified: ms(&[6, 7, 8]),
+                not_modified_unlimited: ms(&[1, 2, 3]),
+            },
+            "p.jpg: 4x3, 10 bytes".into(),
+            5,
+            3,
+            1,
+        );
+        assert_eq!(
+            (report.bare_ms, report.get_ms, report.overhead_ms),
+            (100.0, 130.0, 30.0)
+        );
+        assert_eq!(
+            (
+                report.limiter_ms,
+                report.not_modified_unlimited_ms,
+                report.rest_ms
+            ),
+            (5.0, 2.0, 3.0)
+        );
+        assert_eq!(report.ratio, 0.3);
+        assert!(!report.ok);
+        let table = report.table();
+        assert!(table.contains("MISSED"), "{table}");
+        let fast = ImageGetReport::new(
+            ImageGetSamples {
+                bare: ms(&[100]),
+                get: ms(&[104]),
+                s3: ms(&[2]),
+                not_modified: ms(&[2]),
+                not_modified_unlimited: ms(&[1]),
+            },
+            "p.jpg".into(),
+            5,
+            1,
+            0,
+        );
+        assert!(fast.ok && fast.table().contains(" ok"));
+        assert_eq!(fast.json()["overhead_ratio"], 0.04);
+    }
 
     #[test]
     fn median_and_p90() {

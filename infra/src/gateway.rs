@@ -140,6 +140,35 @@ fn forwarding(
     }
 }
 
+/// The platform of the function `binary` against `stack`, as the gateway runs it: the
+/// template's environment with `options`' overrides, sink and clock, its SDK clients built and
+/// the config secret's first read started.
+pub fn function_platform(
+    stack: &LocalStack,
+    binary: &str,
+    options: &GatewayOptions,
+) -> anyhow::Result<Arc<Platform>> {
+    let mut env = stack.function_env(binary)?;
+    for (key, value) in &options.env_overrides {
+        env.set(key.clone(), value.clone());
+    }
+    let config = Config::from_env(binary, &env).with_context(|| format!("configuring {binary}"))?;
+    let sink = options
+        .metrics_sink
+        .clone()
+        .unwrap_or_else(|| Arc::new(lumi_shared::telemetry::Stdout));
+    let clock = options
+        .clock
+        .clone()
+        .unwrap_or_else(|| Arc::new(lumi_shared::clock::SystemClock));
+    let platform = Platform::build(config, sink, clock);
+    // A long-running local server: build the SDK clients now (they read the trust store)
+    // rather than inside the first request's timeouts.
+    let _ = platform.db.client();
+    platform.secrets.warm();
+    Ok(platform)
+}
+
 impl Gateway {
     /// Builds every HTTP function of the template against `stack`.
     pub async fn build(stack: &LocalStack, options: &GatewayOptions) -> anyhow::Result<Self> {
@@ -156,25 +185,7 @@ impl Gateway {
                     route.function
                 )
             })?;
-            let mut env = stack.function_env(&route.function)?;
-            for (key, value) in &options.env_overrides {
-                env.set(key.clone(), value.clone());
-            }
-            let config = Config::from_env(&route.function, &env)
-                .with_context(|| format!("configuring {}", route.function))?;
-            let sink = options
-                .metrics_sink
-                .clone()
-                .unwrap_or_else(|| Arc::new(lumi_shared::telemetry::Stdout));
-            let clock = options
-                .clock
-                .clone()
-                .unwrap_or_else(|| Arc::new(lumi_shared::clock::SystemClock));
-            let platform = Platform::build(config, sink, clock);
-            // A long-running local server: build the SDK clients now (they read the trust store)
-            // rather than inside the first request's timeouts.
-            let _ = platform.db.client();
-            platform.secrets.warm();
+            let platform = function_platform(stack, &route.function, options)?;
             apps.insert(
                 route.function.clone(),
                 bootstrap::app(platform.clone(), routes_fn),
