@@ -8,6 +8,9 @@ times each, alternating so that a busy neighbour slows both alike, each child pi
 Wall time is fork to reap (`/usr/bin/time` only counts in 10 ms steps); peak memory is the
 child's ru_maxrss from wait4. Prints the medians, the
 ratio ours/sharp against the goal (<= 0.20) and each side's peak (median of the runs' peaks).
+
+Ours runs with GLIBC_TUNABLES set to $OURS_GLIBC_TUNABLES when given (run.sh passes the images
+function's, from template.yaml); sharp with the environment as it is.
 """
 
 import os
@@ -24,9 +27,9 @@ def pin():
     os.sched_setaffinity(0, {0})
 
 
-def once(argv, cwd):
+def once(argv, cwd, env):
     start = time.perf_counter()
-    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, preexec_fn=pin)
+    child = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, preexec_fn=pin)
     out = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     wall = (time.perf_counter() - start) * 1e3
@@ -39,14 +42,17 @@ def once(argv, cwd):
 def main():
     runs, photo, ours_bin, sharp_dir = int(sys.argv[1]), *sys.argv[2:5]
     photo = os.path.abspath(photo)
+    ours_env = dict(os.environ)
+    if os.environ.get("OURS_GLIBC_TUNABLES"):
+        ours_env["GLIBC_TUNABLES"] = os.environ["OURS_GLIBC_TUNABLES"]
     sides = {
-        "ours": ([ours_bin, photo], None),
-        "sharp": (["node", os.path.join(HERE, "cold.js"), photo], sharp_dir),
+        "ours": ([ours_bin, photo], None, ours_env),
+        "sharp": (["node", os.path.join(HERE, "cold.js"), photo], sharp_dir, None),
     }
     res = {k: [] for k in sides}
     for _ in range(runs):
-        for name, (argv, cwd) in sides.items():
-            res[name].append(once(argv, cwd))
+        for name, (argv, cwd, env) in sides.items():
+            res[name].append(once(argv, cwd, env))
     med = {k: statistics.median(r[0] for r in v) for k, v in res.items()}
     peak = {k: statistics.median(r[1] for r in v) for k, v in res.items()}
     size = {k: v[-1][2] for k, v in res.items()}

@@ -49,16 +49,21 @@ fi
 (cd "$root" && cargo build --release --quiet -p lumi-imaging --bin imaging-bench --bin imaging-cold)
 bench=$target/release/imaging-bench
 
+# Ours runs as the images function is deployed: with its glibc tunables from template.yaml (keep
+# freed memory between transforms); sharp with the environment as it is.
+tunables=$(sed -n 's/^ *GLIBC_TUNABLES: *//p' "$root/template.yaml")
+[[ -n $tunables ]] || { echo "run.sh: no GLIBC_TUNABLES for the images function in template.yaml" >&2; exit 1; }
+
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "# photo $photo, $rounds rounds of $iters iterations after $warmup warm-ups, one core"
 for ((r = 1; r <= rounds; r++)); do
   echo "# round $r/$rounds: lumi-imaging" >&2
-  taskset -c 0 "$bench" "$photo" "$ops" "$iters" "$warmup" >>"$out/ours.jsonl"
+  GLIBC_TUNABLES=$tunables taskset -c 0 "$bench" "$photo" "$ops" "$iters" "$warmup" >>"$out/ours.jsonl"
   echo "# round $r/$rounds: sharp" >&2
   (cd "$sharp_dir" && taskset -c 0 node bench.js "$photo" "$ops" "$iters" "$warmup" 1) \
     >>"$out/sharp.txt"
 done
 
 node "$here/summarize.js" "$out/ours.jsonl" "$out/sharp.txt"
-python3 "$here/cold.py" "$cold_runs" "$photo" "$target/release/imaging-cold" "$sharp_dir"
+OURS_GLIBC_TUNABLES=$tunables python3 "$here/cold.py" "$cold_runs" "$photo" "$target/release/imaging-cold" "$sharp_dir"
