@@ -4,7 +4,8 @@
 # Both sides are pinned to one core (taskset -c 0) and run in alternation for ROUNDS rounds, so a
 # busy neighbour slows both alike; the summary takes the median of each side's per-round medians
 # and prints ours/sharp ratios (goal <= 0.80), output sizes (goal: within 1% of sharp's) and our
-# peak RSS for one operation in a fresh process (goal <= 64 MB). Then the cold path (cold.py):
+# peak RSS for one operation in a fresh process (goal <= 64 MB); then each output's PSNR against a
+# lossless resize, ours next to sharp's (quality.js: ours must not be worse). Then the cold path (cold.py):
 # a fresh process decoding and resizing the photo once, ours against node loading sharp, COLD_RUNS
 # alternating runs, median wall ratio (goal <= 0.20) and each side's peak RSS.
 #
@@ -66,4 +67,7 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 node "$here/summarize.js" "$out/ours.jsonl" "$out/sharp.txt"
+# Quality: each op's output against a lossless resize, ours next to sharp's (quality.js).
+"$bench" write "$photo" "$out/outputs" >/dev/null
+(cd "$sharp_dir" && node "$here/quality.js" "$photo" "$out/outputs")
 OURS_GLIBC_TUNABLES=$tunables python3 "$here/cold.py" "$cold_runs" "$photo" "$target/release/imaging-cold" "$sharp_dir"

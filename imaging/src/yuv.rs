@@ -1,6 +1,5 @@
-//! The planar fast path for 4:2:0 JPEG in, JPEG or WebP out: decode to Y, Cb and Cr planes,
-//! resample the planes, and hand them straight to the encoder (WebP's planes are the same
-//! BT.601 matrix in limited range: a table per sample, see [`crate::webp`]).
+//! The planar fast path for 4:2:0 JPEG in, JPEG out: decode to Y, Cb and Cr planes, resample
+//! the planes, and hand them straight to the JPEG encoder.
 //!
 //! Why: on the usual photo (YCbCr 4:2:0) the RGB path makes libjpeg-turbo upsample the chroma
 //! and convert every decoded pixel to RGB, resamples three full-resolution channels, then the
@@ -16,10 +15,10 @@ use std::borrow::Cow;
 
 use turbojpeg::{Compressor, Subsamp, YuvPlanesImage};
 
+use crate::ImageError;
 use crate::geometry::{Region, SourceView};
 use crate::raster::Raster;
 use crate::resize::resize;
-use crate::{ImageError, OutputFormat};
 
 /// A YCbCr 4:2:0 image of `width`x`height`. The planes may be larger than the image (decoders
 /// pad to even sizes or whole MCUs), but each chroma plane is exactly half the luma plane, so
@@ -97,23 +96,8 @@ impl Yuv420 {
         }
     }
 
-    /// Encodes the planes as JPEG or WebP (lossy, 4:2:0 too), with no colour conversion.
-    pub(crate) fn encode(&self, format: OutputFormat, quality: u8) -> Result<Vec<u8>, ImageError> {
-        match format {
-            OutputFormat::Webp => crate::webp::encode_yuv420(
-                self.width,
-                self.height,
-                &self.y,
-                &self.cb,
-                &self.cr,
-                quality,
-            ),
-            _ => self.encode_jpeg(quality),
-        }
-    }
-
     /// Encodes the planes as a 4:2:0 JPEG, with no colour conversion.
-    fn encode_jpeg(&self, quality: u8) -> Result<Vec<u8>, ImageError> {
+    pub(crate) fn encode_jpeg(&self, quality: u8) -> Result<Vec<u8>, ImageError> {
         let failed = |e: turbojpeg::Error| ImageError::corrupt(format!("jpeg encoder: {e}"));
         // The encoder reads the luma plane padded to even sizes.
         let y = even_luma(&self.y, self.width, self.height);

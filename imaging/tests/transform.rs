@@ -398,7 +398,7 @@ fn errors_map_to_http_statuses() {
 
 #[test]
 fn planar_and_rgb_paths_agree() {
-    // 4:2:0 JPEG to JPEG goes through planes (and, at 1/8 and 1/4, our own entropy decoder);
+    // 4:2:0 JPEG to JPEG goes through planes (and, at 1/8, our own entropy decoder);
     // to PNG it goes through libjpeg-turbo's RGB output. Same picture either way.
     // Smooth content: fine chroma detail is legitimately lost when JPEG output subsamples it
     // again, which would hide the comparison.
@@ -433,7 +433,7 @@ fn planar_and_rgb_paths_agree() {
             ..opts(Some(width), None, Fit::Inside, format)
         };
         let rgb_path = decode_rgba(&run(&input, &o(OutputFormat::Png)).bytes);
-        // JPEG out, and WebP out (its limited-range planes), both planar, against the RGB path.
+        // JPEG out (the planar path) and WebP out (RGB, lossy) against PNG out (RGB, lossless).
         for (format, tolerance) in [(OutputFormat::Jpeg, 3.5), (OutputFormat::Webp, 4.5)] {
             let planar = decode_rgba(&run(&input, &o(format)).bytes);
             assert_eq!((planar.0, planar.1), (rgb_path.0, rgb_path.1));
