@@ -25,7 +25,8 @@ pub(crate) fn max_dimension(format: OutputFormat) -> u32 {
     }
 }
 
-fn failed(format: OutputFormat, e: impl std::fmt::Display) -> ImageError {
+/// An encoder's failure, named after the format (every encoder, libwebp's in `webp.rs` too).
+pub(crate) fn failed(format: OutputFormat, e: impl std::fmt::Display) -> ImageError {
     ImageError::corrupt(format!("{} encoder: {e}", format.as_str()))
 }
 

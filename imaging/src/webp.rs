@@ -5,7 +5,7 @@
 //!
 //! Every call below is one libwebp entry point with buffers whose sizes were checked first; each
 //! `unsafe` block says what it relies on. Memory libwebp allocates (the picture's planes, the
-//! encoded bytes, a decoded image) is freed by a guard, also on error paths.
+//! encoded bytes) is freed by a guard, also on error paths; decoding writes into our buffer.
 
 #![allow(unsafe_code)]
 
@@ -14,11 +14,11 @@ use std::ptr;
 
 use libwebp_sys as sys;
 
-use crate::ImageError;
 use crate::raster::{Raster, buffer_len};
+use crate::{ImageError, OutputFormat};
 
 fn failed(what: impl std::fmt::Display) -> ImageError {
-    ImageError::corrupt(format!("webp encoder: {what}"))
+    crate::encode::failed(OutputFormat::Webp, what)
 }
 
 /// What the header says: size, alpha, animation.
