@@ -133,9 +133,7 @@ pub(crate) fn jpeg_yuv420(
     {
         return Ok(None);
     }
-    if denominator == 8
-        && let Some(planes) = crate::scaled_jpeg::decode(input, (w, h))
-    {
+    if let Some(planes) = crate::scaled_jpeg::decode(input, (w, h), denominator) {
         return Ok(Some(planes));
     }
     let factor = ScalingFactor::new(1, denominator);

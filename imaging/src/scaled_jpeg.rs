@@ -36,6 +36,9 @@ struct Huffman {
     /// AC only: every whole (code, value) pair in the next [`SKIP`] bits, skipped at once, see
     /// [`skip_entry`].
     skip: Box<[u16; SKIP_SIZE]>,
+    /// AC only: up to two whole (code, value) pairs in the next [`PAIRS`] bits with their values
+    /// decoded, see [`PairEntry`].
+    pairs: Box<[u64; PAIRS_SIZE]>,
     /// Per code length 1..=16: largest code (-1: none), and offset into `symbols`.
     max_code: [i32; 17],
     offset: [i32; 17],
@@ -51,6 +54,49 @@ const SKIP_SIZE: usize = 1 << SKIP;
 /// first pair does not fit in [`SKIP`] bits.
 fn skip_entry(bits: u32, positions: u32, end_of_block: bool) -> u16 {
     (bits | positions << 4 | u32::from(end_of_block) << 10) as u16
+}
+
+/// Bits looked at once when decoding AC pairs with their values (1/4 scale).
+const PAIRS: u32 = 11;
+const PAIRS_SIZE: usize = 1 << PAIRS;
+
+/// One pair lookup, unpacked. Packed in a `u64` (0: nothing fits, take the one-pair path): bits
+/// 0..4 `used`, 4..10 `positions`, 10 `end_of_block`, 11..15 the first value's offset, 16..22
+/// the second's, 32..48 the first value, 48..64 the second.
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+struct PairEntry {
+    /// Bits of the pairs and of the end of block together.
+    used: u32,
+    /// Coefficient positions the pairs cover, runs included.
+    positions: u32,
+    end_of_block: bool,
+    /// Offset from the current position and value of each pair; a missing second pair is a zero
+    /// at the position after the first.
+    first: (u32, i16),
+    second: (u32, i16),
+}
+
+impl PairEntry {
+    fn pack(self) -> u64 {
+        u64::from(self.used)
+            | u64::from(self.positions) << 4
+            | u64::from(self.end_of_block) << 10
+            | u64::from(self.first.0) << 11
+            | u64::from(self.second.0) << 16
+            | u64::from(self.first.1 as u16) << 32
+            | u64::from(self.second.1 as u16) << 48
+    }
+
+    #[inline(always)]
+    fn unpack(e: u64) -> Self {
+        Self {
+            used: (e & 15) as u32,
+            positions: ((e >> 4) & 63) as u32,
+            end_of_block: (e >> 10) & 1 != 0,
+            first: (((e >> 11) & 15) as u32, (e >> 32) as u16 as i16),
+            second: (((e >> 16) & 63) as u32, (e >> 48) as u16 as i16),
+        }
+    }
 }
 
 /// Packs an AC lookup: bits 0..6 the bits consumed by code and value together (so a shift can
@@ -73,16 +119,13 @@ fn ends_block(run: u32, size: u32) -> bool {
     size == 0 && run != 15
 }
 
+/// JPEG's sign extension of a `size`-bit value (0 for size 0), without a branch to mispredict
+/// (the sign of a coefficient is a coin toss).
+#[inline(always)]
 fn extend(bits: u32, size: u32) -> i32 {
-    if size == 0 {
-        return 0;
-    }
     let v = bits as i32;
-    if v < (1 << (size - 1)) {
-        v - (1 << size) + 1
-    } else {
-        v
-    }
+    let negative = i32::from(v < (1 << size) >> 1);
+    v - negative * ((1 << size) - 1)
 }
 
 impl Huffman {
@@ -132,6 +175,7 @@ impl Huffman {
             fast,
             ac,
             skip: Box::new([0u16; SKIP_SIZE]),
+            pairs: Box::new([0u64; PAIRS_SIZE]),
             max_code,
             offset,
             symbols: symbols.get(..k)?.to_vec(),
@@ -168,15 +212,64 @@ impl Huffman {
         }
     }
 
-    /// Decodes one symbol the slow way (code longer than `LOOKUP` bits).
+    /// Fills the pair lookup (AC tables only): for each `PAIRS`-bit window, the first one or
+    /// two whole (code, value) pairs at its start with their values, and an end of block right
+    /// after them. A code longer than `LOOKUP` bits, or a pair reaching past the window, ends
+    /// the entry (an entry with nothing in it sends the decoder to the one-pair path).
+    fn build_pairs(&mut self) {
+        for window in 0..PAIRS_SIZE as u32 {
+            let mut entry = PairEntry::default();
+            let mut pairs = 0;
+            loop {
+                let rest = (window << entry.used) & (PAIRS_SIZE as u32 - 1);
+                let f = self.fast[(rest >> (PAIRS - LOOKUP)) as usize & (LOOKUP_SIZE - 1)];
+                let len = u32::from(f >> 8);
+                let (run, size) = (u32::from(f & 0xFF) >> 4, u32::from(f & 0x0F));
+                if len == 0 || entry.used + len + size > PAIRS {
+                    break;
+                }
+                if ends_block(run, size) {
+                    entry.used += len;
+                    entry.end_of_block = true;
+                    break;
+                }
+                if entry.positions + run + 1 > 64 {
+                    break;
+                }
+                let value_bits = (rest >> (PAIRS - len - size)) & ((1 << size) - 1);
+                let value = extend(value_bits, size) as i16;
+                if pairs == 0 {
+                    entry.first = (run, value);
+                } else {
+                    entry.second = (entry.positions + run, value);
+                }
+                entry.used += len + size;
+                entry.positions += run + 1;
+                pairs += 1;
+                if pairs == 2 {
+                    break;
+                }
+            }
+            if pairs < 2 {
+                // The unused second store writes a zero where no value has been decoded yet.
+                entry.second = (entry.positions, 0);
+            }
+            self.pairs[window as usize] = if entry.used == 0 { 0 } else { entry.pack() };
+        }
+    }
+
+    /// Decodes one symbol the slow way (code longer than `LOOKUP` bits) from the bit buffer:
+    /// the code's length and the symbol; the caller consumes. It takes the buffer by value so
+    /// that the decoding loops never take the bit reader's address (which would keep it in
+    /// memory instead of registers).
     #[cold]
-    fn slow_symbol(&self, bits: &mut Bits<'_>) -> Option<u8> {
+    #[inline(never)]
+    fn slow_symbol(&self, buf: u64) -> Option<(u32, u8)> {
         for len in LOOKUP + 1..=16 {
-            let code = bits.peek(len) as i32;
+            let code = (buf >> (64 - len)) as i32;
             if code <= *self.max_code.get(len as usize)? {
-                bits.consume(len);
                 let index = code + self.offset.get(len as usize)?;
-                return self.symbols.get(usize::try_from(index).ok()?).copied();
+                return Some((len, *self.symbols.get(usize::try_from(index).ok()?)?));
             }
         }
         None
@@ -187,7 +280,9 @@ impl Huffman {
         let f = self.fast[bits.peek(LOOKUP) as usize & (LOOKUP_SIZE - 1)];
         let len = u32::from(f >> 8);
         if len == 0 {
-            return self.slow_symbol(bits);
+            let (len, sym) = self.slow_symbol(bits.buf)?;
+            bits.consume(len);
+            return Some(sym);
         }
         bits.consume(len);
         Some((f & 0xFF) as u8)
@@ -222,13 +317,24 @@ impl<'a> Bits<'a> {
     }
 
     /// Makes sure at least 32 bits are buffered (a code and its value take at most 27), topping
-    /// the buffer up, several bytes at a time, when it runs low.
+    /// the buffer up when it runs low.
     #[inline(always)]
     fn refill(&mut self) {
-        if self.count >= 32 {
-            return;
+        if self.count < 32 {
+            self.top_up();
         }
-        // Fast path: eight bytes with no 0xFF among them (no stuffing, no marker).
+    }
+
+    /// Tops the buffer up to at least 49 bits, without a branch on how many it holds (which the
+    /// decoding loops would mispredict every few codes).
+    ///
+    /// Fast path: the next eight bytes hold no 0xFF (no stuffing, no marker), so they are the
+    /// next 64 bits of the stream. All of them are or-ed in below the buffered bits, whole bytes
+    /// counted, and the partial byte left beyond `count` is the same data the next top-up or
+    /// [`fill_slow`] puts there again, so the bits past `count` are always either zero or the
+    /// stream's own.
+    #[inline(always)]
+    fn top_up(&mut self) {
         if !self.at_marker
             && let Some(chunk) = self.data.get(self.pos..self.pos + 8)
         {
@@ -238,15 +344,18 @@ impl<'a> Bits<'a> {
             let x = !w;
             let has_ff = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
             if has_ff == 0 {
-                let n = (64 - self.count) / 8; // 4..=8 bytes
-                self.buf |= (w >> (64 - 8 * n)) << (64 - self.count - 8 * n);
-                self.pos += n as usize;
-                self.count += 8 * n;
+                // `count` is at most 63 here: a top-up leaves at most 63, fill_slow at most 56.
+                self.buf |= w >> self.count;
+                self.pos += ((63 - self.count) >> 3) as usize;
+                self.count |= 56;
                 return;
             }
         }
-        let state = (self.pos, self.buf, self.count, self.padded, self.at_marker);
-        (self.pos, self.buf, self.count, self.padded, self.at_marker) = fill_slow(self.data, state);
+        if self.count <= 48 {
+            let state = (self.pos, self.buf, self.count, self.padded, self.at_marker);
+            (self.pos, self.buf, self.count, self.padded, self.at_marker) =
+                fill_slow(self.data, state);
+        }
     }
 
     #[inline(always)]
@@ -305,7 +414,7 @@ fn fill_slow(
     data: &[u8],
     (mut pos, mut buf, mut count, mut padded, mut at_marker): (usize, u64, u32, u32, bool),
 ) -> (usize, u64, u32, u32, bool) {
-    while count <= 56 {
+    while count <= 48 {
         let mut byte = None;
         if !at_marker {
             match data.get(pos) {
@@ -406,6 +515,7 @@ fn parse(data: &[u8]) -> Option<(Frame, Tables, Tables)> {
                         1 => {
                             let mut table = table;
                             table.build_skip();
+                            table.build_pairs();
                             *ac_tables.get_mut(id)? = Some(table);
                         }
                         _ => return None,
@@ -496,7 +606,9 @@ fn skip_ac(table: &Huffman, bits: &mut Bits<'_>) -> Option<()> {
         }
         let e = table.ac[bits.peek(LOOKUP) as usize & (LOOKUP_SIZE - 1)];
         if e == 0 {
-            let sym = u32::from(table.slow_symbol(bits)?);
+            let (len, sym) = table.slow_symbol(bits.buf)?;
+            bits.consume(len);
+            let sym = u32::from(sym);
             let (run, size) = (sym >> 4, sym & 15);
             if ends_block(run, size) {
                 return Some(());
@@ -526,11 +638,281 @@ fn dc(table: &Huffman, bits: &mut Bits<'_>, pred: &mut i32) -> Option<i32> {
     Some(*pred)
 }
 
+/// Decodes `data` at `1/denominator` scale (8 or 4) to planes; `None` when this decoder does not
+/// handle the file or the scale (see the module docs). `size` is the width and height already
+/// checked against the limits: a frame header saying anything else is refused, so nothing here
+/// is allocated from an unchecked size.
+pub(crate) fn decode(data: &[u8], size: (u32, u32), denominator: usize) -> Option<Yuv420> {
+    match denominator {
+        8 => decode_eighth(data, size),
+        4 => decode_quarter(data, size),
+        _ => None,
+    }
+}
+
+/// Natural (row-major) index of each zigzag position.
+const NATURAL: [usize; 64] = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
+    20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58,
+    59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+];
+
+/// Where a coefficient is kept for the 2x2 IDCT: column by column, the five rows read
+/// (`jpeg_idct_2x2` of jidctred.c reads rows and columns 0, 1, 3, 5 and 7: an even frequency
+/// other than 0 averages to nothing over each half of the block); 25 the slot for values nobody
+/// reads.
+const fn compact_2x2(natural: usize) -> usize {
+    let (row, col) = (read_2x2(natural / 8), read_2x2(natural % 8));
+    if row == 5 || col == 5 {
+        DISCARD
+    } else {
+        col * 5 + row
+    }
+}
+
+/// Where a row or column is in [`READ_2X2`]; 5 when the IDCT does not read it.
+const fn read_2x2(v: usize) -> usize {
+    match v {
+        0 => 0,
+        1 => 1,
+        3 => 2,
+        5 => 3,
+        7 => 4,
+        _ => 5,
+    }
+}
+
+const DISCARD: usize = 25;
+
+/// Per zigzag position (and past 63, where only a zero or a bad stream can land), the slot of
+/// [`Block2x2`] its value goes to: every value is stored somewhere, so the decoding loop has no
+/// branch on the position (it would be mispredicted about every other coefficient).
+const STORE_2X2: [u8; 128] = {
+    let mut at = [DISCARD as u8; 128];
+    let mut k = 0;
+    while k < 64 {
+        at[k] = compact_2x2(NATURAL[k]) as u8;
+        k += 1;
+    }
+    at
+};
+
+/// The 25 coefficients the 2x2 IDCT reads (see [`compact_2x2`]) and the discard slot.
+type Block2x2 = [i16; 32];
+
+/// libjpeg's post-IDCT range limit (jdmaster.c's `range_limit` table from its centre): clamps
+/// to 0..=255 around the centre and wraps far-out values the way libjpeg does. A table, as in
+/// libjpeg: a branch on the sign of each pixel against mid-grey would be mispredicted half the
+/// time.
+static RANGE_LIMIT: [u8; 1024] = {
+    let mut table = [0u8; 1024];
+    let mut i = 0;
+    while i < 1024 {
+        table[i] = match i {
+            0..=127 => (i + 128) as u8,
+            128..=511 => 255,
+            512..=895 => 0,
+            _ => (i - 896) as u8,
+        };
+        i += 1;
+    }
+    table
+};
+
+#[inline(always)]
+fn range_limit(x: i32) -> u8 {
+    RANGE_LIMIT[(x & 1023) as usize]
+}
+
+/// `jpeg_idct_2x2` of jidctred.c (libjpeg-turbo) on a [`Block2x2`] and its quantisation
+/// (same layout): the four pixels, row by row. libjpeg computes in 64-bit integers; every
+/// intermediate of a valid stream fits in 32 bits (coefficients of 8-bit samples stay under
+/// 2^12 before the shifts below), so this computes in 32, wrapping rather than panicking on
+/// hostile values.
+#[inline(always)]
+fn idct_2x2(coef: &Block2x2, quant: &[i32; 32]) -> [u8; 4] {
+    // CONST_BITS 13, PASS1_BITS 2 and the multipliers of jidctred.c.
+    const FIX_0_720959822: i32 = 5906;
+    const FIX_0_850430095: i32 = 6967;
+    const FIX_1_272758580: i32 = 10426;
+    const FIX_3_624509785: i32 = 29692;
+    let odd = |c1: i32, c3: i32, c5: i32, c7: i32| {
+        c7.wrapping_mul(-FIX_0_720959822)
+            .wrapping_add(c5.wrapping_mul(FIX_0_850430095))
+            .wrapping_add(c3.wrapping_mul(-FIX_1_272758580))
+            .wrapping_add(c1.wrapping_mul(FIX_3_624509785))
+    };
+    let descale = |x: i32, n: u32| x.wrapping_add(1 << (n - 1)) >> n;
+    let dq = |at: usize| i32::from(coef[at]).wrapping_mul(quant[at]);
+    // Pass 1: columns 0, 1, 3, 5, 7 to two rows of work space (CONST_BITS - PASS1_BITS + 2).
+    let mut ws = [[0i32; 5]; 2];
+    for col in 0..5 {
+        let at = col * 5;
+        let (c1, c3, c5, c7) = (dq(at + 1), dq(at + 2), dq(at + 3), dq(at + 4));
+        let tmp10 = dq(at).wrapping_shl(15);
+        let tmp0 = odd(c1, c3, c5, c7);
+        ws[0][col] = descale(tmp10.wrapping_add(tmp0), 13);
+        ws[1][col] = descale(tmp10.wrapping_sub(tmp0), 13);
+    }
+    // Pass 2: each row to two pixels (CONST_BITS + PASS1_BITS + 3 + 2).
+    let mut out = [0u8; 4];
+    for (row, w) in ws.iter().enumerate() {
+        let tmp10 = w[0].wrapping_shl(15);
+        let tmp0 = odd(w[1], w[2], w[3], w[4]);
+        out[row * 2] = range_limit(descale(tmp10.wrapping_add(tmp0), 20));
+        out[row * 2 + 1] = range_limit(descale(tmp10.wrapping_sub(tmp0), 20));
+    }
+    out
+}
+
+/// Decodes one block's AC terms (1/4 scale) into `coef` (zeroed by the caller), up to two
+/// pairs per lookup; `None` on a bad code, or on a run past position 63 (which libjpeg would
+/// clamp).
+#[inline(always)]
+fn ac_2x2(table: &Huffman, bits: &mut Bits<'_>, coef: &mut Block2x2) -> Option<()> {
+    let mut k = 1u32;
+    loop {
+        // Four lookups of at most `PAIRS` bits each per top-up.
+        bits.top_up();
+        for _ in 0..4 {
+            let e = PairEntry::unpack(table.pairs[bits.peek(PAIRS) as usize & (PAIRS_SIZE - 1)]);
+            // Both pairs, and the end of block, only while they stay inside the block (a block
+            // that reaches 63 has no end-of-block code: those bits are the next DC code).
+            if e.used == 0 || k + e.positions + u32::from(e.end_of_block) > 64 {
+                bits.refill();
+                let sym = u32::from(table.symbol(bits)?);
+                let (run, size) = (sym >> 4, sym & 15);
+                if ends_block(run, size) {
+                    return Some(());
+                }
+                k += run;
+                if k > 63 {
+                    return None;
+                }
+                let value = extend(bits.get(size), size);
+                coef[usize::from(STORE_2X2[k as usize]) & 31] = value as i16;
+                k += 1;
+                if k >= 64 {
+                    return Some(());
+                }
+                break;
+            }
+            bits.consume(e.used);
+            coef[usize::from(STORE_2X2[(k + e.first.0) as usize & 127]) & 31] = e.first.1;
+            coef[usize::from(STORE_2X2[(k + e.second.0) as usize & 127]) & 31] = e.second.1;
+            k += e.positions;
+            if e.end_of_block || k >= 64 {
+                return Some(());
+            }
+        }
+    }
+}
+
+/// One MCU at 1/4 scale: four luma blocks (left to right, top to bottom), then Cb, then Cr,
+/// each as its 2x2 pixels. Not inlined, and working on a copy of the bit reader, so that the
+/// reader's state stays in registers (in the MCU loop, with the planes and counters live, the
+/// compiler kept it on the stack).
+#[inline(never)]
+fn mcu_2x2(
+    tables: &[(&Huffman, &Huffman); 3],
+    quant: &[[i32; 32]; 3],
+    bits: &mut Bits<'_>,
+    pred: &mut [i32; 3],
+) -> Option<[[u8; 4]; 6]> {
+    let mut reader = *bits;
+    let mut out = [[0u8; 4]; 6];
+    for (block, pixels) in out.iter_mut().enumerate() {
+        let c = block.saturating_sub(3);
+        let (dc_table, ac_table) = tables[c];
+        let mut coef: Block2x2 = [0; 32];
+        // libjpeg stores the DC term as a 16-bit coefficient.
+        coef[0] = dc(dc_table, &mut reader, &mut pred[c])? as i16;
+        ac_2x2(ac_table, &mut reader, &mut coef)?;
+        *pixels = idct_2x2(&coef, &quant[c]);
+    }
+    *bits = reader;
+    Some(out)
+}
+
+/// Decodes `data` at 1/4 scale to planes (2x2 pixels per 8x8 block); `None` when this decoder
+/// does not handle the file (see the module docs). `size` as for [`decode`].
+fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
+    let (frame, dc_tables, ac_tables) = parse(data)?;
+    if (frame.width, frame.height) != size {
+        return None;
+    }
+    let mcus_x = frame.width.div_ceil(16) as usize;
+    let mcus_y = frame.height.div_ceil(16) as usize;
+    let (cw, ch) = (mcus_x * 2, mcus_y * 2);
+    let (yw, yh) = (cw * 2, ch * 2);
+    let mut y_plane = vec![0u8; yw.checked_mul(yh)?];
+    let mut cb_plane = vec![0u8; cw.checked_mul(ch)?];
+    let mut cr_plane = vec![0u8; cw.checked_mul(ch)?];
+    let mut tables = Vec::with_capacity(3);
+    for c in 0..3 {
+        tables.push((
+            dc_tables.get(frame.dc[c])?.as_ref()?,
+            ac_tables.get(frame.ac[c])?.as_ref()?,
+        ));
+    }
+    let tables: [(&Huffman, &Huffman); 3] = [tables[0], tables[1], tables[2]];
+    let quant = frame.quant.map(|zigzag| {
+        let mut compact = [0i32; 32];
+        for (k, &q) in zigzag.iter().enumerate() {
+            compact[usize::from(STORE_2X2[k])] = i32::from(q);
+        }
+        compact[DISCARD] = 0;
+        compact
+    });
+    let mut bits = Bits::new(data, frame.scan_start);
+    let mut pred = [0i32; 3];
+    let mut restarts = 0u8;
+    let interval = frame.restart_interval as usize;
+    for mcu in 0..mcus_x * mcus_y {
+        if interval > 0 && mcu > 0 && mcu % interval == 0 {
+            bits.restart(restarts & 7)?;
+            restarts = restarts.wrapping_add(1);
+            pred = [0; 3];
+        }
+        let (mx, my) = (mcu % mcus_x, mcu / mcus_x);
+        if mx == 0 && bits.overrun() {
+            return None;
+        }
+        let out = mcu_2x2(&tables, &quant, &mut bits, &mut pred)?;
+        for (block, [a, b, c, d]) in out.into_iter().enumerate() {
+            let (plane, stride, x, y) = match block {
+                0..=3 => (
+                    &mut y_plane,
+                    yw,
+                    (mx * 2 + (block & 1)) * 2,
+                    (my * 2 + (block >> 1)) * 2,
+                ),
+                4 => (&mut cb_plane, cw, mx * 2, my * 2),
+                _ => (&mut cr_plane, cw, mx * 2, my * 2),
+            };
+            plane.get_mut(y * stride + x..y * stride + x + 2)?.copy_from_slice(&[a, b]);
+            plane
+                .get_mut((y + 1) * stride + x..(y + 1) * stride + x + 2)?
+                .copy_from_slice(&[c, d]);
+        }
+    }
+    if bits.overrun() {
+        return None;
+    }
+    Some(Yuv420 {
+        width: frame.width.div_ceil(4),
+        height: frame.height.div_ceil(4),
+        y: Raster::new(yw as u32, yh as u32, 1, y_plane).ok()?,
+        cb: Raster::new(cw as u32, ch as u32, 1, cb_plane).ok()?,
+        cr: Raster::new(cw as u32, ch as u32, 1, cr_plane).ok()?,
+    })
+}
+
 /// Decodes `data` at 1/8 scale to planes (one pixel per 8x8 block); `None` when this decoder
 /// does not handle the file (see the module docs). `size` is the width and height already
 /// checked against the limits: a frame header saying anything else is refused, so nothing here
 /// is allocated from an unchecked size.
-pub(crate) fn decode(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
+fn decode_eighth(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
     let (frame, dc_tables, ac_tables) = parse(data)?;
     if (frame.width, frame.height) != size {
         return None;
@@ -706,8 +1088,14 @@ mod tests {
 
     /// Our planes against libjpeg-turbo's, bit for bit, over the image (not the padding).
     fn compare(jpeg: &[u8], what: &str) {
-        let ours = decode(jpeg, header_size(jpeg)).unwrap_or_else(|| panic!("{what}"));
-        let theirs = reference(jpeg, 8);
+        compare_at(jpeg, 8, what);
+        compare_at(jpeg, 4, what);
+    }
+
+    fn compare_at(jpeg: &[u8], denominator: usize, what: &str) {
+        let what = format!("{what} at 1/{denominator}");
+        let ours = decode(jpeg, header_size(jpeg), denominator).unwrap_or_else(|| panic!("{what}"));
+        let theirs = reference(jpeg, denominator);
         assert_eq!(
             (ours.width, ours.height),
             (theirs.width, theirs.height),
@@ -763,12 +1151,17 @@ mod tests {
             // jpeg-encoder writes one scan per component when it optimises its tables.
             rust_encoded(64, 48, 90, R_4_2_0, 0, true, false),
         ] {
-            assert!(decode(&jpeg, (64, 48)).is_none());
+            assert!(decode(&jpeg, (64, 48), 8).is_none());
+            assert!(decode(&jpeg, (64, 48), 4).is_none());
         }
         let jpeg = turbo(64, 48, 90);
-        assert!(decode(&jpeg, (64, 48)).is_some());
-        // A size other than the checked one is refused.
-        assert!(decode(&jpeg, (64, 47)).is_none());
+        assert!(decode(&jpeg, (64, 48), 8).is_some());
+        assert!(decode(&jpeg, (64, 48), 4).is_some());
+        // A size other than the checked one is refused, and so are the scales left to
+        // libjpeg-turbo.
+        assert!(decode(&jpeg, (64, 47), 8).is_none());
+        assert!(decode(&jpeg, (64, 47), 4).is_none());
+        assert!(decode(&jpeg, (64, 48), 2).is_none());
     }
 
     #[test]
@@ -776,7 +1169,8 @@ mod tests {
         let jpeg = turbo(128, 96, 90);
         // Cut inside the entropy-coded data: never a made-up image.
         for cut in (jpeg.len() / 3..jpeg.len() - 40).step_by(53) {
-            assert!(decode(&jpeg[..cut], (128, 96)).is_none(), "cut at {cut}");
+            assert!(decode(&jpeg[..cut], (128, 96), 8).is_none(), "cut at {cut}");
+            assert!(decode(&jpeg[..cut], (128, 96), 4).is_none(), "cut at {cut}");
         }
     }
 
@@ -803,7 +1197,8 @@ mod tests {
         };
         for src in &sources {
             for n in 0..src.len() {
-                let _ = decode(&src[..n], (96, 80));
+                let _ = decode(&src[..n], (96, 80), 8);
+                let _ = decode(&src[..n], (96, 80), 4);
             }
             for case in 0..600 {
                 let mut m = src.clone();
@@ -815,7 +1210,8 @@ mod tests {
                     };
                     m[at] = next() as u8;
                 }
-                let _ = decode(&m, (96, 80));
+                let _ = decode(&m, (96, 80), 8);
+                let _ = decode(&m, (96, 80), 4);
             }
         }
     }
