@@ -724,33 +724,55 @@ fn range_limit(x: i32) -> u8 {
     RANGE_LIMIT[(x & 1023) as usize]
 }
 
-/// `jpeg_idct_2x2` of jidctred.c (libjpeg-turbo) on a [`Block2x2`] and its quantisation
-/// (same layout): the four pixels, row by row. libjpeg computes in 64-bit integers; every
+// CONST_BITS 13, PASS1_BITS 2 and the multipliers of jidctred.c.
+const FIX_0_720959822: i32 = 5906;
+const FIX_0_850430095: i32 = 6967;
+const FIX_1_272758580: i32 = 10426;
+const FIX_3_624509785: i32 = 29692;
+
+/// What pass 1 of `jpeg_idct_2x2` multiplies each row's coefficient by after dequantising it:
+/// the DC row is shifted by CONST_BITS + 2, the odd rows 1, 3, 5 and 7 weighted.
+const ROW_FACTOR: [i32; 5] = [
+    1 << 15,
+    FIX_3_624509785,
+    -FIX_1_272758580,
+    FIX_0_850430095,
+    -FIX_0_720959822,
+];
+
+/// A component's quantisation table folded into pass 1 of the IDCT, in the layout of
+/// [`Block2x2`]: `q * ROW_FACTOR[row]`, so that each coefficient takes one multiplication
+/// instead of two. Wrapping multiplication is associative, so `(c * q) * f` and `c * (q * f)`
+/// are the same 32 bits.
+fn idct_factors(zigzag: &[u16; 64]) -> [i32; 32] {
+    let mut factors = [0i32; 32];
+    for (k, &q) in zigzag.iter().enumerate() {
+        let at = usize::from(STORE_2X2[k]);
+        if at != DISCARD {
+            factors[at] = i32::from(q).wrapping_mul(ROW_FACTOR[at % 5]);
+        }
+    }
+    factors
+}
+
+/// `jpeg_idct_2x2` of jidctred.c (libjpeg-turbo) on a [`Block2x2`] with its
+/// [`idct_factors`]: the four pixels, row by row. libjpeg computes in 64-bit integers; every
 /// intermediate of a valid stream fits in 32 bits (coefficients of 8-bit samples stay under
 /// 2^12 before the shifts below), so this computes in 32, wrapping rather than panicking on
 /// hostile values.
 #[inline(always)]
-fn idct_2x2(coef: &Block2x2, quant: &[i32; 32]) -> [u8; 4] {
-    // CONST_BITS 13, PASS1_BITS 2 and the multipliers of jidctred.c.
-    const FIX_0_720959822: i32 = 5906;
-    const FIX_0_850430095: i32 = 6967;
-    const FIX_1_272758580: i32 = 10426;
-    const FIX_3_624509785: i32 = 29692;
-    let odd = |c1: i32, c3: i32, c5: i32, c7: i32| {
-        c7.wrapping_mul(-FIX_0_720959822)
-            .wrapping_add(c5.wrapping_mul(FIX_0_850430095))
-            .wrapping_add(c3.wrapping_mul(-FIX_1_272758580))
-            .wrapping_add(c1.wrapping_mul(FIX_3_624509785))
-    };
+fn idct_2x2(coef: &Block2x2, factors: &[i32; 32]) -> [u8; 4] {
     let descale = |x: i32, n: u32| x.wrapping_add(1 << (n - 1)) >> n;
-    let dq = |at: usize| i32::from(coef[at]).wrapping_mul(quant[at]);
+    let term = |at: usize| i32::from(coef[at]).wrapping_mul(factors[at]);
     // Pass 1: columns 0, 1, 3, 5, 7 to two rows of work space (CONST_BITS - PASS1_BITS + 2).
     let mut ws = [[0i32; 5]; 2];
     for col in 0..5 {
         let at = col * 5;
-        let (c1, c3, c5, c7) = (dq(at + 1), dq(at + 2), dq(at + 3), dq(at + 4));
-        let tmp10 = dq(at).wrapping_shl(15);
-        let tmp0 = odd(c1, c3, c5, c7);
+        let tmp10 = term(at);
+        let tmp0 = term(at + 1)
+            .wrapping_add(term(at + 2))
+            .wrapping_add(term(at + 3))
+            .wrapping_add(term(at + 4));
         ws[0][col] = descale(tmp10.wrapping_add(tmp0), 13);
         ws[1][col] = descale(tmp10.wrapping_sub(tmp0), 13);
     }
@@ -758,7 +780,11 @@ fn idct_2x2(coef: &Block2x2, quant: &[i32; 32]) -> [u8; 4] {
     let mut out = [0u8; 4];
     for (row, w) in ws.iter().enumerate() {
         let tmp10 = w[0].wrapping_shl(15);
-        let tmp0 = odd(w[1], w[2], w[3], w[4]);
+        let tmp0 = w[1]
+            .wrapping_mul(ROW_FACTOR[1])
+            .wrapping_add(w[2].wrapping_mul(ROW_FACTOR[2]))
+            .wrapping_add(w[3].wrapping_mul(ROW_FACTOR[3]))
+            .wrapping_add(w[4].wrapping_mul(ROW_FACTOR[4]));
         out[row * 2] = range_limit(descale(tmp10.wrapping_add(tmp0), 20));
         out[row * 2 + 1] = range_limit(descale(tmp10.wrapping_sub(tmp0), 20));
     }
@@ -856,14 +882,7 @@ fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
         ));
     }
     let tables: [(&Huffman, &Huffman); 3] = [tables[0], tables[1], tables[2]];
-    let quant = frame.quant.map(|zigzag| {
-        let mut compact = [0i32; 32];
-        for (k, &q) in zigzag.iter().enumerate() {
-            compact[usize::from(STORE_2X2[k])] = i32::from(q);
-        }
-        compact[DISCARD] = 0;
-        compact
-    });
+    let quant = frame.quant.map(|zigzag| idct_factors(&zigzag));
     let mut bits = Bits::new(data, frame.scan_start);
     let mut pred = [0i32; 3];
     let mut restarts = 0u8;
