@@ -650,6 +650,34 @@ pub(crate) fn decode(data: &[u8], size: (u32, u32), denominator: usize) -> Optio
     }
 }
 
+/// The decoded planes (whole MCUs, each `(data, stride)`) cut to what libjpeg-turbo's
+/// `decompress_to_yuv` hands back for an image of `size`: the luma plane padded to even sizes,
+/// the chroma planes half of it. (For an odd size libjpeg-turbo fills the padding row or column
+/// with a copy of another one; ours keeps the decoded samples there.) The resampler reads past
+/// the image's edge into whatever the planes hold, so MCU padding left in would change the
+/// edge pixels.
+fn planes((width, height): (u32, u32), decoded: [(Vec<u8>, usize); 3]) -> Option<Yuv420> {
+    let (yw, yh) = (width.next_multiple_of(2), height.next_multiple_of(2));
+    let [y, cb, cr] = decoded;
+    let cut = |(mut data, stride): (Vec<u8>, usize), w: u32, h: u32| {
+        let (w, h) = (w as usize, h as usize);
+        if w != stride {
+            for row in 1..h {
+                data.copy_within(row * stride..row * stride + w, row * w);
+            }
+        }
+        data.truncate(w * h);
+        Raster::new(w as u32, h as u32, 1, data).ok()
+    };
+    Some(Yuv420 {
+        width,
+        height,
+        y: cut(y, yw, yh)?,
+        cb: cut(cb, yw / 2, yh / 2)?,
+        cr: cut(cr, yw / 2, yh / 2)?,
+    })
+}
+
 /// Natural (row-major) index of each zigzag position.
 const NATURAL: [usize; 64] = [
     0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
@@ -918,13 +946,10 @@ fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
     if bits.overrun() {
         return None;
     }
-    Some(Yuv420 {
-        width: frame.width.div_ceil(4),
-        height: frame.height.div_ceil(4),
-        y: Raster::new(yw as u32, yh as u32, 1, y_plane).ok()?,
-        cb: Raster::new(cw as u32, ch as u32, 1, cb_plane).ok()?,
-        cr: Raster::new(cw as u32, ch as u32, 1, cr_plane).ok()?,
-    })
+    planes(
+        (frame.width.div_ceil(4), frame.height.div_ceil(4)),
+        [(y_plane, yw), (cb_plane, cw), (cr_plane, cw)],
+    )
 }
 
 /// Decodes `data` at 1/8 scale to planes (one pixel per 8x8 block); `None` when this decoder
@@ -987,13 +1012,10 @@ fn decode_eighth(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
     if bits.overrun() {
         return None;
     }
-    Some(Yuv420 {
-        width: frame.width.div_ceil(8),
-        height: frame.height.div_ceil(8),
-        y: Raster::new(yw as u32, yh as u32, 1, y_plane).ok()?,
-        cb: Raster::new(mcus_x as u32, mcus_y as u32, 1, cb_plane).ok()?,
-        cr: Raster::new(mcus_x as u32, mcus_y as u32, 1, cr_plane).ok()?,
-    })
+    planes(
+        (frame.width.div_ceil(8), frame.height.div_ceil(8)),
+        [(y_plane, yw), (cb_plane, mcus_x), (cr_plane, mcus_x)],
+    )
 }
 
 #[cfg(test)]
@@ -1091,8 +1113,7 @@ mod tests {
         Yuv420::from_packed(s.width as u32, s.height as u32, px).unwrap()
     }
 
-    /// Largest difference between two planes over the first `w`x`h` pixels (libjpeg-turbo
-    /// fills its even-size padding by repeating edges; we keep the decoded MCU padding).
+    /// Largest difference between two planes over the first `w`x`h` pixels.
     fn max_diff(ours: &Raster, theirs: &Raster, w: u32, h: u32) -> u8 {
         let mut m = 0;
         for y in 0..h as usize {
@@ -1120,13 +1141,16 @@ mod tests {
             (theirs.width, theirs.height),
             "{what}"
         );
+        // The whole planes when the size is even (the resampler reads past the image's edge), the
+        // image alone when it is odd (see `planes`).
         let (w, h) = (theirs.width, theirs.height);
-        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-        for (name, a, b, w, h) in [
-            ("Y", &ours.y, &theirs.y, w, h),
-            ("Cb", &ours.cb, &theirs.cb, cw, ch),
-            ("Cr", &ours.cr, &theirs.cr, cw, ch),
+        for (name, a, b) in [
+            ("Y", &ours.y, &theirs.y),
+            ("Cb", &ours.cb, &theirs.cb),
+            ("Cr", &ours.cr, &theirs.cr),
         ] {
+            assert_eq!((a.width, a.height), (b.width, b.height), "{what} {name}");
+            let (w, h) = if name == "Y" { (w, h) } else { (w.div_ceil(2), h.div_ceil(2)) };
             let d = max_diff(a, b, w, h);
             assert_eq!(d, 0, "{what} {name}: off by {d}");
         }
