@@ -70,6 +70,14 @@ fn jpeg(input: &[u8], denominator: usize, limits: &Limits) -> Result<Raster, Ima
         u32::try_from(header.height).map_err(|_| ImageError::corrupt("JPEG: height"))?,
     );
     check_pixels(w, h, limits)?;
+    if denominator == 4
+        && !header.is_lossless
+        && header.subsamp == Subsamp::Sub2x2
+        && matches!(header.colorspace, Colorspace::YCbCr)
+        && let Some(rgb) = crate::scaled_jpeg::decode_rgb_quarter(input, (w, h))
+    {
+        return Ok(rgb);
+    }
     // Lossless JPEGs cannot be scaled in the DCT domain.
     let factor = if header.is_lossless {
         ScalingFactor::ONE

@@ -819,11 +819,156 @@ fn idct_2x2(coef: &Block2x2, factors: &[i32; 32]) -> [u8; 4] {
     out
 }
 
-/// Decodes one block's AC terms (1/4 scale) into `coef` (zeroed by the caller), up to two
-/// pairs per lookup; `None` on a bad code, or on a run past position 63 (which libjpeg would
-/// clamp).
+/// Where a coefficient is kept for the 4x4 IDCT of a chroma block in the RGB decoder: column
+/// by column, the seven rows read (`jpeg_idct_4x4` of jidctred.c reads every row and column but
+/// 4); 63 for values nobody reads.
+const fn compact_4x4(natural: usize) -> usize {
+    let (row, col) = (natural / 8, natural % 8);
+    if row == 4 || col == 4 {
+        63
+    } else {
+        // Rows and columns past 4 move up one.
+        (col - (col > 4) as usize) * 7 + row - (row > 4) as usize
+    }
+}
+
+/// [`STORE_2X2`] for [`compact_4x4`].
+const STORE_4X4: [u8; 128] = {
+    let mut at = [63u8; 128];
+    let mut k = 0;
+    while k < 64 {
+        at[k] = compact_4x4(NATURAL[k]) as u8;
+        k += 1;
+    }
+    at
+};
+
+/// The 49 coefficients the 4x4 IDCT reads (see [`compact_4x4`]) and the discard slot.
+type Block4x4 = [i16; 64];
+
+/// A component's quantisation table in the layout of [`Block4x4`].
+fn idct_4x4_quant(zigzag: &[u16; 64]) -> [i32; 64] {
+    let mut quant = [0i32; 64];
+    for (k, &q) in zigzag.iter().enumerate() {
+        let at = usize::from(STORE_4X4[k]);
+        if at != 63 {
+            quant[at] = i32::from(q);
+        }
+    }
+    quant
+}
+
+/// `jpeg_idct_4x4` of jidctred.c (libjpeg-turbo) on a [`Block4x4`]: sixteen pixels, row by
+/// row. In 32-bit wrapping arithmetic, as [`idct_2x2`]. libjpeg's shortcuts for all-zero
+/// columns and rows give the same values as the full computation, so there are none here (they
+/// would be mispredicted branches).
 #[inline(always)]
-fn ac_2x2(table: &Huffman, bits: &mut Bits<'_>, coef: &mut Block2x2) -> Option<()> {
+fn idct_4x4(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 4] {
+    const FIX_0_211164243: i32 = 1730;
+    const FIX_0_509795579: i32 = 4176;
+    const FIX_0_601344887: i32 = 4926;
+    const FIX_0_765366865: i32 = 6270;
+    const FIX_0_899976223: i32 = 7373;
+    const FIX_1_061594337: i32 = 8697;
+    const FIX_1_451774981: i32 = 11893;
+    const FIX_1_847759065: i32 = 15137;
+    const FIX_2_172734803: i32 = 17799;
+    const FIX_2_562915447: i32 = 20995;
+    let descale = |x: i32, n: u32| x.wrapping_add(1 << (n - 1)) >> n;
+    // One 1-D pass over the seven values 0, 1, 2, 3, 5, 6, 7 of a column or row: the four
+    // outputs before descaling.
+    let pass = |v: [i32; 7]| {
+        let tmp0 = v[0].wrapping_shl(14); // CONST_BITS + 1
+        let tmp2 = v[2]
+            .wrapping_mul(FIX_1_847759065)
+            .wrapping_add(v[5].wrapping_mul(-FIX_0_765366865));
+        let (tmp10, tmp12) = (tmp0.wrapping_add(tmp2), tmp0.wrapping_sub(tmp2));
+        let (z1, z2, z3, z4) = (v[6], v[4], v[3], v[1]);
+        let odd0 = z1
+            .wrapping_mul(-FIX_0_211164243)
+            .wrapping_add(z2.wrapping_mul(FIX_1_451774981))
+            .wrapping_add(z3.wrapping_mul(-FIX_2_172734803))
+            .wrapping_add(z4.wrapping_mul(FIX_1_061594337));
+        let odd2 = z1
+            .wrapping_mul(-FIX_0_509795579)
+            .wrapping_add(z2.wrapping_mul(-FIX_0_601344887))
+            .wrapping_add(z3.wrapping_mul(FIX_0_899976223))
+            .wrapping_add(z4.wrapping_mul(FIX_2_562915447));
+        [
+            tmp10.wrapping_add(odd2),
+            tmp12.wrapping_add(odd0),
+            tmp12.wrapping_sub(odd0),
+            tmp10.wrapping_sub(odd2),
+        ]
+    };
+    // Pass 1: the seven columns to four rows of work space (CONST_BITS - PASS1_BITS + 1).
+    let mut ws = [[0i32; 7]; 4];
+    for col in 0..7 {
+        let at = col * 7;
+        let v: [i32; 7] =
+            std::array::from_fn(|row| i32::from(coef[at + row]).wrapping_mul(quant[at + row]));
+        for (row, x) in pass(v).into_iter().enumerate() {
+            ws[row][col] = descale(x, 12);
+        }
+    }
+    // Pass 2: each row to four pixels (CONST_BITS + PASS1_BITS + 3 + 1).
+    ws.map(|row| pass(row).map(|x| range_limit(descale(x, 19))))
+}
+
+/// libjpeg-turbo's YCbCr to RGB tables (jdcolor.c `build_ycc_rgb_table`, 16 fractional bits),
+/// per Cb or Cr value: Cr to red, Cb to blue, and the two scaled-up green terms (Cb's with the
+/// rounding half added).
+struct YccTables {
+    cr_r: [i32; 256],
+    cb_b: [i32; 256],
+    cr_g: [i32; 256],
+    cb_g: [i32; 256],
+}
+
+static YCC_RGB: YccTables = {
+    // FIX(1.40200), FIX(1.77200), FIX(0.71414), FIX(0.34414): round(x * 65536).
+    let mut t = YccTables {
+        cr_r: [0; 256],
+        cb_b: [0; 256],
+        cr_g: [0; 256],
+        cb_g: [0; 256],
+    };
+    let mut i = 0;
+    while i < 256 {
+        let x = i as i32 - 128;
+        t.cr_r[i] = (91881 * x + (1 << 15)) >> 16;
+        t.cb_b[i] = (116_130 * x + (1 << 15)) >> 16;
+        t.cr_g[i] = -46802 * x;
+        t.cb_g[i] = -22554 * x + (1 << 15);
+        i += 1;
+    }
+    t
+};
+
+/// jdcolext.c's `ycc_rgb_convert` for one pixel.
+#[inline(always)]
+fn ycc_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    let t = &YCC_RGB;
+    let (y, cb, cr) = (i32::from(y), usize::from(cb), usize::from(cr));
+    let clamp = |v: i32| v.clamp(0, 255) as u8;
+    [
+        clamp(y + t.cr_r[cr]),
+        clamp(y + ((t.cb_g[cb] + t.cr_g[cr]) >> 16)),
+        clamp(y + t.cb_b[cb]),
+    ]
+}
+
+/// Decodes one block's AC terms into `coef` (zeroed by the caller), the value at zigzag
+/// position `k` into slot `store[k]` (`N` a power of two, past the slots the IDCT reads for
+/// values nobody reads), up to two pairs per lookup; `None` on a bad code, or on a run past
+/// position 63 (which libjpeg would clamp).
+#[inline(always)]
+fn ac_into<const N: usize>(
+    table: &Huffman,
+    bits: &mut Bits<'_>,
+    store: &[u8; 128],
+    coef: &mut [i16; N],
+) -> Option<()> {
     let mut k = 1u32;
     loop {
         // Four lookups of at most `PAIRS` bits each per top-up.
@@ -844,7 +989,7 @@ fn ac_2x2(table: &Huffman, bits: &mut Bits<'_>, coef: &mut Block2x2) -> Option<(
                     return None;
                 }
                 let value = extend(bits.get(size), size);
-                coef[usize::from(STORE_2X2[k as usize]) & 31] = value as i16;
+                coef[usize::from(store[k as usize]) & (N - 1)] = value as i16;
                 k += 1;
                 if k >= 64 {
                     return Some(());
@@ -852,14 +997,29 @@ fn ac_2x2(table: &Huffman, bits: &mut Bits<'_>, coef: &mut Block2x2) -> Option<(
                 break;
             }
             bits.consume(e.used);
-            coef[usize::from(STORE_2X2[(k + e.first.0) as usize & 127]) & 31] = e.first.1;
-            coef[usize::from(STORE_2X2[(k + e.second.0) as usize & 127]) & 31] = e.second.1;
+            coef[usize::from(store[(k + e.first.0) as usize & 127]) & (N - 1)] = e.first.1;
+            coef[usize::from(store[(k + e.second.0) as usize & 127]) & (N - 1)] = e.second.1;
             k += e.positions;
             if e.end_of_block || k >= 64 {
                 return Some(());
             }
         }
     }
+}
+
+/// Each component's DC and AC table; `None` if the scan names one the file does not define.
+fn component_tables<'t>(
+    frame: &Frame,
+    dc_tables: &'t Tables,
+    ac_tables: &'t Tables,
+) -> Option<[(&'t Huffman, &'t Huffman); 3]> {
+    let table = |c: usize| -> Option<(&'t Huffman, &'t Huffman)> {
+        Some((
+            dc_tables.get(frame.dc[c])?.as_ref()?,
+            ac_tables.get(frame.ac[c])?.as_ref()?,
+        ))
+    };
+    Some([table(0)?, table(1)?, table(2)?])
 }
 
 /// One MCU at 1/4 scale: four luma blocks (left to right, top to bottom), then Cb, then Cr,
@@ -881,11 +1041,96 @@ fn mcu_2x2(
         let mut coef: Block2x2 = [0; 32];
         // libjpeg stores the DC term as a 16-bit coefficient.
         coef[0] = dc(dc_table, &mut reader, &mut pred[c])? as i16;
-        ac_2x2(ac_table, &mut reader, &mut coef)?;
+        ac_into(ac_table, &mut reader, &STORE_2X2, &mut coef)?;
         *pixels = idct_2x2(&coef, &quant[c]);
     }
     *bits = reader;
     Some(out)
+}
+
+/// One MCU of the 1/4-scale RGB decoder: four luma blocks at 2x2 as in [`mcu_2x2`], the two
+/// chroma blocks at 4x4, which is how libjpeg-turbo scales 4:2:0 chroma up (by its IDCT, so that
+/// no upsampling is left), then its colour conversion: the MCU's 4x4 pixels, row by row.
+#[inline(never)]
+fn mcu_rgb(
+    tables: &[(&Huffman, &Huffman); 3],
+    quant: &[[i32; 32]; 3],
+    chroma_quant: &[[i32; 64]; 2],
+    bits: &mut Bits<'_>,
+    pred: &mut [i32; 3],
+) -> Option<[[[u8; 3]; 4]; 4]> {
+    let mut reader = *bits;
+    let mut luma = [[0u8; 4]; 4];
+    for block in 0..4 {
+        let (dc_table, ac_table) = tables[0];
+        let mut coef: Block2x2 = [0; 32];
+        coef[0] = dc(dc_table, &mut reader, &mut pred[0])? as i16;
+        ac_into(ac_table, &mut reader, &STORE_2X2, &mut coef)?;
+        let [a, b, c, d] = idct_2x2(&coef, &quant[0]);
+        let (x, y) = ((block & 1) * 2, (block >> 1) * 2);
+        luma[y][x..x + 2].copy_from_slice(&[a, b]);
+        luma[y + 1][x..x + 2].copy_from_slice(&[c, d]);
+    }
+    let mut chroma = [[[0u8; 4]; 4]; 2];
+    for (c, plane) in chroma.iter_mut().enumerate() {
+        let (dc_table, ac_table) = tables[c + 1];
+        let mut coef: Block4x4 = [0; 64];
+        coef[0] = dc(dc_table, &mut reader, &mut pred[c + 1])? as i16;
+        ac_into(ac_table, &mut reader, &STORE_4X4, &mut coef)?;
+        *plane = idct_4x4(&coef, &chroma_quant[c]);
+    }
+    *bits = reader;
+    Some(std::array::from_fn(|y| {
+        std::array::from_fn(|x| ycc_to_rgb(luma[y][x], chroma[0][y][x], chroma[1][y][x]))
+    }))
+}
+
+/// Decodes a 4:2:0 `data` at 1/4 scale to RGB, exactly as libjpeg-turbo does (the tests compare
+/// every pixel); `None` when this decoder does not handle the file (see the module docs).
+/// `size` as for [`decode`].
+pub(crate) fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
+    let (frame, dc_tables, ac_tables) = parse(data)?;
+    if (frame.width, frame.height) != size {
+        return None;
+    }
+    let mcus_x = frame.width.div_ceil(16) as usize;
+    let mcus_y = frame.height.div_ceil(16) as usize;
+    let (width, height) = (frame.width.div_ceil(4) as usize, frame.height.div_ceil(4) as usize);
+    let stride = width * 3;
+    let mut rgb = vec![0u8; stride.checked_mul(height)?];
+    let tables = component_tables(&frame, &dc_tables, &ac_tables)?;
+    let quant = frame.quant.map(|zigzag| idct_factors(&zigzag));
+    let chroma_quant = [idct_4x4_quant(&frame.quant[1]), idct_4x4_quant(&frame.quant[2])];
+    let mut bits = Bits::new(data, frame.scan_start);
+    let mut pred = [0i32; 3];
+    let mut restarts = 0u8;
+    let interval = frame.restart_interval as usize;
+    for mcu in 0..mcus_x * mcus_y {
+        if interval > 0 && mcu > 0 && mcu % interval == 0 {
+            bits.restart(restarts & 7)?;
+            restarts = restarts.wrapping_add(1);
+            pred = [0; 3];
+        }
+        let (mx, my) = (mcu % mcus_x, mcu / mcus_x);
+        if mx == 0 && bits.overrun() {
+            return None;
+        }
+        let pixels = mcu_rgb(&tables, &quant, &chroma_quant, &mut bits, &mut pred)?;
+        // The MCU's pixels inside the image: the last column and row of MCUs may stick out.
+        let (x0, y0) = (mx * 4, my * 4);
+        let columns = width.saturating_sub(x0).min(4);
+        for (dy, row) in pixels.iter().enumerate().take(height.saturating_sub(y0).min(4)) {
+            let at = (y0 + dy) * stride + x0 * 3;
+            let out = rgb.get_mut(at..at + columns * 3)?;
+            for (px, rgb) in out.chunks_exact_mut(3).zip(row) {
+                px.copy_from_slice(rgb);
+            }
+        }
+    }
+    if bits.overrun() {
+        return None;
+    }
+    Raster::new(width as u32, height as u32, 3, rgb).ok()
 }
 
 /// Decodes `data` at 1/4 scale to planes (2x2 pixels per 8x8 block); `None` when this decoder
@@ -902,14 +1147,7 @@ fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
     let mut y_plane = vec![0u8; yw.checked_mul(yh)?];
     let mut cb_plane = vec![0u8; cw.checked_mul(ch)?];
     let mut cr_plane = vec![0u8; cw.checked_mul(ch)?];
-    let mut tables = Vec::with_capacity(3);
-    for c in 0..3 {
-        tables.push((
-            dc_tables.get(frame.dc[c])?.as_ref()?,
-            ac_tables.get(frame.ac[c])?.as_ref()?,
-        ));
-    }
-    let tables: [(&Huffman, &Huffman); 3] = [tables[0], tables[1], tables[2]];
+    let tables = component_tables(&frame, &dc_tables, &ac_tables)?;
     let quant = frame.quant.map(|zigzag| idct_factors(&zigzag));
     let mut bits = Bits::new(data, frame.scan_start);
     let mut pred = [0i32; 3];
@@ -1130,6 +1368,37 @@ mod tests {
     fn compare(jpeg: &[u8], what: &str) {
         compare_at(jpeg, 8, what);
         compare_at(jpeg, 4, what);
+        compare_rgb(jpeg, what);
+    }
+
+    /// The RGB decoder against libjpeg-turbo's RGB at 1/4, pixel for pixel.
+    fn compare_rgb(jpeg: &[u8], what: &str) {
+        let ours = decode_rgb_quarter(jpeg, header_size(jpeg))
+            .unwrap_or_else(|| panic!("{what} RGB"));
+        let mut d = Decompressor::new().unwrap();
+        let header = d.read_header(jpeg).unwrap();
+        let factor = ScalingFactor::new(1, 4);
+        d.set_scaling_factor(factor).unwrap();
+        let s = header.scaled(factor);
+        let mut px = vec![0u8; s.width * s.height * 3];
+        d.decompress(
+            jpeg,
+            turbojpeg::Image {
+                pixels: px.as_mut_slice(),
+                width: s.width,
+                pitch: s.width * 3,
+                height: s.height,
+                format: turbojpeg::PixelFormat::RGB,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (ours.width as usize, ours.height as usize, ours.channels),
+            (s.width, s.height, 3),
+            "{what} RGB"
+        );
+        let diff = ours.data.iter().zip(&px).position(|(a, b)| a != b);
+        assert_eq!(diff, None, "{what} RGB: first difference at byte {diff:?}");
     }
 
     fn compare_at(jpeg: &[u8], denominator: usize, what: &str) {
@@ -1196,6 +1465,7 @@ mod tests {
         ] {
             assert!(decode(&jpeg, (64, 48), 8).is_none());
             assert!(decode(&jpeg, (64, 48), 4).is_none());
+            assert!(decode_rgb_quarter(&jpeg, (64, 48)).is_none());
         }
         let jpeg = turbo(64, 48, 90);
         assert!(decode(&jpeg, (64, 48), 8).is_some());
@@ -1214,6 +1484,7 @@ mod tests {
         for cut in (jpeg.len() / 3..jpeg.len() - 40).step_by(53) {
             assert!(decode(&jpeg[..cut], (128, 96), 8).is_none(), "cut at {cut}");
             assert!(decode(&jpeg[..cut], (128, 96), 4).is_none(), "cut at {cut}");
+            assert!(decode_rgb_quarter(&jpeg[..cut], (128, 96)).is_none(), "cut at {cut}");
         }
     }
 
@@ -1242,6 +1513,7 @@ mod tests {
             for n in 0..src.len() {
                 let _ = decode(&src[..n], (96, 80), 8);
                 let _ = decode(&src[..n], (96, 80), 4);
+                let _ = decode_rgb_quarter(&src[..n], (96, 80));
             }
             for case in 0..600 {
                 let mut m = src.clone();
@@ -1255,6 +1527,7 @@ mod tests {
                 }
                 let _ = decode(&m, (96, 80), 8);
                 let _ = decode(&m, (96, 80), 4);
+                let _ = decode_rgb_quarter(&m, (96, 80));
             }
         }
     }
