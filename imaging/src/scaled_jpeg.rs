@@ -858,12 +858,12 @@ fn idct_4x4_quant(zigzag: &[u16; 64]) -> [i32; 64] {
     quant
 }
 
-/// `jpeg_idct_4x4` of jidctred.c (libjpeg-turbo) on a [`Block4x4`]: sixteen pixels, row by
-/// row. In 32-bit wrapping arithmetic, as [`idct_2x2`]. libjpeg's shortcuts for all-zero
+/// `jpeg_idct_4x4` of jidctred.c (libjpeg-turbo) on a [`Block4x4`] whose compact columns
+/// from `COLUMNS` on hold only zeros: sixteen pixels, row by row. In 32-bit wrapping arithmetic, as [`idct_2x2`]. libjpeg's shortcuts for all-zero
 /// columns and rows give the same values as the full computation, so there are none here (they
 /// would be mispredicted branches).
 #[inline(always)]
-fn idct_4x4(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 4] {
+fn idct_4x4<const COLUMNS: usize>(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 4] {
     const FIX_0_211164243: i32 = 1730;
     const FIX_0_509795579: i32 = 4176;
     const FIX_0_601344887: i32 = 4926;
@@ -901,9 +901,10 @@ fn idct_4x4(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 4] {
             tmp10.wrapping_sub(odd2),
         ]
     };
-    // Pass 1: the seven columns to four rows of work space (CONST_BITS - PASS1_BITS + 1).
+    // Pass 1: the seven columns to four rows of work space (CONST_BITS - PASS1_BITS + 1); the
+    // caller knows columns from `COLUMNS` on to be all zeros, whose work space stays zero.
     let mut ws = [[0i32; 7]; 4];
-    for col in 0..7 {
+    for col in 0..COLUMNS {
         let at = col * 7;
         let v: [i32; 7] =
             std::array::from_fn(|row| i32::from(coef[at + row]).wrapping_mul(quant[at + row]));
@@ -961,14 +962,15 @@ fn ycc_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
 /// Decodes one block's AC terms into `coef` (zeroed by the caller), the value at zigzag
 /// position `k` into slot `store[k]` (`N` a power of two, past the slots the IDCT reads for
 /// values nobody reads), up to two pairs per lookup; `None` on a bad code, or on a run past
-/// position 63 (which libjpeg would clamp).
+/// position 63 (which libjpeg would clamp). Returns the position after the last value (1: the
+/// block has only its DC term).
 #[inline(always)]
 fn ac_into<const N: usize>(
     table: &Huffman,
     bits: &mut Bits<'_>,
     store: &[u8; 128],
     coef: &mut [i16; N],
-) -> Option<()> {
+) -> Option<u32> {
     let mut k = 1u32;
     loop {
         // Four lookups of at most `PAIRS` bits each per top-up.
@@ -982,7 +984,7 @@ fn ac_into<const N: usize>(
                 let sym = u32::from(table.symbol(bits)?);
                 let (run, size) = (sym >> 4, sym & 15);
                 if ends_block(run, size) {
-                    return Some(());
+                    return Some(k);
                 }
                 k += run;
                 if k > 63 {
@@ -992,7 +994,7 @@ fn ac_into<const N: usize>(
                 coef[usize::from(store[k as usize]) & (N - 1)] = value as i16;
                 k += 1;
                 if k >= 64 {
-                    return Some(());
+                    return Some(k);
                 }
                 break;
             }
@@ -1001,7 +1003,7 @@ fn ac_into<const N: usize>(
             coef[usize::from(store[(k + e.second.0) as usize & 127]) & (N - 1)] = e.second.1;
             k += e.positions;
             if e.end_of_block || k >= 64 {
-                return Some(());
+                return Some(k);
             }
         }
     }
@@ -1076,8 +1078,19 @@ fn mcu_rgb(
         let (dc_table, ac_table) = tables[c + 1];
         let mut coef: Block4x4 = [0; 64];
         coef[0] = dc(dc_table, &mut reader, &mut pred[c + 1])? as i16;
-        ac_into(ac_table, &mut reader, &STORE_4X4, &mut coef)?;
-        *plane = idct_4x4(&coef, &chroma_quant[c]);
+        let end = ac_into(ac_table, &mut reader, &STORE_4X4, &mut coef)?;
+        // Chroma blocks are mostly a few low frequencies: the IDCT skips the columns that the
+        // zigzag positions before `end` cannot reach (position 5 is column 2, 14 column 4).
+        *plane = match end {
+            // DC only: what `idct_4x4` computes then, all pixels alike.
+            1 => {
+                let dc = i32::from(coef[0]).wrapping_mul(chroma_quant[c][0]);
+                [[range_limit(dc.wrapping_add(4) >> 3); 4]; 4]
+            }
+            2..=6 => idct_4x4::<3>(&coef, &chroma_quant[c]),
+            7..=15 => idct_4x4::<4>(&coef, &chroma_quant[c]),
+            _ => idct_4x4::<7>(&coef, &chroma_quant[c]),
+        };
     }
     *bits = reader;
     Some(std::array::from_fn(|y| {
