@@ -959,6 +959,15 @@ fn ycc_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
     ]
 }
 
+/// What [`idct_2x2`] computes for a block with only its DC term (common in chroma): its
+/// dequantised value (pass 1's factor is the quantiser shifted by 15) descaled by 3, in all
+/// four pixels.
+#[inline(always)]
+fn idct_2x2_dc(dc: i16, factors: &[i32; 32]) -> [u8; 4] {
+    let dc = i32::from(dc).wrapping_mul(factors[0] >> 15);
+    [range_limit(dc.wrapping_add(4) >> 3); 4]
+}
+
 /// Decodes one block's AC terms into `coef` (zeroed by the caller), the value at zigzag
 /// position `k` into slot `store[k]` (`N` a power of two, past the slots the IDCT reads for
 /// values nobody reads), up to two pairs per lookup; `None` on a bad code, or on a run past
@@ -1043,8 +1052,12 @@ fn mcu_2x2(
         let mut coef: Block2x2 = [0; 32];
         // libjpeg stores the DC term as a 16-bit coefficient.
         coef[0] = dc(dc_table, &mut reader, &mut pred[c])? as i16;
-        ac_into(ac_table, &mut reader, &STORE_2X2, &mut coef)?;
-        *pixels = idct_2x2(&coef, &quant[c]);
+        let end = ac_into(ac_table, &mut reader, &STORE_2X2, &mut coef)?;
+        *pixels = if end == 1 {
+            idct_2x2_dc(coef[0], &quant[c])
+        } else {
+            idct_2x2(&coef, &quant[c])
+        };
     }
     *bits = reader;
     Some(out)
@@ -1067,8 +1080,12 @@ fn mcu_rgb(
         let (dc_table, ac_table) = tables[0];
         let mut coef: Block2x2 = [0; 32];
         coef[0] = dc(dc_table, &mut reader, &mut pred[0])? as i16;
-        ac_into(ac_table, &mut reader, &STORE_2X2, &mut coef)?;
-        let [a, b, c, d] = idct_2x2(&coef, &quant[0]);
+        let end = ac_into(ac_table, &mut reader, &STORE_2X2, &mut coef)?;
+        let [a, b, c, d] = if end == 1 {
+            idct_2x2_dc(coef[0], &quant[0])
+        } else {
+            idct_2x2(&coef, &quant[0])
+        };
         let (x, y) = ((block & 1) * 2, (block >> 1) * 2);
         luma[y][x..x + 2].copy_from_slice(&[a, b]);
         luma[y + 1][x..x + 2].copy_from_slice(&[c, d]);
