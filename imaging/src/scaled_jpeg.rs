@@ -793,17 +793,19 @@ fn idct_2x2(coef: &Block2x2, factors: &[i32; 32]) -> [u8; 4] {
     let descale = |x: i32, n: u32| x.wrapping_add(1 << (n - 1)) >> n;
     let term = |at: usize| i32::from(coef[at]).wrapping_mul(factors[at]);
     // Pass 1: columns 0, 1, 3, 5, 7 to two rows of work space (CONST_BITS - PASS1_BITS + 2).
-    let mut ws = [[0i32; 5]; 2];
-    for col in 0..5 {
+    let columns: [[i32; 2]; 5] = std::array::from_fn(|col| {
         let at = col * 5;
         let tmp10 = term(at);
         let tmp0 = term(at + 1)
             .wrapping_add(term(at + 2))
             .wrapping_add(term(at + 3))
             .wrapping_add(term(at + 4));
-        ws[0][col] = descale(tmp10.wrapping_add(tmp0), 13);
-        ws[1][col] = descale(tmp10.wrapping_sub(tmp0), 13);
-    }
+        [
+            descale(tmp10.wrapping_add(tmp0), 13),
+            descale(tmp10.wrapping_sub(tmp0), 13),
+        ]
+    });
+    let ws: [[i32; 5]; 2] = std::array::from_fn(|row| columns.map(|column| column[row]));
     // Pass 2: each row to two pixels (CONST_BITS + PASS1_BITS + 3 + 2).
     let mut out = [0u8; 4];
     for (row, w) in ws.iter().enumerate() {
@@ -903,15 +905,15 @@ fn idct_4x4<const COLUMNS: usize>(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4
     };
     // Pass 1: the seven columns to four rows of work space (CONST_BITS - PASS1_BITS + 1); the
     // caller knows columns from `COLUMNS` on to be all zeros, whose work space stays zero.
-    let mut ws = [[0i32; 7]; 4];
-    for col in 0..COLUMNS {
-        let at = col * 7;
-        let v: [i32; 7] =
-            std::array::from_fn(|row| i32::from(coef[at + row]).wrapping_mul(quant[at + row]));
-        for (row, x) in pass(v).into_iter().enumerate() {
-            ws[row][col] = descale(x, 12);
+    let columns: [[i32; 4]; 7] = std::array::from_fn(|col| {
+        if col >= COLUMNS {
+            return [0; 4];
         }
-    }
+        let at = col * 7;
+        let v = std::array::from_fn(|row| i32::from(coef[at + row]).wrapping_mul(quant[at + row]));
+        pass(v).map(|x| descale(x, 12))
+    });
+    let ws: [[i32; 7]; 4] = std::array::from_fn(|row| columns.map(|column| column[row]));
     // Pass 2: each row to four pixels (CONST_BITS + PASS1_BITS + 3 + 1).
     ws.map(|row| pass(row).map(|x| range_limit(descale(x, 19))))
 }
