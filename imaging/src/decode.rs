@@ -2,9 +2,10 @@
 //!
 //! - JPEG: libjpeg-turbo through `turbojpeg`, with its DCT-domain downscale (1/2, 1/4, 1/8)
 //!   picked so that the decoded image is still at least the target size. That is sharp's
-//!   "shrink on load", and most of why a 12 MP photo resizes in tens of milliseconds. For the
-//!   planar path ([`jpeg_yuv420`]) the usual baseline 4:2:0 photo at 1/8 goes to our own
-//!   DC-only entropy decoder first ([`crate::scaled_jpeg`]), libjpeg-turbo taking the rest.
+//!   "shrink on load", and most of why a 12 MP photo resizes in tens of milliseconds. The usual
+//!   baseline 4:2:0 photo at 1/8 or 1/4 goes to our own scaled decoder first
+//!   ([`crate::scaled_jpeg`]): to planes for the planar path ([`jpeg_yuv420`]), and at 1/4 to
+//!   RGB too; libjpeg-turbo takes the rest.
 //! - WebP: libwebp (stills only).
 //! - PNG and GIF (first frame): the `image` crate's pure-Rust decoders.
 //!

@@ -9,12 +9,13 @@
 //! against sharp.
 //!
 //! The paths, fastest first:
-//! - baseline 4:2:0 JPEG in, JPEG out, at 1/8 (thumbnails): our own DC-only entropy decoder
-//!   (`scaled_jpeg`) straight to Y/Cb/Cr planes, planes resampled, planes encoded
-//!   (`yuv`): no colour conversion at all;
+//! - baseline 4:2:0 JPEG in, JPEG out, at 1/8 or 1/4 (thumbnails, the 800-pixel resize of a
+//!   12 MP photo): our own scaled decoder (`scaled_jpeg`) straight to Y/Cb/Cr planes, planes
+//!   resampled, planes encoded (`yuv`): no colour conversion at all;
 //! - other 4:2:0 JPEG to JPEG: the same with libjpeg-turbo decoding the planes;
-//! - everything else: decode to RGB(A) (`decode`), resample (`resize`), orient and pad
-//!   (`raster`), encode (`encode`).
+//! - everything else: decode to RGB(A) (`decode`; a baseline 4:2:0 JPEG at 1/4 again by
+//!   `scaled_jpeg`, pixel for pixel what libjpeg-turbo gives), resample (`resize`), orient and
+//!   pad (`raster`), encode (`encode`).
 //!
 //! # Safety against hostile input
 //! [`transform`] checks, in this order and from the header alone: the input size
