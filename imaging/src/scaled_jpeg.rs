@@ -1594,6 +1594,61 @@ mod tests {
         }
     }
 
+    /// Each pair entry against decoding one pair at a time by the canonical rule (F.2.2.3),
+    /// values included, on the AC tables of a real file, and packing against unpacking.
+    #[test]
+    fn pair_entries_match_one_pair_at_a_time() {
+        let jpeg = turbo(64, 48, 95);
+        let (_, _, ac_tables) = parse(&jpeg).unwrap();
+        for table in ac_tables.iter().flatten() {
+            for window in 0..PAIRS_SIZE as u64 {
+                let mut expected = PairEntry::default();
+                let mut pairs = 0;
+                let mut buf = window << (64 - PAIRS);
+                while let Some((len, sym)) = (1..=LOOKUP).find_map(|len| {
+                    let code = (buf >> (64 - len)) as i32;
+                    (code <= table.max_code[len as usize]).then(|| {
+                        let at = (code + table.offset[len as usize]) as usize;
+                        (len, u32::from(table.symbols[at]))
+                    })
+                }) {
+                    let (run, size) = (sym >> 4, sym & 15);
+                    if expected.used + len + size > PAIRS {
+                        break;
+                    }
+                    if ends_block(run, size) {
+                        expected.used += len;
+                        expected.end_of_block = true;
+                        break;
+                    }
+                    let raw = (buf << len).checked_shr(64 - size).unwrap_or(0) as u32;
+                    let value = extend(raw, size) as i16;
+                    if pairs == 0 {
+                        expected.first = (run, value);
+                    } else {
+                        expected.second = (expected.positions + run, value);
+                    }
+                    expected.used += len + size;
+                    expected.positions += run + 1;
+                    buf <<= len + size;
+                    pairs += 1;
+                    if pairs == 2 {
+                        break;
+                    }
+                }
+                if pairs < 2 {
+                    expected.second = (expected.positions, 0);
+                }
+                let packed = table.pairs[window as usize];
+                if expected.used == 0 {
+                    assert_eq!(packed, 0, "window {window:b}");
+                } else {
+                    assert_eq!(PairEntry::unpack(packed), expected, "window {window:b}");
+                }
+            }
+        }
+    }
+
     /// Each skip entry against the one-code-at-a-time lookup, on the AC tables of a real file.
     #[test]
     fn skip_entries_match_one_code_at_a_time() {
