@@ -872,9 +872,10 @@ fn idct_4x4_quant(zigzag: &[u16; 64]) -> [i32; 64] {
 }
 
 /// `jpeg_idct_4x4` of jidctred.c (libjpeg-turbo) on a [`Block4x4`] whose compact columns
-/// from `COLUMNS` on hold only zeros: sixteen pixels, row by row. In 32-bit wrapping arithmetic, as [`idct_2x2`]. libjpeg's shortcuts for all-zero
-/// columns and rows give the same values as the full computation, so there are none here (they
-/// would be mispredicted branches).
+/// from `COLUMNS` on hold only zeros: sixteen pixels, row by row. In 32-bit wrapping
+/// arithmetic, as [`idct_2x2`]. libjpeg's shortcuts for all-zero columns and rows give the same
+/// values as the full computation, so there are none here (they would be mispredicted
+/// branches).
 #[inline(always)]
 fn idct_4x4<const COLUMNS: usize>(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 4] {
     const FIX_0_211164243: i32 = 1730;
@@ -1031,6 +1032,44 @@ fn ac_into<const N: usize>(
     }
 }
 
+/// Walks the scan MCU by MCU, left to right and top to bottom, calling `mcu` with the bit
+/// reader, the components' DC predictors and the MCU's column and row: checks each restart
+/// marker and resets the predictors after it, and gives up (`None`) on a scan that runs out of
+/// data, at the start of each MCU row (no point decoding zeros to the end) and at the end.
+#[inline(always)]
+fn scan(
+    data: &[u8],
+    frame: &Frame,
+    mut mcu: impl FnMut(&mut Bits<'_>, &mut [i32; 3], (usize, usize)) -> Option<()>,
+) -> Option<()> {
+    let mcus_x = frame.width.div_ceil(16) as usize;
+    let mcus_y = frame.height.div_ceil(16) as usize;
+    let mut bits = Bits::new(data, frame.scan_start);
+    let mut pred = [0i32; 3];
+    let mut restarts = 0u8;
+    let interval = frame.restart_interval as usize;
+    for index in 0..mcus_x * mcus_y {
+        if interval > 0 && index > 0 && index % interval == 0 {
+            bits.restart(restarts & 7)?;
+            restarts = restarts.wrapping_add(1);
+            pred = [0; 3];
+        }
+        let (mx, my) = (index % mcus_x, index / mcus_x);
+        if mx == 0 && bits.overrun() {
+            return None;
+        }
+        mcu(&mut bits, &mut pred, (mx, my))?;
+    }
+    (!bits.overrun()).then_some(())
+}
+
+/// [`parse`], refusing a frame whose size is not `size`, the size already checked against the
+/// limits: nothing is allocated from an unchecked size.
+fn parse_sized(data: &[u8], size: (u32, u32)) -> Option<(Frame, Tables, Tables)> {
+    let parsed = parse(data)?;
+    ((parsed.0.width, parsed.0.height) == size).then_some(parsed)
+}
+
 /// Each component's DC and AC table; `None` if the scan names one the file does not define.
 fn component_tables<'t>(
     frame: &Frame,
@@ -1132,12 +1171,7 @@ fn mcu_rgb(
 /// every pixel); `None` when this decoder does not handle the file (see the module docs).
 /// `size` as for [`decode`].
 pub(crate) fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
-    let (frame, dc_tables, ac_tables) = parse(data)?;
-    if (frame.width, frame.height) != size {
-        return None;
-    }
-    let mcus_x = frame.width.div_ceil(16) as usize;
-    let mcus_y = frame.height.div_ceil(16) as usize;
+    let (frame, dc_tables, ac_tables) = parse_sized(data, size)?;
     let (width, height) = (
         frame.width.div_ceil(4) as usize,
         frame.height.div_ceil(4) as usize,
@@ -1150,21 +1184,8 @@ pub(crate) fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster
         idct_4x4_quant(&frame.quant[1]),
         idct_4x4_quant(&frame.quant[2]),
     ];
-    let mut bits = Bits::new(data, frame.scan_start);
-    let mut pred = [0i32; 3];
-    let mut restarts = 0u8;
-    let interval = frame.restart_interval as usize;
-    for mcu in 0..mcus_x * mcus_y {
-        if interval > 0 && mcu > 0 && mcu % interval == 0 {
-            bits.restart(restarts & 7)?;
-            restarts = restarts.wrapping_add(1);
-            pred = [0; 3];
-        }
-        let (mx, my) = (mcu % mcus_x, mcu / mcus_x);
-        if mx == 0 && bits.overrun() {
-            return None;
-        }
-        let pixels = mcu_rgb(&tables, &quant, &chroma_quant, &mut bits, &mut pred)?;
+    scan(data, &frame, |bits, pred, (mx, my)| {
+        let pixels = mcu_rgb(&tables, &quant, &chroma_quant, bits, pred)?;
         // The MCU's pixels inside the image: the last column and row of MCUs may stick out.
         let (x0, y0) = (mx * 4, my * 4);
         let columns = width.saturating_sub(x0).min(4);
@@ -1179,20 +1200,15 @@ pub(crate) fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster
                 px.copy_from_slice(rgb);
             }
         }
-    }
-    if bits.overrun() {
-        return None;
-    }
+        Some(())
+    })?;
     Raster::new(width as u32, height as u32, 3, rgb).ok()
 }
 
 /// Decodes `data` at 1/4 scale to planes (2x2 pixels per 8x8 block); `None` when this decoder
 /// does not handle the file (see the module docs). `size` as for [`decode`].
 fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
-    let (frame, dc_tables, ac_tables) = parse(data)?;
-    if (frame.width, frame.height) != size {
-        return None;
-    }
+    let (frame, dc_tables, ac_tables) = parse_sized(data, size)?;
     let mcus_x = frame.width.div_ceil(16) as usize;
     let mcus_y = frame.height.div_ceil(16) as usize;
     let (cw, ch) = (mcus_x * 2, mcus_y * 2);
@@ -1202,21 +1218,8 @@ fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
     let mut cr_plane = vec![0u8; cw.checked_mul(ch)?];
     let tables = component_tables(&frame, &dc_tables, &ac_tables)?;
     let quant = frame.quant.map(|zigzag| idct_factors(&zigzag));
-    let mut bits = Bits::new(data, frame.scan_start);
-    let mut pred = [0i32; 3];
-    let mut restarts = 0u8;
-    let interval = frame.restart_interval as usize;
-    for mcu in 0..mcus_x * mcus_y {
-        if interval > 0 && mcu > 0 && mcu % interval == 0 {
-            bits.restart(restarts & 7)?;
-            restarts = restarts.wrapping_add(1);
-            pred = [0; 3];
-        }
-        let (mx, my) = (mcu % mcus_x, mcu / mcus_x);
-        if mx == 0 && bits.overrun() {
-            return None;
-        }
-        let out = mcu_2x2(&tables, &quant, &mut bits, &mut pred)?;
+    scan(data, &frame, |bits, pred, (mx, my)| {
+        let out = mcu_2x2(&tables, &quant, bits, pred)?;
         for (block, [a, b, c, d]) in out.into_iter().enumerate() {
             let (plane, stride, x, y) = match block {
                 0..=3 => (
@@ -1235,10 +1238,8 @@ fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
                 .get_mut((y + 1) * stride + x..(y + 1) * stride + x + 2)?
                 .copy_from_slice(&[c, d]);
         }
-    }
-    if bits.overrun() {
-        return None;
-    }
+        Some(())
+    })?;
     planes(
         (frame.width.div_ceil(4), frame.height.div_ceil(4)),
         [(y_plane, yw), (cb_plane, cw), (cr_plane, cw)],
@@ -1250,10 +1251,7 @@ fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
 /// checked against the limits: a frame header saying anything else is refused, so nothing here
 /// is allocated from an unchecked size.
 fn decode_eighth(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
-    let (frame, dc_tables, ac_tables) = parse(data)?;
-    if (frame.width, frame.height) != size {
-        return None;
-    }
+    let (frame, dc_tables, ac_tables) = parse_sized(data, size)?;
     // One pixel per block: the luma plane has two per MCU each way, the chroma planes one.
     let mcus_x = frame.width.div_ceil(16) as usize;
     let mcus_y = frame.height.div_ceil(16) as usize;
@@ -1262,36 +1260,15 @@ fn decode_eighth(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
     let mut cb_plane = vec![0u8; mcus_x.checked_mul(mcus_y)?];
     let mut cr_plane = vec![0u8; mcus_x.checked_mul(mcus_y)?];
 
-    let dc_t = [
-        dc_tables.get(frame.dc[0])?.as_ref()?,
-        dc_tables.get(frame.dc[1])?.as_ref()?,
-        dc_tables.get(frame.dc[2])?.as_ref()?,
-    ];
-    let ac_t = [
-        ac_tables.get(frame.ac[0])?.as_ref()?,
-        ac_tables.get(frame.ac[1])?.as_ref()?,
-        ac_tables.get(frame.ac[2])?.as_ref()?,
-    ];
+    let tables = component_tables(&frame, &dc_tables, &ac_tables)?;
     let q0 = frame.quant.map(|q| i64::from(q[0]));
-    let mut bits = Bits::new(data, frame.scan_start);
-    let mut pred = [0i32; 3];
-    let mut restarts = 0u8;
-    let interval = frame.restart_interval as usize;
-    for mcu in 0..mcus_x * mcus_y {
-        if interval > 0 && mcu > 0 && mcu % interval == 0 {
-            bits.restart(restarts & 7)?;
-            restarts = restarts.wrapping_add(1);
-            pred = [0; 3];
-        }
-        let (mx, my) = (mcu % mcus_x, mcu / mcus_x);
-        if mx == 0 && bits.overrun() {
-            return None; // ran out of data: no point decoding zeros to the end
-        }
+    scan(data, &frame, |bits, pred, (mx, my)| {
         // Four luma blocks (left to right, top to bottom), then Cb, then Cr.
         for block in 0..6usize {
             let c = block.saturating_sub(3);
-            let dc_value = dc(dc_t[c], &mut bits, &mut pred[c])?;
-            skip_ac(ac_t[c], &mut bits)?;
+            let (dc_table, ac_table) = tables[c];
+            let dc_value = dc(dc_table, bits, &mut pred[c])?;
+            skip_ac(ac_table, bits)?;
             // libjpeg's 1x1 IDCT: DESCALE(dc * q, 3) + 128, clamped.
             let v = (((i64::from(dc_value) * q0[c] + 4) >> 3) + 128).clamp(0, 255) as u8;
             let px = match block {
@@ -1301,10 +1278,8 @@ fn decode_eighth(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
             };
             *px? = v;
         }
-    }
-    if bits.overrun() {
-        return None;
-    }
+        Some(())
+    })?;
     planes(
         (frame.width.div_ceil(8), frame.height.div_ceil(8)),
         [(y_plane, yw), (cb_plane, mcus_x), (cr_plane, mcus_x)],
@@ -1594,6 +1569,18 @@ mod tests {
         }
     }
 
+    /// The code at the top of `buf` by the canonical rule (F.2.2.3), bit by bit: its length
+    /// and symbol, `None` for a code longer than the one-code lookup.
+    fn one_code(table: &Huffman, buf: u64) -> Option<(u32, u32)> {
+        (1..=LOOKUP).find_map(|len| {
+            let code = (buf >> (64 - len)) as i32;
+            (code <= table.max_code[len as usize]).then(|| {
+                let at = (code + table.offset[len as usize]) as usize;
+                (len, u32::from(table.symbols[at]))
+            })
+        })
+    }
+
     /// Each pair entry against decoding one pair at a time by the canonical rule (F.2.2.3),
     /// values included, on the AC tables of a real file, and packing against unpacking.
     #[test]
@@ -1605,13 +1592,7 @@ mod tests {
                 let mut expected = PairEntry::default();
                 let mut pairs = 0;
                 let mut buf = window << (64 - PAIRS);
-                while let Some((len, sym)) = (1..=LOOKUP).find_map(|len| {
-                    let code = (buf >> (64 - len)) as i32;
-                    (code <= table.max_code[len as usize]).then(|| {
-                        let at = (code + table.offset[len as usize]) as usize;
-                        (len, u32::from(table.symbols[at]))
-                    })
-                }) {
+                while let Some((len, sym)) = one_code(table, buf) {
                     let (run, size) = (sym >> 4, sym & 15);
                     if expected.used + len + size > PAIRS {
                         break;
@@ -1661,13 +1642,7 @@ mod tests {
                 let mut buf = window << (64 - SKIP);
                 // One code at a time, by the canonical rule (F.2.2.3), bit by bit; codes longer
                 // than the one-code lookup end an entry.
-                while let Some((len, sym)) = (1..=LOOKUP).find_map(|len| {
-                    let code = (buf >> (64 - len)) as i32;
-                    (code <= table.max_code[len as usize]).then(|| {
-                        let at = (code + table.offset[len as usize]) as usize;
-                        (len, u32::from(table.symbols[at]))
-                    })
-                }) {
+                while let Some((len, sym)) = one_code(table, buf) {
                     let (run, size) = (sym >> 4, sym & 15);
                     if used + len + size > SKIP {
                         break;
