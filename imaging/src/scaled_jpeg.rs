@@ -470,13 +470,15 @@ fn be16(data: &[u8], at: usize) -> Option<usize> {
     Some(usize::from(*data.get(at)?) << 8 | usize::from(*data.get(at + 1)?))
 }
 
-/// Reads the headers up to the scan; `None` for anything this decoder does not handle.
 /// The four table slots of one class (DC or AC).
 type Tables = [Option<Huffman>; 4];
 /// Frame size and, per component, its id and quantisation table.
 type FrameHeader = (u32, u32, [(u8, usize); 3]);
 
-fn parse(data: &[u8]) -> Option<(Frame, Tables, Tables)> {
+/// Reads the headers up to the scan; `None` for anything this decoder does not handle. Each AC
+/// table gets the multi-code lookup its scale uses, `ac_lookup` ([`Huffman::build_skip`] at
+/// 1/8, [`Huffman::build_pairs`] at 1/4), and only that one.
+fn parse(data: &[u8], ac_lookup: fn(&mut Huffman)) -> Option<(Frame, Tables, Tables)> {
     let mut pos = 2;
     let mut quant_tables: [Option<[u16; 64]>; 4] = [None; 4];
     let mut dc_tables: Tables = [None, None, None, None];
@@ -525,8 +527,7 @@ fn parse(data: &[u8]) -> Option<(Frame, Tables, Tables)> {
                         0 => *dc_tables.get_mut(id)? = Some(table),
                         1 => {
                             let mut table = table;
-                            table.build_skip();
-                            table.build_pairs();
+                            ac_lookup(&mut table);
                             *ac_tables.get_mut(id)? = Some(table);
                         }
                         _ => return None,
@@ -1065,8 +1066,12 @@ fn scan(
 
 /// [`parse`], refusing a frame whose size is not `size`, the size already checked against the
 /// limits: nothing is allocated from an unchecked size.
-fn parse_sized(data: &[u8], size: (u32, u32)) -> Option<(Frame, Tables, Tables)> {
-    let parsed = parse(data)?;
+fn parse_sized(
+    data: &[u8],
+    size: (u32, u32),
+    ac_lookup: fn(&mut Huffman),
+) -> Option<(Frame, Tables, Tables)> {
+    let parsed = parse(data, ac_lookup)?;
     ((parsed.0.width, parsed.0.height) == size).then_some(parsed)
 }
 
@@ -1171,7 +1176,7 @@ fn mcu_rgb(
 /// every pixel); `None` when this decoder does not handle the file (see the module docs).
 /// `size` as for [`decode`].
 pub(crate) fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
-    let (frame, dc_tables, ac_tables) = parse_sized(data, size)?;
+    let (frame, dc_tables, ac_tables) = parse_sized(data, size, Huffman::build_pairs)?;
     let (width, height) = (
         frame.width.div_ceil(4) as usize,
         frame.height.div_ceil(4) as usize,
@@ -1208,7 +1213,7 @@ pub(crate) fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster
 /// Decodes `data` at 1/4 scale to planes (2x2 pixels per 8x8 block); `None` when this decoder
 /// does not handle the file (see the module docs). `size` as for [`decode`].
 fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
-    let (frame, dc_tables, ac_tables) = parse_sized(data, size)?;
+    let (frame, dc_tables, ac_tables) = parse_sized(data, size, Huffman::build_pairs)?;
     let mcus_x = frame.width.div_ceil(16) as usize;
     let mcus_y = frame.height.div_ceil(16) as usize;
     let (cw, ch) = (mcus_x * 2, mcus_y * 2);
@@ -1251,7 +1256,7 @@ fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
 /// checked against the limits: a frame header saying anything else is refused, so nothing here
 /// is allocated from an unchecked size.
 fn decode_eighth(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
-    let (frame, dc_tables, ac_tables) = parse_sized(data, size)?;
+    let (frame, dc_tables, ac_tables) = parse_sized(data, size, Huffman::build_skip)?;
     // One pixel per block: the luma plane has two per MCU each way, the chroma planes one.
     let mcus_x = frame.width.div_ceil(16) as usize;
     let mcus_y = frame.height.div_ceil(16) as usize;
@@ -1586,7 +1591,7 @@ mod tests {
     #[test]
     fn pair_entries_match_one_pair_at_a_time() {
         let jpeg = turbo(64, 48, 95);
-        let (_, _, ac_tables) = parse(&jpeg).unwrap();
+        let (_, _, ac_tables) = parse(&jpeg, Huffman::build_pairs).unwrap();
         for table in ac_tables.iter().flatten() {
             for window in 0..PAIRS_SIZE as u64 {
                 let mut expected = PairEntry::default();
@@ -1634,7 +1639,7 @@ mod tests {
     #[test]
     fn skip_entries_match_one_code_at_a_time() {
         let jpeg = turbo(64, 48, 95);
-        let (_, _, ac_tables) = parse(&jpeg).unwrap();
+        let (_, _, ac_tables) = parse(&jpeg, Huffman::build_skip).unwrap();
         for table in ac_tables.iter().flatten() {
             for window in 0..SKIP_SIZE as u64 {
                 let entry = u32::from(table.skip[window as usize]);
