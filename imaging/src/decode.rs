@@ -71,11 +71,8 @@ fn jpeg(input: &[u8], denominator: usize, limits: &Limits) -> Result<Raster, Ima
         u32::try_from(header.height).map_err(|_| ImageError::corrupt("JPEG: height"))?,
     );
     check_pixels(w, h, limits)?;
-    if denominator == 4
-        && !header.is_lossless
-        && header.subsamp == Subsamp::Sub2x2
-        && matches!(header.colorspace, Colorspace::YCbCr)
-        && let Some(rgb) = crate::scaled_jpeg::decode_rgb_quarter(input, (w, h))
+    if is_ycbcr_420(&header)
+        && let Some(rgb) = crate::scaled_jpeg::decode_rgb(input, (w, h), denominator)
     {
         return Ok(rgb);
     }
@@ -121,6 +118,14 @@ fn jpeg(input: &[u8], denominator: usize, limits: &Limits) -> Result<Raster, Ima
     Raster::new(sw, sh, 3, pixels)
 }
 
+/// Whether a JPEG is DCT-coded YCbCr 4:2:0, the kind the planar path and our own scaled
+/// decoder ([`crate::scaled_jpeg`]) take.
+fn is_ycbcr_420(header: &turbojpeg::DecompressHeader) -> bool {
+    !header.is_lossless
+        && header.subsamp == Subsamp::Sub2x2
+        && matches!(header.colorspace, Colorspace::YCbCr)
+}
+
 /// Decodes a YCbCr 4:2:0 JPEG to planes at `1/denominator` scale; `None` for any other kind of
 /// JPEG (grayscale, CMYK, other subsamplings, lossless), which take the RGB path.
 pub(crate) fn jpeg_yuv420(
@@ -136,10 +141,7 @@ pub(crate) fn jpeg_yuv420(
         u32::try_from(header.height).map_err(|_| ImageError::corrupt("JPEG: height"))?,
     );
     check_pixels(w, h, limits)?;
-    if header.is_lossless
-        || header.subsamp != Subsamp::Sub2x2
-        || !matches!(header.colorspace, Colorspace::YCbCr)
-    {
+    if !is_ycbcr_420(&header) {
         return Ok(None);
     }
     if let Some(planes) = crate::scaled_jpeg::decode(input, (w, h), denominator) {

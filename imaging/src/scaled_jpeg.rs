@@ -690,6 +690,16 @@ fn planes((width, height): (u32, u32), decoded: [(Vec<u8>, usize); 3]) -> Option
     })
 }
 
+/// Decodes `data` at `1/denominator` scale to RGB, pixel for pixel what libjpeg-turbo gives;
+/// `None` when this decoder does not handle the file or the scale (only 1/4: at 1/8 a
+/// thumbnail goes to planes). `size` as for [`decode`].
+pub(crate) fn decode_rgb(data: &[u8], size: (u32, u32), denominator: usize) -> Option<Raster> {
+    match denominator {
+        4 => decode_rgb_quarter(data, size),
+        _ => None,
+    }
+}
+
 /// Natural (row-major) index of each zigzag position.
 const NATURAL: [usize; 64] = [
     0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
@@ -1175,7 +1185,7 @@ fn mcu_rgb(
 /// Decodes a 4:2:0 `data` at 1/4 scale to RGB, exactly as libjpeg-turbo does (the tests compare
 /// every pixel); `None` when this decoder does not handle the file (see the module docs).
 /// `size` as for [`decode`].
-pub(crate) fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
+fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
     let (frame, dc_tables, ac_tables) = parse_sized(data, size, Huffman::build_pairs)?;
     let (width, height) = (
         frame.width.div_ceil(4) as usize,
