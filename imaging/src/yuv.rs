@@ -7,9 +7,10 @@
 //! full and two quarter planes (half the work) and both colour conversions disappear. Lanczos is
 //! linear and so is the YCbCr transform, so the result is the same up to rounding.
 //!
-//! Chroma planes are resampled with the luma region halved, so JPEG's centred chroma siting is
-//! kept; for odd output sizes the last chroma sample covers one luma pixel past the edge, as in
-//! any 4:2:0 image.
+//! Chroma planes are resampled with the luma region divided by their step (halved for 4:2:0
+//! planes, as is for the chroma our 1/4 decoder scales up to the luma plane's size), so JPEG's
+//! centred chroma siting is kept; for odd output sizes the last chroma sample covers one luma
+//! pixel past the edge, as in any 4:2:0 image.
 
 use std::borrow::Cow;
 
@@ -20,9 +21,9 @@ use crate::geometry::{Region, SourceView};
 use crate::raster::Raster;
 use crate::resize::resize;
 
-/// A YCbCr 4:2:0 image of `width`x`height`. The planes may be larger than the image (decoders
-/// pad to even sizes or whole MCUs), but each chroma plane is exactly half the luma plane, so
-/// luma coordinates halve into chroma ones.
+/// A YCbCr image of `width`x`height` bound for 4:2:0. The planes may be larger than the image
+/// (decoders pad to even sizes or whole MCUs), but each chroma plane is exactly `chroma_step`
+/// times smaller than the luma plane each way, so luma coordinates divide into chroma ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Yuv420 {
     pub width: u32,
@@ -30,6 +31,12 @@ pub(crate) struct Yuv420 {
     pub y: Raster,
     pub cb: Raster,
     pub cr: Raster,
+    /// Luma pixels per chroma sample each way: 2 for 4:2:0 as stored (and after [`Self::resize`]),
+    /// 1 when the decoder scaled the chroma up to the luma plane's size in its IDCT (our 1/4
+    /// decoder, as libjpeg-turbo does for RGB): the resampler then takes the chroma down to 4:2:0
+    /// from that, which keeps more of its detail than resampling half-size planes (see
+    /// [`Self::resize`]).
+    pub chroma_step: u32,
 }
 
 impl Yuv420 {
@@ -54,20 +61,28 @@ impl Yuv420 {
             y: Raster::new(yw, yh, 1, data)?,
             cb: Raster::new(cw, ch, 1, cb)?,
             cr: Raster::new(cw, ch, 1, cr)?,
+            chroma_step: 2,
         })
     }
 
-    /// Resamples `view` (in luma coordinates of this image) to its target size.
+    /// Resamples `view` (in luma coordinates of this image) to its target size, with 4:2:0
+    /// chroma.
+    ///
+    /// Chroma at the luma plane's size (`chroma_step` 1) goes straight to the half-size output
+    /// chroma: on the bench photo that is 0.05 dB closer to a lossless resize than resampling
+    /// the half-size chroma libjpeg-turbo decodes for planes (whose IDCT has already averaged
+    /// each 4x4 away), and what sharp's output gets from its RGB path.
     pub(crate) fn resize(&self, view: &SourceView) -> Result<Self, ImageError> {
         let (tw, th) = (view.target_w, view.target_h);
         let y = resize(&self.y, view.region, tw, th)?;
         let (ctw, cth) = (tw.div_ceil(2), th.div_ceil(2));
         let r = view.region;
+        let step = f64::from(self.chroma_step);
         let chroma_region = Region {
-            left: r.left / 2.0,
-            top: r.top / 2.0,
-            width: r.width / 2.0 * f64::from(2 * ctw) / f64::from(tw),
-            height: r.height / 2.0 * f64::from(2 * cth) / f64::from(th),
+            left: r.left / step,
+            top: r.top / step,
+            width: r.width / step * f64::from(2 * ctw) / f64::from(tw),
+            height: r.height / step * f64::from(2 * cth) / f64::from(th),
         };
         Ok(Self {
             width: tw,
@@ -75,6 +90,7 @@ impl Yuv420 {
             y,
             cb: resize(&self.cb, chroma_region, ctw, cth)?,
             cr: resize(&self.cr, chroma_region, ctw, cth)?,
+            chroma_step: 2,
         })
     }
 
@@ -93,6 +109,7 @@ impl Yuv420 {
             y,
             cb: self.cb.orient(orientation),
             cr: self.cr.orient(orientation),
+            chroma_step: self.chroma_step,
         }
     }
 
