@@ -120,7 +120,14 @@ BENCH_FUNCTIONS := $(filter-out backup secret-rotation health-probe,$(FUNCTIONS)
 bench_event = $(or $(BENCH_EVENT_$(1)),$(firstword $(sort $(wildcard events/$(1)/*.json))))
 
 .PHONY: bench
-bench: $(STAMP) ## Cold start and size of every function next to hello-world; images against sharp (warm, and the cold path as a fresh process); the signed image GET's overhead; AWS calls; load
+# GNU time: the images bench's cold path reads each process's peak memory from it.
+.PHONY: bench-tools
+bench-tools:
+	@test -x /usr/bin/time || { \
+		echo "installing GNU time (the images bench's peak memory) with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq time; }
+
+bench: $(STAMP) | bench-tools ## Cold start and size of every function next to hello-world; images against sharp (warm, and the cold path as a fresh process); the signed image GET's overhead; AWS calls; load
 	$(CARGO_LAMBDA) build --release $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	cargo build --release -p lumi-bench
 	target/release/lumi-bench cold-start --lambda-dir target/lambda --reference hello-lambda \

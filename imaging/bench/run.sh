@@ -33,6 +33,7 @@ target=${CARGO_TARGET_DIR:-$root/target}
 for tool in node npm taskset cargo python3; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 1; }
 done
+[[ -x /usr/bin/time ]] || { echo "run.sh: GNU time (/usr/bin/time, Debian's \`time\`) is required for the cold path's peak memory" >&2; exit 1; }
 [[ -f $photo ]] || { echo "run.sh: no photo at $photo (set BENCH_PHOTO)" >&2; exit 1; }
 
 # sharp: a private copy of the reference folder, npm-installed once.
