@@ -137,7 +137,7 @@ bench: $(STAMP) | bench-tools ## Cold start and size of every function next to h
 	target/debug/lumi bench aws-calls --requests 200
 	target/release/lumi-bench $(BENCH_LOAD)
 	bash imaging/bench/run.sh
-	target/release/lumi-bench $(BENCH_IMAGE_GET)
+	GLIBC_TUNABLES=$(IMAGES_GLIBC_TUNABLES) target/release/lumi-bench $(BENCH_IMAGE_GET)
 
 # The local stack under load: `lumi dev` (what `make dev` serves, debug build) driven by
 # CLIENTS concurrent customers for DURATION seconds; p50, p99 and 5xx against the goal (8
@@ -149,11 +149,14 @@ BENCH_LOAD = load --lumi target/debug/lumi --clients $(or $(CLIENTS),8) \
 # the bare resize800_jpeg transform, in one release process against a stack of its own (goal:
 # under 5 %). `make bench` runs it too; this runs it alone.
 BENCH_IMAGE_GET = image-get --runs 30 --warmup 3 --json target/bench-image-get.json
+# It runs with the images function's glibc tunables from template.yaml, as Lambda runs that
+# function and imaging/bench/run.sh runs the transform (moto, its child, without them).
+IMAGES_GLIBC_TUNABLES = $(shell sed -n 's/^ *GLIBC_TUNABLES: *//p' template.yaml)
 
 .PHONY: bench-image-get
 bench-image-get: $(STAMP) ## Only the signed image GET's overhead over the bare transform (release build)
 	cargo build --release -p lumi-bench
-	target/release/lumi-bench $(BENCH_IMAGE_GET)
+	GLIBC_TUNABLES=$(IMAGES_GLIBC_TUNABLES) target/release/lumi-bench $(BENCH_IMAGE_GET)
 
 .PHONY: bench-load
 bench-load: $(STAMP) ## Only the load figures: make bench-load [CLIENTS=8] [DURATION=30]

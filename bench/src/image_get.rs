@@ -6,7 +6,9 @@
 //! Goal: under 5 % of a `resize800_jpeg` transform (the first pipeline of
 //! `imaging/bench/run.sh`, against sharp).
 //!
-//! In one process, built `--release` (the transform is the optimised one Lambda ships): a moto
+//! In one process, built `--release` (the transform is the optimised one Lambda ships) and
+//! started with the images function's `GLIBC_TUNABLES` from `template.yaml` (as Lambda starts
+//! it; `make bench-image-get` does, and the process warns when they are missing): a moto
 //! server and a stack of the template of its own (lumi-infra, as the tests create theirs), the
 //! bench photo stored as an original in `ImagesBucket` (`originals/<32 hex>.jpeg`, as the admin
 //! API stores one) and its URL signed with the config secret's first `image_url_key` (as
@@ -119,6 +121,21 @@ pub async fn run(opts: ImageGet) -> Result<()> {
     )
     .await
     .context("bootstrapping the stack from template.yaml")?;
+
+    // Lambda starts the images function with template.yaml's glibc tunables; glibc reads them
+    // at process start, so this process has them only if it was started with them (as `make
+    // bench-image-get` does).
+    let tunables = stack
+        .function_env("images")?
+        .get("GLIBC_TUNABLES")
+        .map(str::to_owned);
+    if std::env::var("GLIBC_TUNABLES").ok() != tunables {
+        eprintln!(
+            "lumi-bench: warning: not started with the images function's GLIBC_TUNABLES ({}), \
+             as `make bench-image-get` starts it: its allocations behave otherwise than in Lambda",
+            tunables.as_deref().unwrap_or("none")
+        );
+    }
 
     let options = GatewayOptions {
         metrics_sink: Some(Arc::new(Discard) as Arc<dyn LineSink>),

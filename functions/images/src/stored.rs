@@ -291,7 +291,14 @@ impl Images {
             }
             Err(error) => return Err(s3_unavailable("GetObject", error)),
         };
-        read_capped(object.body, limit, 0).await
+        // Sized from the answer's length (capped: it is S3's word, not ours), so the body is
+        // copied once into one buffer instead of through a dozen doublings.
+        let length = object
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0)
+            .min(limit);
+        read_capped(object.body, limit, length).await
     }
 }
 
