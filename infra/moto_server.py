@@ -10,6 +10,9 @@ each request's body is read from the socket before the request queues for the lo
 answer, built whole inside it, is written to the socket after it. Two patches of moto
 (`cheap_transaction_rollback`, `partition_queries`) make its time per DynamoDB call depend on
 what the call reads and writes, not on the size of the table; both keep moto's answers.
+Nothing slow is left to a service's first call either, which would hold the lock while every
+other client's calls time out: the CBOR models are loaded before the server answers, and the
+stack's service apps are built beside its first requests (`warm`).
 
 Usage: moto_server.py [--port N] [--request-log FILE] [--exit-on-stdin-eof]
 Prints `READY <port>` on stdout once listening. With --exit-on-stdin-eof it exits when its
@@ -366,6 +369,34 @@ def partition_queries():
     dynamodb.DynamoDBBackend.update_item = update_item
 
 
+# The services the Rust SDK calls in Smithy RPC v2 CBOR (see `rpc_v2_cbor`), by botocore name.
+CBOR_SERVICES = ("cloudwatch",)
+
+# The moto services the stack uses (one per `aws-sdk-*` crate of the workspace; SES v2 is served
+# with SES's backend), whose apps `warm` builds once the server is up.
+STACK_SERVICES = ("dynamodb", "s3", "sqs", "secretsmanager", "sesv2", "ses", "cloudwatch")
+
+
+def warm(dispatcher):
+    """Builds each of the stack's moto service apps (and so imports its modules and creates its
+    us-east-1 backend) beside the first requests, outside the lock.
+
+    moto does that on a service's first request, inside the lock: 0.1 to 0.3 s a service on a
+    warm disk, more on a fresh machine, while every other client waits (CloudWatch's first
+    call comes in the middle of a test, from the metrics endpoint). Building an app changes no
+    state a request reads, and moto creates backends under a lock of its own; an app built here
+    is kept unless a request built one first.
+    """
+    for service in STACK_SERVICES:
+        try:
+            app = dispatcher.create_app(service)
+        except Exception as error:  # a service this moto does not know: its first call says so
+            print(f"moto_server.py: warming {service}: {error}", file=sys.stderr)
+            continue
+        with dispatcher.lock:
+            dispatcher.app_instances.setdefault(service, app)
+
+
 def rpc_v2_cbor(app):
     """Serves AWS's Smithy RPC v2 CBOR protocol, which moto does not speak, through moto's JSON one.
 
@@ -383,20 +414,21 @@ def rpc_v2_cbor(app):
     from botocore.parsers import JSONParser, RpcV2CBORParser
     from botocore.serialize import RpcV2CBORSerializer
 
+    # Loaded by name, once, before the server answers: finding a model by its target prefix
+    # among all of botocore's loads some 80 models (0.7 s warm, seconds on a cold disk), and
+    # done on the first CBOR call it held moto's lock that long, so that every other client's
+    # calls timed out.
     session = botocore.session.get_session()
     models = {}
+    for name in CBOR_SERVICES:
+        model = session.get_service_model(name)
+        models[model.metadata["targetPrefix"]] = model
 
     def operation_model(service_id, operation):
-        if service_id not in models:
-            for name in session.get_available_services():
-                model = session.get_service_model(name)
-                if model.metadata.get("targetPrefix") == service_id:
-                    models[service_id] = model
-                    break
-            else:
-                models[service_id] = None
-        model = models[service_id]
-        return model.operation_model(operation) if model is not None else None
+        model = models.get(service_id)
+        if model is None or operation not in model.operation_names:
+            return None
+        return model.operation_model(operation)
 
     def plain(value):
         if isinstance(value, datetime.datetime):
@@ -544,12 +576,14 @@ def main():
     cheap_transaction_rollback()
     partition_queries()
     cloudwatch_namespaces_and_percentiles()
-    app = rpc_v2_cbor(DomainDispatcherApplication(create_backend_app))
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    app = rpc_v2_cbor(dispatcher)
     request_log = open(args.request_log, "a") if args.request_log else None
     server = make_server(
         args.host, args.port, locked(app, FifoLock(), request_log), threaded=True
     )
     print(f"READY {server.server_port}", flush=True)
+    threading.Thread(target=warm, args=(dispatcher,), daemon=True).start()
 
     if args.exit_on_stdin_eof:
         def watch_stdin():
