@@ -126,6 +126,43 @@ fn is_ycbcr_420(header: &turbojpeg::DecompressHeader) -> bool {
         && matches!(header.colorspace, Colorspace::YCbCr)
 }
 
+/// A YCbCr 4:2:0 JPEG's header as libjpeg-turbo read it, and its width and height.
+type YcbcrHeader = (turbojpeg::DecompressHeader, (u32, u32));
+
+/// libjpeg-turbo's reading of a JPEG's header (from `head`, the file up to its scan at least)
+/// and the size it gives, checked against the pixel limit; `None` unless it is YCbCr 4:2:0.
+fn ycbcr_420_header(
+    decompressor: &mut Decompressor,
+    head: &[u8],
+    limits: &Limits,
+) -> Result<Option<YcbcrHeader>, ImageError> {
+    let tj = |e: turbojpeg::Error| ImageError::corrupt(format!("JPEG: {e}"));
+    let header = decompressor.read_header(head).map_err(tj)?;
+    let (w, h) = (
+        u32::try_from(header.width).map_err(|_| ImageError::corrupt("JPEG: width"))?,
+        u32::try_from(header.height).map_err(|_| ImageError::corrupt("JPEG: height"))?,
+    );
+    check_pixels(w, h, limits)?;
+    Ok(is_ycbcr_420(&header).then_some((header, (w, h))))
+}
+
+/// [`jpeg_yuv420`] by our own decoder alone, the scan read through `window` as it streams in
+/// (its head holds the file up to the scan): `Ok(None)` when the file is not YCbCr 4:2:0 or
+/// the decoder gives up (the caller then decodes the whole file as [`jpeg_yuv420`] does).
+pub(crate) fn jpeg_yuv420_streamed(
+    window: crate::scaled_jpeg::Window<'_>,
+    denominator: usize,
+    limits: &Limits,
+) -> Result<Option<Yuv420>, ImageError> {
+    use crate::scaled_jpeg::ScanData;
+    let tj = |e: turbojpeg::Error| ImageError::corrupt(format!("JPEG: {e}"));
+    let mut decompressor = Decompressor::new().map_err(tj)?;
+    let Some((_, size)) = ycbcr_420_header(&mut decompressor, window.bytes(), limits)? else {
+        return Ok(None);
+    };
+    Ok(crate::scaled_jpeg::decode(window, size, denominator))
+}
+
 /// Decodes a YCbCr 4:2:0 JPEG to planes at `1/denominator` scale; `None` for any other kind of
 /// JPEG (grayscale, CMYK, other subsamplings, lossless), which take the RGB path.
 pub(crate) fn jpeg_yuv420(
@@ -135,15 +172,9 @@ pub(crate) fn jpeg_yuv420(
 ) -> Result<Option<Yuv420>, ImageError> {
     let tj = |e: turbojpeg::Error| ImageError::corrupt(format!("JPEG: {e}"));
     let mut decompressor = Decompressor::new().map_err(tj)?;
-    let header = decompressor.read_header(input).map_err(tj)?;
-    let (w, h) = (
-        u32::try_from(header.width).map_err(|_| ImageError::corrupt("JPEG: width"))?,
-        u32::try_from(header.height).map_err(|_| ImageError::corrupt("JPEG: height"))?,
-    );
-    check_pixels(w, h, limits)?;
-    if !is_ycbcr_420(&header) {
+    let Some((header, (w, h))) = ycbcr_420_header(&mut decompressor, input, limits)? else {
         return Ok(None);
-    }
+    };
     if let Some(planes) = crate::scaled_jpeg::decode(input, (w, h), denominator) {
         return Ok(Some(planes));
     }

@@ -97,31 +97,212 @@ pub fn transform(
             limit: limits.max_input_bytes,
         });
     }
-    options.validate()?;
-    let detailed = probe::probe_detailed(input)?;
-    let probe = detailed.probe;
-    decode::check_pixels(probe.width, probe.height, limits)?;
-    if detailed.animated {
-        return Err(ImageError::Unsupported);
+    let prepared = Prepared::new(input, options, limits)?;
+    if prepared.planar
+        && let Some(planes) = decode::jpeg_yuv420(input, prepared.view.jpeg_denominator(), limits)?
+    {
+        return prepared.finish_planar(planes, options);
+    }
+    prepared.finish_rgb(input, options, limits)
+}
+
+/// Where [`transform_streamed`] reads its input.
+pub trait Source {
+    /// Why a read failed.
+    type Error;
+    /// Reads the next bytes into `buf`, as [`std::io::Read::read`]: 0 at the end.
+    ///
+    /// # Errors
+    /// The input could not be read.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
+    /// The whole input again from its first byte, at most `limit` bytes (a longer input may be
+    /// cut there: it is refused anyway): for a decode that must start over from bytes it did
+    /// not keep.
+    ///
+    /// # Errors
+    /// The input could not be read.
+    fn reread(&mut self, limit: usize) -> Result<Vec<u8>, Self::Error>;
+}
+
+/// A file (or anything else that can seek back to its start) is a source as it is.
+impl<R: std::io::Read + std::io::Seek> Source for R {
+    type Error = std::io::Error;
+
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::Read::read(self, buf)
     }
 
-    let (dw, dh) = probe.display_size();
-    let max_dimension = limits
-        .max_output_dimension
-        .min(encode::max_dimension(options.format));
-    let plan = geometry::plan(dw, dh, options, max_dimension)?;
-    let swapped = probe::swaps_axes(probe.orientation);
-    let view = plan.source_view(probe.width, probe.height, swapped);
+    fn reread(&mut self, limit: usize) -> std::io::Result<Vec<u8>> {
+        use std::io::Read as _;
+        self.rewind()?;
+        let mut whole = Vec::new();
+        self.take(limit as u64).read_to_end(&mut whole)?;
+        Ok(whole)
+    }
+}
 
-    // 4:2:0 JPEG to JPEG without padding: the planar path (see `yuv`). WebP takes the RGB path:
-    // handing libwebp the planes (remapped to its limited range) measured 2% faster (5% with
-    // half-size chroma planes), but its chroma then comes from JPEG's planes instead of
-    // libwebp's own conversion from RGB, which sharp's output has: the PSNR against sharp's
-    // output fell from 36.9 to 36.1 dB (against the lossless resize it rose by 0.07 dB).
-    let planar = probe.format == InputFormat::Jpeg
-        && options.format == OutputFormat::Jpeg
-        && (plan.out_w, plan.out_h) == (plan.content_w, plan.content_h);
-    if planar && let Some(planes) = decode::jpeg_yuv420(input, view.jpeg_denominator(), limits)? {
+/// Why [`transform_streamed`] failed.
+#[derive(Debug)]
+pub enum StreamError<E> {
+    /// As [`transform`] would have failed on the whole input.
+    Image(ImageError),
+    /// The source could not be read.
+    Source(E),
+}
+
+impl<E> From<ImageError> for StreamError<E> {
+    fn from(error: ImageError) -> Self {
+        Self::Image(error)
+    }
+}
+
+/// [`transform`] of an input read from `source` as it is decoded, for the usual photo (a
+/// baseline 4:2:0 JPEG bound for JPEG at 1/4 or 1/8 scale) without ever holding the whole of
+/// it: the headers are read, then the scan streams through a 64 KiB window into our scaled
+/// decoder. Why: a fresh process (a new Lambda container's first request) pays a page fault for
+/// every 4 KiB it touches the first time, and the input buffer was a third of those; and a
+/// stream from S3 is decoded while it arrives.
+///
+/// Everything else (other formats, other paths, a scan our decoder gives up on) reads the whole
+/// input, [`Source::reread`] when the stream was already partly consumed, and is [`transform`].
+/// The result is byte for byte [`transform`]'s. The input size limit bounds what is read.
+///
+/// # Errors
+/// [`StreamError::Image`] as [`transform`]; [`StreamError::Source`] when `source` fails.
+pub fn transform_streamed<S: Source>(
+    source: &mut S,
+    options: &TransformOptions,
+    limits: &Limits,
+) -> Result<Transformed, StreamError<S::Error>> {
+    let limit = limits.max_input_bytes;
+    // At most the limit and one byte more (to tell a longer input).
+    let cap = limit.saturating_add(1);
+    let mut head = Vec::new();
+    let mut ended = read_up_to(source, &mut head, scaled_jpeg::WINDOW_BYTES.min(cap))?;
+    // Metadata can push the scan past the first window: a window more at a time.
+    while !ended && head.len() < cap && scaled_jpeg::scan_start(&head) == Ok(None) {
+        let more = (head.len() + scaled_jpeg::WINDOW_BYTES).min(cap);
+        ended = read_up_to(source, &mut head, more)?;
+    }
+    let streams =
+        !ended && head.len() < cap && matches!(scaled_jpeg::scan_start(&head), Ok(Some(_)));
+    if streams {
+        let prepared = Prepared::new(&head, options, limits)?;
+        let denominator = prepared.view.jpeg_denominator();
+        if prepared.planar && matches!(denominator, 4 | 8) {
+            let mut read = head.len();
+            let mut failed = None;
+            let mut next = |buf: &mut [u8]| {
+                let room = cap.saturating_sub(read).min(buf.len());
+                match source.read(&mut buf[..room]) {
+                    Ok(n) => {
+                        read += n;
+                        n
+                    }
+                    Err(error) => {
+                        failed = Some(error);
+                        0
+                    }
+                }
+            };
+            let window = scaled_jpeg::Window::new(head, &mut next);
+            let planes = decode::jpeg_yuv420_streamed(window, denominator, limits)?;
+            if let Some(error) = failed {
+                return Err(StreamError::Source(error));
+            }
+            return match planes {
+                Some(planes) if read <= limit => Ok(prepared.finish_planar(planes, options)?),
+                // Given up, or read past the limit: the whole input, as `transform` takes it.
+                _ => {
+                    let whole = source.reread(cap).map_err(StreamError::Source)?;
+                    Ok(transform(&whole, options, limits)?)
+                }
+            };
+        }
+    }
+    if !ended {
+        read_up_to(source, &mut head, cap)?;
+    }
+    Ok(transform(&head, options, limits)?)
+}
+
+/// Reads from `source` into `buf` until it holds `len` bytes or the input ends; whether it
+/// ended.
+fn read_up_to<S: Source>(
+    source: &mut S,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> Result<bool, StreamError<S::Error>> {
+    let mut filled = buf.len();
+    let mut ended = false;
+    while filled < len {
+        // Grown a window at a time: `len` may be the whole size limit, and a buffer of that
+        // size, zeroed, would touch every page of it for a small input.
+        buf.resize(len.min(filled + scaled_jpeg::WINDOW_BYTES), 0);
+        let n = source
+            .read(&mut buf[filled..])
+            .map_err(StreamError::Source)?;
+        if n == 0 {
+            ended = true;
+            break;
+        }
+        filled += n.min(buf.len() - filled);
+    }
+    buf.truncate(filled);
+    Ok(ended)
+}
+
+/// A transform decided from the input's header: what the input is, the output's plan, the
+/// region of the source it shows, and whether it takes the planar path.
+struct Prepared {
+    probe: Probe,
+    plan: geometry::Plan,
+    view: geometry::SourceView,
+    planar: bool,
+}
+
+impl Prepared {
+    /// Checks the options and the limits that the header alone decides (pixels, output size),
+    /// in that order: nothing is decoded before.
+    fn new(input: &[u8], options: &TransformOptions, limits: &Limits) -> Result<Self, ImageError> {
+        options.validate()?;
+        let detailed = probe::probe_detailed(input)?;
+        let probe = detailed.probe;
+        decode::check_pixels(probe.width, probe.height, limits)?;
+        if detailed.animated {
+            return Err(ImageError::Unsupported);
+        }
+        let (dw, dh) = probe.display_size();
+        let max_dimension = limits
+            .max_output_dimension
+            .min(encode::max_dimension(options.format));
+        let plan = geometry::plan(dw, dh, options, max_dimension)?;
+        let swapped = probe::swaps_axes(probe.orientation);
+        let view = plan.source_view(probe.width, probe.height, swapped);
+        // 4:2:0 JPEG to JPEG without padding: the planar path (see `yuv`). WebP takes the RGB
+        // path: handing libwebp the planes (remapped to its limited range) measured 2% faster
+        // (5% with half-size chroma planes), but its chroma then comes from JPEG's planes
+        // instead of libwebp's own conversion from RGB, which sharp's output has: the PSNR
+        // against sharp's output fell from 36.9 to 36.1 dB (against the lossless resize it
+        // rose by 0.07 dB).
+        let planar = probe.format == InputFormat::Jpeg
+            && options.format == OutputFormat::Jpeg
+            && (plan.out_w, plan.out_h) == (plan.content_w, plan.content_h);
+        Ok(Self {
+            probe,
+            plan,
+            view,
+            planar,
+        })
+    }
+
+    /// The planar path from decoded planes: resampled, oriented, encoded.
+    fn finish_planar(
+        self,
+        planes: yuv::Yuv420,
+        options: &TransformOptions,
+    ) -> Result<Transformed, ImageError> {
+        let Self { probe, view, .. } = self;
         let decoded_pixels = u64::from(planes.width) * u64::from(planes.height);
         let view = view.scaled(
             f64::from(planes.width) / f64::from(probe.width),
@@ -136,57 +317,69 @@ pub fn transform(
         drop(planes);
         let planes = resized.orient(probe.orientation);
         let bytes = planes.encode_jpeg(options.quality)?;
-        return Ok(Transformed {
+        Ok(Transformed {
             bytes,
             format: options.format,
             width: planes.width,
             height: planes.height,
             input: probe,
             decoded_pixels,
-        });
+        })
     }
 
-    let decoded = decode::decode(input, &probe, &view, limits)?;
-    let decoded_pixels = u64::from(decoded.width) * u64::from(decoded.height);
-    // The decoder may have scaled (JPEG) so map the region onto what it produced.
-    let view = view.scaled(
-        f64::from(decoded.width) / f64::from(probe.width),
-        f64::from(decoded.height) / f64::from(probe.height),
-        decoded.width,
-        decoded.height,
-    );
-    let resized = if view.is_identity(decoded.width, decoded.height) {
-        decoded
-    } else {
-        let resized = resize::resize(&decoded, view.region, view.target_w, view.target_h)?;
-        drop(decoded);
-        resized
-    };
-    let mut raster = resized.orient(probe.orientation);
+    /// The RGB path: decode, resample, orient, pad, encode.
+    fn finish_rgb(
+        self,
+        input: &[u8],
+        options: &TransformOptions,
+        limits: &Limits,
+    ) -> Result<Transformed, ImageError> {
+        let Self {
+            probe, plan, view, ..
+        } = self;
+        let decoded = decode::decode(input, &probe, &view, limits)?;
+        let decoded_pixels = u64::from(decoded.width) * u64::from(decoded.height);
+        // The decoder may have scaled (JPEG) so map the region onto what it produced.
+        let view = view.scaled(
+            f64::from(decoded.width) / f64::from(probe.width),
+            f64::from(decoded.height) / f64::from(probe.height),
+            decoded.width,
+            decoded.height,
+        );
+        let resized = if view.is_identity(decoded.width, decoded.height) {
+            decoded
+        } else {
+            let resized = resize::resize(&decoded, view.region, view.target_w, view.target_h)?;
+            drop(decoded);
+            resized
+        };
+        let mut raster = resized.orient(probe.orientation);
 
-    let padded = (raster.width, raster.height) != (plan.out_w, plan.out_h);
-    if options.format == OutputFormat::Jpeg {
-        raster = raster.flatten(WHITE);
-        if padded {
-            raster = raster.pad(plan.out_w, plan.out_h, plan.offset_x, plan.offset_y, &WHITE)?;
+        let padded = (raster.width, raster.height) != (plan.out_w, plan.out_h);
+        if options.format == OutputFormat::Jpeg {
+            raster = raster.flatten(WHITE);
+            if padded {
+                raster =
+                    raster.pad(plan.out_w, plan.out_h, plan.offset_x, plan.offset_y, &WHITE)?;
+            }
+        } else if padded {
+            raster = raster.with_alpha().pad(
+                plan.out_w,
+                plan.out_h,
+                plan.offset_x,
+                plan.offset_y,
+                &[0, 0, 0, 0],
+            )?;
         }
-    } else if padded {
-        raster = raster.with_alpha().pad(
-            plan.out_w,
-            plan.out_h,
-            plan.offset_x,
-            plan.offset_y,
-            &[0, 0, 0, 0],
-        )?;
-    }
 
-    let bytes = encode::encode(&raster, options.format, options.quality)?;
-    Ok(Transformed {
-        bytes,
-        format: options.format,
-        width: raster.width,
-        height: raster.height,
-        input: probe,
-        decoded_pixels,
-    })
+        let bytes = encode::encode(&raster, options.format, options.quality)?;
+        Ok(Transformed {
+            bytes,
+            format: options.format,
+            width: raster.width,
+            height: raster.height,
+            input: probe,
+            decoded_pixels,
+        })
+    }
 }

@@ -392,6 +392,27 @@ impl<'a> Bits<'a> {
         v
     }
 
+    /// The reader's state without its data, to carry across a move of the data (see
+    /// [`ScanData::ensure`]).
+    #[inline(always)]
+    fn state(&self) -> BitsState {
+        (self.pos, self.buf, self.count, self.padded, self.at_marker)
+    }
+
+    /// A reader over `data` in `state` (the position rebased by the caller).
+    #[inline(always)]
+    fn resume(data: &'a [u8], state: BitsState) -> Self {
+        let (pos, buf, count, padded, at_marker) = state;
+        Self {
+            data,
+            pos,
+            buf,
+            count,
+            padded,
+            at_marker,
+        }
+    }
+
     /// Whether any made-up bit was consumed: the scan was cut short.
     #[inline(always)]
     fn overrun(&self) -> bool {
@@ -419,14 +440,17 @@ impl<'a> Bits<'a> {
     }
 }
 
+/// [`Bits`] without its data: position, buffer, count, padding, at a marker.
+type BitsState = (usize, u64, u32, u32, bool);
+
 /// The byte-by-byte refill of [`Bits`]: stuffed zeros, markers, the end of the data. Takes and
 /// returns the state by value so the hot loop's copy never has its address taken.
 #[cold]
 #[inline(never)]
 fn fill_slow(
     data: &[u8],
-    (mut pos, mut buf, mut count, mut padded, mut at_marker): (usize, u64, u32, u32, bool),
-) -> (usize, u64, u32, u32, bool) {
+    (mut pos, mut buf, mut count, mut padded, mut at_marker): BitsState,
+) -> BitsState {
     while count <= 48 {
         let mut byte = None;
         if !at_marker {
@@ -656,7 +680,7 @@ fn dc(table: &Huffman, bits: &mut Bits<'_>, pred: &mut i32) -> Option<i32> {
 /// handle the file or the scale (see the module docs). `size` is the width and height already
 /// checked against the limits: a frame header saying anything else is refused, so nothing here
 /// is allocated from an unchecked size.
-pub(crate) fn decode(data: &[u8], size: (u32, u32), denominator: usize) -> Option<Yuv420> {
+pub(crate) fn decode(data: impl ScanData, size: (u32, u32), denominator: usize) -> Option<Yuv420> {
     match denominator {
         8 => decode_eighth(data, size),
         4 => decode_quarter(data, size),
@@ -1058,17 +1082,19 @@ fn ac_into<const N: usize>(
 /// data, at the start of each MCU row (no point decoding zeros to the end) and at the end.
 #[inline(always)]
 fn scan(
-    data: &[u8],
+    data: &mut impl ScanData,
     frame: &Frame,
     mut mcu: impl FnMut(&mut Bits<'_>, &mut [i32; 3], (usize, usize)) -> Option<()>,
 ) -> Option<()> {
     let mcus_x = frame.width.div_ceil(16) as usize;
     let mcus_y = frame.height.div_ceil(16) as usize;
-    let mut bits = Bits::new(data, frame.scan_start);
+    let mut state = Bits::new(&[], frame.scan_start).state();
     let mut pred = [0i32; 3];
     let mut restarts = 0u8;
     let interval = frame.restart_interval as usize;
     for index in 0..mcus_x * mcus_y {
+        state.0 = data.ensure(state.0);
+        let mut bits = Bits::resume(data.bytes(), state);
         if interval > 0 && index > 0 && index % interval == 0 {
             bits.restart(restarts & 7)?;
             restarts = restarts.wrapping_add(1);
@@ -1079,8 +1105,150 @@ fn scan(
             return None;
         }
         mcu(&mut bits, &mut pred, (mx, my))?;
+        state = bits.state();
     }
-    (!bits.overrun()).then_some(())
+    (!Bits::resume(data.bytes(), state).overrun()).then_some(())
+}
+
+/// Bytes one MCU can take from the data at most, with the reader's look-ahead: six blocks of
+/// at most 64 codes of 16 bits with 15-bit values and an end-of-block code, every byte
+/// stuffed (3 KiB), and a restart marker; 8 KiB leaves room.
+const MCU_BYTES: usize = 8 << 10;
+
+/// The data [`scan`] reads: all of it in memory (a slice), or a window over a stream
+/// ([`Window`]) that moves as the scan goes.
+pub(crate) trait ScanData {
+    /// The bytes the reader's position points into.
+    fn bytes(&self) -> &[u8];
+    /// Makes sure at least [`MCU_BYTES`] bytes follow `pos` (or the data ends before), and
+    /// returns where `pos` is now (the window may have moved).
+    fn ensure(&mut self, pos: usize) -> usize;
+}
+
+impl ScanData for &[u8] {
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+
+    #[inline(always)]
+    fn ensure(&mut self, pos: usize) -> usize {
+        pos
+    }
+}
+
+/// A window of [`WINDOW_BYTES`] over a stream: starts with the bytes already read (the
+/// headers, up to the scan), and when fewer than [`MCU_BYTES`] are left ahead of the reader,
+/// moves them to the front and reads up to the window's size behind them. So a scan streamed
+/// through it touches the same 64 KiB however large the file: a fresh process (a new Lambda
+/// container) faults in 16 pages for it instead of a page for every 4 KiB of the file.
+pub(crate) struct Window<'r> {
+    buf: Vec<u8>,
+    len: usize,
+    /// Reads into the slice, as `Read::read`; 0 at the end of the data (or on an error: the
+    /// scan then fails as a truncated one, and the caller knows why).
+    read: &'r mut ReadFn<'r>,
+    ended: bool,
+    /// Bytes the window holds once it has moved ([`WINDOW_BYTES`]; smaller in tests).
+    size: usize,
+}
+
+/// What a [`Window`] reads with: into the slice, as `Read::read`.
+pub(crate) type ReadFn<'r> = dyn FnMut(&mut [u8]) -> usize + 'r;
+
+/// The size of a [`Window`].
+pub(crate) const WINDOW_BYTES: usize = 64 << 10;
+
+impl<'r> Window<'r> {
+    pub(crate) fn new(head: Vec<u8>, read: &'r mut ReadFn<'r>) -> Self {
+        Self::sized(head, read, WINDOW_BYTES)
+    }
+
+    /// A window of `size` bytes (at least twice [`MCU_BYTES`]).
+    fn sized(head: Vec<u8>, read: &'r mut ReadFn<'r>, size: usize) -> Self {
+        let len = head.len();
+        let mut buf = head;
+        buf.resize(len.max(size), 0);
+        Self {
+            buf,
+            len,
+            read,
+            ended: false,
+            size,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn slide(&mut self, pos: usize) -> usize {
+        let pos = pos.min(self.len);
+        self.buf.copy_within(pos..self.len, 0);
+        self.len -= pos;
+        // A head longer than a window (large metadata) shrinks back to one.
+        self.buf.truncate(self.size.max(self.len));
+        while self.len < self.buf.len() {
+            let n = (self.read)(&mut self.buf[self.len..]);
+            if n == 0 {
+                self.ended = true;
+                break;
+            }
+            self.len += n.min(self.buf.len() - self.len);
+        }
+        0
+    }
+}
+
+impl ScanData for Window<'_> {
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    #[inline(always)]
+    fn ensure(&mut self, pos: usize) -> usize {
+        if self.ended || self.len.saturating_sub(pos) >= MCU_BYTES {
+            pos
+        } else {
+            self.slide(pos)
+        }
+    }
+}
+
+/// Where the scan's data starts in `head` (the byte after the SOS segment), walking the
+/// segments from the start of a JPEG: `Ok(None)` when `head` ends before that, `Err(())` when
+/// what is there is not a sequence of JPEG segments.
+pub(crate) fn scan_start(head: &[u8]) -> Result<Option<usize>, ()> {
+    if !head.starts_with(&[0xFF, 0xD8]) {
+        return Err(());
+    }
+    let mut pos = 2;
+    loop {
+        match head.get(pos) {
+            None => return Ok(None),
+            Some(0xFF) => {}
+            Some(_) => return Err(()),
+        }
+        while head.get(pos) == Some(&0xFF) {
+            pos += 1;
+        }
+        let Some(&marker) = head.get(pos) else {
+            return Ok(None);
+        };
+        // Standalone markers have no length (none belongs before the scan but RSTn, TEM).
+        if matches!(marker, 0x01 | 0xD0..=0xD9) {
+            return Err(());
+        }
+        let Some(len) = be16(head, pos + 1) else {
+            return Ok(None);
+        };
+        if len < 2 {
+            return Err(());
+        }
+        pos += 1 + len;
+        if marker == 0xDA {
+            return Ok((pos <= head.len()).then_some(pos));
+        }
+    }
 }
 
 /// [`parse`], refusing a frame whose size is not `size`, the size already checked against the
@@ -1165,8 +1333,7 @@ fn mcu_quarter(
 
 /// What the 1/4-scale decoders share: the headers parsed (the frame refused unless it is
 /// `size`), each component's tables, and the IDCT factors (2x2 for luma, 4x4 for chroma).
-struct Quarter<'d> {
-    data: &'d [u8],
+struct Quarter {
     frame: Frame,
     dc_tables: Tables,
     ac_tables: Tables,
@@ -1174,16 +1341,16 @@ struct Quarter<'d> {
     chroma_quant: [[i32; 64]; 2],
 }
 
-impl<'d> Quarter<'d> {
-    fn parse(data: &'d [u8], size: (u32, u32)) -> Option<Self> {
-        let (frame, dc_tables, ac_tables) = parse_sized(data, size, Huffman::build_pairs)?;
+impl Quarter {
+    /// `head`: the file up to the scan at least.
+    fn parse(head: &[u8], size: (u32, u32)) -> Option<Self> {
+        let (frame, dc_tables, ac_tables) = parse_sized(head, size, Huffman::build_pairs)?;
         let quant = frame.quant.map(|zigzag| idct_factors(&zigzag));
         let chroma_quant = [
             idct_4x4_quant(&frame.quant[1]),
             idct_4x4_quant(&frame.quant[2]),
         ];
         Some(Self {
-            data,
             frame,
             dc_tables,
             ac_tables,
@@ -1196,10 +1363,11 @@ impl<'d> Quarter<'d> {
     /// and row.
     fn scan(
         &self,
+        data: &mut impl ScanData,
         mut mcu: impl FnMut([[[u8; 4]; 4]; 3], (usize, usize)) -> Option<()>,
     ) -> Option<()> {
         let tables = component_tables(&self.frame, &self.dc_tables, &self.ac_tables)?;
-        scan(self.data, &self.frame, |bits, pred, at| {
+        scan(data, &self.frame, |bits, pred, at| {
             mcu(
                 mcu_quarter(&tables, &self.quant, &self.chroma_quant, bits, pred)?,
                 at,
@@ -1219,7 +1387,7 @@ fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
     );
     let stride = width * 3;
     let mut rgb = vec![0u8; stride.checked_mul(height)?];
-    quarter.scan(|[luma, cb, cr], (mx, my)| {
+    quarter.scan(&mut { data }, |[luma, cb, cr], (mx, my)| {
         // The MCU's pixels inside the image: the last column and row of MCUs may stick out.
         let (x0, y0) = (mx * 4, my * 4);
         let columns = width.saturating_sub(x0).min(4);
@@ -1239,13 +1407,13 @@ fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
 /// luma block, 4x4 per chroma block: the chroma planes come out the luma plane's size, as
 /// libjpeg-turbo's chroma for RGB at 1/4, see [`mcu_quarter`]); `None` when this decoder does
 /// not handle the file (see the module docs). `size` as for [`decode`].
-fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
-    let quarter = Quarter::parse(data, size)?;
+fn decode_quarter(mut data: impl ScanData, size: (u32, u32)) -> Option<Yuv420> {
+    let quarter = Quarter::parse(data.bytes(), size)?;
     let stride = quarter.frame.width.div_ceil(16) as usize * 4;
     let rows = quarter.frame.height.div_ceil(16) as usize * 4;
     let len = stride.checked_mul(rows)?;
     let mut decoded: [Vec<u8>; 3] = std::array::from_fn(|_| vec![0u8; len]);
-    quarter.scan(|pixels, (mx, my)| {
+    quarter.scan(&mut data, |pixels, (mx, my)| {
         for (plane, block) in decoded.iter_mut().zip(pixels) {
             for (dy, row) in block.into_iter().enumerate() {
                 let at = (my * 4 + dy) * stride + mx * 4;
@@ -1265,8 +1433,8 @@ fn decode_quarter(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
 /// does not handle the file (see the module docs). `size` is the width and height already
 /// checked against the limits: a frame header saying anything else is refused, so nothing here
 /// is allocated from an unchecked size.
-fn decode_eighth(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
-    let (frame, dc_tables, ac_tables) = parse_sized(data, size, Huffman::build_skip)?;
+fn decode_eighth(mut data: impl ScanData, size: (u32, u32)) -> Option<Yuv420> {
+    let (frame, dc_tables, ac_tables) = parse_sized(data.bytes(), size, Huffman::build_skip)?;
     // One pixel per block: the luma plane has two per MCU each way, the chroma planes one.
     let mcus_x = frame.width.div_ceil(16) as usize;
     let mcus_y = frame.height.div_ceil(16) as usize;
@@ -1277,7 +1445,7 @@ fn decode_eighth(data: &[u8], size: (u32, u32)) -> Option<Yuv420> {
 
     let tables = component_tables(&frame, &dc_tables, &ac_tables)?;
     let q0 = frame.quant.map(|q| i64::from(q[0]));
-    scan(data, &frame, |bits, pred, (mx, my)| {
+    scan(&mut data, &frame, |bits, pred, (mx, my)| {
         // Four luma blocks (left to right, top to bottom), then Cb, then Cr.
         for block in 0..6usize {
             let c = block.saturating_sub(3);
@@ -1526,18 +1694,18 @@ mod tests {
             // jpeg-encoder writes one scan per component when it optimises its tables.
             rust_encoded(64, 48, 90, R_4_2_0, 0, true, false),
         ] {
-            assert!(decode(&jpeg, (64, 48), 8).is_none());
-            assert!(decode(&jpeg, (64, 48), 4).is_none());
+            assert!(decode(jpeg.as_slice(), (64, 48), 8).is_none());
+            assert!(decode(jpeg.as_slice(), (64, 48), 4).is_none());
             assert!(decode_rgb_quarter(&jpeg, (64, 48)).is_none());
         }
         let jpeg = turbo(64, 48, 90);
-        assert!(decode(&jpeg, (64, 48), 8).is_some());
-        assert!(decode(&jpeg, (64, 48), 4).is_some());
+        assert!(decode(jpeg.as_slice(), (64, 48), 8).is_some());
+        assert!(decode(jpeg.as_slice(), (64, 48), 4).is_some());
         // A size other than the checked one is refused, and so are the scales left to
         // libjpeg-turbo.
-        assert!(decode(&jpeg, (64, 47), 8).is_none());
-        assert!(decode(&jpeg, (64, 47), 4).is_none());
-        assert!(decode(&jpeg, (64, 48), 2).is_none());
+        assert!(decode(jpeg.as_slice(), (64, 47), 8).is_none());
+        assert!(decode(jpeg.as_slice(), (64, 47), 4).is_none());
+        assert!(decode(jpeg.as_slice(), (64, 48), 2).is_none());
     }
 
     #[test]
@@ -1551,6 +1719,50 @@ mod tests {
                 decode_rgb_quarter(&jpeg[..cut], (128, 96)).is_none(),
                 "cut at {cut}"
             );
+        }
+    }
+
+    /// `data` as a [`Window`] of `size` bytes over a stream that hands out 1 to 97 bytes a
+    /// read, its head cut anywhere (as `transform_streamed` never does: the tests ask for more).
+    fn trickled(data: &[u8], size: usize) -> Window<'static> {
+        let head = data.len().min(size / 3);
+        let mut at = head;
+        let rest = data.to_vec();
+        let mut piece = 0;
+        let read: Box<ReadFn<'static>> = Box::new(move |buf: &mut [u8]| {
+            piece = piece % 97 + 1;
+            let n = piece.min(buf.len()).min(rest.len() - at);
+            buf[..n].copy_from_slice(&rest[at..at + n]);
+            at += n;
+            n
+        });
+        Window::sized(data[..head].to_vec(), Box::leak(read), size)
+    }
+
+    #[test]
+    fn a_window_decodes_as_the_whole_data() {
+        // Large enough for the window to move many times, with and without restart markers.
+        for jpeg in [
+            turbo(640, 480, 95),
+            rust_encoded(
+                640,
+                480,
+                95,
+                jpeg_encoder::SamplingFactor::R_4_2_0,
+                3,
+                false,
+                false,
+            ),
+        ] {
+            assert!(jpeg.len() > 8 * MCU_BYTES, "{} bytes", jpeg.len());
+            for denominator in [8, 4] {
+                let whole = decode(jpeg.as_slice(), (640, 480), denominator);
+                assert!(whole.is_some());
+                assert_eq!(
+                    decode(trickled(&jpeg, 2 * MCU_BYTES), (640, 480), denominator),
+                    whole
+                );
+            }
         }
     }
 
@@ -1591,9 +1803,17 @@ mod tests {
                     };
                     m[at] = next() as u8;
                 }
-                let _ = decode(&m, (96, 80), 8);
-                let _ = decode(&m, (96, 80), 4);
+                let _ = decode(m.as_slice(), (96, 80), 8);
+                let _ = decode(m.as_slice(), (96, 80), 4);
                 let _ = decode_rgb_quarter(&m, (96, 80));
+                // Streamed in small pieces through a small window: what the whole gives.
+                for denominator in [8, 4] {
+                    assert_eq!(
+                        decode(trickled(&m, 2 * MCU_BYTES), (96, 80), denominator),
+                        decode(m.as_slice(), (96, 80), denominator),
+                        "case {case} at 1/{denominator}"
+                    );
+                }
             }
         }
     }

@@ -759,6 +759,41 @@ async fn a_signed_url_serves_a_stored_original_with_cache_headers_and_304_reads_
 }
 
 #[tokio::test]
+async fn a_large_original_streams_into_the_codec_and_gives_the_bytes_of_a_whole_transform() {
+    let app = TestApp::builder().counting_aws_calls().spawn().await;
+    let key = url_keys(&app).await.remove(0);
+    // A photo-like JPEG (4:2:0, noisy: a scan of many 64 KiB windows) that the GET resizes to a
+    // quarter: the path that streams.
+    let photo = encode(&noise_png(1200, 900), OutputFormat::Jpeg);
+    assert!(photo.len() > 8 * 65_536, "{} bytes", photo.len());
+    let options = TransformOptions {
+        width: Some(300),
+        height: None,
+        fit: Fit::Inside,
+        format: OutputFormat::Jpeg,
+        quality: 80,
+    };
+    let whole = lumi_imaging::transform(&photo, &options, &Limits::default()).unwrap();
+    let path = |source: &str| image_path(&key, "w_300-format_jpeg-quality_80", source);
+
+    let source = put_original(&app, photo.clone(), "jpeg").await;
+    let reads = s3_reads(&app);
+    let response = get(&app, &path(&source), &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap(), whole.bytes);
+    assert_eq!(s3_reads(&app) - reads, 1, "one GET, streamed");
+
+    // Cut short in its scan: our decoder gives up where the data ends, the original is read
+    // again, whole, and libjpeg-turbo's verdict is the POST transform's (422).
+    let cut = photo[..photo.len() * 2 / 3].to_vec();
+    let source = put_original(&app, cut, "jpeg").await;
+    let reads = s3_reads(&app);
+    let problem = assert_problem(get(&app, &path(&source), &[]).await, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "body", "{problem}");
+    assert_eq!(s3_reads(&app) - reads, 2, "streamed, then read again whole");
+}
+
+#[tokio::test]
 async fn a_wrong_truncated_tampered_or_retired_signature_is_403_before_s3_is_read() {
     let app = TestApp::builder()
         .counting_aws_calls()

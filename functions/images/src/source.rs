@@ -4,8 +4,9 @@
 //! In this order, each step before any of the next's work: the source key's shape (404, no AWS
 //! call), the signature (403: only the config secret is read, from its cache), the options
 //! (422 naming each bad one), the ETag from the key and the effective options (`If-None-Match`:
-//! 304, nothing read from S3), then one S3 GET of the original (404 when there is none) and the
-//! codecs on the blocking pool.
+//! 304, nothing read from S3), then one S3 GET of the original (404 when there is none), its
+//! body streamed into the codecs on the blocking pool as it arrives
+//! ([`crate::stored::Images::stream_original`]).
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use lumi_imaging::StreamError;
 use lumi_shared::openapi::{
     Forbidden, NotFound, ServiceUnavailable, TooManyRequests, ValidationFailed,
 };
@@ -101,15 +103,19 @@ pub async fn get(
         ));
     }
 
-    let original = images.read_original(&source).await?;
+    let mut original = images.0.stream_original(&source).await?;
     let limits = crate::limits(&images.platform);
     let started = Instant::now();
-    let input = original.clone();
-    let transformed =
-        crate::off_runtime(move || lumi_imaging::transform(&input, &options, &limits))
-            .await?
-            .map_err(crate::api_error)?;
-    crate::transform::record(&metrics, original.len(), &transformed, started);
+    let (transformed, input_bytes) = crate::off_runtime(move || {
+        let transformed = lumi_imaging::transform_streamed(&mut original, &options, &limits);
+        (transformed, original.bytes_read)
+    })
+    .await?;
+    let transformed = transformed.map_err(|error| match error {
+        StreamError::Image(error) => crate::api_error(error),
+        StreamError::Source(error) => error,
+    })?;
+    crate::transform::record(&metrics, input_bytes, &transformed, started);
     let response = (
         [(header::CONTENT_TYPE, transformed.format.mime())],
         transformed.bytes,

@@ -275,6 +275,60 @@ impl Images {
     /// A stored original's bytes (a signed image URL's source): one GET, at most the input
     /// limit read; none stored under the key is 404.
     pub async fn read_original(&self, source: &crate::url::SourceKey) -> ApiResult<Bytes> {
+        let limit = self.platform.config.images.max_input_bytes;
+        let object = self.get_original(source).await?;
+        // Sized from the answer's length (capped: it is S3's word, not ours), so the body is
+        // copied once into one buffer instead of through a dozen doublings.
+        let length = object
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0)
+            .min(limit);
+        read_capped(object.body, limit, length).await
+    }
+
+    /// The original at `source` as a stream for [`lumi_imaging::transform_streamed`]: one
+    /// GetObject (404 when there is none), whose body a task on the runtime hands over chunk by
+    /// chunk to the codec on the blocking pool. The decode starts with the first chunk and the
+    /// original is never held whole (a new container faults in no buffer for it); a decode
+    /// that must start over reads it again, whole ([`OriginalStream`]).
+    pub async fn stream_original(
+        self: &Arc<Self>,
+        source: &crate::url::SourceKey,
+    ) -> ApiResult<OriginalStream> {
+        let mut body = self.get_original(source).await?.body;
+        // A few chunks ahead of the codec: enough to keep the download going, bounded.
+        let (sender, chunks) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let chunk = match body.try_next().await {
+                    Ok(Some(chunk)) => Ok(chunk),
+                    Ok(None) => break,
+                    Err(error) => Err(s3_unavailable("GetObject", error)),
+                };
+                let failed = chunk.is_err();
+                // The codec hung up (done, or given up): the body is dropped, the connection closed.
+                if sender.send(chunk).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(OriginalStream {
+            chunks,
+            chunk: Bytes::new(),
+            images: Arc::clone(self),
+            source: source.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            bytes_read: 0,
+        })
+    }
+
+    /// GetObject of an original, at most the input limit and one byte more (a longer one is
+    /// refused by the codec's limit check).
+    async fn get_original(
+        &self,
+        source: &crate::url::SourceKey,
+    ) -> ApiResult<aws_sdk_s3::operation::get_object::GetObjectOutput> {
         let bucket = self.bucket()?;
         let limit = self.platform.config.images.max_input_bytes;
         let request = self
@@ -284,21 +338,53 @@ impl Images {
             .key(source.as_str())
             .range(format!("bytes=0-{limit}"))
             .send();
-        let object = match trace::aws_call("S3", "GetObject", None, request).await {
-            Ok(object) => object,
+        match trace::aws_call("S3", "GetObject", None, request).await {
+            Ok(object) => Ok(object),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Err(ApiError::not_found("no stored original has this key"));
+                Err(ApiError::not_found("no stored original has this key"))
             }
-            Err(error) => return Err(s3_unavailable("GetObject", error)),
-        };
-        // Sized from the answer's length (capped: it is S3's word, not ours), so the body is
-        // copied once into one buffer instead of through a dozen doublings.
-        let length = object
-            .content_length()
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0)
-            .min(limit);
-        read_capped(object.body, limit, length).await
+            Err(error) => Err(s3_unavailable("GetObject", error)),
+        }
+    }
+}
+
+/// An original streaming in from S3, read by the codec on the blocking pool
+/// ([`lumi_imaging::Source`]): the body's chunks as the runtime receives them, and for a decode
+/// that must start over, the original again from a new GetObject.
+pub struct OriginalStream {
+    chunks: tokio::sync::mpsc::Receiver<ApiResult<Bytes>>,
+    /// What is left of the chunk being read.
+    chunk: Bytes,
+    images: Arc<Images>,
+    source: crate::url::SourceKey,
+    runtime: tokio::runtime::Handle,
+    /// Bytes handed to the codec, a re-read's included (the input size metric).
+    pub bytes_read: usize,
+}
+
+impl lumi_imaging::Source for OriginalStream {
+    type Error = ApiError;
+
+    /// Blocks the (blocking pool's) thread until a chunk is in.
+    fn read(&mut self, buf: &mut [u8]) -> ApiResult<usize> {
+        while self.chunk.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.chunk = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        self.bytes_read += n;
+        Ok(n)
+    }
+
+    fn reread(&mut self, limit: usize) -> ApiResult<Vec<u8>> {
+        let whole = self
+            .runtime
+            .block_on(self.images.read_original(&self.source))?;
+        self.bytes_read = whole.len();
+        Ok(whole[..whole.len().min(limit)].to_vec())
     }
 }
 
