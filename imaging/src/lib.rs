@@ -296,20 +296,26 @@ impl Prepared {
         })
     }
 
+    /// The view mapped onto what the decoder produced, `width`x`height` (a JPEG decoder may
+    /// have scaled it), and that many pixels: the measure of the decode's work.
+    fn onto_decoded(&self, width: u32, height: u32) -> (geometry::SourceView, u64) {
+        let view = self.view.scaled(
+            f64::from(width) / f64::from(self.probe.width),
+            f64::from(height) / f64::from(self.probe.height),
+            width,
+            height,
+        );
+        (view, u64::from(width) * u64::from(height))
+    }
+
     /// The planar path from decoded planes: resampled, oriented, encoded.
     fn finish_planar(
         self,
         planes: yuv::Yuv420,
         options: &TransformOptions,
     ) -> Result<Transformed, ImageError> {
-        let Self { probe, view, .. } = self;
-        let decoded_pixels = u64::from(planes.width) * u64::from(planes.height);
-        let view = view.scaled(
-            f64::from(planes.width) / f64::from(probe.width),
-            f64::from(planes.height) / f64::from(probe.height),
-            planes.width,
-            planes.height,
-        );
+        let (view, decoded_pixels) = self.onto_decoded(planes.width, planes.height);
+        let probe = self.probe;
         // Always resampled, if only to a copy: it also cuts the decoder's even-size padding.
         let resized = planes.resize(&view)?;
         // Freed before encoding, so that the encoder's buffers reuse its memory: a fresh
@@ -334,18 +340,9 @@ impl Prepared {
         options: &TransformOptions,
         limits: &Limits,
     ) -> Result<Transformed, ImageError> {
-        let Self {
-            probe, plan, view, ..
-        } = self;
-        let decoded = decode::decode(input, &probe, &view, limits)?;
-        let decoded_pixels = u64::from(decoded.width) * u64::from(decoded.height);
-        // The decoder may have scaled (JPEG) so map the region onto what it produced.
-        let view = view.scaled(
-            f64::from(decoded.width) / f64::from(probe.width),
-            f64::from(decoded.height) / f64::from(probe.height),
-            decoded.width,
-            decoded.height,
-        );
+        let decoded = decode::decode(input, &self.probe, &self.view, limits)?;
+        let (view, decoded_pixels) = self.onto_decoded(decoded.width, decoded.height);
+        let Self { probe, plan, .. } = self;
         let resized = if view.is_identity(decoded.width, decoded.height) {
             decoded
         } else {
