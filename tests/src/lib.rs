@@ -368,11 +368,23 @@ impl TestApp {
     /// clock and metrics), for testing shared layers on routes no function has yet. The caller's
     /// address comes from the `x-test-source-ip` header, as API Gateway's `sourceIp` would.
     pub async fn serve_routes(&self, routes: fn(Arc<Platform>) -> axum::Router) -> String {
-        let mut env = self.stack.function_env("health").unwrap();
+        self.serve_routes_as("health", "probe", routes).await
+    }
+
+    /// [`Self::serve_routes`] with the environment of `function` of the template (its buckets,
+    /// queues and tables), named `name`: another container of that function, with a platform
+    /// (caches, the rate limiter's memory) of its own.
+    pub async fn serve_routes_as(
+        &self,
+        function: &str,
+        name: &str,
+        routes: fn(Arc<Platform>) -> axum::Router,
+    ) -> String {
+        let mut env = self.stack.function_env(function).unwrap();
         for (key, value) in &self.env_overrides {
             env.set(key.clone(), value.clone());
         }
-        let config = lumi_shared::Config::from_env("probe", &env).unwrap();
+        let config = lumi_shared::Config::from_env(name, &env).unwrap();
         let clock = self
             .clock
             .clone()

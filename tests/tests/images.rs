@@ -972,3 +972,72 @@ async fn an_anonymous_transform_is_refused_and_a_signed_one_served() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_rate_limit_is_decided_alongside_a_signed_get_and_a_known_refusal_reads_nothing() {
+    let clock = lumi_shared::clock::ManualClock::starting_now();
+    let app = TestApp::builder()
+        .counting_aws_calls()
+        .clock(&clock)
+        .spawn()
+        .await;
+    let mut settings = SystemSettings::default();
+    settings.rate_limits.ip.limit = 3;
+    app.put_settings(&settings).await;
+    let key = url_keys(&app).await.remove(0);
+    let source = put_original(&app, encode(&png(400, 300), OutputFormat::Jpeg), "jpeg").await;
+    let path = image_path(&key, "w_200-format_jpeg", &source);
+    // Two containers of the images function (started after the settings changed), each
+    // remembering the buckets it has seen.
+    let a = app
+        .serve_routes_as("images", "images", images::routes)
+        .await;
+    let b = app
+        .serve_routes_as("images", "images", images::routes)
+        .await;
+    let client = reqwest::Client::new();
+    let get = |base: &str, headers: &[(&str, &str)]| {
+        let mut request = client
+            .get(format!("{base}{path}"))
+            .header("x-test-source-ip", "203.0.113.40");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+
+    // Admitted: the image, with the limiter's headers.
+    let reads = s3_reads(&app);
+    let first = get(&a, &[]).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().contains_key("x-ratelimit-remaining"));
+    assert_eq!(first.headers()[header::CONTENT_TYPE], "image/jpeg");
+    assert_eq!(s3_reads(&app) - reads, 1);
+    let etag = first.headers()[header::ETAG].to_str().unwrap().to_owned();
+    // The other container spends the rest of the IP's budget.
+    for _ in 0..2 {
+        let spent = get(&b, &[]).await.unwrap();
+        assert_eq!(spent.status(), 200);
+        assert!(spent.headers().contains_key("x-ratelimit-remaining"));
+    }
+    // The first container still sees budget left, so the request's work runs while the
+    // limiter decides. The work (a 304: no I/O) is done first; the store refuses; the answer
+    // is the refusal.
+    let refused = get(&a, &[("if-none-match", &etag)]).await.unwrap();
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(assert_problem(refused, 429).await["policy"], "ip");
+    // Both now know the budget is spent: refused before any work, nothing read from S3.
+    let reads = s3_reads(&app);
+    for base in [&a, &b] {
+        let known = get(base, &[]).await.unwrap();
+        assert_eq!(assert_problem(known, 429).await["policy"], "ip");
+    }
+    assert_eq!(
+        s3_reads(&app),
+        reads,
+        "a refusal known in advance reads nothing"
+    );
+    // Once the budget refills (a third of the window: one request), admitted again.
+    clock.advance_secs(i64::from(settings.rate_limits.ip.window_seconds) / 3 + 1);
+    assert_eq!(get(&a, &[]).await.unwrap().status(), 200);
+}

@@ -6,7 +6,8 @@
 //! (422 naming each bad one), the ETag from the key and the effective options (`If-None-Match`:
 //! 304, nothing read from S3), then one S3 GET of the original (404 when there is none), its
 //! body streamed into the codecs on the blocking pool as it arrives
-//! ([`crate::stored::Images::stream_original`]).
+//! ([`crate::stored::Images::stream_original`]). The rate limiter decides alongside this work
+//! (`lumi_shared::ratelimit::layer`); a refusal drops this future, and the codec stops with it.
 
 use std::time::Instant;
 
@@ -104,6 +105,8 @@ pub async fn get(
     }
 
     let mut original = images.0.stream_original(&source).await?;
+    // Dropped with this future: a refusal by the rate limiter deciding alongside stops the codec.
+    let _stop = original.stop_on_drop();
     let limits = crate::limits(&images.platform);
     let started = Instant::now();
     let (transformed, input_bytes) = crate::off_runtime(move || {

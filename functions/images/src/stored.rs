@@ -22,7 +22,13 @@
 //!   a re-upload to the same URL, is 409 and cannot overwrite the stored image. A failure after
 //!   the claim gives the id back.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
 use aws_sdk_s3::{presigning::PresigningConfig, primitives::ByteStream};
 use axum::{
@@ -299,7 +305,7 @@ impl Images {
         let mut body = self.get_original(source).await?.body;
         // A few chunks ahead of the codec: enough to keep the download going, bounded.
         let (sender, chunks) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
+        let feeder = tokio::spawn(async move {
             loop {
                 let chunk = match body.try_next().await {
                     Ok(Some(chunk)) => Ok(chunk),
@@ -314,8 +320,7 @@ impl Images {
             }
         });
         Ok(OriginalStream {
-            chunks,
-            chunk: Bytes::new(),
+            chunks: Chunks::new(chunks, feeder.abort_handle()),
             images: Arc::clone(self),
             source: source.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -348,13 +353,90 @@ impl Images {
     }
 }
 
+/// The chunks of a body as a task on the runtime receives them, read on the blocking pool, until
+/// the request they are for is gone ([`Chunks::stop_on_drop`]).
+struct Chunks {
+    receiver: tokio::sync::mpsc::Receiver<ApiResult<Bytes>>,
+    /// What is left of the chunk being read.
+    chunk: Bytes,
+    stopped: Arc<AtomicBool>,
+    feeder: tokio::task::AbortHandle,
+}
+
+impl Chunks {
+    fn new(
+        receiver: tokio::sync::mpsc::Receiver<ApiResult<Bytes>>,
+        feeder: tokio::task::AbortHandle,
+    ) -> Self {
+        Self {
+            receiver,
+            chunk: Bytes::new(),
+            stopped: Arc::default(),
+            feeder,
+        }
+    }
+
+    /// Like [`std::io::Read::read`]: 0 at the end of the body.
+    fn read(&mut self, buf: &mut [u8]) -> ApiResult<usize> {
+        while self.chunk.is_empty() {
+            self.check()?;
+            match self.receiver.blocking_recv() {
+                Some(chunk) => self.chunk = chunk?,
+                None => {
+                    // The feeder ended: at the end of the body, or stopped.
+                    self.check()?;
+                    return Ok(0);
+                }
+            }
+        }
+        self.check()?;
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+
+    /// An error once the request is gone.
+    fn check(&self) -> ApiResult<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(ApiError::unavailable(
+                "the request ended before its image was read",
+                "stopped",
+            ));
+        }
+        Ok(())
+    }
+
+    fn stop_on_drop(&self) -> StopOnDrop {
+        StopOnDrop {
+            stopped: Arc::clone(&self.stopped),
+            feeder: self.feeder.clone(),
+        }
+    }
+}
+
+/// Held by the request that reads an [`OriginalStream`]; dropped with it (once answered, or
+/// when its future is dropped: refused by the rate limiter that decided alongside, or its
+/// client gone), it stops the download and the codec. The codec runs on the blocking pool,
+/// which no dropped future stops: without this it would finish a transform nobody receives.
+/// Its next read fails (at most a window of the scan later), and a decode that would start
+/// over reads nothing.
+pub struct StopOnDrop {
+    stopped: Arc<AtomicBool>,
+    feeder: tokio::task::AbortHandle,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::Release);
+        self.feeder.abort();
+    }
+}
+
 /// An original streaming in from S3, read by the codec on the blocking pool
 /// ([`lumi_imaging::Source`]): the body's chunks as the runtime receives them, and for a decode
 /// that must start over, the original again from a new GetObject.
 pub struct OriginalStream {
-    chunks: tokio::sync::mpsc::Receiver<ApiResult<Bytes>>,
-    /// What is left of the chunk being read.
-    chunk: Bytes,
+    chunks: Chunks,
     images: Arc<Images>,
     source: crate::url::SourceKey,
     runtime: tokio::runtime::Handle,
@@ -362,24 +444,25 @@ pub struct OriginalStream {
     pub bytes_read: usize,
 }
 
+impl OriginalStream {
+    /// The guard that stops this stream when the request reading it is gone ([`StopOnDrop`]).
+    pub fn stop_on_drop(&self) -> StopOnDrop {
+        self.chunks.stop_on_drop()
+    }
+}
+
 impl lumi_imaging::Source for OriginalStream {
     type Error = ApiError;
 
     /// Blocks the (blocking pool's) thread until a chunk is in.
     fn read(&mut self, buf: &mut [u8]) -> ApiResult<usize> {
-        while self.chunk.is_empty() {
-            match self.chunks.blocking_recv() {
-                Some(chunk) => self.chunk = chunk?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        let n = self.chunks.read(buf)?;
         self.bytes_read += n;
         Ok(n)
     }
 
     fn reread(&mut self, limit: usize) -> ApiResult<Vec<u8>> {
+        self.chunks.check()?;
         let whole = self
             .runtime
             .block_on(self.images.read_original(&self.source))?;
@@ -708,4 +791,84 @@ async fn read_capped(mut body: ByteStream, limit: usize, capacity: usize) -> Api
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A body of `chunks` chunks of `len` bytes (`None`: endless) fed by a task on the runtime,
+    /// as `Images::stream_original` feeds one.
+    fn fed(chunks: Option<usize>, len: usize) -> (Chunks, tokio::task::JoinHandle<()>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let feeder = tokio::spawn(async move {
+            let mut sent = 0;
+            while chunks.is_none_or(|n| sent < n) {
+                if sender.send(Ok(Bytes::from(vec![7u8; len]))).await.is_err() {
+                    return;
+                }
+                sent += 1;
+            }
+        });
+        (Chunks::new(receiver, feeder.abort_handle()), feeder)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_codec_reads_the_whole_body_then_its_end() {
+        let (mut chunks, feeder) = fed(Some(10), 1000);
+        let _stop = chunks.stop_on_drop();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = [0u8; 768];
+            let mut total = 0;
+            loop {
+                match chunks.read(&mut buf).unwrap() {
+                    0 => return total,
+                    n => total += n,
+                }
+            }
+        });
+        assert_eq!(read.await.unwrap(), 10_000);
+        feeder.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_gone_stops_the_download_and_the_codec_at_its_next_read() {
+        let (mut chunks, feeder) = fed(None, 1000);
+        let stop = chunks.stop_on_drop();
+        let (first, read_once) = std::sync::mpsc::channel();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = [0u8; 768];
+            let mut total = 0;
+            // Bounded, so that a codec that is not stopped fails the test rather than hangs it.
+            while total < 100_000_000 {
+                match chunks.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => total += n,
+                    Err(error) => return (total, Some(error)),
+                }
+                let _ = first.send(());
+            }
+            (total, None)
+        });
+        // The codec is reading an endless body; the request's future is dropped.
+        tokio::task::spawn_blocking(move || read_once.recv().unwrap())
+            .await
+            .unwrap();
+        drop(stop);
+        let (total, error) = tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the codec stopped")
+            .unwrap();
+        assert!(total > 0);
+        assert!(
+            matches!(error, Some(ApiError::Unavailable { .. })),
+            "{error:?} after {total} bytes"
+        );
+        let feeder = tokio::time::timeout(Duration::from_secs(10), feeder)
+            .await
+            .expect("the download stopped");
+        assert!(feeder.unwrap_err().is_cancelled());
+    }
 }

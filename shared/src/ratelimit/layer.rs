@@ -11,6 +11,10 @@
 //! authentication layer checks the account afterwards. Liveness is never limited; readiness
 //! spends the IP budget only (it calls AWS).
 //!
+//! The signed image GET is decided alongside its work rather than before it
+//! ([`decided_alongside`]): the S3 read of its original does not wait behind the limiter's
+//! write, and the answer still waits for the decision.
+//!
 //! Sign-in attempts follow OWASP's authentication guidance ([`admit_login`]): a budget per
 //! (account, client), one per client, and a much larger ceiling per account; the client that
 //! last signed in to an account is exempt from that account's ceiling, so an attacker who
@@ -378,9 +382,57 @@ pub async fn rate_limit(
         .map(str::to_owned);
     let checks = checks_for(&platform, &path, &ip, authorization.as_deref()).await;
     let metrics = request.extensions().get::<MetricSet>().cloned();
+    if starts_before_decision(request.method(), &path) && !platform.limiter.foresees_denial(&checks)
+    {
+        return decided_alongside(&platform, &checks, metrics.as_ref(), next.run(request)).await;
+    }
     match enforce(&platform, &checks, metrics.as_ref()).await {
         Ok(headers) => {
             let mut response = next.run(request).await;
+            response.headers_mut().extend(headers);
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Requests whose work starts while the limiter decides ([`decided_alongside`]): the signed
+/// image GET, a CDN miss whose first step is a read of the original from S3 that would
+/// otherwise queue behind the limiter's DynamoDB write. Only a GET: it changes nothing, so work
+/// dropped half-way by a refusal leaves nothing behind.
+fn starts_before_decision(method: &Method, path: &str) -> bool {
+    method == Method::GET && under(path, "/api/v1/images")
+}
+
+/// Runs `work` (the rest of the stack) while `checks` are decided, and answers only once they
+/// are: the work's response with the limiter's headers when admitted; the 429 (or 503) when
+/// not, `work` then dropped wherever it is (a handler stops its work when dropped: see the
+/// images function's `OriginalStream`). The work is polled first, so its first AWS call goes
+/// out before the limiter's. Only for requests the container does not already know it will
+/// refuse ([`super::RateLimiter::foresees_denial`]): a flood past a budget is refused before
+/// any work, as on every other route.
+async fn decided_alongside(
+    platform: &Platform,
+    checks: &[Check],
+    metrics: Option<&MetricSet>,
+    work: impl Future<Output = Response>,
+) -> Response {
+    let decision = enforce(platform, checks, metrics);
+    let (mut work, mut decision) = (std::pin::pin!(work), std::pin::pin!(decision));
+    let mut done = None;
+    let decided = loop {
+        tokio::select! {
+            biased;
+            response = &mut work, if done.is_none() => done = Some(response),
+            decided = &mut decision => break decided,
+        }
+    };
+    match decided {
+        Ok(headers) => {
+            let mut response = match done {
+                Some(response) => response,
+                None => work.await,
+            };
             response.headers_mut().extend(headers);
             response
         }

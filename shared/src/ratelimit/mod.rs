@@ -266,6 +266,22 @@ impl RateLimiter {
         }
     }
 
+    /// Whether this container already knows `checks` will be refused: a bucket it remembers is
+    /// spent (no I/O; [`Self::check`] then refuses without a store call too, since others only
+    /// ever spend buckets). An unknown bucket is taken as full.
+    pub fn foresees_denial(&self, checks: &[Check]) -> bool {
+        let now = self.clock.now_us();
+        let Ok(seen) = self.seen.lock() else {
+            return false;
+        };
+        checks.iter().any(|c| {
+            matches!(
+                c.decide(seen.get(&c.key).flatten(), now),
+                Outcome::Deny { .. }
+            )
+        })
+    }
+
     /// Waits for this container's earlier requests on the same buckets (locks taken in key
     /// order, so two requests sharing buckets cannot deadlock).
     async fn queue(&self, checks: &[Check]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
