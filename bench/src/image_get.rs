@@ -30,9 +30,13 @@
 //!    path's own work alone; the difference to 4 is the rate limiter's DynamoDB call.
 //!
 //! The overhead is the GET's median minus the bare transform's. Its parts are measured alone:
-//! the S3 read (3), the rate limiter (4 − 5) and the path's own work (5); what is left of the
-//! overhead after them (the hop to the blocking pool, the body, caches the S3 read evicted) is
-//! a difference of medians, within the transform's run-to-run noise, and can come out negative.
+//! the S3 read (3), the rate limiter (4 − 5) and the path's own work (5). They do not add up:
+//! the GET's rate limit is decided alongside its work (`lumi_shared::ratelimit::layer`), so
+//! moto serves the limiter's write while the codec decodes, and the body of the S3 read streams
+//! into the codec as it arrives; a 304 has no work to overlap, so it still waits the limiter's
+//! whole call. What is left of the overhead after the parts (the overlap, negative; the hop to
+//! the blocking pool; caches the S3 read evicted) is a difference of medians, within the
+//! transform's run-to-run noise.
 //!
 //! Not measured: Lambda's own invocation path (API Gateway, the Runtime API, base64 of the
 //! body), and AWS's S3 and DynamoDB: here both are moto, a Python server on loopback serving

@@ -683,7 +683,7 @@ impl ImageGetReport {
             ],
             part("  S3 GetObject (moto)", self.s3_ms),
             part(
-                "  rate limiter's DynamoDB call (moto; 304 - 304 off)",
+                "  rate limiter's DynamoDB call (moto; 304 - 304 off), alongside",
                 self.limiter_ms,
             ),
             part(
@@ -691,7 +691,7 @@ impl ImageGetReport {
                 self.not_modified_unlimited_ms,
             ),
             part(
-                "  left: blocking pool, body, evicted caches, noise",
+                "  left: what ran alongside (< 0), blocking pool, caches, noise",
                 self.rest_ms,
             ),
         ];
