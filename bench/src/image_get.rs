@@ -27,7 +27,11 @@
 //!    transform (edge, rate limiter, signature, settings and secret from their caches, options,
 //!    ETag, headers);
 //! 5. that 304 through a second instance of the function with `RATE_LIMIT_ENABLED=false`: the
-//!    path's own work alone; the difference to 4 is the rate limiter's DynamoDB call.
+//!    path's own work alone; the difference to 4 is the rate limiter's DynamoDB call;
+//! 6. the GET (2) through that instance: what the limiter, decided alongside, still adds.
+//!
+//! (3) is also timed until GetObject's answer has its headers: the first chunk of the body,
+//! which the codec waits for, comes with them.
 //!
 //! The overhead is the GET's median minus the bare transform's. Its parts are measured alone:
 //! the S3 read (3), the rate limiter (4 − 5) and the path's own work (5). They do not add up:
@@ -235,6 +239,7 @@ pub async fn run(opts: ImageGet) -> Result<()> {
             .send()
             .await
             .context("S3 GetObject of the original")?;
+        let s3_headers_time = started.elapsed();
         let read = object
             .body
             .collect()
@@ -252,12 +257,22 @@ pub async fn run(opts: ImageGet) -> Result<()> {
         let started = Instant::now();
         signed_get(&app_unlimited, &path, Some(&etag)).await?;
         let not_modified_unlimited_time = started.elapsed();
+        // The GET again without the limiter: what deciding alongside still costs.
+        let started = Instant::now();
+        let (_, unlimited) = signed_get(&app_unlimited, &path, None).await?;
+        let get_unlimited_time = started.elapsed();
+        ensure!(
+            unlimited == bare.bytes,
+            "the GET without the limiter answered other bytes"
+        );
 
         output_bytes = bare.bytes.len();
         if round >= opts.warmup {
             samples.bare.push(bare_time);
             samples.get.push(get_time);
             samples.s3.push(s3_time);
+            samples.s3_headers.push(s3_headers_time);
+            samples.get_unlimited.push(get_unlimited_time);
             samples.not_modified.push(not_modified_time);
             samples
                 .not_modified_unlimited

@@ -552,6 +552,11 @@ pub struct ImageGetSamples {
     pub get: Vec<Duration>,
     /// The S3 GetObject of the original alone, body read.
     pub s3: Vec<Duration>,
+    /// The same GetObject until its answer's headers are in (the first chunk of the body, which
+    /// the codec waits for, comes with them or right after).
+    pub s3_headers: Vec<Duration>,
+    /// The signed GET through a second instance of the function with the rate limiter off.
+    pub get_unlimited: Vec<Duration>,
     /// The signed GET answered 304 (`If-None-Match`): no S3, no transform.
     pub not_modified: Vec<Duration>,
     /// The same 304 with the rate limiter off.
@@ -569,6 +574,8 @@ pub struct ImageGetReport {
     pub bare_ms: f64,
     pub get_ms: f64,
     pub s3_ms: f64,
+    pub s3_headers_ms: f64,
+    pub get_unlimited_ms: f64,
     pub not_modified_ms: f64,
     pub not_modified_unlimited_ms: f64,
     /// GET minus bare.
@@ -595,6 +602,8 @@ impl ImageGetReport {
         let bare_ms = of(&samples.bare);
         let get_ms = of(&samples.get);
         let s3_ms = of(&samples.s3);
+        let s3_headers_ms = of(&samples.s3_headers);
+        let get_unlimited_ms = of(&samples.get_unlimited);
         let not_modified_ms = of(&samples.not_modified);
         let not_modified_unlimited_ms = of(&samples.not_modified_unlimited);
         let overhead_ms = get_ms - bare_ms;
@@ -608,6 +617,8 @@ impl ImageGetReport {
             bare_ms,
             get_ms,
             s3_ms,
+            s3_headers_ms,
+            get_unlimited_ms,
             not_modified_ms,
             not_modified_unlimited_ms,
             overhead_ms,
@@ -647,9 +658,19 @@ impl ImageGetReport {
                 p90_of(&self.samples.get),
             ],
             vec![
+                "signed GET, rate limiter off".to_owned(),
+                format!("{:.2}", self.get_unlimited_ms),
+                p90_of(&self.samples.get_unlimited),
+            ],
+            vec![
                 "S3 GetObject of the original alone".to_owned(),
                 format!("{:.2}", self.s3_ms),
                 p90_of(&self.samples.s3),
+            ],
+            vec![
+                "  of which until its headers".to_owned(),
+                format!("{:.2}", self.s3_headers_ms),
+                p90_of(&self.samples.s3_headers),
             ],
             vec![
                 "signed GET answered 304".to_owned(),
@@ -715,6 +736,8 @@ impl ImageGetReport {
             "bare_median_ms": round2(self.bare_ms),
             "get_median_ms": round2(self.get_ms),
             "s3_get_object_median_ms": round2(self.s3_ms),
+            "s3_get_object_headers_median_ms": round2(self.s3_headers_ms),
+            "get_rate_limiter_off_median_ms": round2(self.get_unlimited_ms),
             "not_modified_median_ms": round2(self.not_modified_ms),
             "not_modified_rate_limiter_off_median_ms": round2(self.not_modified_unlimited_ms),
             "overhead_ms": round2(self.overhead_ms),
@@ -727,6 +750,8 @@ impl ImageGetReport {
                 "bare": millis(&self.samples.bare),
                 "get": millis(&self.samples.get),
                 "s3_get_object": millis(&self.samples.s3),
+                "s3_get_object_headers": millis(&self.samples.s3_headers),
+                "get_rate_limiter_off": millis(&self.samples.get_unlimited),
                 "not_modified": millis(&self.samples.not_modified),
                 "not_modified_rate_limiter_off": millis(&self.samples.not_modified_unlimited),
             },
@@ -821,6 +846,8 @@ mod tests {
                 bare: ms(&[100, 101, 99]),
                 get: ms(&[130, 131, 129]),
                 s3: ms(&[20, 21, 19]),
+                s3_headers: ms(&[4, 5, 6]),
+                get_unlimited: ms(&[126, 127, 125]),
                 not_modified: ms(&[6, 7, 8]),
                 not_modified_unlimited: ms(&[1, 2, 3]),
             },
@@ -842,6 +869,10 @@ mod tests {
             (5.0, 2.0, 3.0)
         );
         assert_eq!(report.ratio, 0.3);
+        assert_eq!(
+            (report.s3_headers_ms, report.get_unlimited_ms),
+            (5.0, 126.0)
+        );
         assert!(!report.ok);
         let table = report.table();
         assert!(table.contains("MISSED"), "{table}");
@@ -850,6 +881,8 @@ mod tests {
                 bare: ms(&[100]),
                 get: ms(&[104]),
                 s3: ms(&[2]),
+                s3_headers: ms(&[1]),
+                get_unlimited: ms(&[103]),
                 not_modified: ms(&[2]),
                 not_modified_unlimited: ms(&[1]),
             },

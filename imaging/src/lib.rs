@@ -1,6 +1,7 @@
 //! Lumi's image transforms: read a JPEG, PNG, WebP or GIF (first frame), apply its EXIF
 //! orientation, resize it with Lanczos3 to one of sharp's fit modes, and write JPEG, PNG or WebP
-//! without metadata. Pure computation: no AWS, no HTTP, no I/O, no global state.
+//! without metadata. Computation: no AWS, no HTTP, no global state, and no I/O of its own
+//! ([`transform_streamed`] reads its input through the caller's [`Source`]).
 //!
 //! It exists because the image Lambda must beat sharp (libvips) on its own ground, on one core:
 //! the JPEG decoder shrinks in the DCT domain (1/2, 1/4, 1/8) so most of a 12 MP photo is never
