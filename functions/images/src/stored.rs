@@ -378,18 +378,14 @@ impl Chunks {
 
     /// Like [`std::io::Read::read`]: 0 at the end of the body.
     fn read(&mut self, buf: &mut [u8]) -> ApiResult<usize> {
+        self.check()?;
         while self.chunk.is_empty() {
-            self.check()?;
             match self.receiver.blocking_recv() {
                 Some(chunk) => self.chunk = chunk?,
-                None => {
-                    // The feeder ended: at the end of the body, or stopped.
-                    self.check()?;
-                    return Ok(0);
-                }
+                // The feeder ended: at the end of the body, or stopped.
+                None => return self.check().map(|()| 0),
             }
         }
-        self.check()?;
         let n = buf.len().min(self.chunk.len());
         buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
@@ -420,6 +416,7 @@ impl Chunks {
 /// which no dropped future stops: without this it would finish a transform nobody receives.
 /// Its next read fails (at most a window of the scan later), and a decode that would start
 /// over reads nothing.
+#[must_use = "the stream stops when this is dropped"]
 pub struct StopOnDrop {
     stopped: Arc<AtomicBool>,
     feeder: tokio::task::AbortHandle,

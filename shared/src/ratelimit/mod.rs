@@ -270,16 +270,28 @@ impl RateLimiter {
     /// spent (no I/O; [`Self::check`] then refuses without a store call too, since others only
     /// ever spend buckets). An unknown bucket is taken as full.
     pub fn foresees_denial(&self, checks: &[Check]) -> bool {
-        let now = self.clock.now_us();
-        let Ok(seen) = self.seen.lock() else {
-            return false;
-        };
-        checks.iter().any(|c| {
-            matches!(
-                c.decide(seen.get(&c.key).flatten(), now),
-                Outcome::Deny { .. }
-            )
-        })
+        let (_, outcomes) = self.foresee(checks, &HashMap::new(), self.clock.now_us());
+        outcomes.iter().any(|o| matches!(o, Outcome::Deny { .. }))
+    }
+
+    /// What each bucket holds as far as this container knows (states read during a decision
+    /// first, then its memory; unknown: assume unused), and each check's outcome on it.
+    fn foresee(
+        &self,
+        checks: &[Check],
+        overlay: &HashMap<String, Option<i64>>,
+        now: i64,
+    ) -> (Vec<Option<i64>>, Vec<Outcome>) {
+        let expected: Vec<Option<i64>> = checks
+            .iter()
+            .map(|c| self.seen(overlay, &c.key).flatten())
+            .collect();
+        let outcomes = checks
+            .iter()
+            .zip(&expected)
+            .map(|(c, state)| c.decide(*state, now))
+            .collect();
+        (expected, outcomes)
     }
 
     /// Waits for this container's earlier requests on the same buckets (locks taken in key
@@ -360,16 +372,7 @@ impl RateLimiter {
         let mut overlay: HashMap<String, Option<i64>> = HashMap::new();
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now_us();
-            // What each bucket holds as far as this container knows (unknown: assume unused).
-            let expected: Vec<Option<i64>> = checks
-                .iter()
-                .map(|c| self.seen(&overlay, &c.key).flatten())
-                .collect();
-            let outcomes: Vec<Outcome> = checks
-                .iter()
-                .zip(&expected)
-                .map(|(c, state)| c.decide(*state, now))
-                .collect();
+            let (expected, outcomes) = self.foresee(checks, &overlay, now);
             // Others only ever spend buckets, so a denial on a stale view is a true denial.
             if let Some((
                 check,
