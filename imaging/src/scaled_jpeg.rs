@@ -36,6 +36,9 @@
 use crate::raster::Raster;
 use crate::yuv::Yuv420;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 /// Bits looked up at once in the Huffman tables.
 const LOOKUP: u32 = 10;
 const LOOKUP_SIZE: usize = 1 << LOOKUP;
@@ -848,19 +851,20 @@ fn idct_2x2(coef: &Block2x2, factors: &[i32; 32]) -> [u8; 4] {
     let descale = |x: i32, n: u32| x.wrapping_add(1 << (n - 1)) >> n;
     let term = |at: usize| i32::from(coef[at]).wrapping_mul(factors[at]);
     // Pass 1: columns 0, 1, 3, 5, 7 to two rows of work space (CONST_BITS - PASS1_BITS + 2).
-    let columns: [[i32; 2]; 5] = std::array::from_fn(|col| {
+    // An index loop, not `array::from_fn` or iterators: the AVX2 build of the MCU (`avx2::mcu`)
+    // did not inline `from_fn` (a call per block, 8% of the transform).
+    let mut ws = [[0i32; 5]; 2];
+    #[allow(clippy::needless_range_loop)]
+    for col in 0..5 {
         let at = col * 5;
         let tmp10 = term(at);
         let tmp0 = term(at + 1)
             .wrapping_add(term(at + 2))
             .wrapping_add(term(at + 3))
             .wrapping_add(term(at + 4));
-        [
-            descale(tmp10.wrapping_add(tmp0), 13),
-            descale(tmp10.wrapping_sub(tmp0), 13),
-        ]
-    });
-    let ws: [[i32; 5]; 2] = std::array::from_fn(|row| columns.map(|column| column[row]));
+        ws[0][col] = descale(tmp10.wrapping_add(tmp0), 13);
+        ws[1][col] = descale(tmp10.wrapping_sub(tmp0), 13);
+    }
     // Pass 2: each row to two pixels (CONST_BITS + PASS1_BITS + 3 + 2).
     let mut out = [0u8; 4];
     for (row, w) in ws.iter().enumerate() {
@@ -876,16 +880,17 @@ fn idct_2x2(coef: &Block2x2, factors: &[i32; 32]) -> [u8; 4] {
     out
 }
 
-/// Where a coefficient is kept for the 4x4 IDCT of a chroma block in the RGB decoder: column
-/// by column, the seven rows read (`jpeg_idct_4x4` of jidctred.c reads every row and column but
-/// 4); 63 for values nobody reads.
+/// Where a coefficient is kept for the 4x4 IDCT of a chroma block: the seven rows and columns
+/// read (`jpeg_idct_4x4` of jidctred.c reads every row and column but 4), row by row, eight
+/// slots a row so that a row loads as one vector (the eighth slot of rows 0 to 6 stays zero);
+/// 63, the last slot of an eighth row nobody reads, for values nobody reads.
 const fn compact_4x4(natural: usize) -> usize {
     let (row, col) = (natural / 8, natural % 8);
     if row == 4 || col == 4 {
         63
     } else {
         // Rows and columns past 4 move up one.
-        (col - (col > 4) as usize) * 7 + row - (row > 4) as usize
+        (row - (row > 4) as usize) * 8 + col - (col > 4) as usize
     }
 }
 
@@ -900,7 +905,8 @@ const STORE_4X4: [u8; 128] = {
     at
 };
 
-/// The 49 coefficients the 4x4 IDCT reads (see [`compact_4x4`]) and the discard slot.
+/// The 49 coefficients the 4x4 IDCT reads, in seven rows of eight slots (see [`compact_4x4`]),
+/// and the discard slot.
 type Block4x4 = [i16; 64];
 
 /// A component's quantisation table in the layout of [`Block4x4`].
@@ -915,23 +921,25 @@ fn idct_4x4_quant(zigzag: &[u16; 64]) -> [i32; 64] {
     quant
 }
 
-/// `jpeg_idct_4x4` of jidctred.c (libjpeg-turbo) on a [`Block4x4`] whose compact columns
-/// from `COLUMNS` on hold only zeros: sixteen pixels, row by row. In 32-bit wrapping
+// The other multipliers of jidctred.c's `jpeg_idct_4x4`.
+const FIX_0_211164243: i32 = 1730;
+const FIX_0_509795579: i32 = 4176;
+const FIX_0_601344887: i32 = 4926;
+const FIX_0_765366865: i32 = 6270;
+const FIX_0_899976223: i32 = 7373;
+const FIX_1_061594337: i32 = 8697;
+const FIX_1_451774981: i32 = 11893;
+const FIX_1_847759065: i32 = 15137;
+const FIX_2_172734803: i32 = 17799;
+const FIX_2_562915447: i32 = 20995;
+
+/// `jpeg_idct_4x4` of jidctred.c (libjpeg-turbo) on a [`Block4x4`] whose compact rows and
+/// columns from `USED` on hold only zeros: sixteen pixels, row by row. In 32-bit wrapping
 /// arithmetic, as [`idct_2x2`]. libjpeg's shortcuts for all-zero columns and rows give the same
 /// values as the full computation, so there are none here (they would be mispredicted
-/// branches).
+/// branches). The portable one; `avx2::idct_4x4` computes the same pixels.
 #[inline(always)]
-fn idct_4x4<const COLUMNS: usize>(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 4] {
-    const FIX_0_211164243: i32 = 1730;
-    const FIX_0_509795579: i32 = 4176;
-    const FIX_0_601344887: i32 = 4926;
-    const FIX_0_765366865: i32 = 6270;
-    const FIX_0_899976223: i32 = 7373;
-    const FIX_1_061594337: i32 = 8697;
-    const FIX_1_451774981: i32 = 11893;
-    const FIX_1_847759065: i32 = 15137;
-    const FIX_2_172734803: i32 = 17799;
-    const FIX_2_562915447: i32 = 20995;
+fn idct_4x4<const USED: usize>(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 4] {
     let descale = |x: i32, n: u32| x.wrapping_add(1 << (n - 1)) >> n;
     // One 1-D pass over the seven values 0, 1, 2, 3, 5, 6, 7 of a column or row: the four
     // outputs before descaling.
@@ -960,13 +968,15 @@ fn idct_4x4<const COLUMNS: usize>(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4
         ]
     };
     // Pass 1: the seven columns to four rows of work space (CONST_BITS - PASS1_BITS + 1); the
-    // caller knows columns from `COLUMNS` on to be all zeros, whose work space stays zero.
+    // caller knows columns from `USED` on to be all zeros, whose work space stays zero.
     let columns: [[i32; 4]; 7] = std::array::from_fn(|col| {
-        if col >= COLUMNS {
+        if col >= USED {
             return [0; 4];
         }
-        let at = col * 7;
-        let v = std::array::from_fn(|row| i32::from(coef[at + row]).wrapping_mul(quant[at + row]));
+        let v = std::array::from_fn(|row| {
+            let at = row * 8 + col;
+            i32::from(coef[at]).wrapping_mul(quant[at])
+        });
         pass(v).map(|x| descale(x, 12))
     });
     let ws: [[i32; 7]; 4] = std::array::from_fn(|row| columns.map(|column| column[row]));
@@ -1282,9 +1292,10 @@ fn component_tables<'t>(
 /// chroma up (by its IDCT, so that no upsampling is left): the MCU's 4x4 luma pixels and each
 /// chroma plane's 4x4, row by row. Not inlined, and working on a copy of the bit reader, so
 /// that the reader's state stays in registers (in the MCU loop, with the planes and counters
-/// live, the compiler kept it on the stack).
-#[inline(never)]
+/// live, the compiler kept it on the stack): see [`Cpu::mcu_quarter`].
+#[inline(always)]
 fn mcu_quarter(
+    cpu: impl Cpu,
     tables: &[(&Huffman, &Huffman); 3],
     quant: &[[i32; 32]; 3],
     chroma_quant: &[[i32; 64]; 2],
@@ -1314,21 +1325,63 @@ fn mcu_quarter(
         let mut coef: Block4x4 = [0; 64];
         coef[0] = dc(dc_table, &mut reader, &mut pred[c + 1])? as i16;
         let end = ac_into(ac_table, &mut reader, &STORE_4X4, &mut coef)?;
-        // Chroma blocks are mostly a few low frequencies: the IDCT skips the columns that the
-        // zigzag positions before `end` cannot reach (position 5 is column 2, 14 column 4).
+        // Chroma blocks are mostly a few low frequencies: the IDCT skips the rows and columns
+        // that the zigzag positions before `end` cannot reach (position 5 is row and column 2
+        // at most, 14 row and column 4).
         *plane = match end {
             // DC only: what `idct_4x4` computes then, all pixels alike.
             1 => {
                 let dc = i32::from(coef[0]).wrapping_mul(chroma_quant[c][0]);
                 [[range_limit(dc.wrapping_add(4) >> 3); 4]; 4]
             }
-            2..=6 => idct_4x4::<3>(&coef, &chroma_quant[c]),
-            7..=15 => idct_4x4::<4>(&coef, &chroma_quant[c]),
-            _ => idct_4x4::<7>(&coef, &chroma_quant[c]),
+            2..=6 => cpu.idct_4x4::<3>(&coef, &chroma_quant[c]),
+            7..=15 => cpu.idct_4x4::<4>(&coef, &chroma_quant[c]),
+            _ => cpu.idct_4x4::<7>(&coef, &chroma_quant[c]),
         };
     }
     *bits = reader;
     Some(out)
+}
+
+/// The decoding of one MCU at 1/4 scale as compiled for the CPU it runs on: the portable code,
+/// or on x86-64 with AVX2 the same code compiled for it with a vector IDCT ([`avx2`]). Each
+/// computes the same pixels; each decode picks the fastest the machine has.
+trait Cpu: Copy {
+    /// [`mcu_quarter`], compiled for this CPU (and not inlined: see there).
+    fn mcu_quarter(
+        self,
+        tables: &[(&Huffman, &Huffman); 3],
+        quant: &[[i32; 32]; 3],
+        chroma_quant: &[[i32; 64]; 2],
+        bits: &mut Bits<'_>,
+        pred: &mut [i32; 3],
+    ) -> Option<[[[u8; 4]; 4]; 3]>;
+
+    /// [`idct_4x4`].
+    fn idct_4x4<const USED: usize>(self, coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 4];
+}
+
+/// The portable code, for any CPU.
+#[derive(Clone, Copy)]
+struct Portable;
+
+impl Cpu for Portable {
+    #[inline(never)]
+    fn mcu_quarter(
+        self,
+        tables: &[(&Huffman, &Huffman); 3],
+        quant: &[[i32; 32]; 3],
+        chroma_quant: &[[i32; 64]; 2],
+        bits: &mut Bits<'_>,
+        pred: &mut [i32; 3],
+    ) -> Option<[[[u8; 4]; 4]; 3]> {
+        mcu_quarter(self, tables, quant, chroma_quant, bits, pred)
+    }
+
+    #[inline(always)]
+    fn idct_4x4<const USED: usize>(self, coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 4] {
+        idct_4x4::<USED>(coef, quant)
+    }
 }
 
 /// What the 1/4-scale decoders share: the headers parsed (the frame refused unless it is
@@ -1363,13 +1416,14 @@ impl Quarter {
     /// and row.
     fn scan(
         &self,
+        cpu: impl Cpu,
         data: &mut impl ScanData,
         mut mcu: impl FnMut([[[u8; 4]; 4]; 3], (usize, usize)) -> Option<()>,
     ) -> Option<()> {
         let tables = component_tables(&self.frame, &self.dc_tables, &self.ac_tables)?;
         scan(data, &self.frame, |bits, pred, at| {
             mcu(
-                mcu_quarter(&tables, &self.quant, &self.chroma_quant, bits, pred)?,
+                cpu.mcu_quarter(&tables, &self.quant, &self.chroma_quant, bits, pred)?,
                 at,
             )
         })
@@ -1380,6 +1434,14 @@ impl Quarter {
 /// every pixel); `None` when this decoder does not handle the file (see the module docs).
 /// `size` as for [`decode`].
 fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx2) = avx2::Avx2::detect() {
+        return decode_rgb_quarter_on(avx2, data, size);
+    }
+    decode_rgb_quarter_on(Portable, data, size)
+}
+
+fn decode_rgb_quarter_on(cpu: impl Cpu, data: &[u8], size: (u32, u32)) -> Option<Raster> {
     let quarter = Quarter::parse(data, size)?;
     let (width, height) = (
         quarter.frame.width.div_ceil(4) as usize,
@@ -1387,7 +1449,7 @@ fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
     );
     let stride = width * 3;
     let mut rgb = vec![0u8; stride.checked_mul(height)?];
-    quarter.scan(&mut { data }, |[luma, cb, cr], (mx, my)| {
+    quarter.scan(cpu, &mut { data }, |[luma, cb, cr], (mx, my)| {
         // The MCU's pixels inside the image: the last column and row of MCUs may stick out.
         let (x0, y0) = (mx * 4, my * 4);
         let columns = width.saturating_sub(x0).min(4);
@@ -1407,13 +1469,21 @@ fn decode_rgb_quarter(data: &[u8], size: (u32, u32)) -> Option<Raster> {
 /// luma block, 4x4 per chroma block: the chroma planes come out the luma plane's size, as
 /// libjpeg-turbo's chroma for RGB at 1/4, see [`mcu_quarter`]); `None` when this decoder does
 /// not handle the file (see the module docs). `size` as for [`decode`].
-fn decode_quarter(mut data: impl ScanData, size: (u32, u32)) -> Option<Yuv420> {
+fn decode_quarter(data: impl ScanData, size: (u32, u32)) -> Option<Yuv420> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx2) = avx2::Avx2::detect() {
+        return decode_quarter_on(avx2, data, size);
+    }
+    decode_quarter_on(Portable, data, size)
+}
+
+fn decode_quarter_on(cpu: impl Cpu, mut data: impl ScanData, size: (u32, u32)) -> Option<Yuv420> {
     let quarter = Quarter::parse(data.bytes(), size)?;
     let stride = quarter.frame.width.div_ceil(16) as usize * 4;
     let rows = quarter.frame.height.div_ceil(16) as usize * 4;
     let len = stride.checked_mul(rows)?;
     let mut decoded: [Vec<u8>; 3] = std::array::from_fn(|_| vec![0u8; len]);
-    quarter.scan(&mut data, |pixels, (mx, my)| {
+    quarter.scan(cpu, &mut data, |pixels, (mx, my)| {
         for (plane, block) in decoded.iter_mut().zip(pixels) {
             for (dy, row) in block.into_iter().enumerate() {
                 let at = (my * 4 + dy) * stride + mx * 4;
