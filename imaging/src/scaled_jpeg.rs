@@ -1743,6 +1743,28 @@ mod tests {
         }
     }
 
+    /// The tests above take the AVX2 build where the CPU has it; the portable one decodes the
+    /// same.
+    #[test]
+    fn the_portable_build_decodes_the_same() {
+        for (w, h) in [(64, 48), (61, 37), (250, 170)] {
+            for q in [30, 95, 100] {
+                let jpeg = turbo(w, h, q);
+                let size = header_size(&jpeg);
+                assert_eq!(
+                    decode_quarter_on(Portable, &jpeg[..], size),
+                    decode_quarter(&jpeg[..], size),
+                    "{w}x{h} q{q} planes"
+                );
+                assert_eq!(
+                    decode_rgb_quarter_on(Portable, &jpeg, size),
+                    decode_rgb_quarter(&jpeg, size),
+                    "{w}x{h} q{q} RGB"
+                );
+            }
+        }
+    }
+
     #[test]
     fn restart_markers() {
         use jpeg_encoder::SamplingFactor::R_4_2_0;
