@@ -1301,9 +1301,7 @@ fn component_tables<'t>(
 #[inline(always)]
 fn mcu_quarter(
     cpu: impl Cpu,
-    tables: &[(&Huffman, &Huffman); 3],
-    luma_factors: &[i32; 64],
-    chroma_quant: &[[i32; 64]; 2],
+    tables: &McuTables<'_>,
     bits: &mut Bits<'_>,
     pred: &mut [i32; 3],
 ) -> Option<[[[u8; 4]; 4]; 3]> {
@@ -1313,14 +1311,14 @@ fn mcu_quarter(
     let mut coefs: [Block2x2; 4] = [[0; 64]; 4];
     let mut ends = [0u32; 4];
     for block in 0..4 {
-        let (dc_table, ac_table) = tables[0];
+        let (dc_table, ac_table) = tables.huffman[0];
         // libjpeg stores the DC term as a 16-bit coefficient.
         coefs[block][0] = dc(dc_table, &mut reader, &mut pred[0])? as i16;
         ends[block] = ac_into(ac_table, &mut reader, &STORE_2X2, &mut coefs[block])?;
     }
-    *luma = cpu.idct_luma(&coefs, &ends, luma_factors);
+    *luma = cpu.idct_luma(&coefs, &ends, tables.luma_factors);
     for (c, plane) in [cb, cr].into_iter().enumerate() {
-        let (dc_table, ac_table) = tables[c + 1];
+        let (dc_table, ac_table) = tables.huffman[c + 1];
         let mut coef: Block4x4 = [0; 64];
         coef[0] = dc(dc_table, &mut reader, &mut pred[c + 1])? as i16;
         let end = ac_into(ac_table, &mut reader, &STORE_4X4, &mut coef)?;
@@ -1330,16 +1328,24 @@ fn mcu_quarter(
         *plane = match end {
             // DC only: what `idct_4x4` computes then, all pixels alike.
             1 => {
-                let dc = i32::from(coef[0]).wrapping_mul(chroma_quant[c][0]);
+                let dc = i32::from(coef[0]).wrapping_mul(tables.chroma_quant[c][0]);
                 [[range_limit(dc.wrapping_add(4) >> 3); 4]; 4]
             }
-            2..=6 => cpu.idct_4x4::<3>(&coef, &chroma_quant[c]),
-            7..=15 => cpu.idct_4x4::<4>(&coef, &chroma_quant[c]),
-            _ => cpu.idct_4x4::<7>(&coef, &chroma_quant[c]),
+            2..=6 => cpu.idct_4x4::<3>(&coef, &tables.chroma_quant[c]),
+            7..=15 => cpu.idct_4x4::<4>(&coef, &tables.chroma_quant[c]),
+            _ => cpu.idct_4x4::<7>(&coef, &tables.chroma_quant[c]),
         };
     }
     *bits = reader;
     Some(out)
+}
+
+/// What [`mcu_quarter`] decodes with: each component's DC and AC Huffman tables, the luma
+/// IDCT's factors ([`idct_factors`]) and the chroma IDCT's quantisers ([`idct_4x4_quant`]).
+struct McuTables<'a> {
+    huffman: [(&'a Huffman, &'a Huffman); 3],
+    luma_factors: &'a [i32; 64],
+    chroma_quant: &'a [[i32; 64]; 2],
 }
 
 /// The decoding of one MCU at 1/4 scale as compiled for the CPU it runs on: the portable code,
@@ -1349,9 +1355,7 @@ trait Cpu: Copy {
     /// [`mcu_quarter`], compiled for this CPU (and not inlined: see there).
     fn mcu_quarter(
         self,
-        tables: &[(&Huffman, &Huffman); 3],
-        luma_factors: &[i32; 64],
-        chroma_quant: &[[i32; 64]; 2],
+        tables: &McuTables<'_>,
         bits: &mut Bits<'_>,
         pred: &mut [i32; 3],
     ) -> Option<[[[u8; 4]; 4]; 3]>;
@@ -1373,13 +1377,11 @@ impl Cpu for Portable {
     #[inline(never)]
     fn mcu_quarter(
         self,
-        tables: &[(&Huffman, &Huffman); 3],
-        luma_factors: &[i32; 64],
-        chroma_quant: &[[i32; 64]; 2],
+        tables: &McuTables<'_>,
         bits: &mut Bits<'_>,
         pred: &mut [i32; 3],
     ) -> Option<[[[u8; 4]; 4]; 3]> {
-        mcu_quarter(self, tables, luma_factors, chroma_quant, bits, pred)
+        mcu_quarter(self, tables, bits, pred)
     }
 
     #[inline(always)]
@@ -1445,12 +1447,13 @@ impl Quarter {
         data: &mut impl ScanData,
         mut mcu: impl FnMut([[[u8; 4]; 4]; 3], (usize, usize)) -> Option<()>,
     ) -> Option<()> {
-        let tables = component_tables(&self.frame, &self.dc_tables, &self.ac_tables)?;
+        let tables = McuTables {
+            huffman: component_tables(&self.frame, &self.dc_tables, &self.ac_tables)?,
+            luma_factors: &self.luma_factors,
+            chroma_quant: &self.chroma_quant,
+        };
         scan(data, &self.frame, |bits, pred, at| {
-            mcu(
-                cpu.mcu_quarter(&tables, &self.luma_factors, &self.chroma_quant, bits, pred)?,
-                at,
-            )
+            mcu(cpu.mcu_quarter(&tables, bits, pred)?, at)
         })
     }
 }

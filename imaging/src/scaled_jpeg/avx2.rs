@@ -21,7 +21,7 @@ use std::arch::x86_64::*;
 use super::{
     Bits, Block2x2, Block4x4, Cpu, FIX_0_211164243, FIX_0_509795579, FIX_0_601344887,
     FIX_0_765366865, FIX_0_899976223, FIX_1_061594337, FIX_1_451774981, FIX_1_847759065,
-    FIX_2_172734803, FIX_2_562915447, Huffman, ROW_FACTOR, mcu_quarter,
+    FIX_2_172734803, FIX_2_562915447, McuTables, ROW_FACTOR, mcu_quarter,
 };
 
 /// Proof that this CPU has AVX2, BMI1, BMI2 and LZCNT: only [`Avx2::detect`] makes one.
@@ -43,14 +43,12 @@ impl Cpu for Avx2 {
     #[inline(always)]
     fn mcu_quarter(
         self,
-        tables: &[(&Huffman, &Huffman); 3],
-        luma_factors: &[i32; 64],
-        chroma_quant: &[[i32; 64]; 2],
+        tables: &McuTables<'_>,
         bits: &mut Bits<'_>,
         pred: &mut [i32; 3],
     ) -> Option<[[[u8; 4]; 4]; 3]> {
         // SAFETY: `self` proves that the CPU has every feature `mcu` is compiled for.
-        unsafe { mcu(self, tables, luma_factors, chroma_quant, bits, pred) }
+        unsafe { mcu(self, tables, bits, pred) }
     }
 
     #[inline(always)]
@@ -76,13 +74,11 @@ impl Cpu for Avx2 {
 #[inline(never)]
 fn mcu(
     cpu: Avx2,
-    tables: &[(&Huffman, &Huffman); 3],
-    luma_factors: &[i32; 64],
-    chroma_quant: &[[i32; 64]; 2],
+    tables: &McuTables<'_>,
     bits: &mut Bits<'_>,
     pred: &mut [i32; 3],
 ) -> Option<[[[u8; 4]; 4]; 3]> {
-    mcu_quarter(cpu, tables, luma_factors, chroma_quant, bits, pred)
+    mcu_quarter(cpu, tables, bits, pred)
 }
 
 /// [`super::idct_2x2`] of an MCU's four luma blocks at once, in vectors of eight 32-bit lanes:
@@ -142,14 +138,10 @@ fn idct_2x2_four(coefs: &[Block2x2; 4], factors: &[i32; 64]) -> [[u8; 4]; 4] {
         _mm256_castsi256_si128(packed),
         _mm256_extracti128_si256::<1>(packed),
     );
-    let by_row = _mm_shuffle_epi8(
+    pixels_in_order(
         bytes,
         _mm_setr_epi8(0, 4, 2, 6, 1, 5, 3, 7, 8, 12, 10, 14, 9, 13, 11, 15),
-    );
-    let mut pixels = [[0u8; 4]; 4];
-    // SAFETY: `pixels` is 16 contiguous bytes; the store is unaligned.
-    unsafe { _mm_storeu_si128(pixels.as_mut_ptr().cast(), by_row) };
-    pixels
+    )
 }
 
 /// [`super::idct_4x4`] in vectors of eight 32-bit lanes: pass 1 takes the seven columns at
@@ -195,13 +187,20 @@ fn idct_4x4<const USED: usize>(coef: &Block4x4, quant: &[i32; 64]) -> [[u8; 4]; 
         _mm_packs_epi32(low(o0), low(o1)),
         _mm_packs_epi32(low(o2), low(o3)),
     );
-    let by_row = _mm_shuffle_epi8(
+    pixels_in_order(
         by_column,
         _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
-    );
+    )
+}
+
+/// Sixteen pixels, byte `i` of the result taken from byte `order[i]` of `bytes`: 4x4, row by
+/// row.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn pixels_in_order(bytes: __m128i, order: __m128i) -> [[u8; 4]; 4] {
     let mut pixels = [[0u8; 4]; 4];
     // SAFETY: `pixels` is 16 contiguous bytes; the store is unaligned.
-    unsafe { _mm_storeu_si128(pixels.as_mut_ptr().cast(), by_row) };
+    unsafe { _mm_storeu_si128(pixels.as_mut_ptr().cast(), _mm_shuffle_epi8(bytes, order)) };
     pixels
 }
 
@@ -274,42 +273,77 @@ mod tests {
     use super::super::{Portable, STORE_2X2, STORE_4X4, idct_4x4_quant, idct_factors};
     use super::*;
 
-    /// A small deterministic generator (xorshift), so that a failure names its block.
-    fn next(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
+    /// Random blocks from a small deterministic generator (xorshift), so that a failure names
+    /// its block: quantisers and coefficients of every size, a real stream's up to hostile ones
+    /// whose products wrap, in turns.
+    struct Blocks {
+        state: u64,
+        coef_bits: u32,
     }
 
-    #[test]
-    fn the_vector_luma_idct_is_the_portable_one() {
-        let Some(cpu) = Avx2::detect() else {
-            eprintln!("no AVX2 here: nothing to compare");
-            return;
-        };
-        let mut state = 0x2545_F491_4F6C_DD1D;
-        for mcu in 0..100_000u32 {
-            let (coef_bits, quant_bits) = match mcu % 4 {
+    impl Blocks {
+        fn next(&mut self) -> u64 {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            self.state
+        }
+
+        /// The next case's quantisation table (zigzag order); its coefficients follow from
+        /// [`Blocks::coefficient`].
+        fn quantisers(&mut self, case: u32) -> [u16; 64] {
+            let (coef_bits, quant_bits) = match case % 4 {
                 0 => (6, 6),
                 1 => (11, 8),
                 2 => (16, 8),
                 _ => (16, 16),
             };
-            let zigzag: [u16; 64] =
-                std::array::from_fn(|_| (next(&mut state) as u16 >> (16 - quant_bits)).max(1));
-            let factors = idct_factors(&zigzag);
+            self.coef_bits = coef_bits;
+            std::array::from_fn(|_| (self.next() as u16 >> (16 - quant_bits)).max(1))
+        }
+
+        fn coefficient(&mut self) -> i16 {
+            (self.next() as u16 as i16) >> (16 - self.coef_bits)
+        }
+
+        /// A block's end (as [`ac_into`](super::super::ac_into) returns it): 1 to 64.
+        fn end(&mut self) -> usize {
+            1 + (self.next() % 64) as usize
+        }
+    }
+
+    /// This CPU's proof of AVX2 and blocks from `seed`; `None` (and a word why) without AVX2.
+    fn cases(seed: u64) -> Option<(Avx2, Blocks)> {
+        let cpu = Avx2::detect();
+        if cpu.is_none() {
+            eprintln!("no AVX2 here: nothing to compare");
+        }
+        Some((
+            cpu?,
+            Blocks {
+                state: seed,
+                coef_bits: 0,
+            },
+        ))
+    }
+
+    #[test]
+    fn the_vector_luma_idct_is_the_portable_one() {
+        let Some((cpu, mut blocks)) = cases(0x2545_F491_4F6C_DD1D) else {
+            return;
+        };
+        for mcu in 0..100_000u32 {
+            let factors = idct_factors(&blocks.quantisers(mcu));
             let mut coefs: [Block2x2; 4] = [[0; 64]; 4];
             let mut ends = [0u32; 4];
             for (coef, end) in coefs.iter_mut().zip(&mut ends) {
                 // A third of the blocks DC only, as `ac_into` reports them (end 1).
-                *end = match next(&mut state) % 3 {
+                *end = match blocks.next() % 3 {
                     0 => 1,
-                    _ => 1 + (next(&mut state) % 64) as u32,
+                    _ => blocks.end() as u32,
                 };
                 for k in 0..*end as usize {
-                    let value = (next(&mut state) as u16 as i16) >> (16 - coef_bits);
-                    coef[usize::from(STORE_2X2[k]) & 63] = value;
+                    coef[usize::from(STORE_2X2[k]) & 63] = blocks.coefficient();
                 }
             }
             assert_eq!(
@@ -322,29 +356,16 @@ mod tests {
 
     #[test]
     fn the_vector_idct_is_the_portable_one() {
-        let Some(cpu) = Avx2::detect() else {
-            eprintln!("no AVX2 here: nothing to compare");
+        let Some((cpu, mut blocks)) = cases(0x9E37_79B9_7F4A_7C15) else {
             return;
         };
-        let mut state = 0x9E37_79B9_7F4A_7C15;
         for block in 0..200_000u32 {
-            // Quantisers and coefficients of every size: a real stream's, up to hostile ones
-            // whose products wrap.
-            let (coef_bits, quant_bits) = match block % 4 {
-                0 => (6, 6),
-                1 => (11, 8),
-                2 => (16, 8),
-                _ => (16, 16),
-            };
-            let zigzag: [u16; 64] =
-                std::array::from_fn(|_| (next(&mut state) as u16 >> (16 - quant_bits)).max(1));
-            let quant = idct_4x4_quant(&zigzag);
+            let quant = idct_4x4_quant(&blocks.quantisers(block));
             // Only the first `end` zigzag positions set, as the decoder's `end` says.
-            let end = 1 + (next(&mut state) % 64) as usize;
+            let end = blocks.end();
             let mut coef: Block4x4 = [0; 64];
             for k in 0..end {
-                let value = (next(&mut state) as u16 as i16) >> (16 - coef_bits);
-                coef[usize::from(STORE_4X4[k]) & 63] = value;
+                coef[usize::from(STORE_4X4[k]) & 63] = blocks.coefficient();
             }
             // (Values nobody reads land in slot 63, which neither IDCT may read.)
             let (ours, portable) = match end {
