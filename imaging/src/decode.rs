@@ -10,7 +10,7 @@
 //! - PNG and GIF (first frame): the `image` crate's pure-Rust decoders.
 //!
 //! Every decoder re-reads the size from its own header parser and checks it against the pixel
-//! limit again before allocating, so a disagreement between our [`crate::probe`] and the codec
+//! limit again before allocating, so a disagreement between our [`probe`](fn@crate::probe) and the codec
 //! can never turn into an unchecked allocation.
 
 use std::io::Cursor;

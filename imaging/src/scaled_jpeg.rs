@@ -760,7 +760,8 @@ const fn compact_2x2(natural: usize) -> usize {
     }
 }
 
-/// Where a row or column is in [`READ_2X2`]; 5 when the IDCT does not read it.
+/// Where a row or column is among the five the 2x2 IDCT reads (see [`compact_2x2`]); 5 when it
+/// does not read it.
 const fn read_2x2(v: usize) -> usize {
     match v {
         0 => 0,
@@ -1295,9 +1296,10 @@ fn component_tables<'t>(
 /// One MCU at 1/4 scale, as libjpeg-turbo decodes 4:2:0 at 1/4: the four luma blocks at 2x2
 /// (left to right, top to bottom) and the two chroma blocks at 4x4, which is how it scales the
 /// chroma up (by its IDCT, so that no upsampling is left): the MCU's 4x4 luma pixels and each
-/// chroma plane's 4x4, row by row. Not inlined, and working on a copy of the bit reader, so
-/// that the reader's state stays in registers (in the MCU loop, with the planes and counters
-/// live, the compiler kept it on the stack): see [`Cpu::mcu_quarter`].
+/// chroma plane's 4x4, row by row. Working on a copy of the bit reader, and run from a function
+/// that is not inlined ([`Cpu::mcu_quarter`], one per build), so that the reader's state stays
+/// in registers (in the MCU loop, with the planes and counters live, the compiler kept it on
+/// the stack).
 #[inline(always)]
 fn mcu_quarter(
     cpu: impl Cpu,
@@ -1349,7 +1351,7 @@ struct McuTables<'a> {
 }
 
 /// The decoding of one MCU at 1/4 scale as compiled for the CPU it runs on: the portable code,
-/// or on x86-64 with AVX2 the same code compiled for it with a vector IDCT ([`avx2`]). Each
+/// or on x86-64 with AVX2 the same code compiled for it with both IDCTs in vectors ([`avx2`]). Each
 /// computes the same pixels; each decode picks the fastest the machine has.
 trait Cpu: Copy {
     /// [`mcu_quarter`], compiled for this CPU (and not inlined: see there).
