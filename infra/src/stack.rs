@@ -123,7 +123,7 @@ impl LocalStack {
             let created = secrets
                 .create_secret()
                 .name(&name)
-                .secret_string(local_secret_value()?)
+                .secret_string(initial_secret_value(&secret)?)
                 .send()
                 .await
                 .with_context(|| format!("creating secret {name}"))?;
@@ -202,6 +202,27 @@ impl LocalStack {
 /// stack's Stripe secret key is the operator's to set (`lumi secrets init` never invents one).
 pub fn complete_secret_value(existing: Option<&str>) -> anyhow::Result<String> {
     Ok(lumi_shared::secrets::complete_secret_json(existing)?)
+}
+
+/// A local secret's first value. `ConfigSecret`: complete, as `lumi secrets init` leaves a
+/// deployed one ([`local_secret_value`]). Any other: what CloudFormation generates from its
+/// `GenerateSecretString` (the template with `GenerateStringKey` set to 64 random alphanumerics).
+fn initial_secret_value(secret: &Resource) -> anyhow::Result<String> {
+    if secret.logical_id == "ConfigSecret" {
+        return local_secret_value();
+    }
+    let generate = prop(secret, "GenerateSecretString")
+        .ok_or_else(|| anyhow!("{}: no GenerateSecretString", secret.logical_id))?;
+    let template = text(generate, "SecretStringTemplate")?;
+    let key = text(generate, "GenerateStringKey")?;
+    let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&template)
+        .with_context(|| format!("{}: SecretStringTemplate", secret.logical_id))?;
+    let value = {
+        use rand::distr::{Alphanumeric, SampleString as _};
+        Alphanumeric.sample_string(&mut rand::rng(), 64)
+    };
+    object.insert(key, serde_json::Value::String(value));
+    Ok(serde_json::Value::Object(object).to_string())
 }
 
 /// A local stack's secret: every key, and the local Stripe server's secret key (it accepts any

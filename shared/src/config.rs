@@ -274,6 +274,10 @@ pub struct Config {
     pub aws_endpoint_url: Option<String>,
     pub tables: Tables,
     pub config_secret_id: String,
+    /// `CDN_ORIGIN_SECRET_ID` (the images function's): the secret whose token a CDN sends as
+    /// `X-Origin-Verify`; a request carrying it is keyed on its viewer's address
+    /// (`crate::http::edge`). Unset: every request's client is API Gateway's `sourceIp`.
+    pub cdn_origin_secret_id: Option<String>,
     pub secrets_cache_ttl: Duration,
     pub cors: CorsConfig,
     pub max_body_bytes: usize,
@@ -590,6 +594,7 @@ impl Config {
                 url_ttl: Duration::from_secs(env.parsed("IMAGE_URL_TTL_SECONDS", 900)?),
             },
             config_secret_id: env.required("CONFIG_SECRET_ID")?,
+            cdn_origin_secret_id: env.get("CDN_ORIGIN_SECRET_ID").map(str::to_owned),
             secrets_cache_ttl: Duration::from_secs(env.parsed("SECRETS_CACHE_TTL_SECONDS", 300)?),
             cors,
             max_body_bytes: env.parsed("MAX_BODY_BYTES", 1024 * 1024)?,

@@ -16,7 +16,7 @@ use crate::{
     clock::{Clock, SystemClock},
     config::Config,
     ratelimit::RateLimiter,
-    secrets::SecretStore,
+    secrets::{CdnOriginTokens, SecretStore},
     settings::SettingsStore,
     store::Db,
     telemetry::{LineSink, Stdout, metrics::MetricSet},
@@ -28,6 +28,8 @@ pub struct Platform {
     pub sdk_config: SdkConfig,
     pub db: Db,
     pub secrets: SecretStore,
+    /// The CDN origin secret's tokens, when the function has one (`CDN_ORIGIN_SECRET_ID`).
+    pub cdn_origin: Option<CdnOriginTokens>,
     pub settings: SettingsStore,
     pub limiter: RateLimiter,
     /// What time it is for domain rules (reservation expiry, rate limits); tests move it.
@@ -59,6 +61,14 @@ impl Platform {
         let secretsmanager = LazyClient::new(&sdk_config, aws_sdk_secretsmanager::Client::new);
         let db = Db::lazy(dynamodb, config.query_timeout, config.slow_query_threshold);
         Arc::new(Self {
+            cdn_origin: config.cdn_origin_secret_id.clone().map(|secret_id| {
+                CdnOriginTokens::new(
+                    secretsmanager.clone(),
+                    secret_id,
+                    config.secrets_cache_ttl,
+                    config.query_timeout,
+                )
+            }),
             secrets: SecretStore::new(
                 secretsmanager,
                 config.config_secret_id.clone(),

@@ -431,9 +431,123 @@ impl SecretStore {
     }
 }
 
+/// Whether `presented` is one of `known`: every one is compared, each in constant time, so the
+/// time taken says neither which matched nor how much of one did.
+pub fn is_one_of(known: &[SecretString], presented: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    known
+        .iter()
+        .fold(subtle::Choice::from(0), |found, k| {
+            found | k.expose_secret().as_bytes().ct_eq(presented.as_bytes())
+        })
+        .into()
+}
+
+/// The CDN origin secret (`CDN_ORIGIN_SECRET_ID`, template.yaml's `CdnOriginSecret`): the
+/// token CloudFront sends the images origin as `X-Origin-Verify`, so that the function knows a
+/// request came through the distribution and may believe its `CloudFront-Viewer-Address`.
+/// Both the current and the previous version are accepted: a new token is put first, the
+/// distribution sends it after its next deploy, and neither step refuses the other's requests.
+pub struct CdnOriginTokens {
+    client: LazyClient<Client>,
+    secret_id: String,
+    timeout: Duration,
+    cache: TtlCache<Vec<SecretString>>,
+}
+
+impl CdnOriginTokens {
+    pub fn new(
+        client: LazyClient<Client>,
+        secret_id: String,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            secret_id,
+            timeout,
+            cache: TtlCache::new(ttl),
+        }
+    }
+
+    /// Whether `presented` is the current or the previous token (cached like the config secret).
+    pub async fn verify(&self, presented: &str) -> Result<bool, SecretsError> {
+        let tokens = self.cache.get_with(|| self.fetch()).await?;
+        Ok(is_one_of(&tokens, presented))
+    }
+
+    async fn fetch(&self) -> Result<Vec<SecretString>, SecretsError> {
+        let mut tokens = Vec::with_capacity(2);
+        for stage in ["AWSCURRENT", "AWSPREVIOUS"] {
+            let call = self
+                .client
+                .get()
+                .get_secret_value()
+                .secret_id(&self.secret_id)
+                .version_stage(stage)
+                .send();
+            let call =
+                crate::telemetry::trace::aws_call("SecretsManager", "GetSecretValue", None, call);
+            let output = match tokio::time::timeout(self.timeout, call)
+                .await
+                .map_err(|_| SecretsError::Timeout(self.timeout))?
+            {
+                Ok(output) => output,
+                // A secret never changed has no previous version.
+                Err(e)
+                    if stage == "AWSPREVIOUS"
+                        && e.as_service_error()
+                            .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    break;
+                }
+                Err(e) => return Err(SecretsError::Unavailable(crate::error::error_chain(&e))),
+            };
+            tokens.push(parse_cdn_origin_token(
+                output.secret_string().unwrap_or_default(),
+            )?);
+        }
+        Ok(tokens)
+    }
+}
+
+/// The `token` of the CDN origin secret's JSON (`{"token": "…"}`, as CloudFormation generates
+/// it), at least [`MIN_KEY_LEN`] characters.
+fn parse_cdn_origin_token(raw: &str) -> Result<SecretString, SecretsError> {
+    #[derive(Deserialize)]
+    struct Value {
+        token: SecretString,
+    }
+    let value: Value = serde_json::from_str(raw).map_err(|e| {
+        SecretsError::Invalid(format!(
+            "the CDN origin secret is not {{\"token\": …}}: {e}"
+        ))
+    })?;
+    if value.token.expose_secret().len() < MIN_KEY_LEN {
+        return Err(SecretsError::Invalid(format!(
+            "the CDN origin token is shorter than {MIN_KEY_LEN} characters"
+        )));
+    }
+    Ok(value.token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cdn_origin_token_is_one_of_the_known_ones_and_long_enough() {
+        let token = "t".repeat(MIN_KEY_LEN);
+        let parsed =
+            parse_cdn_origin_token(&serde_json::json!({ "token": token }).to_string()).unwrap();
+        let known = [SecretString::from("o".repeat(64)), parsed];
+        assert!(is_one_of(&known, &token));
+        assert!(!is_one_of(&known, &token[1..]), "a prefix is not the token");
+        assert!(!is_one_of(&known, ""));
+        assert!(!is_one_of(&[], &token));
+        assert!(parse_cdn_origin_token(r#"{"token":"short"}"#).is_err());
+        assert!(parse_cdn_origin_token(r#"{"cookie_secret":"x"}"#).is_err());
+    }
 
     #[test]
     fn secrets_are_validated_and_never_printed() {

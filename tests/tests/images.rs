@@ -1,8 +1,9 @@
 //! The images function end to end: transforms over HTTP (formats, negotiation, quality from the
 //! settings, ETags, every limit and bad input; an admin's or a signed request only), stored
 //! variants in S3 with presigned URLs, the presigned-upload path for originals larger than a
-//! request body, and signed image URLs of stored originals (cache headers, 304, Accept, and
-//! every bad signature refused before S3 is read).
+//! request body, and signed image URLs of stored originals (cache headers, 304, Accept, every
+//! bad signature refused before S3 is read, and a CDN miss's rate limit kept per viewer only
+//! with the CDN origin token).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1040,4 +1041,135 @@ async fn the_rate_limit_is_decided_alongside_a_signed_get_and_a_known_refusal_re
     // Once the budget refills (a third of the window: one request), admitted again.
     clock.advance_secs(i64::from(settings.rate_limits.ip.window_seconds) / 3 + 1);
     assert_eq!(get(&a, &[]).await.unwrap().status(), 200);
+}
+
+/// The `r` of the `ip` scope in a response's `RateLimit` header: what that client has left.
+fn ip_remaining(response: &reqwest::Response) -> u32 {
+    let value = response.headers()["ratelimit"].to_str().unwrap();
+    value
+        .split(", ")
+        .find_map(|scope| scope.strip_prefix("\"ip\";r="))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no ip scope in {value}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_cdn_miss_spends_its_viewers_budget_and_only_with_the_origin_token() {
+    let clock = lumi_shared::clock::ManualClock::starting_now();
+    let app = TestApp::builder().clock(&clock).spawn().await;
+    let mut settings = SystemSettings::default();
+    settings.rate_limits.ip.limit = 3;
+    app.put_settings(&settings).await;
+    let key = url_keys(&app).await.remove(0);
+    let source = put_original(&app, encode(&png(400, 300), OutputFormat::Jpeg), "jpeg").await;
+    let path = image_path(&key, "w_100-format_jpeg", &source);
+    // The token CloudFront sends, as CloudFormation generated it into CdnOriginSecret.
+    let origin_secret = app
+        .secrets_manager()
+        .get_secret_value()
+        .secret_id(app.resource("CdnOriginSecret"))
+        .send()
+        .await
+        .unwrap();
+    let origin_secret: Value =
+        serde_json::from_str(origin_secret.secret_string().unwrap()).unwrap();
+    let token = origin_secret["token"].as_str().unwrap().to_owned();
+    let images = app
+        .serve_routes_as("images", "images", images::routes)
+        .await;
+    let client = reqwest::Client::new();
+    // `source`: API Gateway's sourceIp (a CloudFront edge server, or a direct caller).
+    let get = |source: &str, token: Option<&str>, viewer: &str| {
+        let mut request = client
+            .get(format!("{images}{path}"))
+            .header("x-test-source-ip", source)
+            .header("cloudfront-viewer-address", viewer);
+        if let Some(token) = token {
+            request = request.header("x-origin-verify", token);
+        }
+        request.send()
+    };
+    let edge_server = "130.176.0.10";
+    let (viewer_a, viewer_b) = ("198.51.100.7:40001", "2001:db8::7:40002");
+
+    // Through the CDN: each viewer has a budget of its own, though all come from one address.
+    let first = get(edge_server, Some(&token), viewer_a).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(ip_remaining(&first), 2);
+    let again = get(edge_server, Some(&token), viewer_a).await.unwrap();
+    assert_eq!(ip_remaining(&again), 1);
+    let other = get(edge_server, Some(&token), viewer_b).await.unwrap();
+    assert_eq!(other.status(), 200);
+    assert_eq!(
+        ip_remaining(&other),
+        2,
+        "viewer B does not spend A's budget"
+    );
+    assert_eq!(
+        ip_remaining(&get(edge_server, Some(&token), viewer_a).await.unwrap()),
+        0
+    );
+    let refused = get(edge_server, Some(&token), viewer_a).await.unwrap();
+    assert_eq!(assert_problem(refused, 429).await["policy"], "ip");
+    let still = get(edge_server, Some(&token), viewer_b).await.unwrap();
+    assert_eq!(still.status(), 200, "A's refusal is not B's");
+    assert_eq!(ip_remaining(&still), 1);
+
+    // Directly, or with a wrong token: the viewer header is the caller's to forge, so the
+    // budget is the source address's, whatever viewer it names (A's is spent, this one's not).
+    let wrong = "x".repeat(token.len());
+    for (source, token) in [
+        ("203.0.113.50", None),
+        ("203.0.113.51", Some(wrong.as_str())),
+    ] {
+        for (n, viewer) in ["198.51.100.7:1", "198.51.100.8:2", "198.51.100.9:3"]
+            .into_iter()
+            .enumerate()
+        {
+            let direct = get(source, token, viewer).await.unwrap();
+            assert_eq!(direct.status(), 200, "{source} request {n}");
+            assert_eq!(ip_remaining(&direct), 2 - n as u32, "{source} request {n}");
+        }
+        let refused = get(source, token, "198.51.100.10:4").await.unwrap();
+        assert_eq!(
+            assert_problem(refused, 429).await["policy"],
+            "ip",
+            "{source}"
+        );
+    }
+
+    // A new token, put before the distribution sends it: a container reading the secret now
+    // accepts the new one and the one the distribution still sends (AWSPREVIOUS).
+    let new_token = "n".repeat(64);
+    app.secrets_manager()
+        .put_secret_value()
+        .secret_id(app.resource("CdnOriginSecret"))
+        .secret_string(serde_json::json!({ "token": new_token }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let images = app
+        .serve_routes_as("images", "images", images::routes)
+        .await;
+    let get = |token: &str, viewer: &str| {
+        client
+            .get(format!("{images}{path}"))
+            .header("x-test-source-ip", edge_server)
+            .header("cloudfront-viewer-address", viewer)
+            .header("x-origin-verify", token)
+            .send()
+    };
+    // Two viewers a token: keyed on the edge server instead, the second would have 1 left.
+    for (token, viewers) in [
+        (&token, ["192.0.2.1:1", "192.0.2.2:2"]),
+        (&new_token, ["192.0.2.3:3", "192.0.2.4:4"]),
+    ] {
+        for viewer in viewers {
+            let rotated = get(token, viewer).await.unwrap();
+            assert_eq!(rotated.status(), 200, "{viewer}");
+            assert_eq!(ip_remaining(&rotated), 2, "{viewer}: its own budget");
+        }
+    }
 }

@@ -124,16 +124,7 @@ pub enum MetricsReader {
 
 /// Whether `token` is one of the secret's scrape tokens; compared in constant time.
 fn is_scrape_token(secrets: &crate::secrets::AppSecrets, token: &str) -> bool {
-    use secrecy::ExposeSecret as _;
-    use subtle::ConstantTimeEq as _;
-    // Every token is compared, so the time taken does not say which one matched.
-    secrets
-        .metrics_scrape_tokens
-        .iter()
-        .fold(subtle::Choice::from(0), |found, known| {
-            found | known.expose_secret().as_bytes().ct_eq(token.as_bytes())
-        })
-        .into()
+    crate::secrets::is_one_of(&secrets.metrics_scrape_tokens, token)
 }
 
 impl<S> FromRequestParts<S> for MetricsReader

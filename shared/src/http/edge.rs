@@ -55,6 +55,50 @@ pub fn is_valid_request_id(id: &str) -> bool {
         })
 }
 
+/// The header a CDN sends with the origin token (template.yaml's `ImagesDistribution`).
+pub const X_ORIGIN_VERIFY: &str = "x-origin-verify";
+/// The viewer's address and port, as CloudFront sends it to an origin that asks for it.
+pub const CLOUDFRONT_VIEWER_ADDRESS: &str = "cloudfront-viewer-address";
+
+/// The viewer's address of a request CloudFront forwarded: its `CloudFront-Viewer-Address`,
+/// believed only when the request also carries the CDN origin secret's token as
+/// `X-Origin-Verify` (so nobody calling the API directly can choose the address their budget
+/// is kept under). Behind CloudFront, `sourceIp` is an edge server's address, which every
+/// viewer that edge serves shares. `None` when the function has no origin secret, the request
+/// does not carry both headers, the token is wrong, or the secret cannot be read (then the
+/// request is keyed on `sourceIp`, as a direct one: nothing is refused for it).
+async fn cdn_viewer_ip(platform: &Platform, headers: &http::HeaderMap) -> Option<std::net::IpAddr> {
+    let tokens = platform.cdn_origin.as_ref()?;
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let presented = header(X_ORIGIN_VERIFY)?;
+    let viewer = parse_viewer_address(header(CLOUDFRONT_VIEWER_ADDRESS)?)?;
+    match tokens.verify(presented).await {
+        Ok(true) => Some(viewer),
+        Ok(false) => {
+            tracing::warn!(
+                "X-Origin-Verify does not match the CDN origin secret; keyed on sourceIp"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "the CDN origin secret is unreadable; keyed on sourceIp");
+            None
+        }
+    }
+}
+
+/// The address of a `CloudFront-Viewer-Address` value: `IPv4:port`, or an IPv6 address and
+/// its port after the last colon (with or without brackets).
+fn parse_viewer_address(value: &str) -> Option<std::net::IpAddr> {
+    let (address, port) = value.trim().rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    let address = address
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(address);
+    address.parse().ok()
+}
+
 /// The caller's address as API Gateway saw it (`requestContext.http.sourceIp`); headers such as
 /// `X-Forwarded-For` are the caller's to forge and are not read.
 pub fn resolve_client_ip(request: &Request) -> String {
@@ -76,7 +120,11 @@ pub async fn edge(
 ) -> Response {
     let started = Instant::now();
     let request_id = resolve_request_id(&request);
-    let client_ip = resolve_client_ip(&request);
+    // The viewer's address when the request came through the CDN, else API Gateway's.
+    let client_ip = match cdn_viewer_ip(&platform, request.headers()).await {
+        Some(viewer) => viewer.to_string(),
+        None => resolve_client_ip(&request),
+    };
     let cold_start = platform.take_cold_start();
     // The route template, not the raw path: metric dimensions must stay few.
     let route = request
@@ -221,6 +269,24 @@ async fn finish_problem(response: &mut Response, request_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_viewer_address_is_an_ip_and_a_port() {
+        let ip = |s: &str| parse_viewer_address(s).map(|ip| ip.to_string());
+        assert_eq!(ip("198.51.100.10:46532").as_deref(), Some("198.51.100.10"));
+        assert_eq!(ip("2001:db8::9:5100").as_deref(), Some("2001:db8::9"));
+        assert_eq!(ip("[2001:db8::1]:443").as_deref(), Some("2001:db8::1"));
+        for bad in [
+            "198.51.100.10",
+            "198.51.100.10:",
+            "host:80",
+            ":80",
+            "1.2.3.4:99999",
+            "",
+        ] {
+            assert_eq!(ip(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn request_ids_are_validated() {
