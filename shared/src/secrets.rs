@@ -342,11 +342,49 @@ pub enum SecretsError {
 /// Forced refreshes for an unknown `kid` happen at most this often per container.
 const UNKNOWN_KID_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The config secret of this container.
-pub struct SecretStore {
+/// One secret's versions, read by stage, each call within the deadline and in an `aws_call` span.
+struct SecretReader {
     client: LazyClient<Client>,
     secret_id: String,
     timeout: Duration,
+}
+
+impl SecretReader {
+    /// The string value of the version labelled `stage`; `None` when no version has the label
+    /// (a secret never changed has no `AWSPREVIOUS`).
+    async fn read(&self, stage: &str) -> Result<Option<String>, SecretsError> {
+        let call = self
+            .client
+            .get()
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_stage(stage)
+            .send();
+        let call =
+            crate::telemetry::trace::aws_call("SecretsManager", "GetSecretValue", None, call);
+        match tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| SecretsError::Timeout(self.timeout))?
+        {
+            Ok(output) => output
+                .secret_string
+                .map(Some)
+                .ok_or_else(|| SecretsError::Invalid("the secret has no string value".into())),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception())
+                    && stage != "AWSCURRENT" =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(SecretsError::Unavailable(crate::error::error_chain(&e))),
+        }
+    }
+}
+
+/// The config secret of this container.
+pub struct SecretStore {
+    reader: SecretReader,
     cache: TtlCache<AppSecrets>,
     last_forced: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
@@ -359,9 +397,11 @@ impl SecretStore {
         timeout: Duration,
     ) -> Self {
         Self {
-            client,
-            secret_id,
-            timeout,
+            reader: SecretReader {
+                client,
+                secret_id,
+                timeout,
+            },
             cache: TtlCache::new(ttl),
             last_forced: std::sync::Mutex::new(None),
         }
@@ -369,11 +409,11 @@ impl SecretStore {
 
     /// Builds the client now (a long-running local server; Lambda builds it on first use).
     pub fn warm(&self) {
-        let _ = self.client.get();
+        let _ = self.reader.client.get();
     }
 
     pub fn secret_id(&self) -> &str {
-        &self.secret_id
+        &self.reader.secret_id
     }
 
     /// The secrets, from the cache when fresh.
@@ -409,25 +449,11 @@ impl SecretStore {
     }
 
     async fn fetch(&self) -> Result<AppSecrets, SecretsError> {
-        let call = self
-            .client
-            .get()
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            // What Secrets Manager answers by default, said explicitly: during a rotation the
-            // pending version is never read by mistake (and the local stack agrees).
-            .version_stage("AWSCURRENT")
-            .send();
-        let call =
-            crate::telemetry::trace::aws_call("SecretsManager", "GetSecretValue", None, call);
-        let output = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| SecretsError::Timeout(self.timeout))?
-            .map_err(|e| SecretsError::Unavailable(crate::error::error_chain(&e)))?;
-        let raw = output
-            .secret_string()
-            .ok_or_else(|| SecretsError::Invalid("the secret has no string value".into()))?;
-        AppSecrets::parse(raw)
+        // What Secrets Manager answers by default, said explicitly: during a rotation the
+        // pending version is never read by mistake (and the local stack agrees).
+        // (`read` answers `None` for no other label: a missing AWSCURRENT is an error.)
+        let raw = self.reader.read("AWSCURRENT").await?.unwrap_or_default();
+        AppSecrets::parse(&raw)
     }
 }
 
@@ -449,9 +475,7 @@ pub fn is_one_of(known: &[SecretString], presented: &str) -> bool {
 /// Both the current and the previous version are accepted: a new token is put first, the
 /// distribution sends it after its next deploy, and neither step refuses the other's requests.
 pub struct CdnOriginTokens {
-    client: LazyClient<Client>,
-    secret_id: String,
-    timeout: Duration,
+    reader: SecretReader,
     cache: TtlCache<Vec<SecretString>>,
 }
 
@@ -463,9 +487,11 @@ impl CdnOriginTokens {
         timeout: Duration,
     ) -> Self {
         Self {
-            client,
-            secret_id,
-            timeout,
+            reader: SecretReader {
+                client,
+                secret_id,
+                timeout,
+            },
             cache: TtlCache::new(ttl),
         }
     }
@@ -479,33 +505,9 @@ impl CdnOriginTokens {
     async fn fetch(&self) -> Result<Vec<SecretString>, SecretsError> {
         let mut tokens = Vec::with_capacity(2);
         for stage in ["AWSCURRENT", "AWSPREVIOUS"] {
-            let call = self
-                .client
-                .get()
-                .get_secret_value()
-                .secret_id(&self.secret_id)
-                .version_stage(stage)
-                .send();
-            let call =
-                crate::telemetry::trace::aws_call("SecretsManager", "GetSecretValue", None, call);
-            let output = match tokio::time::timeout(self.timeout, call)
-                .await
-                .map_err(|_| SecretsError::Timeout(self.timeout))?
-            {
-                Ok(output) => output,
-                // A secret never changed has no previous version.
-                Err(e)
-                    if stage == "AWSPREVIOUS"
-                        && e.as_service_error()
-                            .is_some_and(|e| e.is_resource_not_found_exception()) =>
-                {
-                    break;
-                }
-                Err(e) => return Err(SecretsError::Unavailable(crate::error::error_chain(&e))),
-            };
-            tokens.push(parse_cdn_origin_token(
-                output.secret_string().unwrap_or_default(),
-            )?);
+            if let Some(raw) = self.reader.read(stage).await? {
+                tokens.push(parse_cdn_origin_token(&raw)?);
+            }
         }
         Ok(tokens)
     }
