@@ -350,6 +350,14 @@ struct SecretReader {
 }
 
 impl SecretReader {
+    fn new(client: LazyClient<Client>, secret_id: String, timeout: Duration) -> Self {
+        Self {
+            client,
+            secret_id,
+            timeout,
+        }
+    }
+
     /// The string value of the version labelled `stage`; `None` when no version has the label
     /// (a secret never changed has no `AWSPREVIOUS`).
     async fn read(&self, stage: &str) -> Result<Option<String>, SecretsError> {
@@ -397,11 +405,7 @@ impl SecretStore {
         timeout: Duration,
     ) -> Self {
         Self {
-            reader: SecretReader {
-                client,
-                secret_id,
-                timeout,
-            },
+            reader: SecretReader::new(client, secret_id, timeout),
             cache: TtlCache::new(ttl),
             last_forced: std::sync::Mutex::new(None),
         }
@@ -487,11 +491,7 @@ impl CdnOriginTokens {
         timeout: Duration,
     ) -> Self {
         Self {
-            reader: SecretReader {
-                client,
-                secret_id,
-                timeout,
-            },
+            reader: SecretReader::new(client, secret_id, timeout),
             cache: TtlCache::new(ttl),
         }
     }
