@@ -31,7 +31,9 @@
 //! 6. the GET (2) through that instance: what the limiter, decided alongside, still adds.
 //!
 //! (3) is also timed until GetObject's answer has its headers: the first chunk of the body,
-//! which the codec waits for, comes with them.
+//! which the codec waits for, comes with them. And a GetObject of a 1-byte object, until its
+//! headers: what the local S3 takes to answer any read, a floor under the overhead that no
+//! work of the function's can go below.
 //!
 //! The overhead is the GET's median minus the bare transform's. Its parts are measured alone:
 //! the S3 read (3), the rate limiter (4 − 5) and the path's own work (5). They do not add up:
@@ -178,6 +180,15 @@ pub async fn run(opts: ImageGet) -> Result<()> {
         .send()
         .await
         .context("storing the original")?;
+    // A 1-byte object beside it, whose read measures the local S3's floor.
+    let floor_key = format!("bench/{}.bin", uuid::Uuid::new_v4().simple());
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&floor_key)
+        .body(vec![0u8].into())
+        .send()
+        .await
+        .context("storing the 1-byte object")?;
 
     // Its URL, signed as `lumi images url` signs it.
     let secret = stack.config_secret_json().await?;
@@ -200,7 +211,7 @@ pub async fn run(opts: ImageGet) -> Result<()> {
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     eprintln!(
         "lumi-bench: {} warm-up + {} measured rounds of bare transform, GET, S3 read, \
-         304, 304 without the rate limiter",
+         304, 304 without the rate limiter, GET without it, a 1-byte S3 read",
         opts.warmup, opts.runs
     );
     let mut samples = ImageGetSamples::default();
@@ -249,6 +260,21 @@ pub async fn run(opts: ImageGet) -> Result<()> {
         let s3_time = started.elapsed();
         ensure!(read.len() == photo.len(), "S3 answered a partial original");
 
+        // The local S3's floor: any read, however small, until its answer's headers.
+        let started = Instant::now();
+        let tiny = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(&floor_key)
+            .send()
+            .await
+            .context("S3 GetObject of the 1-byte object")?;
+        let s3_floor_time = started.elapsed();
+        ensure!(
+            tiny.content_length() == Some(1),
+            "the 1-byte object is not 1 byte"
+        );
+
         // The same path without S3 or the transform: a 304 (the ETag is current), with the rate
         // limiter and without.
         let started = Instant::now();
@@ -277,6 +303,7 @@ pub async fn run(opts: ImageGet) -> Result<()> {
             samples
                 .not_modified_unlimited
                 .push(not_modified_unlimited_time);
+            samples.s3_floor.push(s3_floor_time);
         }
     }
     if live {

@@ -561,6 +561,9 @@ pub struct ImageGetSamples {
     pub not_modified: Vec<Duration>,
     /// The same 304 with the rate limiter off.
     pub not_modified_unlimited: Vec<Duration>,
+    /// A GetObject of a 1-byte object until its headers: what the local S3 takes to answer any
+    /// read, the floor under the GET's overhead whatever the function does.
+    pub s3_floor: Vec<Duration>,
 }
 
 /// The figures of `lumi-bench image-get`: medians, the overhead and its parts.
@@ -578,6 +581,7 @@ pub struct ImageGetReport {
     pub get_unlimited_ms: f64,
     pub not_modified_ms: f64,
     pub not_modified_unlimited_ms: f64,
+    pub s3_floor_ms: f64,
     /// GET minus bare.
     pub overhead_ms: f64,
     /// The 304 minus the 304 with the limiter off.
@@ -606,6 +610,7 @@ impl ImageGetReport {
         let get_unlimited_ms = of(&samples.get_unlimited);
         let not_modified_ms = of(&samples.not_modified);
         let not_modified_unlimited_ms = of(&samples.not_modified_unlimited);
+        let s3_floor_ms = of(&samples.s3_floor);
         let overhead_ms = get_ms - bare_ms;
         let limiter_ms = not_modified_ms - not_modified_unlimited_ms;
         let ratio = (overhead_ms / bare_ms * 1000.0).round() / 1000.0;
@@ -621,6 +626,7 @@ impl ImageGetReport {
             get_unlimited_ms,
             not_modified_ms,
             not_modified_unlimited_ms,
+            s3_floor_ms,
             overhead_ms,
             limiter_ms,
             rest_ms: overhead_ms - s3_ms - limiter_ms - not_modified_unlimited_ms,
@@ -673,6 +679,11 @@ impl ImageGetReport {
                 p90_of(&self.samples.s3_headers),
             ],
             vec![
+                "S3 GetObject of a 1-byte object, until its headers".to_owned(),
+                format!("{:.2}", self.s3_floor_ms),
+                p90_of(&self.samples.s3_floor),
+            ],
+            vec![
                 "signed GET answered 304".to_owned(),
                 format!("{:.2}", self.not_modified_ms),
                 p90_of(&self.samples.not_modified),
@@ -722,6 +733,15 @@ impl ImageGetReport {
             &rows,
             &[3, 4],
         );
+        let _ = writeln!(
+            out,
+            "floor: the local S3 answers any read, 1 byte, in {:.2} ms to its headers, {:.3} of \
+             the bare transform; a GET that reads its original from it cannot be under {} \
+             while this is over it",
+            self.s3_floor_ms,
+            self.s3_floor_ms / self.bare_ms,
+            IMAGE_GET_OVERHEAD_MAX
+        );
         out
     }
 
@@ -740,6 +760,7 @@ impl ImageGetReport {
             "get_rate_limiter_off_median_ms": round2(self.get_unlimited_ms),
             "not_modified_median_ms": round2(self.not_modified_ms),
             "not_modified_rate_limiter_off_median_ms": round2(self.not_modified_unlimited_ms),
+            "s3_one_byte_headers_median_ms": round2(self.s3_floor_ms),
             "overhead_ms": round2(self.overhead_ms),
             "rate_limiter_ms": round2(self.limiter_ms),
             "rest_ms": round2(self.rest_ms),
@@ -754,6 +775,7 @@ impl ImageGetReport {
                 "get_rate_limiter_off": millis(&self.samples.get_unlimited),
                 "not_modified": millis(&self.samples.not_modified),
                 "not_modified_rate_limiter_off": millis(&self.samples.not_modified_unlimited),
+                "s3_one_byte_headers": millis(&self.samples.s3_floor),
             },
         })
     }
@@ -850,6 +872,7 @@ mod tests {
                 get_unlimited: ms(&[126, 127, 125]),
                 not_modified: ms(&[6, 7, 8]),
                 not_modified_unlimited: ms(&[1, 2, 3]),
+                s3_floor: ms(&[2, 3, 4]),
             },
             "p.jpg: 4x3, 10 bytes".into(),
             5,
@@ -876,6 +899,11 @@ mod tests {
         assert!(!report.ok);
         let table = report.table();
         assert!(table.contains("MISSED"), "{table}");
+        assert_eq!(report.s3_floor_ms, 3.0);
+        assert!(
+            table.contains("in 3.00 ms to its headers, 0.030 of"),
+            "{table}"
+        );
         let fast = ImageGetReport::new(
             ImageGetSamples {
                 bare: ms(&[100]),
@@ -885,6 +913,7 @@ mod tests {
                 get_unlimited: ms(&[103]),
                 not_modified: ms(&[2]),
                 not_modified_unlimited: ms(&[1]),
+                s3_floor: ms(&[1]),
             },
             "p.jpg".into(),
             5,
