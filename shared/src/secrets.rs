@@ -502,14 +502,17 @@ impl CdnOriginTokens {
         Ok(is_one_of(&tokens, presented))
     }
 
+    /// Both versions at once: a container's first CDN request waits for one round trip.
     async fn fetch(&self) -> Result<Vec<SecretString>, SecretsError> {
-        let mut tokens = Vec::with_capacity(2);
-        for stage in ["AWSCURRENT", "AWSPREVIOUS"] {
-            if let Some(raw) = self.reader.read(stage).await? {
-                tokens.push(parse_cdn_origin_token(&raw)?);
-            }
-        }
-        Ok(tokens)
+        let (current, previous) = tokio::join!(
+            self.reader.read("AWSCURRENT"),
+            self.reader.read("AWSPREVIOUS")
+        );
+        [current?, previous?]
+            .into_iter()
+            .flatten()
+            .map(|raw| parse_cdn_origin_token(&raw))
+            .collect()
     }
 }
 
