@@ -2,7 +2,11 @@
 //! router of the function that owns it (the same router Lambda runs), after adding the request
 //! context API Gateway would (`requestContext.requestId`, `http.sourceIp`, route key, stage).
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    sync::Arc,
+};
 
 use anyhow::{Context as _, anyhow};
 use axum::{
@@ -200,6 +204,14 @@ impl Gateway {
             .iter()
             .find(|r| r.method == "ANY" && r.path == "/{proxy+}")
             .and_then(|r| apps.get(&r.function).cloned());
+        // axum answers HEAD with a path's GET handler; API Gateway matches HEAD only to a route
+        // that declares it (template.yaml's `SignedImageHead`): elsewhere HEAD goes where other
+        // undeclared methods go.
+        let head_declared: BTreeSet<&str> = routes
+            .iter()
+            .filter(|r| r.method == "HEAD" || r.method == "ANY")
+            .map(|r| r.path.as_str())
+            .collect();
         let mut by_path: BTreeMap<String, MethodRouter> = BTreeMap::new();
         for route in &routes {
             let app = apps
@@ -213,6 +225,14 @@ impl Gateway {
                 None => entry.merge(any(handler)),
             };
             let unmatched = catch_all.clone().unwrap_or(app);
+            let entry = if route.method == "GET" && !head_declared.contains(route.path.as_str()) {
+                entry.on(
+                    MethodFilter::HEAD,
+                    forwarding(unmatched.clone(), "ANY /{proxy+}".to_owned()),
+                )
+            } else {
+                entry
+            };
             let entry = entry.fallback(forwarding(unmatched, "ANY /{proxy+}".to_owned()));
             by_path.insert(route.path.clone(), entry);
         }

@@ -70,9 +70,27 @@ pub fn document() -> OpenApi {
     for (_, function) in function_documents() {
         document.merge(function);
     }
+    distinct_head_operation_ids(&mut document);
     constrain_path_parameters(&mut document);
     mark_public_operations(&mut document);
     document
+}
+
+/// A handler documented for GET and HEAD at once (`method(get, head)`) gives both operations its
+/// one `operationId`, which must be unique: HEAD's becomes `head…` (`getSignedImage`:
+/// `headSignedImage`).
+fn distinct_head_operation_ids(document: &mut OpenApi) {
+    for item in document.paths.paths.values_mut() {
+        let get_id = item.get.as_ref().and_then(|op| op.operation_id.clone());
+        if let Some(head) = item.head.as_mut()
+            && head.operation_id.is_some()
+            && head.operation_id == get_id
+        {
+            let id = head.operation_id.take().unwrap_or_default();
+            let rest = id.strip_prefix("get").unwrap_or(&id);
+            head.operation_id = Some(format!("head{rest}"));
+        }
+    }
 }
 
 /// An operation that names no security requirement is public: say so (`security: []`), so a

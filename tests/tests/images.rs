@@ -700,12 +700,33 @@ async fn a_signed_url_serves_a_stored_original_with_cache_headers_and_304_reads_
             .all(|v| !v.to_str().unwrap().contains("Accept")),
         "an explicit format does not vary by Accept"
     );
-    let probe = lumi_imaging::probe(&response.bytes().await.unwrap()).unwrap();
+    let body = response.bytes().await.unwrap();
+    let probe = lumi_imaging::probe(&body).unwrap();
     assert_eq!((probe.width, probe.height), (200, 150));
     assert_eq!(probe.format, InputFormat::Webp);
 
     let again = get(&app, &path, &[]).await;
     assert_eq!(again.headers()[header::ETAG], etag.as_str(), "stable");
+
+    // HEAD (CloudFront passes it; template.yaml routes it): the GET's headers and length, no body.
+    let head = app.http.head(app.url(&path)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    for name in [header::ETAG, header::CONTENT_TYPE, header::CACHE_CONTROL] {
+        assert_eq!(head.headers()[&name], headers[&name], "{name}");
+    }
+    assert_eq!(
+        head.headers()[header::CONTENT_LENGTH],
+        body.len().to_string().as_str()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
+    let head_cached = app
+        .http
+        .head(app.url(&path))
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head_cached.status(), 304);
 
     let reads = s3_reads(&app);
     let cached = get(&app, &path, &[("if-none-match", &etag)]).await;

@@ -83,7 +83,7 @@ fn the_openapi_document_describes_every_route_and_the_api_version() {
     for (path, item) in doc["paths"].as_mapping().unwrap() {
         for (method, _) in item.as_mapping().unwrap() {
             let method = method.as_str().unwrap();
-            if ["get", "post", "put", "patch", "delete"].contains(&method) {
+            if ["get", "head", "post", "put", "patch", "delete"].contains(&method) {
                 documented.insert((
                     method.to_ascii_uppercase(),
                     path.as_str().unwrap().to_owned(),

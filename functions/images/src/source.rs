@@ -38,8 +38,10 @@ use crate::{
 /// joined by `-` in the order `w`, `h`, `fit`, `format`, `quality` (`w_800-format_webp`), with
 /// the POST transform's meanings. Answers are immutable: a year of `Cache-Control`, a strong
 /// `ETag`, and `Vary: Accept` only with `format_auto`.
+///
+/// HEAD answers the same headers without the body (the transform runs: its length is a header).
 #[utoipa::path(
-    get,
+    method(get, head),
     path = "/api/v1/images/{signature}/{options}/{source+}",
     tag = "images",
     operation_id = "getSignedImage",

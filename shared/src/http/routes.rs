@@ -65,6 +65,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/health/ready"),
     ("POST", "/api/v1/images/transform"),
     ("GET", "/api/v1/images/{signature}/{options}/{source+}"),
+    ("HEAD", "/api/v1/images/{signature}/{options}/{source+}"),
     ("GET", "/api/v1/metrics"),
     ("GET", "/api/v1/orders"),
     ("POST", "/api/v1/orders"),
