@@ -6,19 +6,23 @@
 
 use utoipa::openapi::{
     InfoBuilder, OpenApi, OpenApiBuilder, RefOr, ServerBuilder, Tag,
-    path::ParameterIn,
+    path::{Operation, ParameterIn, PathItem},
     schema::{Schema, SchemaType, Type},
 };
 
 /// Every HTTP function's own document, by binary name.
 pub fn function_documents() -> Vec<(&'static str, OpenApi)> {
-    vec![
+    let mut documents = vec![
         ("health", health::openapi()),
         ("auth", auth::openapi()),
         ("orders", orders::openapi()),
         ("admin", admin::openapi()),
         ("images", images::openapi()),
-    ]
+    ];
+    for (_, document) in &mut documents {
+        distinct_head_operation_ids(document);
+    }
+    documents
 }
 
 const DESCRIPTION: &str = "The Lumi e-commerce backend. Every response carries `X-Request-Id` and \
@@ -70,7 +74,6 @@ pub fn document() -> OpenApi {
     for (_, function) in function_documents() {
         document.merge(function);
     }
-    distinct_head_operation_ids(&mut document);
     constrain_path_parameters(&mut document);
     mark_public_operations(&mut document);
     document
@@ -93,18 +96,25 @@ fn distinct_head_operation_ids(document: &mut OpenApi) {
     }
 }
 
+/// A path's operations, for every method the API serves.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.head,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// An operation that names no security requirement is public: say so (`security: []`), so a
 /// reader (or a generated client) never wonders whether a document-wide default applies.
 fn mark_public_operations(document: &mut OpenApi) {
     for item in document.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             operation.security.get_or_insert_with(Vec::new);
         }
     }
@@ -114,14 +124,7 @@ fn mark_public_operations(document: &mut OpenApi) {
 /// otherwise): its schema says so, unless the operation gave it a stricter pattern.
 fn constrain_path_parameters(document: &mut OpenApi) {
     for item in document.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             for parameter in operation.parameters.iter_mut().flatten() {
                 if parameter.parameter_in != ParameterIn::Path {
                     continue;

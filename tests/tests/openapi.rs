@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-const METHODS: [&str; 5] = ["get", "put", "post", "patch", "delete"];
+const METHODS: [&str; 6] = ["get", "head", "put", "post", "patch", "delete"];
 
 /// Liveness: no I/O and never rate limited, so neither 429 nor 503.
 const LIVENESS: [&str; 2] = ["healthLive", "healthLiveAlias"];

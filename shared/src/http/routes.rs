@@ -138,7 +138,7 @@ mod tests {
         assert!(allowed_methods("/api/v1/orders/a/b/c").is_empty());
         assert_eq!(
             allowed_methods("/api/v1/images/sig/w_80/originals/a.jpeg"),
-            [Method::GET]
+            [Method::GET, Method::HEAD]
         );
         assert!(allowed_methods("/api/v1/images/sig/w_80/").is_empty());
     }
